@@ -1,0 +1,41 @@
+/** The `ttc` command line: one sub-command per job. */
+import { pathToFileURL } from 'node:url';
+import { trainCommand, trainUsage } from './commands/train.ts';
+import { ConfigError } from '../shared/config/load.ts';
+
+const commands: Record<string, { run: (argv: string[]) => Promise<number>; usage: string }> = {
+  train: { run: trainCommand, usage: trainUsage },
+};
+
+const usage = `ttc — train large, then compress
+
+usage: ttc <command> [options]    (ttc <command> --help for details)
+
+commands:
+${Object.values(commands).map((c) => `  ${c.usage.split('\n')[0]}`).join('\n')}`;
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    console.log(usage);
+    return name ? 0 : 1;
+  }
+  const cmd = commands[name];
+  if (!cmd) {
+    console.error(`ttc: unknown command "${name}"\n\n${usage}`);
+    return 2;
+  }
+  try {
+    return await cmd.run(rest);
+  } catch (e) {
+    const err = e as Error;
+    // Expected failures (bad config, bad flags, bad files) get their message, not a stack.
+    const expected = err instanceof ConfigError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') || err.name.endsWith('Error') && err.name !== 'Error' && err.name !== 'TypeError';
+    console.error(`ttc ${name}: ${expected ? err.message : err.stack ?? err.message}`);
+    return 1;
+  }
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  process.exitCode = await main(process.argv.slice(2));
+}

@@ -1,0 +1,96 @@
+/**
+ * The run configuration: one convict schema, the single source of truth for every field,
+ * its default, its validation and its documentation (docs/config.md is generated from it
+ * by `npm run docs:config`, and a test keeps the two in sync).
+ */
+import convict from 'convict';
+
+const show = (v: unknown) => (typeof v === 'number' ? String(v) : JSON.stringify(v));
+function positiveInt(v: unknown): void {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new Error(`expected a positive integer, got ${show(v)}`);
+}
+
+function nonNegativeNumber(v: unknown): void {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) {
+    throw new Error(`expected a finite number >= 0, got ${show(v)}`);
+  }
+}
+
+function fraction(v: unknown): void {
+  if (typeof v !== 'number' || !(v >= 0 && v < 1)) throw new Error(`expected a number in [0, 1), got ${show(v)}`);
+}
+
+export const configSchema = {
+  runId: {
+    doc: 'Run identifier: results go to <outputDir>/<runId>/. Empty = derived from the config file name and a timestamp.',
+    format: String,
+    default: '',
+  },
+  outputDir: { doc: 'Directory that holds one sub-directory per run.', format: String, default: 'runs' },
+  cacheDir: { doc: 'Directory for the tokenizer and packed-data cache.', format: String, default: '.cache' },
+  seed: { doc: 'Seed for weights, data split, shuffling and masking.', format: 'int', default: 1234 },
+  backend: {
+    doc: 'Compute backend. auto = tensorflow (tfjs-node-gpu/tfjs-node) → webgpu (real GPU adapter only) → fastest CPU path.',
+    format: ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'],
+    default: 'auto' as 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu',
+  },
+  fastKernels: {
+    doc: 'On CPU backends (wasm, cpu), run matrix products in the BLAS-class kernels of shared/kernels (onnxruntime MLAS) when they load; false = plain tfjs kernels.',
+    format: Boolean,
+    default: true,
+  },
+  threads: {
+    doc: 'CPU threads the compute backend may use (0 = all available cores).',
+    format: 'nat',
+    default: 0,
+  },
+  model: {
+    layers: { doc: 'Number of Transformer encoder layers.', format: positiveInt, default: 2 },
+    hidden: { doc: 'Hidden size d (must be divisible by model.heads).', format: positiveInt, default: 128 },
+    heads: { doc: 'Attention heads per layer.', format: positiveInt, default: 2 },
+    ffn: { doc: 'Feed-forward inner size (usually 4 × hidden).', format: positiveInt, default: 512 },
+    seqLen: { doc: 'Sequence length in tokens (also the number of learned positions).', format: positiveInt, default: 64 },
+    vocab: { doc: 'Subword vocabulary size (tokenizer trained to this size, specials included).', format: positiveInt, default: 4000 },
+    dropout: { doc: 'Dropout probability (hidden and attention). 0 keeps training deterministic.', format: fraction, default: 0 },
+    initStd: { doc: 'Standard deviation of the normal weight initialisation.', format: nonNegativeNumber, default: 0.02 },
+  },
+  data: {
+    validationFraction: { doc: 'Fraction of pretraining documents held out for validation.', format: fraction, default: 0.02 },
+    extraTextFiles: { doc: 'Extra UTF-8 text files added to the pretraining corpus.', format: Array, default: [] as string[] },
+    maxValidationSequences: { doc: 'Validation sequences evaluated each time (0 = all).', format: 'nat', default: 256 },
+  },
+  optimizer: {
+    lr: { doc: 'Peak learning rate (AdamW).', format: nonNegativeNumber, default: 1e-3 },
+    beta1: { doc: 'AdamW β1.', format: fraction, default: 0.9 },
+    beta2: { doc: 'AdamW β2.', format: fraction, default: 0.98 },
+    epsilon: { doc: 'AdamW ε.', format: nonNegativeNumber, default: 1e-6 },
+    weightDecay: { doc: 'Decoupled weight decay (not applied to biases, LayerNorm and embeddings).', format: nonNegativeNumber, default: 0.01 },
+    warmupFraction: { doc: 'Fraction of the budgeted steps spent in linear warm-up.', format: fraction, default: 0.06 },
+    gradClipNorm: { doc: 'Clip the global gradient norm to this value (0 = no clipping).', format: nonNegativeNumber, default: 1.0 },
+  },
+  train: {
+    batchSize: { doc: 'Sequences per optimizer step per worker.', format: positiveInt, default: 16 },
+    evalEvery: { doc: 'Evaluate validation loss every K steps (and at the last step).', format: positiveInt, default: 50 },
+    checkpointEvery: { doc: 'Write a checkpoint every K steps (and at the last step).', format: positiveInt, default: 100 },
+    logEvery: { doc: 'Write a metrics row for training loss every K steps.', format: positiveInt, default: 1 },
+  },
+  budget: {
+    kind: {
+      doc: 'What bounds the run: flops (total training FLOPs over all workers), seconds (wall clock) or steps.',
+      format: ['flops', 'seconds', 'steps'],
+      default: 'steps' as 'flops' | 'seconds' | 'steps',
+    },
+    flops: { doc: 'Total training FLOP budget (budget.kind = flops).', format: nonNegativeNumber, default: 0 },
+    seconds: { doc: 'Wall-clock budget in seconds of training (budget.kind = seconds).', format: nonNegativeNumber, default: 0 },
+    steps: { doc: 'Optimizer steps (budget.kind = steps).', format: 'nat', default: 100 },
+    calibrationSteps: {
+      doc: 'For a seconds budget: steps timed first to turn seconds into a step count (they count against the budget).',
+      format: positiveInt,
+      default: 3,
+    },
+  },
+};
+
+export type ConfigSchema = typeof configSchema;
+export const makeConvict = () => convict(configSchema);
+export type Config = ReturnType<ReturnType<typeof makeConvict>['getProperties']>;

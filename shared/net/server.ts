@@ -1,0 +1,209 @@
+/**
+ * Server side: a WebSocket server (ws:// or wss://) whose every connection must pass the HMAC
+ * handshake (hello → challenge → auth → welcome) before the application sees it.
+ */
+import { readFileSync } from 'node:fs';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import WebSocket, { WebSocketServer } from 'ws';
+import { clientProof, newNonce, normalizeSecret, proofsEqual, serverProof, type SecretInput } from '../auth.ts';
+import {
+  Auth, Challenge, CloseCode, decodeFrame, encodeFrame, ErrorMsg, Hello, ProtocolError, Welcome,
+  type Message, type MessageDef,
+} from '../protocol/index.ts';
+import { closeReason, Connection, defaultLogger, describeClose, remoteOf, sendableCode, type Logger } from './connection.ts';
+import { DEFAULTS } from './defaults.ts';
+
+export interface TlsServerFiles {
+  /** PEM certificate chain path */
+  cert: string;
+  /** PEM private key path */
+  key: string;
+  /** optional CA bundle path (only needed with requestClientCert) */
+  ca?: string;
+  /** ask clients for a certificate and reject those not signed by `ca` (mutual TLS) */
+  requestClientCert?: boolean;
+}
+
+export interface ListenOptions<In extends MessageDef> {
+  /** interface to bind; default 127.0.0.1 (use 0.0.0.0 in a pod) */
+  host?: string;
+  /** 0 = ephemeral; read the bound port from the returned server */
+  port?: number;
+  secret: SecretInput;
+  /** this server's role and name, sent in `welcome` */
+  role: string;
+  name: string;
+  /** message types accepted after the handshake */
+  messages: readonly In[];
+  /** called for each authenticated connection */
+  onConnection: (conn: Connection<In>, hello: Message<typeof Hello>) => void;
+  /** largest frame accepted, bytes (ws maxPayload); default 16 MiB */
+  maxPayload?: number;
+  /** largest frame accepted before authentication; default 4096 */
+  maxHandshakeFrame?: number;
+  handshakeTimeoutMs?: number;
+  /** connections still in the handshake at once; more are refused with 1013 */
+  maxPendingHandshakes?: number;
+  tls?: TlsServerFiles;
+  log?: Logger;
+}
+
+export class PeerServer<In extends MessageDef = MessageDef> {
+  readonly connections = new Set<Connection<In>>();
+  private closed = false;
+  constructor(
+    private readonly wss: WebSocketServer,
+    private readonly https: HttpsServer | undefined,
+    readonly host: string,
+    readonly port: number,
+    readonly tls: boolean,
+  ) {}
+
+  get url(): string {
+    const h = this.host.includes(':') ? `[${this.host}]` : this.host;
+    return `${this.tls ? 'wss' : 'ws'}://${h}:${this.port}`;
+  }
+
+  /** Stop listening and close every connection (authenticated or not). */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const c of this.connections) c.close(CloseCode.GOING_AWAY, 'server shutting down');
+    for (const ws of this.wss.clients) ws.terminate();
+    await new Promise<void>((resolve) => this.wss.close(() => resolve()));
+    if (this.https) await new Promise<void>((resolve) => this.https!.close(() => resolve()));
+    for (const c of this.connections) c.terminate();
+  }
+}
+
+export async function listen<In extends MessageDef>(opts: ListenOptions<In>): Promise<PeerServer<In>> {
+  const secret = normalizeSecret(opts.secret);
+  const log = opts.log ?? defaultLogger;
+  const host = opts.host ?? '127.0.0.1';
+  const maxPayload = opts.maxPayload ?? DEFAULTS.maxPayload;
+  const maxHandshakeFrame = opts.maxHandshakeFrame ?? DEFAULTS.maxHandshakeFrame;
+  const handshakeTimeoutMs = opts.handshakeTimeoutMs ?? DEFAULTS.handshakeTimeoutMs;
+  const maxPending = opts.maxPendingHandshakes ?? DEFAULTS.maxPendingHandshakes;
+
+  let https: HttpsServer | undefined;
+  let wss: WebSocketServer;
+  const wsOpts = { maxPayload, perMessageDeflate: false, clientTracking: true, skipUTF8Validation: false };
+  if (opts.tls) {
+    https = createHttpsServer({
+      cert: readFileSync(opts.tls.cert),
+      key: readFileSync(opts.tls.key),
+      ...(opts.tls.ca ? { ca: readFileSync(opts.tls.ca) } : {}),
+      requestCert: opts.tls.requestClientCert ?? false,
+      rejectUnauthorized: opts.tls.requestClientCert ?? false,
+    });
+    https.on('tlsClientError', (err, socket) => {
+      log(`TLS handshake failed from ${remoteOf(socket)}: ${err.message}`);
+    });
+    wss = new WebSocketServer({ ...wsOpts, server: https });
+    await new Promise<void>((resolve, reject) => {
+      https!.once('error', reject);
+      https!.listen(opts.port ?? 0, host, () => { https!.off('error', reject); resolve(); });
+    });
+  } else {
+    wss = new WebSocketServer({ ...wsOpts, host, port: opts.port ?? 0 });
+    await new Promise<void>((resolve, reject) => {
+      wss.once('error', reject);
+      wss.once('listening', () => { wss.off('error', reject); resolve(); });
+    });
+  }
+  wss.on('error', (err) => log(`server error: ${err.message}`));
+  wss.on('wsClientError', (err, socket) => {
+    log(`rejected an invalid WebSocket upgrade from ${remoteOf(socket as unknown as { remoteAddress?: string; remotePort?: number })}: ${err.message}`);
+  });
+  const port = ((https ?? wss).address() as AddressInfo).port;
+  const server = new PeerServer<In>(wss, https, host, port, !!opts.tls);
+  let pending = 0;
+
+  wss.on('connection', (ws: WebSocket, req) => {
+    const remote = remoteOf(req.socket);
+    if (pending >= maxPending) {
+      log(`refused ${remote}: too many connections in the handshake (${maxPending})`);
+      ws.close(CloseCode.TRY_AGAIN_LATER, 'too many pending handshakes');
+      return;
+    }
+    pending++;
+    let state: 'hello' | 'auth' | 'done' = 'hello';
+    let hello: Message<typeof Hello> | undefined;
+    let serverNonce: Buffer | undefined;
+    const finish = () => {
+      if (state !== 'done') { state = 'done'; pending--; }
+      clearTimeout(timer);
+    };
+    const refuse = (code: number, reason: string, logLine: string) => {
+      log(logLine);
+      finish();
+      try {
+        if (ws.readyState === WebSocket.OPEN) ws.send(encodeFrame(ErrorMsg, { code, reason: reason.slice(0, 1024) }, { validate: false }));
+        ws.close(sendableCode(code), closeReason(reason));
+      } catch {
+        ws.terminate();
+      }
+      setTimeout(() => ws.terminate(), 2000).unref();
+    };
+    const who = () => (hello ? `${remote} (role=${hello.role}, name=${JSON.stringify(hello.name)})` : remote);
+    const timer = setTimeout(() => {
+      refuse(CloseCode.TIMEOUT, `handshake timeout after ${handshakeTimeoutMs} ms`, `refused ${who()}: handshake not completed within ${handshakeTimeoutMs} ms`);
+    }, handshakeTimeoutMs);
+
+    ws.on('error', (err: Error & { code?: string }) => {
+      if (state === 'done') return;
+      const what = err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' ? `frame exceeds maxPayload (${maxPayload} bytes)` : err.message;
+      log(`closing connection from ${who()} during handshake: ${what}`);
+    });
+    ws.on('close', (code, reason) => {
+      if (state !== 'done') {
+        log(`connection from ${who()} closed during handshake: ${describeClose(code, reason.toString())}`);
+        finish();
+      }
+    });
+    ws.on('message', (data: Buffer, isBinary: boolean) => {
+      if (state === 'done') return;
+      if (!isBinary) {
+        refuse(CloseCode.MALFORMED, 'text frames are not accepted', `refused ${who()}: sent a text frame`);
+        return;
+      }
+      try {
+        if (state === 'hello') {
+          hello = decodeFrame(data, [Hello], { maxBytes: maxHandshakeFrame });
+          serverNonce = newNonce();
+          ws.send(encodeFrame(Challenge, { nonce: serverNonce }));
+          state = 'auth';
+          return;
+        }
+        const auth = decodeFrame(data, [Auth], { maxBytes: maxHandshakeFrame });
+        const transcript = { clientNonce: hello!.nonce, serverNonce: serverNonce!, clientRole: hello!.role, clientName: hello!.name };
+        if (!proofsEqual(clientProof(secret, transcript), auth.proof)) {
+          refuse(CloseCode.AUTH_FAILED, 'authentication failed', `auth failed: wrong secret from ${who()}`);
+          return;
+        }
+        ws.send(encodeFrame(Welcome, { proof: serverProof(secret, transcript, opts.role, opts.name), role: opts.role, name: opts.name }));
+        finish();
+        const conn = new Connection<In>({
+          ws, allowed: opts.messages, peer: { role: hello!.role, name: hello!.name }, remote, side: 'server', maxPayload, log,
+        });
+        server.connections.add(conn);
+        conn.onClose(() => server.connections.delete(conn));
+        try {
+          opts.onConnection(conn, hello!);
+        } catch (err) {
+          log(`onConnection failed for ${conn.label}: ${(err as Error).stack ?? err}`);
+          conn.fail(CloseCode.INTERNAL, 'internal error', { log: false });
+        }
+      } catch (err) {
+        if (err instanceof ProtocolError) {
+          const expected = state === 'hello' ? 'hello' : 'auth';
+          refuse(err.closeCode, err.message, `refused ${who()} (expected "${expected}"): ${err.message}`);
+        } else {
+          refuse(CloseCode.INTERNAL, 'internal error', `handshake with ${who()} failed: ${(err as Error).stack ?? err}`);
+        }
+      }
+    });
+  });
+  return server;
+}

@@ -1,0 +1,48 @@
+/** runs/<id>/metrics.jsonl: one JSON object per line, appended as training goes. */
+import fs from 'node:fs';
+
+export interface MetricsRow {
+  step: number;
+  tokens: number;
+  flops: number;
+  seconds: number;
+  wallSeconds: number;
+  lr: number;
+  trainLoss?: number;
+  valLoss?: number;
+  valPerplexity?: number;
+  gradNorm?: number;
+  tokensPerSecond?: number;
+}
+
+export class MetricsWriter {
+  constructor(readonly file: string) {}
+
+  append(row: MetricsRow): void {
+    fs.appendFileSync(this.file, `${JSON.stringify(row)}\n`);
+  }
+
+  /** On resume: drop rows past the checkpoint's step (they will be recomputed), keep the rest. */
+  truncateAfter(step: number): void {
+    if (!fs.existsSync(this.file)) return;
+    const kept = readMetrics(this.file).filter((r) => r.step <= step);
+    const tmp = `${this.file}.tmp`;
+    fs.writeFileSync(tmp, kept.map((r) => `${JSON.stringify(r)}\n`).join(''));
+    fs.renameSync(tmp, this.file);
+  }
+}
+
+export function readMetrics(file: string): MetricsRow[] {
+  if (!fs.existsSync(file)) return [];
+  return fs
+    .readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .flatMap((l) => {
+      try {
+        return [JSON.parse(l) as MetricsRow];
+      } catch {
+        return []; // a line cut short by a crash mid-append
+      }
+    });
+}

@@ -1,0 +1,49 @@
+/** A run's directory: runs/<id>/ with the resolved config, metrics, checkpoints, log and summary. */
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Config } from '../config/schema.ts';
+
+export interface RunDir {
+  id: string;
+  dir: string;
+  configFile: string;
+  metricsFile: string;
+  logFile: string;
+  summaryFile: string;
+}
+
+export function runDirFor(dir: string): RunDir {
+  return {
+    id: path.basename(dir),
+    dir,
+    configFile: path.join(dir, 'config.json'),
+    metricsFile: path.join(dir, 'metrics.jsonl'),
+    logFile: path.join(dir, 'train.log'),
+    summaryFile: path.join(dir, 'summary.json'),
+  };
+}
+
+function timestamp(): string {
+  return new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-');
+}
+
+/** Creates a new run directory and writes the resolved config into it. */
+export function createRunDir(config: Config, configPath?: string): RunDir {
+  const base = config.runId || `${configPath ? path.basename(configPath, '.json') : 'run'}-${timestamp()}`;
+  let dir = path.join(config.outputDir, base);
+  for (let i = 2; fs.existsSync(dir); i++) {
+    if (config.runId) throw new Error(`run directory ${dir} already exists: resume it with \`ttc train --resume ${dir}\` or choose another runId`);
+    dir = path.join(config.outputDir, `${base}-${i}`);
+  }
+  fs.mkdirSync(dir, { recursive: true });
+  const run = runDirFor(dir);
+  fs.writeFileSync(run.configFile, `${JSON.stringify({ ...config, runId: run.id }, null, 2)}\n`);
+  return run;
+}
+
+/** An existing run directory and the config stored in it. */
+export function openRunDir(dir: string): { run: RunDir; storedConfig: unknown } {
+  const run = runDirFor(dir);
+  if (!fs.existsSync(run.configFile)) throw new Error(`${dir} is not a ttc run directory (no config.json)`);
+  return { run, storedConfig: JSON.parse(fs.readFileSync(run.configFile, 'utf8')) };
+}
