@@ -306,7 +306,8 @@ test('net: wrong protocol version, text frames, oversized frames, silence and po
 
 test('net: 1,200 bad frames (before and after auth) are refused one connection at a time; the server keeps serving', async (t) => {
   const srv = capture();
-  const { server, received } = await echoServer({ log: srv.log, maxPayload: 128 * 1024 });
+  // a bit flip inside a nonce still makes a valid hello: such sessions end at the handshake timeout
+  const { server, received } = await echoServer({ log: srv.log, maxPayload: 128 * 1024, handshakeTimeoutMs: 500 });
   const pre = badFrames(700, 1, 10_000);
   const post = badFrames(500, 2, 200_000);
   const results = await inLanes([
@@ -316,7 +317,7 @@ test('net: 1,200 bad frames (before and after auth) are refused one connection a
   t.is(results.length, 1200);
   const hung = results.filter((r) => r.hung);
   t.deepEqual(hung, [], 'every bad frame got the connection closed');
-  const allowed = new Set<number>([CloseCode.MALFORMED, CloseCode.UNEXPECTED, CloseCode.VERSION, CloseCode.TOO_BIG, CloseCode.AUTH_FAILED, CloseCode.INTERNAL]);
+  const allowed = new Set<number>([CloseCode.MALFORMED, CloseCode.UNEXPECTED, CloseCode.VERSION, CloseCode.TOO_BIG, CloseCode.TIMEOUT]);
   const odd = results.filter((r) => !allowed.has(r.code));
   t.deepEqual(odd.map((r) => `${r.kind}:${r.code}`), []);
   t.deepEqual(received, [], 'no bad frame reached the application');

@@ -74,6 +74,15 @@ export const configSchema = {
     checkpointEvery: { doc: 'Write a checkpoint every K steps (and at the last step).', format: positiveInt, default: 100 },
     logEvery: { doc: 'Write a metrics row for training loss every K steps.', format: positiveInt, default: 1 },
   },
+  dist: {
+    minWorkers: { doc: 'Workers the coordinator waits for before it forms the ring (and the fewest it continues with after a failure).', format: positiveInt, default: 1 },
+    maxWorkers: { doc: 'Most workers put into one ring (0 = every connected worker).', format: 'nat', default: 0 },
+    waitForWorkersSeconds: { doc: 'How long the coordinator waits for minWorkers before it gives up (0 = forever).', format: nonNegativeNumber, default: 600 },
+    stepTimeoutSeconds: { doc: 'A step (or evaluation, checkpoint transfer) not reported by every worker within this time fails the ring formation; the stalled worker is named and dropped.', format: nonNegativeNumber, default: 300 },
+    ringTimeoutSeconds: { doc: 'A ring peer silent this long during an all-reduce is declared dead.', format: nonNegativeNumber, default: 30 },
+    hashEvery: { doc: 'Every K steps workers report a hash of their parameters; any divergence stops the run.', format: positiveInt, default: 25 },
+    segmentBytes: { doc: 'Ring all-reduce segment size in bytes (sending, receiving and adding overlap per segment).', format: positiveInt, default: 1048576 },
+  },
   budget: {
     kind: {
       doc: 'What bounds the run: flops (total training FLOPs over all workers), seconds (wall clock) or steps.',

@@ -86,6 +86,17 @@ export class MlmTrainer {
     return norm;
   }
 
+  /** One optimizer step: compute gradients → reduce across replicas → apply. */
+  async step(b: MaskedBatch, lr: number, reducer: GradientReducer): Promise<{ loss: number; gradNorm: number; computeMs: number; reduceMs: number; applyMs: number }> {
+    const t0 = performance.now();
+    const loss = await this.computeGradients(b);
+    const t1 = performance.now();
+    await reducer.reduce(this.grads);
+    const t2 = performance.now();
+    const gradNorm = this.apply(lr);
+    return { loss, gradNorm, computeMs: t1 - t0, reduceMs: t2 - t1, applyMs: performance.now() - t2 };
+  }
+
   /** Replaces weights (and optionally optimizer state), e.g. on resume. */
   setWeights(flat: Float32Array): void {
     this.weights.set(flat);
