@@ -2,7 +2,7 @@
  * Wire protocol: frame codec, message registry, shared-secret auth and the authenticated
  * WebSocket helper (real sockets on 127.0.0.1, no mocks).
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -190,7 +190,7 @@ test('auth: proofs depend on secret, nonces, identity and direction; comparison 
 
 // ---- authenticated connections ---------------------------------------------------------------
 
-async function echoServer(opts: { secret?: string; log?: (l: string) => void; maxPayload?: number; handshakeTimeoutMs?: number; tls?: { cert: string; key: string } } = {}) {
+async function echoServer(t: ExecutionContext, opts: { secret?: string; log?: (l: string) => void; maxPayload?: number; handshakeTimeoutMs?: number; tls?: { cert: string; key: string } } = {}) {
   const received: number[] = [];
   const server = await listen({
     secret: opts.secret ?? SECRET, role: 'coordinator', name: 'test-coordinator', messages: [Ping],
@@ -198,6 +198,7 @@ async function echoServer(opts: { secret?: string; log?: (l: string) => void; ma
     ...(opts.handshakeTimeoutMs ? { handshakeTimeoutMs: opts.handshakeTimeoutMs } : {}), ...(opts.tls ? { tls: opts.tls } : {}),
     onConnection: (conn) => conn.onFrame((m) => { received.push(m.n); conn.send(Ping, { n: m.n + 1, payload: m.payload }); }),
   });
+  t.teardown(() => server.close());
   return { server, received };
 }
 
@@ -210,8 +211,9 @@ function roundTrip(conn: Connection<typeof Ping>, n: number): Promise<number> {
 }
 
 test('net: mutual HMAC handshake, then validated frames both ways', async (t) => {
-  const { server, received } = await echoServer();
+  const { server, received } = await echoServer(t);
   const conn = await connect({ url: server.url, secret: SECRET, role: 'worker', name: 'w0', messages: [Ping], peerLabel: 'coordinator', log: t.log });
+  t.teardown(() => conn.terminate());
   t.is(conn.peer.name, 'test-coordinator');
   t.is(conn.peer.role, 'coordinator');
   t.is(await roundTrip(conn, 41), 42);
@@ -224,7 +226,7 @@ test('net: mutual HMAC handshake, then validated frames both ways', async (t) =>
 test('net: wrong secret is refused, with the reason logged on both sides', async (t) => {
   const srv = capture();
   const cli = capture();
-  const { server } = await echoServer({ log: srv.log });
+  const { server } = await echoServer(t, { log: srv.log });
   const err = await t.throwsAsync(connect({ url: server.url, secret: OTHER, role: 'worker', name: 'w1', messages: [Ping], peerLabel: 'coordinator', log: cli.log }), { instanceOf: ConnectError });
   t.is(err?.kind, 'auth');
   t.is(err?.code, CloseCode.AUTH_FAILED);
@@ -238,6 +240,7 @@ test('net: a server that does not know the secret is detected by the client (mut
   // an impostor that accepts any client proof and answers with a proof made with another secret
   const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
   await new Promise((r) => wss.once('listening', r));
+  t.teardown(() => { for (const c of wss.clients) c.terminate(); wss.close(); });
   const serverLog: string[] = [];
   wss.on('connection', (ws) => {
     let hello: { nonce: Uint8Array; role: string; name: string } | undefined;
@@ -270,7 +273,7 @@ test('net: missing secret refuses to connect or listen before any traffic', asyn
 
 test('net: wrong protocol version, text frames, oversized frames, silence and post-auth garbage close with reasons', async (t) => {
   const srv = capture();
-  const { server } = await echoServer({ log: srv.log, maxPayload: 64 * 1024, handshakeTimeoutMs: 400 });
+  const { server } = await echoServer(t, { log: srv.log, maxPayload: 64 * 1024, handshakeTimeoutMs: 400 });
   const hello2 = { kind: 'version', bytes: encodeMsgpack({ v: 2, t: 'hello', role: 'worker', name: 'future', nonce: new Uint8Array(32) }) };
   const r1 = await rawSession(server.url, hello2);
   t.is(r1.code, CloseCode.VERSION);
@@ -307,7 +310,7 @@ test('net: wrong protocol version, text frames, oversized frames, silence and po
 test('net: 1,200 bad frames (before and after auth) are refused one connection at a time; the server keeps serving', async (t) => {
   const srv = capture();
   // a bit flip inside a nonce still makes a valid hello: such sessions end at the handshake timeout
-  const { server, received } = await echoServer({ log: srv.log, maxPayload: 128 * 1024, handshakeTimeoutMs: 500 });
+  const { server, received } = await echoServer(t, { log: srv.log, maxPayload: 128 * 1024, handshakeTimeoutMs: 500 });
   const pre = badFrames(700, 1, 10_000);
   const post = badFrames(500, 2, 200_000);
   const results = await inLanes([
@@ -317,7 +320,8 @@ test('net: 1,200 bad frames (before and after auth) are refused one connection a
   t.is(results.length, 1200);
   const hung = results.filter((r) => r.hung);
   t.deepEqual(hung, [], 'every bad frame got the connection closed');
-  const allowed = new Set<number>([CloseCode.MALFORMED, CloseCode.UNEXPECTED, CloseCode.VERSION, CloseCode.TOO_BIG, CloseCode.TIMEOUT]);
+  // 1000: an authenticated peer sent a valid `error` frame (it announced it is closing)
+  const allowed = new Set<number>([CloseCode.MALFORMED, CloseCode.UNEXPECTED, CloseCode.VERSION, CloseCode.TOO_BIG, CloseCode.TIMEOUT, CloseCode.NORMAL]);
   const odd = results.filter((r) => !allowed.has(r.code));
   t.deepEqual(odd.map((r) => `${r.kind}:${r.code}`), []);
   t.deepEqual(received, [], 'no bad frame reached the application');
@@ -332,7 +336,7 @@ test('net: wss:// with a certificate; the client verifies it against the given C
   const tls = selfSignedCert();
   if (!tls) { t.log('openssl not available: TLS test skipped'); t.pass(); return; }
   const srv = capture();
-  const { server } = await echoServer({ tls, log: srv.log });
+  const { server } = await echoServer(t, { tls, log: srv.log });
   t.true(server.url.startsWith('wss://'));
   const conn = await connect({ url: server.url, secret: SECRET, role: 'worker', name: 'tls', messages: [Ping], tls: { ca: tls.cert } });
   t.is(await roundTrip(conn, 5), 6);
@@ -349,6 +353,7 @@ test('net: a peer error frame is logged and surfaces as the close reason', async
     secret: SECRET, role: 'coordinator', name: 'c', messages: [Ping], log: srv.log,
     onConnection: (conn) => conn.onFrame(() => conn.fail(CloseCode.CONFLICT, 'rank 3 is already taken')),
   });
+  t.teardown(() => server.close());
   const cli = capture();
   const conn = await connect({ url: server.url, secret: SECRET, role: 'worker', name: 'w', messages: [Ping], peerLabel: 'coordinator', log: cli.log });
   const closed = new Promise<{ code: number; reason: string }>((r) => conn.onClose(r));

@@ -44,6 +44,12 @@ export function maskRows(rows: Int32Array, ids: Array<{ epoch: number; index: nu
   return { batch, seqLen, inputIds, maskedPositions, maskedLabels };
 }
 
+/** The position `n` sequences after `pos`, in a data set of `count` sequences (epochs wrap). */
+export function advancePosition(pos: DataPosition, n: number, count: number): DataPosition {
+  const linear = pos.epoch * count + pos.offset + n;
+  return { epoch: Math.floor(linear / count), offset: linear % count };
+}
+
 export class BatchReader {
   private orderEpoch = -1;
   private order: Uint32Array = new Uint32Array(0);
@@ -62,8 +68,7 @@ export class BatchReader {
 
   /** The position `n` sequences after `pos`. */
   advance(pos: DataPosition, n: number): DataPosition {
-    const linear = pos.epoch * this.seqs.count + pos.offset + n;
-    return { epoch: Math.floor(linear / this.seqs.count), offset: linear % this.seqs.count };
+    return advancePosition(pos, n, this.seqs.count);
   }
 
   /** `n` masked sequences starting `skip` sequences after `pos` (skip = this worker's share offset). */

@@ -92,6 +92,13 @@ export class RunController {
     return mlmStepFlops(this.dims, this.config.train.batchSize, numMaskedPerSeq(this.dims.seqLen)).training * worldSize;
   }
 
+  /** Back to a checkpointed state (after a failed ring): later metrics rows are dropped, a new world size re-fits the budget. */
+  restore(state: TrainingState, worldSize: number): void {
+    this.state = structuredClone(state);
+    this.metrics.truncateAfter(state.step);
+    if (state.worldSize !== worldSize) this.refit(worldSize);
+  }
+
   get worldSize(): number {
     return this.state.worldSize;
   }

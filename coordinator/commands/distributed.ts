@@ -1,0 +1,169 @@
+/** `ttc coordinator`, `ttc worker` and `ttc status`: the distributed run's processes and its status query. */
+import os from 'node:os';
+import { parseArgs } from 'node:util';
+import { loadConfig, resolveConfig } from '../../shared/config/load.ts';
+import { createRunDir, openRunDir } from '../../shared/run/rundir.ts';
+import { createLogger } from '../../shared/run/log.ts';
+import { createProgress } from '../../shared/run/progress.ts';
+import { loadSecret } from '../../shared/auth.ts';
+import { connect, tlsServerFromEnv, tlsClientFromEnv } from '../../shared/net/index.ts';
+import * as M from '../../shared/protocol/training.ts';
+import { Coordinator } from '../coordinator.ts';
+import { Worker } from '../../worker/worker.ts';
+import { overridesFromSets } from '../args.ts';
+import { describeSummary } from './train.ts';
+
+export const coordinatorUsage = `ttc coordinator --config <file.json> [--host H] [--port P] [--set key=value ...]
+ttc coordinator --resume <runs/ID> [--host H] [--port P]
+
+Runs the coordinator of one distributed run: waits for dist.minWorkers workers, forms the ring,
+drives the budget, writes runs/<id>/ (metrics, checkpoints, summary). Prints
+"TTC_COORDINATOR_URL=ws://host:port" on stdout once listening.
+  --host H        interface to listen on (default 127.0.0.1; 0.0.0.0 in a pod)   env TTC_HOST
+  --port P        port (default 7070; 0 = any free port)                       env TTC_PORT
+  --resume DIR    continue the run in DIR from its latest checkpoint (after a coordinator restart)
+Secret: TTC_SECRET or TTC_SECRET_FILE (required). TLS: TTC_TLS_CERT + TTC_TLS_KEY serve wss://.`;
+
+export const workerUsage = `ttc worker --coordinator ws://host:port [--name N] [--listen-host H] [--advertise-host H] [--ring-port P]
+
+Runs one worker: registers with the coordinator, joins the ring, trains. Retries until the
+coordinator is up (and after losing it).
+  --coordinator URL    env TTC_COORDINATOR
+  --name N             env TTC_WORKER_NAME (default hostname-pid)
+  --listen-host H      ring listener interface (default 127.0.0.1)            env TTC_LISTEN_HOST
+  --advertise-host H   address peers use to reach this worker (default = listen host) env TTC_ADVERTISE_HOST
+  --ring-port P        ring listener port (default 0 = any free port)          env TTC_RING_PORT
+  --retry-seconds S    how long to keep trying to reach the coordinator (default 600)
+Secret: TTC_SECRET or TTC_SECRET_FILE (required).`;
+
+export const statusUsage = `ttc status --coordinator ws://host:port [--json]
+
+Prints the run's state: phase, workers, step, budget used, loss, throughput. Secret: TTC_SECRET or TTC_SECRET_FILE.`;
+
+const env = process.env;
+
+export async function coordinatorCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      config: { type: 'string' },
+      set: { type: 'string', multiple: true },
+      resume: { type: 'string' },
+      host: { type: 'string', default: env.TTC_HOST ?? '127.0.0.1' },
+      port: { type: 'string', default: env.TTC_PORT ?? '7070' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    console.log(coordinatorUsage);
+    return 0;
+  }
+  const secret = loadSecret();
+  let config;
+  let run;
+  if (values.resume) {
+    const opened = openRunDir(values.resume);
+    config = resolveConfig(opened.storedConfig, overridesFromSets(values.set ?? []));
+    run = opened.run;
+  } else {
+    if (!values.config) throw new Error(`--config or --resume is required\n\n${coordinatorUsage}`);
+    config = loadConfig(values.config, overridesFromSets(values.set ?? []));
+    run = createRunDir(config, values.config);
+  }
+  const port = Number(values.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port: expected 0..65535, got "${values.port}"`);
+  const log = createLogger('coordinator', run.logFile);
+  const coordinator = new Coordinator({ config, run, secret, host: values.host!, port, tls: tlsServerFromEnv(), log, progress: createProgress(run.id) });
+  const url = await coordinator.listen();
+  log.info(`run ${run.id} (${run.dir}): listening on ${url}`);
+  console.log(`TTC_COORDINATOR_URL=${url}`);
+  let stopping = false;
+  const onSignal = () => {
+    if (stopping) process.exit(130);
+    stopping = true;
+    log.warn('interrupted: the run can be continued with `ttc coordinator --resume ' + run.dir + '`');
+    void coordinator.close().then(() => process.exit(130));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    const summary = await coordinator.run();
+    console.log(describeSummary(summary));
+    return 0;
+  } finally {
+    await coordinator.close();
+  }
+}
+
+export async function workerCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      coordinator: { type: 'string', default: env.TTC_COORDINATOR },
+      name: { type: 'string', default: env.TTC_WORKER_NAME },
+      'listen-host': { type: 'string', default: env.TTC_LISTEN_HOST ?? '127.0.0.1' },
+      'advertise-host': { type: 'string', default: env.TTC_ADVERTISE_HOST },
+      'ring-port': { type: 'string', default: env.TTC_RING_PORT ?? '0' },
+      'retry-seconds': { type: 'string', default: '600' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    console.log(workerUsage);
+    return 0;
+  }
+  if (!values.coordinator) throw new Error(`--coordinator (or TTC_COORDINATOR) is required\n\n${workerUsage}`);
+  const name = values.name ?? `${os.hostname()}-${process.pid}`;
+  const worker = new Worker({
+    coordinatorUrl: values.coordinator,
+    secret: loadSecret(),
+    name,
+    listenHost: values['listen-host']!,
+    advertiseHost: values['advertise-host'] ?? values['listen-host']!,
+    ringPort: Number(values['ring-port']),
+    retryForMs: Number(values['retry-seconds']) * 1000,
+    log: createLogger(name),
+  });
+  void tlsClientFromEnv;
+  return worker.run();
+}
+
+export async function statusCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { coordinator: { type: 'string', default: env.TTC_COORDINATOR }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+  });
+  if (values.help) {
+    console.log(statusUsage);
+    return 0;
+  }
+  if (!values.coordinator) throw new Error(`--coordinator (or TTC_COORDINATOR) is required\n\n${statusUsage}`);
+  const conn = await connect({ url: values.coordinator, secret: loadSecret(), role: 'cli', name: `status-${process.pid}`, messages: M.toCli, peerLabel: 'coordinator', tls: tlsClientFromEnv(), log: () => {} });
+  const reply = await new Promise<Record<string, unknown>>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('the coordinator did not answer within 10 s')), 10_000);
+    conn.onFrame((msg) => {
+      clearTimeout(timer);
+      resolve(JSON.parse(msg.status) as Record<string, unknown>);
+    });
+    conn.onClose((info) => reject(new Error(`connection closed: ${info.reason || info.code}`)));
+    conn.send(M.StatusRequest, {});
+  });
+  conn.close();
+  if (values.json) {
+    console.log(JSON.stringify(reply, null, 2));
+    return 0;
+  }
+  const n = (x: unknown, d = 4) => (typeof x === 'number' && Number.isFinite(x) ? x.toFixed(d) : '-');
+  const workers = reply.workers as Array<{ name: string; rank: number | null; remote: string; backend: string | null }>;
+  console.log(
+    [
+      `run ${reply.runId} (${reply.runDir}): ${reply.phase}`,
+      `step ${reply.step}/${reply.totalSteps}, ${(100 * (reply.budgetFraction as number)).toFixed(1)}% of the budget, ${(reply.flopsUsed as number).toExponential(3)} FLOPs, ${n(reply.secondsUsed, 1)} s`,
+      `loss ${n(reply.trainLoss)}, validation ${n(reply.valLoss)}, ${n(reply.tokensPerSecond, 0)} tokens/s, last checkpoint at step ${reply.lastCheckpointStep}`,
+      `workers (${workers.length}):`,
+      ...workers.map((w) => `  ${w.rank === null ? 'idle  ' : `rank ${w.rank}`}  ${w.name}  ${w.remote}  ${w.backend ?? ''}`),
+      ...((reply.failures as string[]).length ? ['failures:', ...(reply.failures as string[]).map((f) => `  ${f}`)] : []),
+    ].join('\n'),
+  );
+  return 0;
+}

@@ -1,0 +1,92 @@
+/**
+ * `ttc local --workers N --config X`: the whole distributed system on this machine — one
+ * coordinator process and N worker processes over real loopback sockets — with one combined
+ * output stream. Ctrl-C (or any exit) stops them all.
+ */
+import crypto from 'node:crypto';
+import os from 'node:os';
+import path from 'node:path';
+import readline from 'node:readline';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { loadConfig } from '../../shared/config/load.ts';
+import { overridesFromSets } from '../args.ts';
+
+export const localUsage = `ttc local --workers N --config <file.json> [--set key=value ...]
+
+Runs a coordinator and N worker processes on this machine (loopback sockets, a fresh random
+secret unless TTC_SECRET is set) and prints their combined output. The coordinator waits for all N.
+CPU threads are shared out: each worker gets max(1, cores / N) unless the config sets "threads".
+Ctrl-C stops every process; the run can be continued with \`ttc coordinator --resume runs/<id>\` + workers.`;
+
+const TTC = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'ttc.mjs');
+
+function pipeLines(stream: NodeJS.ReadableStream, out: NodeJS.WriteStream, onLine?: (line: string) => void): void {
+  readline.createInterface({ input: stream }).on('line', (line) => {
+    onLine?.(line);
+    out.write(`${line}\n`);
+  });
+}
+
+export async function localCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { workers: { type: 'string', default: '2' }, config: { type: 'string' }, set: { type: 'string', multiple: true }, help: { type: 'boolean', short: 'h' } },
+  });
+  if (values.help) {
+    console.log(localUsage);
+    return 0;
+  }
+  if (!values.config) throw new Error(`--config is required\n\n${localUsage}`);
+  const n = Number(values.workers);
+  if (!Number.isInteger(n) || n < 1 || n > 64) throw new Error(`--workers: expected an integer 1..64, got "${values.workers}"`);
+  const sets = values.set ?? [];
+  const config = loadConfig(values.config, overridesFromSets(sets)); // refuse a bad config before spawning anything
+  const extra = [`dist.minWorkers=${n}`];
+  if (config.threads === 0) extra.push(`threads=${Math.max(1, Math.floor(os.availableParallelism() / n))}`);
+  const env = { ...process.env, TTC_SECRET: process.env.TTC_SECRET ?? crypto.randomBytes(24).toString('base64') };
+  delete (env as Record<string, string | undefined>).TTC_SECRET_FILE;
+
+  const children: ChildProcess[] = [];
+  const killAll = (signal: NodeJS.Signals = 'SIGTERM') => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill(signal);
+  };
+  const onSignal = () => {
+    process.stderr.write('ttc local: stopping the coordinator and all workers\n');
+    killAll();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  process.on('exit', () => killAll('SIGKILL'));
+
+  const coordinator = spawn(process.execPath, [TTC, 'coordinator', '--config', values.config, '--port', '0', ...[...sets, ...extra].flatMap((s) => ['--set', s])], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.push(coordinator);
+  const url = await new Promise<string>((resolve, reject) => {
+    pipeLines(coordinator.stdout!, process.stdout, (line) => {
+      const m = line.match(/^TTC_COORDINATOR_URL=(\S+)/);
+      if (m) resolve(m[1]);
+    });
+    pipeLines(coordinator.stderr!, process.stderr);
+    coordinator.once('exit', (code) => reject(new Error(`the coordinator exited (code ${code}) before listening`)));
+  });
+  for (let i = 0; i < n; i++) {
+    const w = spawn(process.execPath, [TTC, 'worker', '--coordinator', url, '--name', `worker-${i}`], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(w);
+    pipeLines(w.stdout!, process.stdout);
+    pipeLines(w.stderr!, process.stderr);
+    w.on('exit', (code, signal) => {
+      if (code !== 0) process.stderr.write(`ttc local: worker-${i} exited (${signal ?? `code ${code}`})\n`);
+    });
+  }
+  const code = await new Promise<number>((resolve) => coordinator.once('exit', (c, s) => resolve(c ?? (s ? 128 : 1))));
+  // Workers stop when the coordinator tells them; give them a moment, then make sure.
+  await Promise.race([Promise.all(children.map((c) => (c.exitCode !== null || c.signalCode !== null ? null : new Promise((r) => c.once('exit', r))))), new Promise((r) => setTimeout(r, 5000))]);
+  killAll();
+  process.off('SIGINT', onSignal);
+  process.off('SIGTERM', onSignal);
+  return code;
+}

@@ -1,0 +1,90 @@
+/**
+ * Coordinator ↔ worker (and CLI) messages of a training run. Frames carry a `formation` number:
+ * each ring formation gets a new one, and anything tagged with an old formation is ignored, so a
+ * message delayed past a re-formation cannot confuse the new ring. Configs and run state travel
+ * as JSON text and are validated again (convict schema) after parsing; tensors travel as binary.
+ */
+import * as v from 'valibot';
+import { defineMessage, float32Array, shortString, u32 } from './registry.ts';
+
+const json = (max = 1 << 20) => v.pipe(v.string(), v.maxLength(max));
+const finite = () => v.pipe(v.number(), v.finite());
+const host = () => shortString(255);
+/** Largest tensor part per frame: 2 Mi floats = 8 MiB, well under maxPayload. */
+export const STATE_PART_FLOATS = 2 * 1024 * 1024;
+const stateKind = () => v.picklist(['weights', 'm', 'v']);
+
+// ---- worker → coordinator ----------------------------------------------------------------------
+export const Register = defineMessage('coord.register', {
+  name: shortString(128),
+  pid: u32(),
+  /** host:port other workers reach this worker's ring listener at is sent later, per formation */
+  advertiseHost: host(),
+  ringPort: u32(),
+});
+export const RingReady = defineMessage('coord.ring-ready', { formation: u32(), host: host(), port: u32(), backend: shortString(300), trainSequences: u32() });
+export const RingUp = defineMessage('coord.ring-up', { formation: u32() });
+export const StepDone = defineMessage('coord.step-done', {
+  formation: u32(),
+  step: u32(),
+  loss: finite(),
+  gradNorm: finite(),
+  computeMs: finite(),
+  reduceMs: finite(),
+  applyMs: finite(),
+});
+export const StepFailed = defineMessage('coord.step-failed', {
+  formation: u32(),
+  step: u32(),
+  reason: v.pipe(v.string(), v.maxLength(2048)),
+  failedRank: v.optional(u32()),
+});
+export const Calibrated = defineMessage('coord.calibrated', { formation: u32(), seconds: finite() });
+export const EvalDone = defineMessage('coord.eval-done', { formation: u32(), step: u32(), loss: finite(), unigramEntropy: finite() });
+export const ParamHash = defineMessage('coord.param-hash', { formation: u32(), step: u32(), hash: shortString(64) });
+export const StatePart = defineMessage('coord.state-part', {
+  formation: u32(),
+  step: u32(),
+  kind: stateKind(),
+  offset: u32(),
+  data: float32Array(STATE_PART_FLOATS),
+});
+export const StateDone = defineMessage('coord.state-done', { formation: u32(), step: u32(), adamT: u32() });
+
+// ---- coordinator → worker ----------------------------------------------------------------------
+export const Assign = defineMessage('coord.assign', {
+  formation: u32(),
+  rank: u32(),
+  worldSize: u32(),
+  ringId: shortString(128),
+  /** the resolved run config, JSON */
+  config: json(),
+});
+export const RingConnect = defineMessage('coord.ring-connect', { formation: u32(), host: host(), port: u32() });
+export const LoadPart = defineMessage('coord.load-part', { formation: u32(), kind: stateKind(), offset: u32(), data: float32Array(STATE_PART_FLOATS) });
+export const LoadDone = defineMessage('coord.load-done', { formation: u32(), adamT: u32(), total: u32() });
+export const Step = defineMessage('coord.step', {
+  formation: u32(),
+  step: u32(),
+  lr: finite(),
+  epoch: u32(),
+  offset: u32(),
+});
+/** Seconds budgets: time `count` gradient computations + all-reduces without applying them. */
+export const Calibrate = defineMessage('coord.calibrate', { formation: u32(), count: u32(), epoch: u32(), offset: u32() });
+export const EvalRequest = defineMessage('coord.eval', { formation: u32(), step: u32() });
+export const HashRequest = defineMessage('coord.hash', { formation: u32(), step: u32() });
+export const StateRequest = defineMessage('coord.state', { formation: u32(), step: u32() });
+/** Leave the current ring (it is being re-formed) and wait for a new assignment. */
+export const Reset = defineMessage('coord.reset', { formation: u32(), reason: v.pipe(v.string(), v.maxLength(1024)) });
+/** The run is over (or failed): the worker exits. */
+export const Stop = defineMessage('coord.stop', { reason: v.pipe(v.string(), v.maxLength(1024)), ok: v.boolean() });
+
+// ---- CLI ↔ coordinator ---------------------------------------------------------------------------
+export const StatusRequest = defineMessage('coord.status-request', {});
+export const StatusReply = defineMessage('coord.status', { status: json() });
+
+export const fromWorker = [Register, RingReady, RingUp, StepDone, StepFailed, Calibrated, EvalDone, ParamHash, StatePart, StateDone] as const;
+export const toWorker = [Assign, RingConnect, LoadPart, LoadDone, Step, Calibrate, EvalRequest, HashRequest, StateRequest, Reset, Stop] as const;
+export const fromCli = [StatusRequest] as const;
+export const toCli = [StatusReply] as const;

@@ -1,0 +1,283 @@
+/**
+ * The worker process (`ttc worker --coordinator ws://host:port`): registers with the coordinator,
+ * joins the ring it is assigned to, and runs what the coordinator asks — training steps
+ * (compute gradients → ring all-reduce → apply), evaluation, parameter hashes, state transfers.
+ * It never decides the schedule. When the coordinator goes away it drops its ring and reconnects
+ * (with retries) so a restarted coordinator finds it again.
+ */
+import crypto from 'node:crypto';
+import os from 'node:os';
+import { connect, type Connection } from '../shared/net/index.ts';
+import { CloseCode, type Message } from '../shared/protocol/index.ts';
+import * as M from '../shared/protocol/training.ts';
+import { resolveConfig } from '../shared/config/load.ts';
+import type { Config } from '../shared/config/schema.ts';
+import { initBackend, type BackendInfo } from '../shared/backend.ts';
+import { paramLayout, type ParamLayout } from '../shared/model/spec.ts';
+import { MlmTrainer, type GradientReducer } from '../shared/train/trainer.ts';
+import { loadTrainingData, type TrainingData } from '../shared/train/data.ts';
+import { modelDims } from '../shared/train/controller.ts';
+import { Ring, RingError } from './ring.ts';
+import type { Logger } from '../shared/run/log.ts';
+import type { SecretInput } from '../shared/auth.ts';
+
+export interface WorkerOptions {
+  coordinatorUrl: string;
+  secret: SecretInput;
+  name?: string;
+  /** interface the ring listener binds (0.0.0.0 in a pod) */
+  listenHost: string;
+  /** address other workers use to reach this one (pod IP in Kubernetes) */
+  advertiseHost: string;
+  /** ring listener port; 0 = ephemeral */
+  ringPort: number;
+  /** keep trying to reach the coordinator this long (at start and after losing it) */
+  retryForMs: number;
+  log: Logger;
+}
+
+type InMsg = Message<(typeof M.toWorker)[number]>;
+
+const hashWeights = (w: Float32Array) => crypto.createHash('sha256').update(new Uint8Array(w.buffer, w.byteOffset, w.byteLength)).digest('hex');
+
+/** Everything tied to one ring formation; replaced on every `assign`. */
+interface Formation {
+  id: number;
+  rank: number;
+  worldSize: number;
+  config: Config;
+  layout: ParamLayout;
+  ring: Ring;
+  data: TrainingData;
+  load: { weights: Float32Array; m: Float32Array; v: Float32Array };
+  trainer?: MlmTrainer;
+}
+
+export class Worker {
+  private conn: Connection<(typeof M.toWorker)[number]> | undefined;
+  private formation: Formation | undefined;
+  private backend: BackendInfo | undefined;
+  private dataCache: { key: string; data: TrainingData } | undefined;
+  private queue: Promise<void> = Promise.resolve();
+  private stopped: { ok: boolean; reason: string } | undefined;
+  readonly name: string;
+
+  constructor(private readonly opts: WorkerOptions) {
+    this.name = opts.name ?? `${os.hostname()}-${process.pid}`;
+  }
+
+  private get log(): Logger {
+    return this.opts.log;
+  }
+
+  /** Runs until the coordinator says stop; returns the process exit code. */
+  async run(): Promise<number> {
+    while (!this.stopped) {
+      let conn: Connection<(typeof M.toWorker)[number]>;
+      try {
+        conn = await connect({
+          url: this.opts.coordinatorUrl,
+          secret: this.opts.secret,
+          role: 'worker',
+          name: this.name,
+          messages: M.toWorker,
+          peerLabel: 'coordinator',
+          retryForMs: this.opts.retryForMs,
+          log: (l) => this.log.info(l),
+        });
+      } catch (e) {
+        this.log.error(`cannot reach the coordinator at ${this.opts.coordinatorUrl}: ${(e as Error).message}`);
+        return 1;
+      }
+      this.conn = conn;
+      this.log.info(`worker ${this.name}: connected to coordinator ${this.opts.coordinatorUrl}`);
+      const closed = new Promise<void>((resolve) => conn.onClose((info) => {
+        if (!this.stopped) this.log.warn(`lost the coordinator (code ${info.code}${info.reason ? `: ${info.reason}` : ''}); dropping the ring and reconnecting`);
+        resolve();
+      }));
+      conn.onFrame((msg) => {
+        this.queue = this.queue.then(() => this.handle(msg as InMsg)).catch((e) => this.fatal(e as Error));
+      });
+      conn.send(M.Register, { name: this.name, pid: process.pid, advertiseHost: this.opts.advertiseHost, ringPort: this.opts.ringPort });
+      await closed;
+      await this.queue;
+      await this.leaveFormation();
+    }
+    return this.stopped.ok ? 0 : 1;
+  }
+
+  private fatal(e: Error): void {
+    // An internal error (bad assignment, bug) ends this worker: retrying would fail the same way.
+    this.log.error(`worker ${this.name}: ${e.stack ?? e.message}`);
+    this.stopped = { ok: false, reason: e.message };
+    this.conn?.fail(CloseCode.INTERNAL, `worker error: ${e.message}`.slice(0, 120));
+  }
+
+  private async leaveFormation(): Promise<void> {
+    const f = this.formation;
+    this.formation = undefined;
+    if (!f) return;
+    f.trainer?.dispose();
+    await f.ring.close().catch(() => {});
+  }
+
+  private current(formation: number): Formation | undefined {
+    return this.formation && this.formation.id === formation ? this.formation : undefined;
+  }
+
+  private async handle(msg: InMsg): Promise<void> {
+    const conn = this.conn!;
+    switch (msg.t) {
+      case 'coord.assign':
+        return this.assign(msg);
+      case 'coord.ring-connect': {
+        const f = this.current(msg.formation);
+        if (!f) return;
+        try {
+          await f.ring.connect({ host: msg.host, port: msg.port });
+          conn.send(M.RingUp, { formation: f.id });
+        } catch (e) {
+          conn.send(M.StepFailed, { formation: f.id, step: 0, reason: `ring connect failed: ${(e as Error).message}`, failedRank: (e as RingError).failedRank });
+        }
+        return;
+      }
+      case 'coord.load-part': {
+        const f = this.current(msg.formation);
+        if (!f) return;
+        const target = msg.kind === 'weights' ? f.load.weights : msg.kind === 'm' ? f.load.m : f.load.v;
+        if (msg.offset + msg.data.length > target.length) throw new Error(`load-part ${msg.kind} [${msg.offset}, +${msg.data.length}) is outside the model (${target.length})`);
+        target.set(msg.data, msg.offset);
+        return;
+      }
+      case 'coord.load-done': {
+        const f = this.current(msg.formation);
+        if (!f) return;
+        if (msg.total !== f.layout.total) throw new Error(`coordinator sent a model of ${msg.total} parameters, this config has ${f.layout.total}`);
+        f.trainer?.dispose();
+        const { config } = f;
+        f.trainer = new MlmTrainer({ dims: modelDims(config), optimizer: config.optimizer, gradClipNorm: config.optimizer.gradClipNorm }, f.load.weights);
+        f.trainer.optimizer.setState({ m: Float32Array.from(f.load.m), v: Float32Array.from(f.load.v), t: msg.adamT });
+        return;
+      }
+      case 'coord.step':
+        return this.step(msg);
+      case 'coord.calibrate': {
+        const f = this.current(msg.formation);
+        if (!f?.trainer) return;
+        const B = f.config.train.batchSize;
+        const batch = f.data.reader.read({ epoch: msg.epoch, offset: msg.offset }, f.rank * B, B);
+        const t0 = performance.now();
+        try {
+          for (let i = 0; i < msg.count; i++) {
+            await f.trainer.computeGradients(batch);
+            await f.ring.allReduce(f.trainer.grads, 'mean');
+          }
+        } catch (e) {
+          if (!(e instanceof RingError)) throw e;
+          conn.send(M.StepFailed, { formation: f.id, step: 0, reason: e.message.slice(0, 2000), failedRank: e.failedRank });
+          return;
+        }
+        conn.send(M.Calibrated, { formation: f.id, seconds: (performance.now() - t0) / 1000 });
+        return;
+      }
+      case 'coord.eval': {
+        const f = this.current(msg.formation);
+        if (!f?.trainer) return;
+        const loss = await f.trainer.evaluate(f.data.valBatches);
+        conn.send(M.EvalDone, { formation: f.id, step: msg.step, loss, unigramEntropy: f.data.unigramEntropy });
+        return;
+      }
+      case 'coord.hash': {
+        const f = this.current(msg.formation);
+        if (!f?.trainer) return;
+        conn.send(M.ParamHash, { formation: f.id, step: msg.step, hash: hashWeights(f.trainer.weights) });
+        return;
+      }
+      case 'coord.state':
+        return this.sendState(msg);
+      case 'coord.reset':
+        this.log.warn(`leaving ring formation ${msg.formation}: ${msg.reason}`);
+        if (this.formation && this.formation.id <= msg.formation) await this.leaveFormation();
+        return;
+      case 'coord.stop':
+        this.stopped = { ok: msg.ok, reason: msg.reason };
+        this.log.info(`coordinator: stop (${msg.reason})`);
+        await this.leaveFormation();
+        conn.close(CloseCode.NORMAL, 'stopped');
+        return;
+    }
+  }
+
+  private async assign(msg: Message<typeof M.Assign>): Promise<void> {
+    await this.leaveFormation();
+    const config = resolveConfig(JSON.parse(msg.config));
+    if (!this.backend) {
+      // Threads: share the cores among the workers of this machine.
+      this.backend = await initBackend(config.backend, { threads: config.threads, fastKernels: config.fastKernels });
+      for (const l of this.backend.log) this.log.info(`backend: ${l}`);
+    }
+    const key = JSON.stringify([config.seed, config.model, config.data, config.cacheDir, config.train.batchSize]);
+    if (this.dataCache?.key !== key) this.dataCache = { key, data: await loadTrainingData(config, this.log) };
+    const layout = paramLayout(modelDims(config));
+    const ring = await Ring.open({
+      rank: msg.rank,
+      worldSize: msg.worldSize,
+      listen: { host: this.opts.listenHost, port: this.opts.ringPort },
+      secret: this.opts.secret,
+      timeoutMs: config.dist.ringTimeoutSeconds * 1000,
+      segmentBytes: config.dist.segmentBytes,
+      ringId: msg.ringId,
+      log: (l) => this.log.info(l),
+    });
+    this.formation = {
+      id: msg.formation,
+      rank: msg.rank,
+      worldSize: msg.worldSize,
+      config,
+      layout,
+      ring,
+      data: this.dataCache.data,
+      load: { weights: new Float32Array(layout.total), m: new Float32Array(layout.total), v: new Float32Array(layout.total) },
+    };
+    this.log.info(`formation ${msg.formation}: rank ${msg.rank} of ${msg.worldSize}, ring listener on ${this.opts.advertiseHost}:${ring.port}`);
+    this.conn!.send(M.RingReady, {
+      formation: msg.formation,
+      host: this.opts.advertiseHost,
+      port: ring.port,
+      backend: `${this.backend.name}: ${this.backend.detail}`.slice(0, 300),
+      trainSequences: this.dataCache.data.train.count,
+    });
+  }
+
+  private async step(msg: Message<typeof M.Step>): Promise<void> {
+    const f = this.current(msg.formation);
+    if (!f?.trainer) return;
+    const B = f.config.train.batchSize;
+    // This worker's shard of the global batch: sequences [rank·B, (rank+1)·B) after the step's position.
+    const batch = f.data.reader.read({ epoch: msg.epoch, offset: msg.offset }, f.rank * B, B);
+    const reducer: GradientReducer = { worldSize: f.worldSize, reduce: async (g) => void (await f.ring.allReduce(g, 'mean')) };
+    try {
+      const r = await f.trainer.step(batch, msg.lr, reducer);
+      this.conn!.send(M.StepDone, { formation: f.id, step: msg.step, loss: r.loss, gradNorm: r.gradNorm, computeMs: r.computeMs, reduceMs: r.reduceMs, applyMs: r.applyMs });
+    } catch (e) {
+      if (!(e instanceof RingError)) throw e;
+      this.log.warn(`step ${msg.step} failed: ${e.message}`);
+      this.conn!.send(M.StepFailed, { formation: f.id, step: msg.step, reason: e.message.slice(0, 2000), failedRank: e.failedRank });
+    }
+  }
+
+  private async sendState(msg: Message<typeof M.StateRequest>): Promise<void> {
+    const f = this.current(msg.formation);
+    if (!f?.trainer) return;
+    const { m, v, t } = f.trainer.optimizer.getState();
+    const parts: Array<['weights' | 'm' | 'v', Float32Array]> = [['weights', f.trainer.weights], ['m', m], ['v', v]];
+    for (const [kind, arr] of parts) {
+      for (let off = 0; off < arr.length; off += M.STATE_PART_FLOATS) {
+        const data = arr.subarray(off, Math.min(arr.length, off + M.STATE_PART_FLOATS));
+        // Wait for each part to reach the socket: bounded memory for large models.
+        await new Promise<void>((resolve, reject) => this.conn!.send(M.StatePart, { formation: f.id, step: msg.step, kind, offset: off, data }, (err) => (err ? reject(err) : resolve())));
+      }
+    }
+    this.conn!.send(M.StateDone, { formation: f.id, step: msg.step, adamT: t });
+  }
+}
