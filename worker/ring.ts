@@ -95,6 +95,8 @@ export interface RingOptions {
   connectTimeoutMs?: number;
   /** segment size in bytes (multiple of 4); default 1 MiB */
   segmentBytes?: number;
+  /** an incoming connection must complete the HMAC handshake within this time; default 5000 ms */
+  handshakeTimeoutMs?: number;
   /** identifies one ring formation; links with another ringId are refused. Default "ring" */
   ringId?: string;
   log?: Logger;
@@ -348,6 +350,7 @@ export class Ring {
       messages: [RingJoin, RingStart, Chunk, RingAlive, RingAbort],
       maxPayload: this.segmentBytes + 4096,
       log: this.log,
+      ...(this.opts.handshakeTimeoutMs ? { handshakeTimeoutMs: this.opts.handshakeTimeoutMs } : {}),
       ...(this.opts.tls ? { tls: { cert: this.opts.tls.cert, key: this.opts.tls.key } } : {}),
       onConnection: (conn) => this.onInbound(conn),
     });
@@ -736,6 +739,7 @@ export class Ring {
     this.closed = true;
     this.stopTimers();
     call?.reject(new RingError('ring closed during all-reduce', undefined, undefined, this.rank));
+    for (const w of this.prevWaiters.splice(0)) w();
     this.next?.close(CloseCode.NORMAL, 'ring closed');
     this.prev?.close(CloseCode.NORMAL, 'ring closed');
     await this.server?.close();

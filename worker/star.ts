@@ -41,6 +41,7 @@ export interface StarOptions {
   timeoutMs?: number;
   connectTimeoutMs?: number;
   segmentBytes?: number;
+  handshakeTimeoutMs?: number;
   log?: Logger;
 }
 
@@ -101,6 +102,7 @@ export class Star {
         host: opts.listen?.host ?? '127.0.0.1', port: opts.listen?.port ?? 0, secret: star.secret,
         role: 'peer', name: 'star/rank-0', messages: [StarJoin, StarStart, StarChunk, RingAbort],
         maxPayload: star.segmentBytes + 4096, log: star.log,
+        ...(opts.handshakeTimeoutMs ? { handshakeTimeoutMs: opts.handshakeTimeoutMs } : {}),
         ...(opts.tls ? { tls: { cert: opts.tls.cert, key: opts.tls.key } } : {}),
         onConnection: (conn) => star.onLeaf(conn),
       });

@@ -13,6 +13,8 @@ export class WorkerProc {
   readonly events: WorkerEvent[] = [];
   private waiters: { pred: (e: WorkerEvent) => boolean; resolve: (e: WorkerEvent) => void }[] = [];
   exited: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  /** the port this rank listens on (set by startGroup) */
+  port = 0;
   private readonly exitWaiters: (() => void)[] = [];
 
   constructor(readonly child: ChildProcess, readonly name: string) {
@@ -93,6 +95,7 @@ export interface GroupOptions {
   timeoutMs?: number;
   joinTimeoutMs?: number;
   connectTimeoutMs?: number;
+  handshakeTimeoutMs?: number;
   startTimeoutMs?: number;
 }
 
@@ -105,7 +108,9 @@ export async function startGroup(o: GroupOptions): Promise<WorkerProc[]> {
       cmd: 'open', kind: o.kind, rank, worldSize: o.worldSize,
       ...(o.segmentBytes ? { segmentBytes: o.segmentBytes } : {}), ...(o.timeoutMs ? { timeoutMs: o.timeoutMs } : {}),
       ...(o.joinTimeoutMs ? { joinTimeoutMs: o.joinTimeoutMs } : {}), ...(o.connectTimeoutMs ? { connectTimeoutMs: o.connectTimeoutMs } : {}),
+      ...(o.handshakeTimeoutMs ? { handshakeTimeoutMs: o.handshakeTimeoutMs } : {}),
     }, 'opened', t)));
+    opened.forEach((e, i) => { procs[i]!.port = e.port; });
     await Promise.all(procs.map((p, rank) => {
       const target = o.kind === 'ring' ? opened[(rank + 1) % o.worldSize]! : opened[0]!;
       return p.request({ cmd: 'connect', host: '127.0.0.1', port: target.port }, 'connected', t);

@@ -11,7 +11,7 @@ import { Star } from '../../worker/star.ts';
 import { makeInput } from './inputs.ts';
 
 export type WorkerCommand =
-  | { cmd: 'open'; kind: 'ring' | 'star'; rank: number; worldSize: number; segmentBytes?: number; timeoutMs?: number; joinTimeoutMs?: number; connectTimeoutMs?: number; tls?: RingTls; ringId?: string }
+  | { cmd: 'open'; kind: 'ring' | 'star'; rank: number; worldSize: number; segmentBytes?: number; timeoutMs?: number; joinTimeoutMs?: number; connectTimeoutMs?: number; handshakeTimeoutMs?: number; tls?: RingTls; ringId?: string }
   | { cmd: 'connect'; host: string; port: number }
   | { cmd: 'reduce'; length: number; op: 'sum' | 'mean'; reps: number; warmup?: number; barrier?: boolean; input: 'random' | 'constant'; seed?: number; returnResult?: boolean }
   | { cmd: 'close' }
@@ -46,6 +46,7 @@ async function handle(m: WorkerCommand): Promise<void> {
         rank: m.rank, worldSize: m.worldSize, secret: loadSecret(), log,
         ...(m.segmentBytes ? { segmentBytes: m.segmentBytes } : {}), ...(m.timeoutMs ? { timeoutMs: m.timeoutMs } : {}),
         ...(m.connectTimeoutMs ? { connectTimeoutMs: m.connectTimeoutMs } : {}), ...(m.tls ? { tls: m.tls } : {}),
+        ...(m.handshakeTimeoutMs ? { handshakeTimeoutMs: m.handshakeTimeoutMs } : {}),
       };
       node = m.kind === 'ring'
         ? await Ring.open({ ...common, ...(m.joinTimeoutMs ? { joinTimeoutMs: m.joinTimeoutMs } : {}), ...(m.ringId ? { ringId: m.ringId } : {}) })

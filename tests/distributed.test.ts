@@ -1,0 +1,160 @@
+/**
+ * Integration tests of distributed training with real processes and real sockets on loopback:
+ * equivalence with one big-batch worker, a full local run, a worker killed with SIGKILL, a
+ * coordinator killed and restarted, a wrong secret.
+ */
+import test from 'ava';
+import fs from 'node:fs';
+import path from 'node:path';
+import crypto from 'node:crypto';
+import { spawnTtc, type Proc } from './procs.ts';
+import { tempDir, TEST_CACHE_DIR, TINY_MODEL } from './helpers.ts';
+import { readMetrics } from '../shared/run/metrics.ts';
+import { checkpointsDir, listCheckpointDirs, loadCheckpoint } from '../shared/checkpoint/checkpoint.ts';
+import { paramLayout } from '../shared/model/spec.ts';
+import { mlmStepFlops } from '../shared/flops.ts';
+import { numMaskedPerSeq } from '../shared/data/masking.ts';
+
+const SECRET = crypto.randomBytes(24).toString('base64');
+const env = { TTC_SECRET: SECRET, TTC_SECRET_FILE: undefined };
+
+function writeConfig(dir: string, extra: Record<string, unknown> = {}): string {
+  const file = path.join(dir, 'cfg.json');
+  fs.writeFileSync(
+    file,
+    JSON.stringify({
+      outputDir: dir,
+      cacheDir: TEST_CACHE_DIR,
+      backend: 'cpu',
+      threads: 1,
+      seed: 11,
+      model: TINY_MODEL,
+      train: { batchSize: 4, evalEvery: 5, checkpointEvery: 5 },
+      data: { maxValidationSequences: 16 },
+      budget: { kind: 'steps', steps: 6 },
+      dist: { hashEvery: 1, stepTimeoutSeconds: 60, ringTimeoutSeconds: 5 },
+      ...extra,
+    }),
+  );
+  return file;
+}
+
+function runDirOf(p: Proc): string {
+  const line = p.lines.find((l) => /results: (\S+)\//.test(l));
+  if (!line) throw new Error(`no results line in:\n${p.lines.slice(-20).join('\n')}`);
+  return line.match(/results: (\S+)\//)![1];
+}
+
+function finalWeights(runDir: string): Float32Array {
+  const dirs = listCheckpointDirs(checkpointsDir(runDir));
+  return loadCheckpoint(dirs.at(-1)!, paramLayout(TINY_MODEL)).weights;
+}
+
+async function startCoordinator(args: string[]): Promise<{ proc: Proc; url: string }> {
+  const proc = spawnTtc(['coordinator', '--port', '0', ...args], env);
+  const url = (await proc.waitFor(/TTC_COORDINATOR_URL=(\S+)/))[1];
+  return { proc, url };
+}
+
+const startWorker = (url: string, name: string, extraEnv: Record<string, string | undefined> = {}) =>
+  spawnTtc(['worker', '--coordinator', url, '--name', name, '--retry-seconds', '60'], { ...env, ...extraEnv });
+
+for (const n of [2, 3]) {
+  test(`${n} workers × batch b end bit-identical and equal 1 worker × batch ${n}·b after k steps`, async (t) => {
+    const dir = tempDir(`equiv${n}`);
+    const cfg = writeConfig(dir);
+    const dist = spawnTtc(['local', '--workers', String(n), '--config', cfg], env);
+    const single = spawnTtc(['train', '--config', cfg, '--set', `train.batchSize=${4 * n}`], env);
+    t.is(await dist.exited, 0, dist.lines.slice(-20).join('\n'));
+    t.is(await single.exited, 0, single.lines.slice(-20).join('\n'));
+    // hashEvery = 1: the coordinator compared every worker's parameter hash after every step.
+    t.regex(dist.lines.join('\n'), /completed its budget: 6\/6 steps/);
+    const a = finalWeights(runDirOf(dist));
+    const b = finalWeights(runDirOf(single));
+    let maxDiff = 0;
+    for (let i = 0; i < a.length; i++) maxDiff = Math.max(maxDiff, Math.abs(a[i] - b[i]));
+    t.true(maxDiff < 1e-4, `max |Δw| = ${maxDiff}`);
+    const la = readMetrics(path.join(runDirOf(dist), 'metrics.jsonl')).filter((r) => r.trainLoss !== undefined);
+    const lb = readMetrics(path.join(runDirOf(single), 'metrics.jsonl')).filter((r) => r.trainLoss !== undefined);
+    t.deepEqual(la.map((r) => r.step), lb.map((r) => r.step));
+    for (let i = 0; i < la.length; i++) t.true(Math.abs(la[i].trainLoss! - lb[i].trainLoss!) < 1e-4, `loss at step ${la[i].step}`);
+  });
+}
+
+test('kill -9 of one of 3 workers mid-run: the ring re-forms and the run completes its FLOP budget', async (t) => {
+  const dir = tempDir('kill');
+  const perStep1 = mlmStepFlops(TINY_MODEL, 4, numMaskedPerSeq(TINY_MODEL.seqLen)).training;
+  const budget = perStep1 * 3 * 40.5;
+  const cfg = writeConfig(dir, {
+    budget: { kind: 'flops', flops: budget },
+    train: { batchSize: 4, evalEvery: 10, checkpointEvery: 4 },
+    dist: { minWorkers: 2, hashEvery: 5, stepTimeoutSeconds: 60, ringTimeoutSeconds: 5 },
+  });
+  const { proc: coord, url } = await startCoordinator(['--config', cfg]);
+  const workers = [0, 1, 2].map((i) => startWorker(url, `w${i}`));
+  const stepLine = await coord.waitFor(/ring of 3 up/);
+  t.truthy(stepLine);
+  // Let it train a few steps past a checkpoint, then SIGKILL worker w1.
+  await coord.waitFor(/checkpoint: .*step-00000008/);
+  workers[1].kill('SIGKILL');
+  t.is(await coord.exited, 0, coord.lines.slice(-30).join('\n'));
+  const out = coord.lines.join('\n');
+  t.regex(out, /worker "w1" \(rank \d, [^)]+\) disconnected during/);
+  const restart = Number(out.match(/re-forming the ring from the checkpoint at step (\d+)/)![1]);
+  t.true(restart >= 8, `restarted from step ${restart}: at most one checkpoint interval lost`);
+  t.regex(out, /ring of 2 up/);
+  const runDir = runDirOf(coord);
+  const summary = JSON.parse(fs.readFileSync(path.join(runDir, 'summary.json'), 'utf8'));
+  t.true(summary.completed);
+  t.is(summary.workers, 2);
+  t.true(summary.flopsUsed <= budget);
+  t.true(budget - summary.flopsUsed < perStep1 * 2, 'short of the budget by less than one (2-worker) step');
+  const steps = readMetrics(path.join(runDir, 'metrics.jsonl')).map((r) => r.step);
+  t.deepEqual(steps, [...new Set(steps)].sort((a, b) => a - b), 'metrics rows unique and ordered (no step counted twice)');
+  t.is(steps.at(-1), summary.steps);
+  const rows = readMetrics(path.join(runDir, 'metrics.jsonl'));
+  t.is(rows.at(-1)!.flops, summary.flopsUsed);
+  t.is(rows.at(-1)!.lr, 0);
+  for (const w of [workers[0], workers[2]]) t.is(await w.exited, 0);
+});
+
+test('a coordinator killed with SIGKILL and restarted with --resume continues the run to its budget', async (t) => {
+  const dir = tempDir('coordkill');
+  const cfg = writeConfig(dir, { budget: { kind: 'steps', steps: 24 }, train: { batchSize: 4, evalEvery: 8, checkpointEvery: 4 }, dist: { minWorkers: 2, hashEvery: 4 } });
+  const first = await startCoordinator(['--config', cfg]);
+  const workers = [0, 1].map((i) => startWorker(first.url, `w${i}`));
+  await first.proc.waitFor(/checkpoint: .*step-00000008/);
+  first.proc.kill('SIGKILL');
+  await first.proc.exited;
+  const runDir = path.dirname(path.dirname((await first.proc.waitFor(/checkpoint: (\S+)/))[1]));
+  // Same port: the workers keep retrying the address they know.
+  const port = new URL(first.url).port;
+  const second = spawnTtc(['coordinator', '--resume', runDir, '--port', port], env);
+  t.is(await second.exited, 0, second.lines.slice(-30).join('\n'));
+  const out = second.lines.join('\n');
+  t.regex(out, /resuming run .* from its checkpoint at step (8|12)/);
+  t.regex(out, /completed its budget: 24\/24 steps/);
+  const steps = readMetrics(path.join(runDir, 'metrics.jsonl')).map((r) => r.step);
+  t.deepEqual(steps, [...new Set(steps)].sort((a, b) => a - b));
+  t.is(steps.at(-1), 24);
+  for (const w of workers) t.is(await w.exited, 0);
+});
+
+test('a worker with a wrong secret is refused, with the reason logged on both sides', async (t) => {
+  const dir = tempDir('secret');
+  const cfg = writeConfig(dir, { dist: { minWorkers: 1, waitForWorkersSeconds: 20 } });
+  const { proc: coord, url } = await startCoordinator(['--config', cfg]);
+  const bad = startWorker(url, 'intruder', { TTC_SECRET: 'this-is-not-the-right-secret' });
+  t.is(await bad.exited, 1);
+  t.regex(bad.lines.join('\n'), /authentication failed/i);
+  await coord.waitFor(/auth.*(fail|wrong)/i, 10_000);
+  t.false(coord.lines.join('\n').includes('"intruder" (pid'), 'the intruder never registered');
+  // A status query with the right secret works and shows no workers.
+  const status = spawnTtc(['status', '--coordinator', url, '--json'], env);
+  t.is(await status.exited, 0, status.lines.join('\n'));
+  const s = JSON.parse(status.lines.join('\n'));
+  t.is(s.phase, 'waiting for workers');
+  t.deepEqual(s.workers, []);
+  coord.kill('SIGTERM');
+  await coord.exited;
+});

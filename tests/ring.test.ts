@@ -1,0 +1,282 @@
+/**
+ * Ring all-reduce: correctness (bit-exact against a fixed-order reference, identical on all
+ * ranks), odd lengths, failures (killed and stalled peers), authentication and hostile input.
+ * Real sockets on 127.0.0.1 and real child processes; no mocks.
+ */
+import test, { type ExecutionContext } from 'ava';
+import WebSocket from 'ws';
+import { SecretError } from '../shared/auth.ts';
+import { CloseCode, encodeMsgpack } from '../shared/protocol/index.ts';
+import { referenceRingReduce, Ring, RingError, type ReduceOp, type RingOptions } from '../worker/ring.ts';
+import { Star } from '../worker/star.ts';
+import { spawnWorker, startGroup, stopGroup, type WorkerProc } from '../bench/lib/cluster.ts';
+import { makeInput } from '../bench/lib/inputs.ts';
+import { badFrames, inLanes, rawSession, selfSignedCert } from '../bench/lib/netkit.ts';
+
+const SECRET = 'ring-test-secret-0123456789';
+
+function capture() {
+  const lines: string[] = [];
+  return { lines, log: (l: string) => { lines.push(l); } };
+}
+
+/** Open and connect an in-process ring of N nodes; closed at teardown. */
+async function ring(t: ExecutionContext, N: number, opts: Partial<RingOptions> & { secrets?: string[] } = {}): Promise<Ring[]> {
+  const nodes = await Promise.all(Array.from({ length: N }, (_, rank) => Ring.open({
+    rank, worldSize: N, secret: opts.secrets?.[rank] ?? SECRET, timeoutMs: 5000, connectTimeoutMs: 5000, log: () => {}, ...opts,
+  })));
+  t.teardown(() => Promise.all(nodes.map((n) => n.close())));
+  await Promise.all(nodes.map((n, i) => n.connect(N > 1 ? { host: '127.0.0.1', port: nodes[(i + 1) % N]!.port } : undefined)));
+  return nodes;
+}
+
+function sameBytes(a: Float32Array, b: Float32Array): boolean {
+  return a.length === b.length && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+}
+
+/** Check results: identical on every rank, equal to the fixed-order reference, close to the exact sum. */
+function check(t: ExecutionContext, inputs: Float32Array[], outputs: Float32Array[], op: ReduceOp, what: string): void {
+  const N = inputs.length;
+  const ref = referenceRingReduce(inputs, op);
+  for (let r = 0; r < N; r++) t.true(sameBytes(outputs[r]!, outputs[0]!), `${what}: rank ${r} differs from rank 0`);
+  t.true(sameBytes(outputs[0]!, ref), `${what}: differs from the fixed-order reference`);
+  let worst = 0;
+  for (let i = 0; i < ref.length; i++) {
+    let exact = 0;
+    let mag = 0;
+    for (const x of inputs) { exact += x[i]!; mag += Math.abs(x[i]!); }
+    if (op === 'mean') { exact /= N; mag /= N; }
+    worst = Math.max(worst, Math.abs(outputs[0]![i]! - exact) / (mag + 1e-30));
+  }
+  t.true(worst <= N * 1.2e-7, `${what}: relative error ${worst}`);
+}
+
+// ---- in-process rings ------------------------------------------------------------------------
+
+for (const N of [1, 2, 3, 4]) {
+  test(`in-process ring N=${N}: sums and means of odd lengths are exact and bit-identical`, async (t) => {
+    const nodes = await ring(t, N, { segmentBytes: 4096 });
+    const lengths = [0, 1, 2, 3, 5, N - 1, N + 1, 1000, 4097, 65_537].filter((x) => x >= 0);
+    for (const length of lengths) {
+      for (const op of ['sum', 'mean'] as const) {
+        const inputs = nodes.map((_, r) => makeInput(r, length, length));
+        const outputs = inputs.map((x) => x.slice());
+        const stats = await Promise.all(nodes.map((n, r) => n.allReduce(outputs[r]!, op)));
+        check(t, inputs, outputs, op, `N=${N} length=${length} ${op}`);
+        if (N > 1 && length >= N) t.is(stats[0]!.bytesSent > 0, true);
+      }
+    }
+    if (N === 1) {
+      const x = makeInput(0, 10);
+      const y = x.slice();
+      await nodes[0]!.allReduce(y, 'mean');
+      t.true(sameBytes(x, y), 'N=1 is the identity');
+    }
+  });
+}
+
+test('in-process ring: ranks that run ahead are buffered (staggered back-to-back calls)', async (t) => {
+  const N = 3;
+  const nodes = await ring(t, N, { segmentBytes: 1024 });
+  const length = 5000;
+  const results = await Promise.all(nodes.map(async (n, r) => {
+    const outs: Float32Array[] = [];
+    for (let k = 0; k < 12; k++) {
+      if ((k + r) % 3 === 0) await new Promise((res) => setTimeout(res, 5 * r));
+      const buf = makeInput(r, length, k);
+      await n.allReduce(buf, k % 2 ? 'mean' : 'sum');
+      outs.push(buf);
+    }
+    return outs;
+  }));
+  for (let k = 0; k < 12; k++) {
+    check(t, nodes.map((_, r) => makeInput(r, length, k)), results.map((o) => o[k]!), k % 2 ? 'mean' : 'sum', `call ${k}`);
+  }
+  t.is(nodes[0]!.lastStats!.seq, 11);
+});
+
+test('in-process ring: timing breakdown adds up', async (t) => {
+  const nodes = await ring(t, 3, { segmentBytes: 64 * 1024 });
+  const bufs = nodes.map((_, r) => makeInput(r, 300_000));
+  const stats = await Promise.all(nodes.map((n, r) => n.allReduce(bufs[r]!)));
+  for (const s of stats) {
+    t.true(s.totalMs > 0);
+    t.true(s.addMs > 0 && s.encodeMs > 0 && s.decodeMs > 0);
+    t.true(s.waitMs + s.addMs + s.encodeMs + s.decodeMs + s.sendMs <= s.totalMs * 1.05 + 1);
+    t.is(s.framesReceived, 2 * 2 * Math.ceil(100_000 / 16_384) + 1); // 2(N−1) steps × 7 segments per 100k-float chunk + ring-start
+    t.true(Math.abs(s.bytesSent - (2 * 2 / 3) * 1_200_000) < 10_000, `sent ${s.bytesSent}`);
+  }
+});
+
+test('in-process ring: mismatched lengths fail on both sides with a clear message', async (t) => {
+  const nodes = await ring(t, 2);
+  const errs = await Promise.allSettled([nodes[0]!.allReduce(new Float32Array(10)), nodes[1]!.allReduce(new Float32Array(11))]);
+  for (const e of errs) {
+    t.is(e.status, 'rejected');
+    t.true((e as PromiseRejectedResult).reason instanceof RingError);
+    t.regex(((e as PromiseRejectedResult).reason as Error).message, /every rank must pass the same length and op/);
+  }
+});
+
+test('in-process ring: misuse is rejected (before connect, concurrent call, not a Float32Array)', async (t) => {
+  const lone = await Ring.open({ rank: 0, worldSize: 2, secret: SECRET, log: () => {} });
+  t.teardown(() => lone.close());
+  await t.throwsAsync(lone.allReduce(new Float32Array(1)), { instanceOf: RingError, message: /before connect/ });
+  const nodes = await ring(t, 2);
+  const p = nodes[0]!.allReduce(new Float32Array(100));
+  await t.throwsAsync(nodes[0]!.allReduce(new Float32Array(100)), { message: /already in progress/ });
+  await t.throwsAsync(nodes[0]!.allReduce([1, 2] as unknown as Float32Array), { instanceOf: TypeError });
+  await Promise.all([p, nodes[1]!.allReduce(new Float32Array(100))]);
+  await t.throwsAsync(Ring.open({ rank: 2, worldSize: 2, secret: SECRET }), { instanceOf: RangeError });
+});
+
+test('ring auth: a peer with the wrong secret is refused, logged on both sides', async (t) => {
+  const a = capture();
+  const b = capture();
+  const r0 = await Ring.open({ rank: 0, worldSize: 2, secret: SECRET, log: a.log, connectTimeoutMs: 3000 });
+  const r1 = await Ring.open({ rank: 1, worldSize: 2, secret: 'a-different-secret-0123456789', log: b.log, connectTimeoutMs: 3000 });
+  t.teardown(() => Promise.all([r0.close(), r1.close()]));
+  const [c0, c1] = await Promise.allSettled([r0.connect({ host: '127.0.0.1', port: r1.port }), r1.connect({ host: '127.0.0.1', port: r0.port })]);
+  t.is(c0.status, 'rejected');
+  t.is(c1.status, 'rejected');
+  t.regex(((c0 as PromiseRejectedResult).reason as Error).message, /ring peer rank 1 at ws:\/\/127\.0\.0\.1:\d+ refused us: authentication failed — check TTC_SECRET/);
+  t.regex(a.lines.join('\n'), /auth failed: wrong secret from 127\.0\.0\.1:\d+ \(role=peer, name="ring\/rank-1"\)/);
+  t.regex(b.lines.join('\n'), /auth failed: wrong secret from 127\.0\.0\.1:\d+ \(role=peer, name="ring\/rank-0"\)/);
+  t.regex(b.lines.join('\n'), /ring peer rank 0 at ws:\/\/127\.0\.0\.1:\d+ refused us: authentication failed — check TTC_SECRET/);
+});
+
+test('ring auth: a missing secret is refused before anything listens (in-process and in a worker process)', async (t) => {
+  await t.throwsAsync(Ring.open({ rank: 0, worldSize: 2, secret: undefined as unknown as string }), { instanceOf: SecretError, message: /no shared secret: set TTC_SECRET or TTC_SECRET_FILE/ });
+  await t.throwsAsync(Ring.open({ rank: 0, worldSize: 2, secret: 'short' }), { instanceOf: SecretError });
+  const w = spawnWorker('no-secret', { TTC_SECRET: undefined, TTC_SECRET_FILE: undefined });
+  t.teardown(() => w.kill());
+  const err = await t.throwsAsync(w.request({ cmd: 'open', kind: 'ring', rank: 0, worldSize: 2 }, 'opened', 20_000));
+  t.regex(err!.message, /no shared secret/);
+});
+
+test('ring: a peer speaking another protocol version is refused with 4406; the ring still works', async (t) => {
+  const logs = capture();
+  const nodes = await ring(t, 2, { log: logs.log });
+  const r = await rawSession(`ws://127.0.0.1:${nodes[0]!.port}`, { kind: 'v2', bytes: encodeMsgpack({ v: 2, t: 'hello', role: 'peer', name: 'future', nonce: new Uint8Array(32) }) });
+  t.is(r.code, CloseCode.VERSION);
+  t.regex(r.reason, /protocol version 2 not supported \(this side speaks 1\)/);
+  t.regex(logs.lines.join('\n'), /refused 127\.0\.0\.1:\d+ \(expected "hello"\): protocol version 2 not supported/);
+  const bufs = nodes.map((_, i) => makeInput(i, 100));
+  const inputs = bufs.map((b) => b.slice());
+  await Promise.all(nodes.map((n, i) => n.allReduce(bufs[i]!)));
+  check(t, inputs, bufs, 'sum', 'after version probe');
+});
+
+test('ring over wss:// (TLS) is correct', async (t) => {
+  const tls = selfSignedCert();
+  if (!tls) { t.log('openssl not available: TLS ring test skipped'); t.pass(); return; }
+  const nodes = await ring(t, 3, { tls: { cert: tls.cert, key: tls.key, ca: tls.cert }, segmentBytes: 16 * 1024 });
+  t.true(nodes[0]!.url.startsWith('wss://'));
+  const inputs = nodes.map((_, r) => makeInput(r, 50_001));
+  const outs = inputs.map((x) => x.slice());
+  await Promise.all(nodes.map((n, r) => n.allReduce(outs[r]!, 'mean')));
+  check(t, inputs, outs, 'mean', 'tls');
+});
+
+test('star baseline: same results on every rank, close to the exact sum', async (t) => {
+  const N = 3;
+  const stars = await Promise.all(Array.from({ length: N }, (_, rank) => Star.open({ rank, worldSize: N, secret: SECRET, segmentBytes: 4096, log: () => {} })));
+  t.teardown(() => Promise.all(stars.map((s) => s.close())));
+  await Promise.all(stars.map((s) => s.connect({ host: '127.0.0.1', port: stars[0]!.port })));
+  for (const length of [0, 1, 10_001]) {
+    const inputs = stars.map((_, r) => makeInput(r, length));
+    const outs = inputs.map((x) => x.slice());
+    await Promise.all(stars.map((s, r) => s.allReduce(outs[r]!, 'mean')));
+    for (const o of outs) t.true(sameBytes(o, outs[0]!));
+    for (let i = 0; i < length; i++) t.true(Math.abs(outs[0]![i]! - (inputs[0]![i]! + inputs[1]![i]! + inputs[2]![i]!) / 3) < 1e-4);
+  }
+});
+
+// ---- worker processes ------------------------------------------------------------------------
+
+async function group(t: ExecutionContext, N: number, opts: { timeoutMs?: number; segmentBytes?: number } = {}): Promise<WorkerProc[]> {
+  const procs = await startGroup({ kind: 'ring', worldSize: N, secret: SECRET, timeoutMs: opts.timeoutMs ?? 5000, segmentBytes: opts.segmentBytes ?? 64 * 1024, connectTimeoutMs: 20_000, handshakeTimeoutMs: 1000 });
+  t.teardown(() => { for (const p of procs) { p.kill('SIGCONT'); p.kill(); } });
+  return procs;
+}
+
+for (const N of [3, 4]) {
+  test.serial(`process ring N=${N}: exact, bit-identical results across processes`, async (t) => {
+    const procs = await group(t, N);
+    for (const [length, op] of [[100_003, 'sum'], [N - 1, 'mean'], [7, 'sum'], [0, 'sum'], [262_144, 'mean']] as const) {
+      const res = await Promise.all(procs.map((p) => p.request({ cmd: 'reduce', length, op, reps: 1, input: 'random', seed: length, returnResult: true }, 'reduced', 30_000)));
+      check(t, procs.map((_, r) => makeInput(r, length, length)), res.map((r) => r.result!), op, `N=${N} length=${length}`);
+    }
+    await stopGroup(procs);
+    for (const p of procs) t.is(p.exited?.code, 0);
+  });
+}
+
+test.serial('process ring N=4: a peer killed mid-reduce makes every other rank reject naming it, within the timeout', async (t) => {
+  const timeoutMs = 3000;
+  const procs = await group(t, 4, { timeoutMs });
+  const errors = procs.map((p) => p.next('reduced', 60_000).then(() => undefined, (e: Error & { event?: { failedRank?: number; failedAddress?: string; message: string } }) => e));
+  for (const p of procs) p.send({ cmd: 'reduce', length: 2_000_000, op: 'sum', reps: 10_000, input: 'constant' });
+  await new Promise((r) => setTimeout(r, 400));
+  const killedAt = performance.now();
+  procs[2]!.kill('SIGKILL');
+  for (const r of [0, 1, 3]) {
+    const err = await errors[r]!;
+    const elapsed = performance.now() - killedAt;
+    t.truthy(err, `rank ${r} should reject`);
+    t.is(err!.event?.failedRank, 2, `rank ${r}: ${err!.message}`);
+    t.regex(err!.message, /rank 2 \(127\.0\.0\.1:\d+\)/);
+    t.true(elapsed < timeoutMs + 2000, `rank ${r} took ${elapsed} ms`);
+  }
+  t.truthy(procs[2]!.exited || (await procs[2]!.waitExit(5000)));
+});
+
+test.serial('process ring N=3: a stalled (SIGSTOP) peer is named after the timeout', async (t) => {
+  const timeoutMs = 1500;
+  const procs = await group(t, 3, { timeoutMs });
+  const errors = procs.map((p) => p.next('reduced', 60_000).then(() => undefined, (e: Error & { event?: { failedRank?: number } }) => e));
+  for (const p of procs) p.send({ cmd: 'reduce', length: 500_000, op: 'sum', reps: 10_000, input: 'constant' });
+  await new Promise((r) => setTimeout(r, 400));
+  const stoppedAt = performance.now();
+  procs[1]!.kill('SIGSTOP');
+  for (const r of [0, 2]) {
+    const err = await errors[r]!;
+    const elapsed = performance.now() - stoppedAt;
+    t.truthy(err, `rank ${r} should reject`);
+    t.is(err!.event?.failedRank, 1, `rank ${r}: ${err!.message}`);
+    t.regex(err!.message, /rank 1 \(127\.0\.0\.1:\d+\)/);
+    t.true(elapsed >= timeoutMs * 0.9 && elapsed < timeoutMs + 4000, `rank ${r} took ${elapsed} ms`);
+  }
+  procs[1]!.kill('SIGCONT');
+});
+
+test.serial('process ring: 1,100 hostile frames at a rank\'s port; it keeps serving a correct all-reduce and never crashes', async (t) => {
+  const procs = await group(t, 2, { segmentBytes: 64 * 1024 });
+  const url = `ws://127.0.0.1:${procs[0]!.port}`;
+  const pre = badFrames(600, 11, 8000);
+  const post = badFrames(500, 12, 200_000);
+  const results = await inLanes([
+    ...pre.map((f) => () => rawSession(url, f, { timeoutMs: 5000 })),
+    ...post.map((f) => () => rawSession(url, f, { secret: SECRET, name: 'fuzzer', timeoutMs: 5000 })),
+  ], 8);
+  t.is(results.length, 1100);
+  t.deepEqual(results.filter((r) => r.hung), [], 'every hostile connection was closed');
+  const allowed = new Set<number>([CloseCode.MALFORMED, CloseCode.UNEXPECTED, CloseCode.VERSION, CloseCode.TOO_BIG, CloseCode.TIMEOUT, CloseCode.CONFLICT, CloseCode.NORMAL]);
+  t.deepEqual(results.filter((r) => !allowed.has(r.code)).map((r) => `${r.kind}:${r.code}:${r.reason}`), []);
+  t.is(procs[0]!.exited, undefined, 'rank 0 is still running');
+  const length = 200_001;
+  const res = await Promise.all(procs.map((p) => p.request({ cmd: 'reduce', length, op: 'mean', reps: 2, input: 'random', seed: 5, returnResult: true }, 'reduced', 30_000)));
+  check(t, procs.map((_, r) => makeInput(r, length, 5)), res.map((r) => r.result!), 'mean', 'after fuzz');
+  t.true(procs[0]!.logs.length >= 1000, `rank 0 logged ${procs[0]!.logs.length} refusals`);
+  t.regex(procs[0]!.logs.join('\n'), /auth|refused|closing connection/);
+  await stopGroup(procs);
+  t.is(procs[0]!.exited?.code, 0);
+});
+test.after.always(() => {
+  const t0 = Date.now();
+  const iv = setInterval(() => {
+    const hs = (process as unknown as { _getActiveHandles(): object[] })._getActiveHandles().map((h) => `${h.constructor.name}${(h as { remotePort?: number }).remotePort ? ':' + (h as { remotePort?: number }).remotePort : ''}${(h as {localPort?: number}).localPort ? ' L' + (h as {localPort?: number}).localPort : ''}`);
+    process.stderr.write(`AFTER ${Date.now() - t0}ms handles: ${hs.join(', ')}\n`);
+  }, 3000);
+  iv.unref();
+});
