@@ -8,6 +8,7 @@
  * --sizes     a subset of S, M, L
  * --threads   CPU threads for the fast kernels and PyTorch (default: all cores)
  * --profile   after timing, one step per tfjs cell under tf.profile: time per kernel
+ * --python    the interpreter for the PyTorch row (default: python3, then /usr/bin/python3)
  *
  * Each (backend, size) cell runs in its own child process (bench/lib/train-child.ts: backends and
  * kernel registrations are process-global). All cells of one size are started one after another
@@ -94,6 +95,7 @@ class Child {
       this.waiting.shift()?.(m);
     });
     proc.stderr.on('data', (d) => (this.stderr = (this.stderr + String(d)).slice(-4000)));
+    proc.stdin.on('error', () => {}); // EPIPE when a child died: reported through `exited`
     this.exited = new Promise((resolve) => {
       proc.on('error', (e) => resolve(e.message));
       proc.on('exit', (code, sig) => resolve(`${label} exited (${sig ?? code}): ${this.stderr.trim().split('\n').slice(-3).join(' | ')}`));
@@ -131,7 +133,9 @@ interface Torch {
 
 function findTorch(): { torch: Torch | null; note: string } {
   const tried: string[] = [];
-  for (const python of ['python3', '/usr/bin/python3']) {
+  // Debian's python3-torch lives under /usr/bin/python3, which a pyenv `python3` shadows
+  const pythons = opt('--python') ? [opt('--python')!] : ['python3', '/usr/bin/python3'];
+  for (const python of pythons) {
     const r = spawnSync(python, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8', timeout: 60_000 });
     if (r.status === 0) return { torch: { python, version: r.stdout.trim() }, note: '' };
     tried.push(`${python}: ${r.error ? r.error.message : (r.stderr.trim().split('\n').pop() ?? `exit ${r.status}`)}`);
@@ -316,7 +320,7 @@ function report(key: string, dims: ModelDims, cells: Cell[], torchAvailable: boo
       fmtMs((c.ready?.warmupMs as number | undefined) ?? NaN),
     ]);
   }
-  if (!torchAvailable) rows.push(['PyTorch', 'not installed (skipped)', '', '', '', '', '', '', '', '']);
+  if (!torchAvailable) rows.push(['PyTorch: not installed (skipped)', '', '', '', '', '', '', '', '', '']);
   printTable(['backend', 'ms/step', 'min–max', 'steps', 'tokens/s', 'GFLOP/s', 'grad / apply ms', 'vs wasm', 'params', 'warm-up ms'], rows);
 
   if (PROFILE) {

@@ -272,11 +272,3 @@ test.serial('process ring: 1,100 hostile frames at a rank\'s port; it keeps serv
   await stopGroup(procs);
   t.is(procs[0]!.exited?.code, 0);
 });
-test.after.always(() => {
-  const t0 = Date.now();
-  const iv = setInterval(() => {
-    const hs = (process as unknown as { _getActiveHandles(): object[] })._getActiveHandles().map((h) => `${h.constructor.name}${(h as { remotePort?: number }).remotePort ? ':' + (h as { remotePort?: number }).remotePort : ''}${(h as {localPort?: number}).localPort ? ' L' + (h as {localPort?: number}).localPort : ''}`);
-    process.stderr.write(`AFTER ${Date.now() - t0}ms handles: ${hs.join(', ')}\n`);
-  }, 3000);
-  iv.unref();
-});

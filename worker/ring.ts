@@ -625,6 +625,7 @@ export class Ring {
       this.sendChunk(call, 'ag', msg.step + 1, msg.index, msg.segment, msg.data);
     }
     call.received++;
+    if (process.env.RING_TRACE) { (call as any).tr ??= []; if (call.received % 8 === 0 || call.received === call.expected) (call as any).tr.push(`${call.received}@${(performance.now() - call.t0).toFixed(0)}/p${call.pendingSends}`); }
     call.busyMs += performance.now() - t0;
     this.maybeFinish(call);
   }
@@ -668,6 +669,7 @@ export class Ring {
       busBandwidthMBps: (bytes / 1e6 / (totalMs / 1e3)) * (2 * (N - 1)) / N,
     };
     this.lastStats = stats;
+    if (process.env.RING_TRACE && call.buf.length > 1000) this.log(`TRACE rank ${this.rank} total ${totalMs.toFixed(0)}: ${((call as any).tr ?? []).join(' ')}`);
     call.resolve(stats);
   }
 

@@ -7,7 +7,7 @@
  */
 import crypto from 'node:crypto';
 import os from 'node:os';
-import { connect, type Connection } from '../shared/net/index.ts';
+import { connect, tlsClientFromEnv, type Connection } from '../shared/net/index.ts';
 import { CloseCode, type Message } from '../shared/protocol/index.ts';
 import * as M from '../shared/protocol/training.ts';
 import { resolveConfig } from '../shared/config/load.ts';
@@ -17,7 +17,7 @@ import { paramLayout, type ParamLayout } from '../shared/model/spec.ts';
 import { MlmTrainer, type GradientReducer } from '../shared/train/trainer.ts';
 import { loadTrainingData, type TrainingData } from '../shared/train/data.ts';
 import { modelDims } from '../shared/train/controller.ts';
-import { Ring, RingError } from './ring.ts';
+import { Ring, RingError, type RingTls } from './ring.ts';
 import type { Logger } from '../shared/run/log.ts';
 import type { SecretInput } from '../shared/auth.ts';
 
@@ -37,6 +37,12 @@ export interface WorkerOptions {
 }
 
 type InMsg = Message<(typeof M.toWorker)[number]>;
+
+/** Ring links use TLS when the worker has a certificate (TTC_TLS_CERT/KEY; TTC_TLS_CA verifies peers, TTC_TLS_INSECURE=1 skips that). */
+function ringTlsFromEnv(env: NodeJS.ProcessEnv = process.env): RingTls | undefined {
+  if (!env.TTC_TLS_CERT || !env.TTC_TLS_KEY) return undefined;
+  return { cert: env.TTC_TLS_CERT, key: env.TTC_TLS_KEY, ...(env.TTC_TLS_CA ? { ca: env.TTC_TLS_CA } : {}), rejectUnauthorized: env.TTC_TLS_INSECURE !== '1' };
+}
 
 const hashWeights = (w: Float32Array) => crypto.createHash('sha256').update(new Uint8Array(w.buffer, w.byteOffset, w.byteLength)).digest('hex');
 
@@ -83,6 +89,7 @@ export class Worker {
           messages: M.toWorker,
           peerLabel: 'coordinator',
           retryForMs: this.opts.retryForMs,
+          tls: tlsClientFromEnv(),
           log: (l) => this.log.info(l),
         });
       } catch (e) {
@@ -227,6 +234,7 @@ export class Worker {
       timeoutMs: config.dist.ringTimeoutSeconds * 1000,
       segmentBytes: config.dist.segmentBytes,
       ringId: msg.ringId,
+      tls: ringTlsFromEnv(),
       log: (l) => this.log.info(l),
     });
     this.formation = {

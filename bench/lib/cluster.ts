@@ -54,6 +54,7 @@ export class WorkerProc {
         this.waiters = this.waiters.filter((x) => x !== w);
         reject(new Error(`${this.name}: no "${ev}" within ${timeoutMs} ms${this.exited ? ` (exited ${this.exited.code ?? this.exited.signal})` : ''}`));
       }, timeoutMs);
+      timer.unref(); // a wait nobody needs any more must not keep the process alive
       this.waiters.push(w);
     }).then(settle);
   }
@@ -68,6 +69,7 @@ export class WorkerProc {
     if (this.exited) return Promise.resolve(true);
     return new Promise((resolve) => {
       const timer = setTimeout(() => resolve(false), timeoutMs);
+      timer.unref();
       this.exitWaiters.push(() => { clearTimeout(timer); resolve(true); });
     });
   }
@@ -79,7 +81,8 @@ export class WorkerProc {
 
 export function spawnWorker(name: string, env: Record<string, string | undefined> = {}): WorkerProc {
   const child = fork(WORKER, [], {
-    execArgv: ['--import', 'tsx'],
+    // TTC_WORKER_NODE_ARGS: extra node flags for the workers, e.g. "--cpu-prof --cpu-prof-dir=prof"
+    execArgv: ['--import', 'tsx', ...(process.env.TTC_WORKER_NODE_ARGS ?? '').split(' ').filter(Boolean)],
     serialization: 'advanced',
     env: { ...process.env, ...env },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],

@@ -124,7 +124,6 @@ export async function workerCommand(argv: string[]): Promise<number> {
     retryForMs: Number(values['retry-seconds']) * 1000,
     log: createLogger(name),
   });
-  void tlsClientFromEnv;
   return worker.run();
 }
 
