@@ -158,3 +158,56 @@ test('a worker with a wrong secret is refused, with the reason logged on both si
   coord.kill('SIGTERM');
   await coord.exited;
 });
+
+test('1,000+ random, malformed, wrong-schema and oversized frames at a coordinator process: each refused, no crash, the run still completes', async (t) => {
+  const { default: WebSocket } = await import('ws');
+  const { Packr } = await import('msgpackr');
+  const { connect } = await import('../shared/net/index.ts');
+  const M = await import('../shared/protocol/training.ts');
+  const { Rng } = await import('../shared/rng.ts');
+  const dir = tempDir('fuzz');
+  const cfg = writeConfig(dir, { dist: { minWorkers: 1, waitForWorkersSeconds: 120 }, budget: { kind: 'steps', steps: 3 } });
+  const { proc: coord, url } = await startCoordinator(['--config', cfg]);
+  const rng = new Rng(99);
+  const packr = new Packr({ useRecords: false, moreTypes: true });
+  const randomBytes = (n: number) => Buffer.from(Array.from({ length: n }, () => rng.int(256)));
+  const wrongSchema = (): Buffer => {
+    const pick = rng.int(6);
+    if (pick === 0) return packr.pack({ v: 1, t: 'coord.step-done', formation: 'x', step: -1 });
+    if (pick === 1) return packr.pack({ v: 1, t: 'coord.register', name: 'w', pid: 1, advertiseHost: 'h', ringPort: 1, extra: true });
+    if (pick === 2) return packr.pack({ v: 2, t: 'coord.status-request' });
+    if (pick === 3) return packr.pack({ v: 1, t: 'coord.no-such-type' });
+    if (pick === 4) return packr.pack({ v: 1, t: 'coord.state-part', formation: 1, step: 1, kind: 'weights', offset: 0, data: [1, 2, 3] });
+    return packr.pack([1, 2, 3]);
+  };
+  const preAuth = (frame: Buffer) =>
+    new Promise<number>((resolve) => {
+      const ws = new WebSocket(url, { perMessageDeflate: false });
+      const timer = setTimeout(() => { ws.terminate(); resolve(-1); }, 10_000);
+      ws.on('open', () => ws.send(frame));
+      ws.on('close', (code) => { clearTimeout(timer); resolve(code); });
+      ws.on('error', () => {});
+    });
+  const postAuth = async (frame: Buffer) => {
+    const conn = await connect({ url, secret: SECRET, role: 'worker', name: 'fuzzer', messages: M.toWorker, log: () => {} });
+    return new Promise<number>((resolve) => {
+      const timer = setTimeout(() => { conn.terminate(); resolve(-1); }, 10_000);
+      conn.onClose((info) => { clearTimeout(timer); resolve(info.code); });
+      conn.sendEncoded(frame);
+    });
+  };
+  const jobs: Array<() => Promise<number>> = [];
+  for (let i = 0; i < 450; i++) jobs.push(() => preAuth(i % 3 === 0 ? wrongSchema() : randomBytes(1 + rng.int(300))));
+  for (let i = 0; i < 550; i++) jobs.push(() => postAuth(i % 2 === 0 ? wrongSchema() : randomBytes(1 + rng.int(300))));
+  for (let i = 0; i < 4; i++) jobs.push(() => postAuth(Buffer.alloc(17 * 1024 * 1024, 7))); // over maxPayload (16 MiB)
+  const codes: number[] = [];
+  for (let i = 0; i < jobs.length; i += 8) codes.push(...(await Promise.all(jobs.slice(i, i + 8).map((j) => j()))));
+  t.is(codes.length, 1004);
+  t.deepEqual(codes.filter((c) => c === -1), [], 'every bad frame got its connection closed');
+  t.true(coord.child.exitCode === null, 'the coordinator is still running');
+  // The same coordinator still runs a real training job.
+  const w = startWorker(url, 'real');
+  t.is(await coord.exited, 0, coord.lines.slice(-20).join('\n'));
+  t.regex(coord.lines.join('\n'), /completed its budget: 3\/3 steps/);
+  t.is(await w.exited, 0);
+});
