@@ -119,9 +119,23 @@ export class Coordinator {
       tls: this.opts.tls,
       log: (l) => this.opts.log.info(l),
       onConnection: (conn, hello) => this.onConnection(conn, hello.role, hello.name),
+      http: (req, res) => this.onHttp(req.url ?? '/', res),
     });
     this.phase = 'waiting for workers';
     return this.server.url;
+  }
+
+  /** GET /healthz: liveness (200 while the process serves); GET /readyz: 200 once training, 503 before. No run data without the secret. */
+  private onHttp(url: string, res: import('node:http').ServerResponse): void {
+    const path = url.split('?')[0];
+    if (path === '/healthz') {
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ ok: true, phase: this.phase }));
+    } else if (path === '/readyz') {
+      const ready = this.phase !== 'starting';
+      res.writeHead(ready ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ready, phase: this.phase }));
+    } else {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: use a WebSocket client (ttc worker / ttc status), or GET /healthz\n');
+    }
   }
 
   private onConnection(conn: Connection<FromWorker>, role: string, name: string): void {

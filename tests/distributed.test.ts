@@ -155,6 +155,11 @@ test('a worker with a wrong secret is refused, with the reason logged on both si
   const s = JSON.parse(status.lines.join('\n'));
   t.is(s.phase, 'waiting for workers');
   t.deepEqual(s.workers, []);
+  // Plain HTTP on the same port: health check for Kubernetes probes.
+  const health = await fetch(`${url.replace('ws://', 'http://')}/healthz`);
+  t.is(health.status, 200);
+  t.deepEqual(await health.json(), { ok: true, phase: 'waiting for workers' });
+  t.is((await fetch(`${url.replace('ws://', 'http://')}/nope`)).status, 404);
   coord.kill('SIGTERM');
   await coord.exited;
 });

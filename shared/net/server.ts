@@ -4,6 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import WebSocket, { WebSocketServer } from 'ws';
 import { clientProof, newNonce, normalizeSecret, proofsEqual, serverProof, type SecretInput } from '../auth.ts';
@@ -46,6 +47,8 @@ export interface ListenOptions<In extends MessageDef> {
   /** connections still in the handshake at once; more are refused with 1013 */
   maxPendingHandshakes?: number;
   tls?: TlsServerFiles;
+  /** plain HTTP requests on the same port (health checks, metrics); default: 426 Upgrade Required */
+  http?: (req: IncomingMessage, res: ServerResponse) => void;
   log?: Logger;
 }
 
@@ -54,7 +57,7 @@ export class PeerServer<In extends MessageDef = MessageDef> {
   private closed = false;
   constructor(
     private readonly wss: WebSocketServer,
-    private readonly https: HttpsServer | undefined,
+    private readonly https: HttpsServer | HttpServer | undefined,
     readonly host: string,
     readonly port: number,
     readonly tls: boolean,
@@ -86,7 +89,7 @@ export async function listen<In extends MessageDef>(opts: ListenOptions<In>): Pr
   const handshakeTimeoutMs = opts.handshakeTimeoutMs ?? DEFAULTS.handshakeTimeoutMs;
   const maxPending = opts.maxPendingHandshakes ?? DEFAULTS.maxPendingHandshakes;
 
-  let https: HttpsServer | undefined;
+  let https: HttpsServer | HttpServer | undefined;
   let wss: WebSocketServer;
   const wsOpts = { maxPayload, perMessageDeflate: false, clientTracking: true, skipUTF8Validation: false };
   if (opts.tls) {
@@ -100,6 +103,14 @@ export async function listen<In extends MessageDef>(opts: ListenOptions<In>): Pr
     https.on('tlsClientError', (err, socket) => {
       log(`TLS handshake failed from ${remoteOf(socket)}: ${err.message}`);
     });
+    if (opts.http) https.on('request', opts.http);
+    wss = new WebSocketServer({ ...wsOpts, server: https });
+    await new Promise<void>((resolve, reject) => {
+      https!.once('error', reject);
+      https!.listen(opts.port ?? 0, host, () => { https!.off('error', reject); resolve(); });
+    });
+  } else if (opts.http) {
+    https = createHttpServer(opts.http);
     wss = new WebSocketServer({ ...wsOpts, server: https });
     await new Promise<void>((resolve, reject) => {
       https!.once('error', reject);
