@@ -142,7 +142,7 @@ test('a coordinator killed with SIGKILL and restarted with --resume continues th
 
 test('a worker with a wrong secret is refused, with the reason logged on both sides', async (t) => {
   const dir = tempDir('secret');
-  const cfg = writeConfig(dir, { dist: { minWorkers: 1, waitForWorkersSeconds: 20 } });
+  const cfg = writeConfig(dir, { dist: { minWorkers: 1, waitForWorkersSeconds: 300 } });
   const { proc: coord, url } = await startCoordinator(['--config', cfg]);
   const bad = startWorker(url, 'intruder', { TTC_SECRET: 'this-is-not-the-right-secret' });
   t.is(await bad.exited, 1);

@@ -1,0 +1,398 @@
+/**
+ * The answer read off the data: which size pretrains best under each budget, which (size,
+ * compression) cell is best under each memory budget, and a verdict on the paper's claim that is
+ * computed from the numbers (nothing here is assumed from the paper). Rules: docs/report.md.
+ */
+import {
+  budgetLabel,
+  bytesOf,
+  compressionLabel,
+  fmtBytes,
+  fmtLoss,
+  fmtPct,
+  groupCells,
+  groupFinals,
+  methodName,
+  sortedBudgets,
+  sortedSizes,
+  type CellGroup,
+  type Stats,
+} from './aggregate.ts';
+import { BYTES_VIEWS, type BytesView, type Method, type ReportData } from './types.ts';
+
+export const VIEW_NAMES: Record<BytesView, string> = { total: 'total bytes', nonEmbedding: 'non-embedding bytes' };
+
+/** Quantiles of all cells' bytes used as memory budgets, besides each size's uncompressed bytes. */
+export const DEFAULT_QUANTILES = [0.1, 0.25, 0.5];
+
+export interface BestSize {
+  budgetId: string;
+  sizeId: string;
+  valLoss: Stats;
+  /** 0 = the smallest size that has a final result under this budget */
+  rank: number;
+  /** how many sizes have a final result under this budget */
+  of: number;
+  /** every size under this budget, lowest loss first */
+  ranking: Array<{ sizeId: string; valLoss: Stats }>;
+  text: string;
+}
+
+export interface MemoryBudget {
+  view: BytesView;
+  bytes: number;
+  /** where the number comes from, e.g. "= small uncompressed", "25th percentile of all cells" */
+  source: string;
+}
+
+export interface MemoryAnswer extends MemoryBudget {
+  budgetId: string;
+  /** the best cell with bytes ≤ M by mean dev accuracy; null when no cell fits */
+  best: CellGroup | null;
+  text: string;
+}
+
+/** A larger and a smaller size compared at one memory budget, each with its best cell that fits. */
+export interface EqualMemoryComparison {
+  budgetId: string;
+  view: BytesView;
+  bytes: number;
+  larger: CellGroup;
+  smaller: CellGroup;
+  winner: 'larger' | 'smaller' | 'tie';
+}
+
+/** How much of its uncompressed dev accuracy the smallest and the largest size keep at the harshest shared level. */
+export interface Retention {
+  budgetId: string;
+  method: Method;
+  level: string;
+  smallest: { sizeId: string; retained: number };
+  largest: { sizeId: string; retained: number };
+  better: 'larger' | 'smaller' | 'tie';
+}
+
+export type Judgement = 'supports' | 'contradicts' | 'neither' | 'undecided';
+
+export interface BudgetVerdict {
+  budgetId: string;
+  largerWins: number;
+  smallerWins: number;
+  ties: number;
+  /** of the paper's claim "larger-then-compressed beats smaller-lightly-compressed at equal memory" */
+  judgement: Judgement;
+}
+
+export interface Conclusion {
+  bestSizes: BestSize[];
+  memoryBudgets: MemoryBudget[];
+  answers: MemoryAnswer[];
+  comparisons: EqualMemoryComparison[];
+  retention: Retention[];
+  perBudget: BudgetVerdict[];
+  /** overall: 'supports'/'contradicts' only when every decided budget agrees; otherwise 'neither' (budget-dependent) */
+  judgement: Judgement;
+  /** one paragraph */
+  verdict: string;
+  /** the conclusion as lines: best sizes, memory answers, and the verdict last */
+  lines: string[];
+}
+
+export interface ConcludeOptions {
+  quantiles?: number[];
+  /** extra memory budgets in bytes, applied to both views */
+  extraMemoryBudgets?: number[];
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/** Per budget, the size with the lowest final validation loss (mean over seeds; ties → the smaller size). */
+export function bestSizePerBudget(data: ReportData): BestSize[] {
+  const finals = groupFinals(data);
+  const sizeOrder = sortedSizes(data).map((s) => s.id);
+  const out: BestSize[] = [];
+  for (const b of sortedBudgets(data)) {
+    const rows = finals.filter((f) => f.budgetId === b.id).sort((x, y) => sizeOrder.indexOf(x.sizeId) - sizeOrder.indexOf(y.sizeId));
+    if (rows.length === 0) continue;
+    const ranking = [...rows].sort((x, y) => x.valLoss.mean - y.valLoss.mean).map((f) => ({ sizeId: f.sizeId, valLoss: f.valLoss }));
+    const best = ranking[0]!;
+    const rank = rows.findIndex((r) => r.sizeId === best.sizeId);
+    const where = rows.length === 1 ? 'the only size' : rank === 0 ? 'the smallest size' : rank === rows.length - 1 ? 'the largest size' : `size ${rank + 1} of ${rows.length} by parameters`;
+    const runnerUp = ranking[1];
+    const margin = runnerUp ? `; next: ${runnerUp.sizeId} at ${fmtLoss(runnerUp.valLoss.mean)}` : '';
+    out.push({
+      budgetId: b.id,
+      sizeId: best.sizeId,
+      valLoss: best.valLoss,
+      rank,
+      of: rows.length,
+      ranking,
+      text: `Budget ${budgetLabel(b)}: the lowest final validation loss is size ${best.sizeId} (${where}), ${fmtLoss(best.valLoss.mean)}${margin}.`,
+    });
+  }
+  return out;
+}
+
+function nearestRank(sorted: number[], q: number): number {
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
+  return sorted[i]!;
+}
+
+function ordinal(n: number): string {
+  const s = ['th', 'st', 'nd', 'rd'];
+  const v = n % 100;
+  return `${n}${s[(v - 20) % 10] ?? s[v] ?? s[0]}`;
+}
+
+/**
+ * The memory budgets M of one view: each size's uncompressed bytes (its 'none' cell, the largest
+ * over budgets) and the given quantiles (nearest rank) of all cells' bytes; equal values merged.
+ */
+export function memoryBudgets(data: ReportData, view: BytesView, quantiles = DEFAULT_QUANTILES, extra: number[] = []): MemoryBudget[] {
+  const groups = groupCells(data);
+  const sources = new Map<number, string[]>();
+  const add = (bytes: number, source: string): void => {
+    const list = sources.get(bytes);
+    if (list) list.push(source);
+    else sources.set(bytes, [source]);
+  };
+  for (const s of sortedSizes(data)) {
+    const none = groups.filter((g) => g.sizeId === s.id && g.method === 'none');
+    if (none.length) add(Math.max(...none.map((g) => bytesOf(g, view))), `= ${s.id} uncompressed`);
+  }
+  const all = groups.map((g) => bytesOf(g, view)).sort((a, b) => a - b);
+  if (all.length) for (const q of quantiles) add(nearestRank(all, q), `${ordinal(Math.round(q * 100))} percentile of all cells`);
+  for (const e of extra) add(e, 'given');
+  return [...sources.entries()].sort((a, b) => a[0] - b[0]).map(([bytes, src]) => ({ view, bytes, source: src.join(', ') }));
+}
+
+/** Ranks cells: higher mean dev accuracy, then fewer bytes, then higher mean test accuracy, then key. */
+function better(view: BytesView) {
+  return (a: CellGroup, b: CellGroup): number => b.dev.mean - a.dev.mean || bytesOf(a, view) - bytesOf(b, view) || b.test.mean - a.test.mean || a.key.localeCompare(b.key);
+}
+
+/** The best cell of one budget with bytes ≤ M in the given view, by mean dev accuracy; null if none fits. */
+export function bestUnder(groups: CellGroup[], budgetId: string, view: BytesView, bytes: number): CellGroup | null {
+  const fit = groups.filter((g) => g.budgetId === budgetId && bytesOf(g, view) <= bytes).sort(better(view));
+  return fit[0] ?? null;
+}
+
+function accText(g: CellGroup): string {
+  const range = (s: Stats): string => (s.n > 1 ? ` [${fmtPct(s.min)}–${fmtPct(s.max)}, ${s.n} seeds]` : '');
+  return `dev ${fmtPct(g.dev.mean)}${range(g.dev)}, test ${fmtPct(g.test.mean)}${range(g.test)}`;
+}
+
+/** Two accuracies are a tie when equal, or, with several seeds on both sides, when their min–max ranges overlap. */
+function compare(a: Stats, b: Stats): number {
+  if (a.mean === b.mean) return 0;
+  if (a.n > 1 && b.n > 1 && a.min <= b.max && b.min <= a.max) return 0;
+  return a.mean > b.mean ? 1 : -1;
+}
+
+export function conclude(data: ReportData, options: ConcludeOptions = {}): Conclusion {
+  const quantiles = options.quantiles ?? DEFAULT_QUANTILES;
+  const groups = groupCells(data);
+  const budgets = sortedBudgets(data);
+  const sizeOrder = sortedSizes(data).map((s) => s.id);
+  const sizeRank = (id: string): number => sizeOrder.indexOf(id);
+  const bestSizes = bestSizePerBudget(data);
+
+  const mbs = BYTES_VIEWS.flatMap((v) => memoryBudgets(data, v, quantiles, options.extraMemoryBudgets));
+  const answers: MemoryAnswer[] = [];
+  const comparisons: EqualMemoryComparison[] = [];
+  const seen = new Set<string>();
+  for (const b of budgets) {
+    if (!groups.some((g) => g.budgetId === b.id)) continue;
+    for (const m of mbs) {
+      const best = bestUnder(groups, b.id, m.view, m.bytes);
+      const head = `Budget ${b.id}, ${VIEW_NAMES[m.view]}: for ≤ ${fmtBytes(m.bytes)} (${m.source})`;
+      const text = best
+        ? `${head} the best is size ${best.sizeId} with ${compressionLabel(best)} (${accText(best)}; ${fmtBytes(bytesOf(best, m.view))}).`
+        : `${head} no cell fits.`;
+      answers.push({ ...m, budgetId: b.id, best, text });
+
+      // equal-memory comparisons: every (larger, smaller) pair of sizes that both fit under M
+      const perSize = new Map<string, CellGroup>();
+      for (const s of sizeOrder) {
+        const g = bestUnder(
+          groups.filter((x) => x.sizeId === s),
+          b.id,
+          m.view,
+          m.bytes,
+        );
+        if (g) perSize.set(s, g);
+      }
+      const fitting = [...perSize.keys()].sort((x, y) => sizeRank(x) - sizeRank(y));
+      for (let i = 0; i < fitting.length; i++) {
+        for (let j = i + 1; j < fitting.length; j++) {
+          const smaller = perSize.get(fitting[i]!)!;
+          const larger = perSize.get(fitting[j]!)!;
+          const k = `${b.id}\u0000${m.view}\u0000${larger.key}\u0000${smaller.key}`;
+          if (seen.has(k)) continue;
+          seen.add(k);
+          const c = compare(larger.dev, smaller.dev);
+          comparisons.push({ budgetId: b.id, view: m.view, bytes: m.bytes, larger, smaller, winner: c > 0 ? 'larger' : c < 0 ? 'smaller' : 'tie' });
+        }
+      }
+    }
+  }
+
+  const retention = computeRetention(groups, budgets.map((b) => b.id), sizeOrder);
+
+  const perBudget: BudgetVerdict[] = budgets
+    .filter((b) => groups.some((g) => g.budgetId === b.id))
+    .map((b) => {
+      const cs = comparisons.filter((c) => c.budgetId === b.id);
+      const largerWins = cs.filter((c) => c.winner === 'larger').length;
+      const smallerWins = cs.filter((c) => c.winner === 'smaller').length;
+      const ties = cs.length - largerWins - smallerWins;
+      const judgement: Judgement = largerWins + smallerWins === 0 ? 'undecided' : largerWins > smallerWins ? 'supports' : smallerWins > largerWins ? 'contradicts' : 'neither';
+      return { budgetId: b.id, largerWins, smallerWins, ties, judgement };
+    });
+  const decided = perBudget.filter((p) => p.judgement !== 'undecided');
+  const judgement: Judgement =
+    decided.length === 0 ? 'undecided' : decided.every((p) => p.judgement === 'supports') ? 'supports' : decided.every((p) => p.judgement === 'contradicts') ? 'contradicts' : 'neither';
+
+  const verdict = writeVerdict(data, bestSizes, comparisons, retention, perBudget, judgement);
+  const lines = [...bestSizes.map((b) => b.text), ...answers.map((a) => a.text), verdict];
+  return { bestSizes, memoryBudgets: mbs, answers, comparisons, retention, perBudget, judgement, verdict, lines };
+}
+
+/**
+ * Per budget and compressing method: the level that both the smallest and the largest size have
+ * and that shrinks them most (lowest mean bytes ratio to their uncompressed cell), and how much
+ * of its uncompressed dev accuracy each keeps there.
+ */
+function computeRetention(groups: CellGroup[], budgetIds: string[], sizeOrder: string[]): Retention[] {
+  const out: Retention[] = [];
+  for (const budgetId of budgetIds) {
+    const present = sizeOrder.filter((s) => groups.some((g) => g.budgetId === budgetId && g.sizeId === s && g.method === 'none'));
+    if (present.length < 2) continue;
+    const small = present[0]!;
+    const large = present[present.length - 1]!;
+    const none = (s: string): CellGroup => groups.find((g) => g.budgetId === budgetId && g.sizeId === s && g.method === 'none')!;
+    for (const method of ['quant', 'prune-oneshot', 'prune-iterative', 'prune+quant'] as const) {
+      const lv = (s: string): Map<string, CellGroup> => new Map(groups.filter((g) => g.budgetId === budgetId && g.sizeId === s && g.method === method).map((g) => [g.level, g]));
+      const ls = lv(small);
+      const ll = lv(large);
+      let pick: { level: string; ratio: number } | null = null;
+      for (const [level, gs] of ls) {
+        const gl = ll.get(level);
+        if (!gl) continue;
+        const ratio = (gs.bytesTotal / none(small).bytesTotal + gl.bytesTotal / none(large).bytesTotal) / 2;
+        if (!pick || ratio < pick.ratio) pick = { level, ratio };
+      }
+      if (!pick) continue;
+      const rs = ls.get(pick.level)!.dev.mean / none(small).dev.mean;
+      const rl = ll.get(pick.level)!.dev.mean / none(large).dev.mean;
+      out.push({
+        budgetId,
+        method,
+        level: pick.level,
+        smallest: { sizeId: small, retained: rs },
+        largest: { sizeId: large, retained: rl },
+        better: rl > rs ? 'larger' : rl < rs ? 'smaller' : 'tie',
+      });
+    }
+  }
+  return out;
+}
+
+function list(items: string[]): string {
+  if (items.length <= 1) return items.join('');
+  return `${items.slice(0, -1).join('; ')}; and ${items[items.length - 1]}`;
+}
+
+function writeVerdict(
+  data: ReportData,
+  bestSizes: BestSize[],
+  comparisons: EqualMemoryComparison[],
+  retention: Retention[],
+  perBudget: BudgetVerdict[],
+  judgement: Judgement,
+): string {
+  const budgetById = new Map(data.budgets.map((b) => [b.id, b]));
+  const parts: string[] = [];
+  parts.push(
+    'Verdict, computed from this run’s numbers: the paper claims that under a fixed training budget a larger model reaches a lower loss and, compressed to a given memory budget, beats a smaller model that is compressed less.',
+  );
+
+  // claim 1: pretraining
+  const multi = bestSizes.filter((b) => b.of > 1);
+  if (multi.length > 0) {
+    const where = (b: BestSize): string => (b.rank === 0 ? 'the smallest size' : b.rank === b.of - 1 ? 'the largest size' : 'an intermediate size');
+    parts.push(`Pretraining: ${list(multi.map((b) => `at ${budgetLabel(budgetById.get(b.budgetId)!)} ${where(b)}, ${b.sizeId}, reached the lowest validation loss`))}.`);
+    if (multi.every((b) => b.rank === b.of - 1)) {
+      parts.push('The largest size won at every budget, as the paper claims (the best size may lie beyond the largest one tried).');
+    } else if (multi.every((b) => b.rank === 0)) {
+      parts.push('The smallest size won at every budget: at these budgets smaller is better, the opposite of the paper’s claim and what compute-optimal scaling predicts for small budgets.');
+    } else {
+      // does the best size grow with the budget (within budgets of one kind, by value)?
+      const sizeOrder = sortedSizes(data).map((s) => s.id);
+      const byKind = (['flops', 'seconds'] as const).map((k) =>
+        multi.filter((b) => budgetById.get(b.budgetId)!.kind === k).sort((x, y) => budgetById.get(x.budgetId)!.value - budgetById.get(y.budgetId)!.value),
+      );
+      const grows = byKind.every((seq) => seq.every((b, i) => i === 0 || sizeOrder.indexOf(b.sizeId) >= sizeOrder.indexOf(seq[i - 1]!.sizeId)));
+      parts.push(
+        grows
+          ? 'The best size grows with the budget, as compute-optimal scaling predicts: a larger model pays off only once the budget is large enough.'
+          : 'The best size changes with the budget without a monotone trend.',
+      );
+    }
+  }
+
+  // claim 4: equal memory
+  if (comparisons.length === 0) {
+    parts.push('At equal memory nothing can be compared: no memory budget fits cells of two different sizes.');
+  } else {
+    const count = (v?: BytesView): string => {
+      const cs = v ? comparisons.filter((c) => c.view === v) : comparisons;
+      const l = cs.filter((c) => c.winner === 'larger').length;
+      const s = cs.filter((c) => c.winner === 'smaller').length;
+      return `${VIEW_NAMES[v ?? 'total']}: larger ${l}, smaller ${s}, ties ${cs.length - l - s}`;
+    };
+    parts.push(
+      `At equal memory (a larger and a smaller size, each with its best cell that fits the same memory budget; ${comparisons.length} distinct comparisons) the wins were — ${count('total')}; ${count('nonEmbedding')}.`,
+    );
+  }
+  const retained = retention.filter((r) => r.better !== 'tie');
+  if (retained.length > 0) {
+    const l = retained.filter((r) => r.better === 'larger').length;
+    const ex = retention[retention.length - 1]!;
+    parts.push(
+      `Compressibility: at the harshest level both the smallest and the largest size have, the largest kept more of its uncompressed dev accuracy in ${l} of ${retained.length} (budget, method) cases (e.g. ${methodName(ex.method)} ${ex.level} at ${ex.budgetId}: ${ex.largest.sizeId} kept ${fmtPct(ex.largest.retained, 1)}, ${ex.smallest.sizeId} ${fmtPct(ex.smallest.retained, 1)}).`,
+    );
+  }
+
+  // the answer, per budget
+  const say = (p: BudgetVerdict): string => {
+    const tally = `larger ${p.largerWins} vs smaller ${p.smallerWins} wins, ${p.ties} ties`;
+    switch (p.judgement) {
+      case 'supports':
+        return `at ${p.budgetId} the data supports the claim: larger-then-compressed beats smaller-lightly-compressed at equal memory (${tally})`;
+      case 'contradicts':
+        return `at ${p.budgetId} the data contradicts the claim: the smaller model wins at equal memory (${tally}), as compute-optimal scaling predicts when the budget is small`;
+      case 'neither':
+        return `at ${p.budgetId} the data neither supports nor contradicts the claim (${tally})`;
+      case 'undecided':
+        return `at ${p.budgetId} nothing could be compared`;
+    }
+  };
+  const head =
+    judgement === 'supports'
+      ? 'So the data supports the paper’s claim'
+      : judgement === 'contradicts'
+        ? 'So the data contradicts the paper’s claim: here the smaller model wins'
+        : judgement === 'neither'
+          ? 'So whether larger-then-compressed wins depends on the budget'
+          : 'So the data cannot settle the claim';
+  parts.push(`${head}: ${list(perBudget.map(say))}.`);
+
+  const maxSeeds = Math.max(1, ...comparisons.flatMap((c) => [c.larger.dev.n, c.smaller.dev.n]));
+  parts.push(
+    maxSeeds > 1
+      ? 'Accuracies are means over seeds; a comparison whose min–max ranges overlap counts as a tie.'
+      : 'Each cell was measured with one seed, so small differences may be noise.',
+  );
+  return parts.join(' ');
+}
