@@ -44,6 +44,33 @@ export function packBits(codes: Int8Array | Uint8Array, bits: number, out?: Uint
     res.set(new Uint8Array(codes.buffer, codes.byteOffset, n));
     return res;
   }
+  if (bits === 4 || bits === 2) {
+    // whole elements per byte: no carry between bytes
+    const per = 8 / bits;
+    const full = n - (n % per);
+    let o = 0;
+    let i = 0;
+    for (; i < full; o++) {
+      let b = 0;
+      for (let k = 0; k < 8; k += bits, i++) {
+        const c = codes[i];
+        if (c < lo || c > hi) throw new BitpackError(`code ${c} at ${i} does not fit in ${bits} bits`);
+        b |= (c & m) << k;
+      }
+      res[o] = b;
+    }
+    if (i < n) {
+      let b = 0;
+      for (let k = 0; i < n; k += bits, i++) {
+        const c = codes[i];
+        if (c < lo || c > hi) throw new BitpackError(`code ${c} at ${i} does not fit in ${bits} bits`);
+        b |= (c & m) << k;
+      }
+      res[o++] = b;
+    }
+    if (res.length > o) res.fill(0, o, len);
+    return res;
+  }
   let acc = 0;
   let nbits = 0;
   let o = 0;
@@ -85,6 +112,16 @@ export function unpackBits(packed: Uint8Array, bits: number, count: number, opts
   }
   const m = (1 << bits) - 1;
   const shift = 32 - bits;
+  if (bits === 4 || bits === 2) {
+    for (let i = 0, p = 0; i < count; p++) {
+      const b = packed[p];
+      for (let k = 0; k < 8 && i < count; k += bits, i++) {
+        const v = (b >>> k) & m;
+        res[i] = signed ? (v << shift) >> shift : v;
+      }
+    }
+    return res;
+  }
   let acc = 0;
   let nbits = 0;
   let p = 0;

@@ -1,11 +1,13 @@
 /**
  * One model replica's training state and its step, split as compute-gradients → reduce →
- * apply so that data parallelism only swaps the reducer (identity here, the ring all-reduce
- * on workers). Master weights, gradients and optimizer state are flat Float32Arrays.
+ * apply so that data parallelism only swaps the reducer (identity in one process, the ring
+ * all-reduce on workers). Master weights, gradients and optimizer state are flat Float32Arrays.
+ * `Trainer` is the task-independent part; MlmTrainer (pretraining) and ClassifierTrainer
+ * (fine-tuning, shared/train/classifier.ts) only say how a batch becomes a loss.
  */
 import { tf } from '../tf.ts';
 import { AdamW, clipGlobalNorm, type AdamWOptions } from './adamw.ts';
-import { mlmLoss, type MlmBatch } from '../model/transformer.ts';
+import { mlmLoss, type Params } from '../model/transformer.ts';
 import { paramLayout, type ModelDims, type ParamLayout } from '../model/spec.ts';
 import { WeightTensors } from '../model/weights.ts';
 
@@ -32,42 +34,41 @@ export interface TrainerOptions {
   gradClipNorm: number;
 }
 
-export class MlmTrainer {
-  readonly layout: ParamLayout;
+export interface StepResult {
+  loss: number;
+  gradNorm: number;
+  computeMs: number;
+  reduceMs: number;
+  applyMs: number;
+}
+
+export abstract class Trainer<B> {
   readonly weights: Float32Array;
   readonly grads: Float32Array;
   readonly optimizer: AdamW;
-  private readonly tensors: WeightTensors;
+  /** Pruning mask (1 = keep): masked weights stay exactly 0 through training. */
+  private mask: Uint8Array | undefined;
+  protected readonly tensors: WeightTensors;
 
-  constructor(private readonly opts: TrainerOptions, initial: Float32Array) {
-    this.layout = paramLayout(opts.dims);
-    if (initial.length !== this.layout.total) throw new Error(`initial weights: expected ${this.layout.total} floats, got ${initial.length}`);
+  constructor(readonly layout: ParamLayout, protected readonly opts: TrainerOptions, initial: Float32Array) {
+    if (initial.length !== layout.total) throw new Error(`initial weights: expected ${layout.total} floats, got ${initial.length}`);
     this.weights = Float32Array.from(initial);
-    this.grads = new Float32Array(this.layout.total);
-    this.optimizer = new AdamW(this.layout, opts.optimizer);
-    this.tensors = new WeightTensors(this.layout, this.weights);
+    this.grads = new Float32Array(layout.total);
+    this.optimizer = new AdamW(layout, opts.optimizer);
+    this.tensors = new WeightTensors(layout, this.weights);
   }
 
-  private batchTensors(b: MaskedBatch): MlmBatch {
-    return {
-      ids: tf.tensor1d(b.inputIds, 'int32'),
-      batch: b.batch,
-      maskedPositions: tf.tensor1d(b.maskedPositions, 'int32'),
-      maskedLabels: tf.tensor1d(b.maskedLabels, 'int32'),
-    };
-  }
+  /** The scalar loss of a batch; called inside tf.tidy, so it may allocate freely. */
+  protected abstract loss(p: Params, b: B): tf.Scalar;
+  /** How many targets a batch's loss averages over (to weight evaluation means). */
+  protected abstract targets(b: B): number;
 
   /** Fills this.grads with d(loss)/d(weights) for the batch; returns the loss. */
-  async computeGradients(b: MaskedBatch): Promise<number> {
-    const params = this.tensors.list();
+  async computeGradients(b: B): Promise<number> {
     const names = this.layout.specs.map((s) => s.name);
     const { value, grads } = tf.tidy(() => {
-      const batch = this.batchTensors(b);
-      const lossOf = (...ts: tf.Tensor[]) => {
-        const p = Object.fromEntries(names.map((n, i) => [n, ts[i]]));
-        return mlmLoss(p, this.opts.dims, batch) as tf.Scalar;
-      };
-      return tf.valueAndGrads(lossOf)(params);
+      const lossOf = (...ts: tf.Tensor[]) => this.loss(Object.fromEntries(names.map((n, i) => [n, ts[i]])), b);
+      return tf.valueAndGrads(lossOf)(this.tensors.list());
     });
     try {
       const arrays = await Promise.all(grads.map((g) => g.data() as Promise<Float32Array>));
@@ -80,14 +81,17 @@ export class MlmTrainer {
 
   /** Clips, applies AdamW with the given LR and refreshes the tensors; returns the gradient norm before clipping. */
   apply(lr: number): number {
+    const mask = this.mask;
+    if (mask) for (let i = 0; i < mask.length; i++) if (mask[i] === 0) this.grads[i] = 0;
     const norm = clipGlobalNorm(this.grads, this.opts.gradClipNorm);
     this.optimizer.step(this.weights, this.grads, lr);
+    if (mask) for (let i = 0; i < mask.length; i++) if (mask[i] === 0) this.weights[i] = 0;
     this.tensors.load(this.weights);
     return norm;
   }
 
   /** One optimizer step: compute gradients → reduce across replicas → apply. */
-  async step(b: MaskedBatch, lr: number, reducer: GradientReducer): Promise<{ loss: number; gradNorm: number; computeMs: number; reduceMs: number; applyMs: number }> {
+  async step(b: B, lr: number, reducer: GradientReducer): Promise<StepResult> {
     const t0 = performance.now();
     const loss = await this.computeGradients(b);
     const t1 = performance.now();
@@ -97,20 +101,30 @@ export class MlmTrainer {
     return { loss, gradNorm, computeMs: t1 - t0, reduceMs: t2 - t1, applyMs: performance.now() - t2 };
   }
 
-  /** Replaces weights (and optionally optimizer state), e.g. on resume. */
+  /** Holds the weights where mask = 0 at exactly zero from now on (and zeroes them now). */
+  setMask(mask: Uint8Array | undefined): void {
+    if (mask && mask.length !== this.layout.total) throw new Error(`mask: expected ${this.layout.total} entries, got ${mask.length}`);
+    this.mask = mask;
+    if (mask) {
+      for (let i = 0; i < mask.length; i++) if (mask[i] === 0) this.weights[i] = 0;
+      this.tensors.load(this.weights);
+    }
+  }
+
+  /** Replaces the weights, e.g. on resume. */
   setWeights(flat: Float32Array): void {
     this.weights.set(flat);
     this.tensors.load(this.weights);
   }
 
-  /** Mean MLM loss over the batches (no gradients). */
-  async evaluate(batches: Iterable<MaskedBatch>): Promise<number> {
+  /** Mean loss over the batches (no gradients), weighted by each batch's number of targets. */
+  async evaluate(batches: Iterable<B>): Promise<number> {
     let total = 0;
     let count = 0;
     for (const b of batches) {
-      const loss = tf.tidy(() => mlmLoss(this.tensors.tensors, this.opts.dims, this.batchTensors(b)));
-      total += (await loss.data())[0] * b.maskedLabels.length;
-      count += b.maskedLabels.length;
+      const loss = tf.tidy(() => this.loss(this.tensors.tensors, b));
+      total += (await loss.data())[0] * this.targets(b);
+      count += this.targets(b);
       loss.dispose();
     }
     return total / count;
@@ -118,5 +132,24 @@ export class MlmTrainer {
 
   dispose(): void {
     this.tensors.dispose();
+  }
+}
+
+export class MlmTrainer extends Trainer<MaskedBatch> {
+  constructor(opts: TrainerOptions, initial: Float32Array) {
+    super(paramLayout(opts.dims), opts, initial);
+  }
+
+  protected loss(p: Params, b: MaskedBatch): tf.Scalar {
+    return mlmLoss(p, this.opts.dims, {
+      ids: tf.tensor1d(b.inputIds, 'int32'),
+      batch: b.batch,
+      maskedPositions: tf.tensor1d(b.maskedPositions, 'int32'),
+      maskedLabels: tf.tensor1d(b.maskedLabels, 'int32'),
+    }) as tf.Scalar;
+  }
+
+  protected targets(b: MaskedBatch): number {
+    return b.maskedLabels.length;
   }
 }
