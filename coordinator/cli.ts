@@ -2,12 +2,14 @@
 import { pathToFileURL } from 'node:url';
 import { trainCommand, trainUsage } from './commands/train.ts';
 import { localCommand, localUsage } from './commands/local.ts';
+import { sweepCommand, sweepUsage } from './commands/sweep.ts';
 import { coordinatorCommand, coordinatorUsage, workerCommand, workerUsage, statusCommand, statusUsage } from './commands/distributed.ts';
 import { ConfigError } from '../shared/config/load.ts';
 
 const commands: Record<string, { run: (argv: string[]) => Promise<number>; usage: string }> = {
   train: { run: trainCommand, usage: trainUsage },
   local: { run: localCommand, usage: localUsage },
+  sweep: { run: sweepCommand, usage: sweepUsage },
   coordinator: { run: coordinatorCommand, usage: coordinatorUsage },
   worker: { run: workerCommand, usage: workerUsage },
   status: { run: statusCommand, usage: statusUsage },

@@ -220,7 +220,9 @@ export class Coordinator {
   }
 
   private async waitForWorkers(): Promise<WorkerEntry[]> {
-    const { minWorkers, waitForWorkersSeconds } = this.opts.config.dist;
+    const { waitForWorkersSeconds, initialWorkers } = this.opts.config.dist;
+    // The first ring waits for dist.initialWorkers; after a failure the run goes on with dist.minWorkers.
+    const minWorkers = this.formation === 0 && initialWorkers > 0 ? Math.max(initialWorkers, this.opts.config.dist.minWorkers) : this.opts.config.dist.minWorkers;
     const deadline = waitForWorkersSeconds > 0 ? Date.now() + waitForWorkersSeconds * 1000 : Infinity;
     this.phase = 'waiting for workers';
     if (this.workers.size < minWorkers) this.opts.log.info(`waiting for ${minWorkers} worker(s) (${this.workers.size} connected)`);

@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { resolveConfig, loadConfig, ConfigError } from '../shared/config/load.ts';
 import { renderConfigDocs } from '../shared/config/docs.ts';
+import { loadSweepConfig } from '../shared/config/sweep.ts';
 import { tempDir } from './helpers.ts';
 
 const refuses = (t: import('ava').ExecutionContext, layer: unknown, ...fragments: string[]) => {
@@ -42,7 +43,8 @@ test('a missing file or invalid JSON gives a clear error', (t) => {
 test('every shipped config in configs/ is valid', (t) => {
   const files = fs.readdirSync('configs').filter((f) => f.endsWith('.json'));
   t.true(files.includes('local.json'));
-  for (const f of files) t.notThrows(() => loadConfig(path.join('configs', f)), f);
+  // Sweep configs (a base run config + sizes + budgets) are checked by their own schema.
+  for (const f of files) t.notThrows(() => (f.startsWith('sweep') ? loadSweepConfig(path.join('configs', f)) : loadConfig(path.join('configs', f))), f);
 });
 
 test('docs/config.md is generated from the schema and up to date', (t) => {

@@ -88,7 +88,7 @@ test('kill -9 of one of 3 workers mid-run: the ring re-forms and the run complet
   const cfg = writeConfig(dir, {
     budget: { kind: 'flops', flops: budget },
     train: { batchSize: 4, evalEvery: 10, checkpointEvery: 4 },
-    dist: { minWorkers: 2, hashEvery: 5, stepTimeoutSeconds: 60, ringTimeoutSeconds: 5 },
+    dist: { minWorkers: 2, initialWorkers: 3, hashEvery: 5, stepTimeoutSeconds: 60, ringTimeoutSeconds: 5 },
   });
   const { proc: coord, url } = await startCoordinator(['--config', cfg]);
   const workers = [0, 1, 2].map((i) => startWorker(url, `w${i}`));

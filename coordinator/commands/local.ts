@@ -10,13 +10,16 @@ import readline from 'node:readline';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { loadConfig } from '../../shared/config/load.ts';
+import { loadConfig, resolveConfig } from '../../shared/config/load.ts';
+import { openRunDir } from '../../shared/run/rundir.ts';
 import { overridesFromSets } from '../args.ts';
 
 export const localUsage = `ttc local --workers N --config <file.json> [--set key=value ...]
+ttc local --workers N --resume <runs/ID>
 
 Runs a coordinator and N worker processes on this machine (loopback sockets, a fresh random
-secret unless TTC_SECRET is set) and prints their combined output. The coordinator waits for all N.
+secret unless TTC_SECRET is set) and prints their combined output. The coordinator waits for all N
+before the first ring (dist.initialWorkers) and goes on with dist.minWorkers after a failure.
 CPU threads are shared out: each worker gets max(1, cores / N) unless the config sets "threads".
 Ctrl-C stops every process; the run can be continued with \`ttc coordinator --resume runs/<id>\` + workers.`;
 
@@ -32,18 +35,21 @@ function pipeLines(stream: NodeJS.ReadableStream, out: NodeJS.WriteStream, onLin
 export async function localCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
-    options: { workers: { type: 'string', default: '2' }, config: { type: 'string' }, set: { type: 'string', multiple: true }, help: { type: 'boolean', short: 'h' } },
+    options: { workers: { type: 'string', default: '2' }, config: { type: 'string' }, resume: { type: 'string' }, set: { type: 'string', multiple: true }, help: { type: 'boolean', short: 'h' } },
   });
   if (values.help) {
     console.log(localUsage);
     return 0;
   }
-  if (!values.config) throw new Error(`--config is required\n\n${localUsage}`);
+  if (!values.config && !values.resume) throw new Error(`--config or --resume is required\n\n${localUsage}`);
   const n = Number(values.workers);
   if (!Number.isInteger(n) || n < 1 || n > 64) throw new Error(`--workers: expected an integer 1..64, got "${values.workers}"`);
   const sets = values.set ?? [];
-  const config = loadConfig(values.config, overridesFromSets(sets)); // refuse a bad config before spawning anything
-  const extra = [`dist.minWorkers=${n}`];
+  // Refuse a bad config before spawning anything.
+  const config = values.resume ? resolveConfig(openRunDir(values.resume).storedConfig, overridesFromSets(sets)) : loadConfig(values.config, overridesFromSets(sets));
+  // Wait for all N before the first ring; after a failure go on with the config's minimum (at most N).
+  const extra = [`dist.initialWorkers=${n}`];
+  if (config.dist.minWorkers > n) extra.push(`dist.minWorkers=${n}`);
   if (config.threads === 0) extra.push(`threads=${Math.max(1, Math.floor(os.availableParallelism() / n))}`);
   const env = { ...process.env, TTC_SECRET: process.env.TTC_SECRET ?? crypto.randomBytes(24).toString('base64') };
   delete (env as Record<string, string | undefined>).TTC_SECRET_FILE;
@@ -60,7 +66,8 @@ export async function localCommand(argv: string[]): Promise<number> {
   process.on('SIGTERM', onSignal);
   process.on('exit', () => killAll('SIGKILL'));
 
-  const coordinator = spawn(process.execPath, [TTC, 'coordinator', '--config', values.config, '--port', '0', ...[...sets, ...extra].flatMap((s) => ['--set', s])], {
+  const source = values.resume ? ['--resume', values.resume] : ['--config', values.config!];
+  const coordinator = spawn(process.execPath, [TTC, 'coordinator', ...source, '--port', '0', ...[...sets, ...extra].flatMap((s) => ['--set', s])], {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -75,7 +75,8 @@ export const configSchema = {
     logEvery: { doc: 'Write a metrics row for training loss every K steps.', format: positiveInt, default: 1 },
   },
   dist: {
-    minWorkers: { doc: 'Workers the coordinator waits for before it forms the ring (and the fewest it continues with after a failure).', format: positiveInt, default: 1 },
+    minWorkers: { doc: 'The fewest workers a run continues with after a failure (and, unless dist.initialWorkers is set, the number waited for before the first ring).', format: positiveInt, default: 1 },
+    initialWorkers: { doc: 'Workers the coordinator waits for before it forms the first ring (0 = dist.minWorkers).', format: 'nat', default: 0 },
     maxWorkers: { doc: 'Most workers put into one ring (0 = every connected worker).', format: 'nat', default: 0 },
     waitForWorkersSeconds: { doc: 'How long the coordinator waits for minWorkers before it gives up (0 = forever).', format: nonNegativeNumber, default: 600 },
     stepTimeoutSeconds: { doc: 'A step (or evaluation, checkpoint transfer) not reported by every worker within this time fails the ring formation; the stalled worker is named and dropped.', format: nonNegativeNumber, default: 300 },

@@ -343,13 +343,13 @@ function writeVerdict(
 
   // claim 4: equal memory
   if (comparisons.length === 0) {
-    parts.push('At equal memory nothing can be compared: no memory budget fits cells of two different sizes.');
+    if (data.cells.length > 0) parts.push('At equal memory nothing can be compared: no memory budget fits cells of two different sizes.');
   } else {
-    const count = (v?: BytesView): string => {
-      const cs = v ? comparisons.filter((c) => c.view === v) : comparisons;
+    const count = (v: BytesView): string => {
+      const cs = comparisons.filter((c) => c.view === v);
       const l = cs.filter((c) => c.winner === 'larger').length;
       const s = cs.filter((c) => c.winner === 'smaller').length;
-      return `${VIEW_NAMES[v ?? 'total']}: larger ${l}, smaller ${s}, ties ${cs.length - l - s}`;
+      return `${VIEW_NAMES[v]}: larger ${l}, smaller ${s}, ties ${cs.length - l - s}`;
     };
     parts.push(
       `At equal memory (a larger and a smaller size, each with its best cell that fits the same memory budget; ${comparisons.length} distinct comparisons) the wins were — ${count('total')}; ${count('nonEmbedding')}.`,
@@ -358,7 +358,7 @@ function writeVerdict(
   const retained = retention.filter((r) => r.better !== 'tie');
   if (retained.length > 0) {
     const l = retained.filter((r) => r.better === 'larger').length;
-    const ex = retention[retention.length - 1]!;
+    const ex = retained[retained.length - 1]!;
     parts.push(
       `Compressibility: at the harshest level both the smallest and the largest size have, the largest kept more of its uncompressed dev accuracy in ${l} of ${retained.length} (budget, method) cases (e.g. ${methodName(ex.method)} ${ex.level} at ${ex.budgetId}: ${ex.largest.sizeId} kept ${fmtPct(ex.largest.retained, 1)}, ${ex.smallest.sizeId} ${fmtPct(ex.smallest.retained, 1)}).`,
     );
@@ -386,7 +386,7 @@ function writeVerdict(
         : judgement === 'neither'
           ? 'So whether larger-then-compressed wins depends on the budget'
           : 'So the data cannot settle the claim';
-  parts.push(`${head}: ${list(perBudget.map(say))}.`);
+  parts.push(perBudget.length > 0 ? `${head}: ${list(perBudget.map(say))}.` : `${head}: there are no compression cells.`);
 
   const maxSeeds = Math.max(1, ...comparisons.flatMap((c) => [c.larger.dev.n, c.smaller.dev.n]));
   parts.push(

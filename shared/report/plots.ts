@@ -1,0 +1,498 @@
+/**
+ * The report's plots: Vega-Lite specs built from ReportData, rendered headless to standalone SVG
+ * strings (no canvas package, no DOM, no network: the data is inlined in each spec).
+ *
+ *   loss-vs-flops / loss-vs-seconds / loss-vs-steps   pretraining curves, one line per size, a panel per budget
+ *   isoflop                                           final validation loss vs parameters, a line per budget, best size marked
+ *   quant                                             dev accuracy vs total bytes under quantization, a line per size
+ *   prune                                             the same under pruning, one-shot and iterative side by side
+ *   prune-quant                                       the same for pruning + quantization, dashed by bit width
+ *   frontier-total / frontier-nonembedding           every cell and the accuracy-vs-memory Pareto front
+ *
+ * With several seeds, lines are means and a band (curves) or error bars (the rest) span min–max.
+ */
+import * as vega from 'vega';
+import * as vl from 'vega-lite';
+import type { TopLevelSpec } from 'vega-lite';
+import {
+  budgetLabel,
+  bytesOf,
+  groupCells,
+  groupCurves,
+  groupFinals,
+  methodName,
+  paretoFront,
+  sizeLabel,
+  sortedBudgets,
+  sortedSizes,
+  type CellGroup,
+} from './aggregate.ts';
+import { bestSizePerBudget } from './conclusion.ts';
+import type { BytesView, ReportData } from './types.ts';
+
+export interface PlotSpec {
+  /** file stem: plots/<name>.svg */
+  name: string;
+  title: string;
+  /** what the plot shows, one sentence (used in report.md/html and docs) */
+  description: string;
+  xTitle: string;
+  yTitle: string;
+  spec: TopLevelSpec;
+}
+
+export interface RenderedPlot extends PlotSpec {
+  svg: string;
+}
+
+type Json = Record<string, unknown>;
+
+const PANEL = { width: 320, height: 220 };
+const BYTES_TITLE: Record<BytesView, string> = { total: 'total bytes (log scale)', nonEmbedding: 'non-embedding bytes (log scale)' };
+const DEV_TITLE = 'dev accuracy';
+
+// ---------------------------------------------------------------------------------------------
+// spec helpers
+
+interface Layout {
+  column?: { field: string; sort: string[] };
+  row?: { field: string; sort: string[] };
+  independentX?: boolean;
+}
+
+/** A (possibly faceted) layered chart over one inline data set. */
+function chart(title: string, description: string, values: Json[], layers: Json[], layout: Layout = {}): TopLevelSpec {
+  const base: Json = {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title,
+    description,
+    data: { values },
+    config: { font: 'sans-serif', axis: { labelFontSize: 10, titleFontSize: 11 }, legend: { labelLimit: 260 } },
+  };
+  if (!layout.column && !layout.row) return { ...base, ...PANEL, layer: layers } as unknown as TopLevelSpec;
+  const facet: Json = {};
+  if (layout.column) facet.column = { field: layout.column.field, type: 'nominal', sort: layout.column.sort, title: null, header: { labelFontSize: 11 } };
+  if (layout.row) facet.row = { field: layout.row.field, type: 'nominal', sort: layout.row.sort, title: null, header: { labelFontSize: 11 } };
+  return {
+    ...base,
+    facet,
+    spec: { ...PANEL, layer: layers },
+    ...(layout.independentX ? { resolve: { scale: { x: 'independent' } } } : {}),
+  } as unknown as TopLevelSpec;
+}
+
+function sizeColor(data: ReportData): Json {
+  return { field: 'size', type: 'nominal', title: 'size', scale: { domain: sortedSizes(data).map(sizeLabel) } };
+}
+
+/** A log axis whose domain leaves room around the data (points and labels at the edge stay whole). */
+function logX(field: string, title: string, values: Json[]): Json {
+  const xs = values.map((v) => v[field] as number).filter((x) => x > 0);
+  const domain = xs.length ? [Math.min(...xs) / 1.25, Math.max(...xs) * 1.25] : undefined;
+  return {
+    field,
+    type: 'quantitative',
+    title,
+    scale: { type: 'log', nice: false, ...(domain ? { domain } : {}) },
+    axis: { format: '~s', labelOverlap: 'greedy', labelSeparation: 6 },
+  };
+}
+
+function logBytesX(view: BytesView, values: Json[]): Json {
+  return logX('bytes', BYTES_TITLE[view], values);
+}
+
+const accY: Json = { field: 'acc', type: 'quantitative', title: DEV_TITLE, scale: { zero: false }, axis: { format: '.0%' } };
+
+function errorBars(x: Json, color: Json | null): Json {
+  return {
+    mark: { type: 'rule', strokeWidth: 1.5 },
+    encoding: { x, y: { field: 'accMin', type: 'quantitative', title: DEV_TITLE }, y2: { field: 'accMax' }, ...(color ? { stroke: bandColor(color) } : {}) },
+  };
+}
+
+/**
+ * The color of a band or error bar, without a legend of its own. It reads a copy of the field
+ * (`<field>Band`, same values, same domain): with the same field Vega-Lite merges the two legends
+ * and `legend: null` would then hide the line's legend too.
+ */
+function bandColor(color: Json): Json {
+  return { ...color, field: `${color.field as string}Band`, legend: null };
+}
+
+function multiSeed(groups: CellGroup[]): boolean {
+  return groups.some((g) => g.dev.n > 1);
+}
+
+function cellRow(data: ReportData, g: CellGroup, view: BytesView): Json {
+  const size = data.sizes.find((s) => s.id === g.sizeId)!;
+  const budget = data.budgets.find((b) => b.id === g.budgetId)!;
+  return {
+    size: sizeLabel(size),
+    sizeBand: sizeLabel(size),
+    budget: budgetLabel(budget),
+    method: methodName(g.method),
+    level: g.level,
+    bytes: bytesOf(g, view),
+    acc: g.dev.mean,
+    accMin: g.dev.min,
+    accMax: g.dev.max,
+    test: g.test.mean,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// the plots
+
+function curvePlots(data: ReportData): PlotSpec[] {
+  const points = groupCurves(data);
+  if (points.length === 0) return [];
+  const sizes = new Map(data.sizes.map((s) => [s.id, s]));
+  const budgets = new Map(data.budgets.map((b) => [b.id, b]));
+  const budgetSort = sortedBudgets(data).map(budgetLabel);
+  const values = points.map((p) => ({
+    size: sizeLabel(sizes.get(p.sizeId)!),
+    sizeBand: sizeLabel(sizes.get(p.sizeId)!),
+    budget: budgetLabel(budgets.get(p.budgetId)!),
+    step: p.step,
+    flops: p.flops,
+    seconds: p.seconds,
+    loss: p.valLoss.mean,
+    lossMin: p.valLoss.min,
+    lossMax: p.valLoss.max,
+  }));
+  const several = new Set(values.map((v) => v.budget)).size > 1;
+  const band = points.some((p) => p.valLoss.n > 1);
+  const color = sizeColor(data);
+  const yTitle = 'validation loss (MLM)';
+  const y: Json = { field: 'loss', type: 'quantitative', title: yTitle, scale: { zero: false } };
+  const axes: Array<{ name: string; field: string; xTitle: string; format: string; what: string }> = [
+    { name: 'loss-vs-flops', field: 'flops', xTitle: 'training FLOPs', format: '~s', what: 'training FLOPs' },
+    { name: 'loss-vs-seconds', field: 'seconds', xTitle: 'training seconds', format: '~s', what: 'training wall-clock seconds' },
+    { name: 'loss-vs-steps', field: 'step', xTitle: 'optimizer steps', format: '~s', what: 'optimizer steps' },
+  ];
+  return axes.map((a) => {
+    const x: Json = { field: a.field, type: 'quantitative', title: a.xTitle, axis: { format: a.format } };
+    const layers: Json[] = [];
+    if (band) layers.push({ mark: { type: 'area', opacity: 0.2 }, encoding: { x, y: { field: 'lossMin', type: 'quantitative', title: yTitle }, y2: { field: 'lossMax' }, fill: bandColor(color) } });
+    layers.push({ mark: { type: 'line', strokeWidth: 1.8 }, encoding: { x, y, color } });
+    const title = `Validation loss vs ${a.what}`;
+    const description = `Pretraining validation loss against ${a.what}, one line per model size${several ? ', one panel per budget' : ''}${band ? '; mean over seeds with a min–max band' : ''}.`;
+    return {
+      name: a.name,
+      title,
+      description,
+      xTitle: a.xTitle,
+      yTitle,
+      spec: chart(title, description, values, layers, several ? { column: { field: 'budget', sort: budgetSort }, independentX: true } : {}),
+    };
+  });
+}
+
+function isoflopPlot(data: ReportData): PlotSpec[] {
+  const finals = groupFinals(data);
+  if (finals.length === 0) return [];
+  const best = new Map(bestSizePerBudget(data).map((b) => [b.budgetId, b.sizeId]));
+  const sizes = new Map(data.sizes.map((s) => [s.id, s]));
+  const budgets = new Map(data.budgets.map((b) => [b.id, b]));
+  const values = finals.map((f) => {
+    const s = sizes.get(f.sizeId)!;
+    return {
+      budget: budgetLabel(budgets.get(f.budgetId)!),
+      budgetBand: budgetLabel(budgets.get(f.budgetId)!),
+      size: s.id,
+      params: s.parameters,
+      loss: f.valLoss.mean,
+      lossMin: f.valLoss.min,
+      lossMax: f.valLoss.max,
+      best: best.get(f.budgetId) === f.sizeId,
+    };
+  });
+  const xTitle = 'parameters (log scale)';
+  const yTitle = 'final validation loss';
+  const x = logX('params', xTitle, values);
+  const y: Json = { field: 'loss', type: 'quantitative', title: yTitle, scale: { zero: false } };
+  const color: Json = { field: 'budget', type: 'nominal', title: 'budget', scale: { domain: sortedBudgets(data).map(budgetLabel) } };
+  const layers: Json[] = [];
+  if (finals.some((f) => f.valLoss.n > 1)) {
+    layers.push({ mark: { type: 'rule', strokeWidth: 1.5 }, encoding: { x, y: { field: 'lossMin', type: 'quantitative', title: yTitle }, y2: { field: 'lossMax' }, stroke: bandColor(color) } });
+  }
+  layers.push({ mark: { type: 'line', point: { filled: true, size: 40 } }, encoding: { x, y, color } });
+  layers.push({
+    transform: [{ filter: 'datum.best' }],
+    mark: { type: 'point', shape: 'diamond', size: 260, filled: false, strokeWidth: 2.5 },
+    encoding: { x, y, color: { ...color, legend: null } },
+  });
+  layers.push({
+    transform: [{ filter: 'datum.best' }, { calculate: "'best: ' + datum.size", as: 'label' }],
+    mark: { type: 'text', dy: -14, fontSize: 10, fontWeight: 'bold' },
+    encoding: { x, y, text: { field: 'label' }, color: { ...color, legend: null } },
+  });
+  const title = 'IsoFLOP view: final validation loss vs model size';
+  const description = 'Final pretraining validation loss against parameter count (log scale), one line per budget; the diamond marks the best size of each budget.';
+  return [{ name: 'isoflop', title, description, xTitle, yTitle, spec: chart(title, description, values, layers) }];
+}
+
+function quantPlot(data: ReportData, groups: CellGroup[]): PlotSpec[] {
+  const quant = groups.filter((g) => g.method === 'quant');
+  if (quant.length === 0) return [];
+  const gran = (g: CellGroup): string => (g.granularity ? `per ${g.granularity}` : 'quantized');
+  const granularities = [...new Set(quant.map(gran))];
+  const values: Json[] = [];
+  for (const g of quant) values.push({ ...cellRow(data, g, 'total'), granularity: gran(g) });
+  // the uncompressed cell starts every line
+  for (const g of groups.filter((x) => x.method === 'none' && quant.some((q) => q.sizeId === x.sizeId && q.budgetId === x.budgetId))) {
+    for (const gr of granularities) values.push({ ...cellRow(data, g, 'total'), granularity: gr });
+  }
+  const several = new Set(quant.map((g) => g.budgetId)).size > 1;
+  const x = logBytesX('total', values);
+  const color = sizeColor(data);
+  const dash: Json = { field: 'granularity', type: 'nominal', title: 'granularity', sort: granularities };
+  const layers: Json[] = [];
+  if (multiSeed(groups)) layers.push(errorBars(x, color));
+  layers.push({ mark: { type: 'line' }, encoding: { x, y: accY, color, strokeDash: dash } });
+  layers.push({ mark: { type: 'point', filled: true, size: 30 }, encoding: { x, y: accY, color, detail: { field: 'granularity' } } });
+  const title = 'Quantization: dev accuracy vs total bytes';
+  const description = `Dev accuracy after fine-tuning and quantization against the real bytes of the compressed file (log scale), one line per size (dashes: granularity), starting at the uncompressed model${several ? '; one panel per budget' : ''}.`;
+  return [
+    {
+      name: 'quant',
+      title,
+      description,
+      xTitle: BYTES_TITLE.total,
+      yTitle: DEV_TITLE,
+      spec: chart(title, description, values, layers, several ? { column: { field: 'budget', sort: sortedBudgets(data).map(budgetLabel) } } : {}),
+    },
+  ];
+}
+
+function prunePlot(data: ReportData, groups: CellGroup[]): PlotSpec[] {
+  const methods = (['prune-oneshot', 'prune-iterative'] as const).filter((m) => groups.some((g) => g.method === m));
+  if (methods.length === 0) return [];
+  const values: Json[] = [];
+  for (const m of methods) {
+    const pruned = groups.filter((g) => g.method === m);
+    for (const g of pruned) values.push(cellRow(data, g, 'total'));
+    for (const g of groups.filter((x) => x.method === 'none' && pruned.some((p) => p.sizeId === x.sizeId && p.budgetId === x.budgetId))) {
+      values.push({ ...cellRow(data, g, 'total'), method: methodName(m) });
+    }
+  }
+  const several = new Set(groups.filter((g) => g.method.startsWith('prune-')).map((g) => g.budgetId)).size > 1;
+  const x = logBytesX('total', values);
+  const color = sizeColor(data);
+  const layers: Json[] = [];
+  if (multiSeed(groups)) layers.push(errorBars(x, color));
+  layers.push({ mark: { type: 'line', point: { filled: true, size: 30 } }, encoding: { x, y: accY, color } });
+  const title = 'Pruning: dev accuracy vs total bytes';
+  const description = `Dev accuracy after magnitude pruning against the real bytes of the sparse file (log scale), one line per size starting at the uncompressed model; one-shot and iterative pruning side by side${several ? ', one row per budget' : ''}.`;
+  return [
+    {
+      name: 'prune',
+      title,
+      description,
+      xTitle: BYTES_TITLE.total,
+      yTitle: DEV_TITLE,
+      spec: chart(title, description, values, layers, {
+        column: { field: 'method', sort: methods.map(methodName) },
+        ...(several ? { row: { field: 'budget', sort: sortedBudgets(data).map(budgetLabel) } } : {}),
+      }),
+    },
+  ];
+}
+
+function pruneQuantPlot(data: ReportData, groups: CellGroup[]): PlotSpec[] {
+  const pq = groups.filter((g) => g.method === 'prune+quant');
+  if (pq.length === 0) return [];
+  const bitsOf = (g: CellGroup): string => (g.bits !== undefined ? `${g.bits}-bit` : g.level);
+  const bitsSort = [...new Set(pq.map(bitsOf))].sort((a, b) => parseFloat(b) - parseFloat(a) || a.localeCompare(b));
+  const values = pq.map((g) => ({ ...cellRow(data, g, 'total'), bits: bitsOf(g) }));
+  const several = new Set(pq.map((g) => g.budgetId)).size > 1;
+  const x = logBytesX('total', values);
+  const color = sizeColor(data);
+  const layers: Json[] = [];
+  if (multiSeed(pq)) layers.push(errorBars(x, color));
+  layers.push({
+    mark: { type: 'line' },
+    encoding: { x, y: accY, color, strokeDash: { field: 'bits', type: 'nominal', title: 'bits', sort: bitsSort } },
+  });
+  layers.push({ mark: { type: 'point', filled: true, size: 30 }, encoding: { x, y: accY, color, detail: { field: 'bits' } } });
+  const title = 'Pruning + quantization: dev accuracy vs total bytes';
+  const description = `Dev accuracy of pruned-then-quantized models against the real bytes of the file (log scale), one line per size and bit width (dashes)${several ? '; one panel per budget' : ''}.`;
+  return [
+    {
+      name: 'prune-quant',
+      title,
+      description,
+      xTitle: BYTES_TITLE.total,
+      yTitle: DEV_TITLE,
+      spec: chart(title, description, values, layers, several ? { column: { field: 'budget', sort: sortedBudgets(data).map(budgetLabel) } } : {}),
+    },
+  ];
+}
+
+function frontierPlot(data: ReportData, groups: CellGroup[], view: BytesView): PlotSpec {
+  const budgets = [...new Set(groups.map((g) => g.budgetId))];
+  const front = new Set(budgets.flatMap((b) => paretoFront(groups.filter((g) => g.budgetId === b), view)).map((g) => g.key));
+  const values = groups.map((g) => ({ ...cellRow(data, g, view), front: front.has(g.key) }));
+  const several = budgets.length > 1;
+  const x = logBytesX(view, values);
+  const color = sizeColor(data);
+  const shape: Json = { field: 'method', type: 'nominal', title: 'compression', sort: ['none', 'quant', 'prune-oneshot', 'prune-iterative', 'prune+quant'].map((m) => methodName(m as CellGroup['method'])) };
+  const layers: Json[] = [];
+  if (multiSeed(groups)) layers.push(errorBars(x, color));
+  layers.push({
+    transform: [{ filter: 'datum.front' }],
+    mark: { type: 'line', interpolate: 'step-after', color: '#444', strokeWidth: 1.5 },
+    encoding: { x, y: accY },
+  });
+  layers.push({
+    mark: { type: 'point', filled: true, size: 45 },
+    encoding: { x, y: accY, color, shape, opacity: { condition: { test: 'datum.front', value: 1 }, value: 0.35 } },
+  });
+  layers.push({
+    transform: [{ filter: 'datum.front' }],
+    mark: { type: 'point', filled: false, size: 140, color: '#222', strokeWidth: 1.2 },
+    encoding: { x, y: accY },
+  });
+  const which = view === 'total' ? 'total' : 'non-embedding';
+  const title = `Accuracy vs memory frontier (${which} bytes)`;
+  const description = `Every compression cell's dev accuracy against its ${which} bytes (log scale), colored by size and shaped by method; the ringed points joined by the step line are the Pareto front (no other cell has fewer bytes and higher accuracy)${several ? '; one panel per budget' : ''}.`;
+  return {
+    name: view === 'total' ? 'frontier-total' : 'frontier-nonembedding',
+    title,
+    description,
+    xTitle: BYTES_TITLE[view],
+    yTitle: DEV_TITLE,
+    spec: chart(title, description, values, layers, several ? { column: { field: 'budget', sort: sortedBudgets(data).map(budgetLabel) } } : {}),
+  };
+}
+
+/** Every plot the data allows, in report order (plots without data are left out). */
+export function plotSpecs(data: ReportData): PlotSpec[] {
+  const groups = groupCells(data);
+  return [
+    ...curvePlots(data),
+    ...isoflopPlot(data),
+    ...quantPlot(data, groups),
+    ...prunePlot(data, groups),
+    ...pruneQuantPlot(data, groups),
+    ...(groups.length ? [frontierPlot(data, groups, 'total'), frontierPlot(data, groups, 'nonEmbedding')] : []),
+  ];
+}
+
+// ---------------------------------------------------------------------------------------------
+// rendering
+
+/** Collects Vega-Lite and Vega warnings and errors instead of printing them. */
+class CollectingLogger {
+  messages: string[] = [];
+  #level = 0;
+  level(): number;
+  level(l: number): this;
+  level(l?: number): number | this {
+    if (l === undefined) return this.#level;
+    this.#level = l;
+    return this;
+  }
+  error(...args: unknown[]): this {
+    this.messages.push(`error: ${args.map(String).join(' ')}`);
+    return this;
+  }
+  warn(...args: unknown[]): this {
+    this.messages.push(`warning: ${args.map(String).join(' ')}`);
+    return this;
+  }
+  info(): this {
+    return this;
+  }
+  debug(): this {
+    return this;
+  }
+}
+
+/** Thrown when Vega-Lite or Vega reports a problem with a spec. */
+export class PlotError extends Error {}
+
+/**
+ * Makes the SVG's ids unique to this plot (Vega numbers clip paths from a process-wide counter,
+ * so two SVGs inlined in one HTML page could otherwise share ids).
+ */
+function prefixIds(svg: string, prefix: string): string {
+  const ids = new Set([...svg.matchAll(/\sid="([^"]+)"/g)].map((m) => m[1]!));
+  let out = svg;
+  for (const id of ids) {
+    const esc = id.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    out = out
+      .replace(new RegExp(`(\\sid=")${esc}"`, 'g'), `$1${prefix}-${id}"`)
+      .replace(new RegExp(`url\\(#${esc}\\)`, 'g'), `url(#${prefix}-${id})`)
+      .replace(new RegExp(`(href=")#${esc}"`, 'g'), `$1#${prefix}-${id}"`);
+  }
+  return out;
+}
+
+function makeView(spec: TopLevelSpec): { view: vega.View; logger: CollectingLogger } {
+  const logger = new CollectingLogger();
+  const compiled = vl.compile(spec, { logger }).spec;
+  const view = new vega.View(vega.parse(compiled), { renderer: 'none', logger: logger as unknown as vega.LoggerInterface });
+  return { view, logger };
+}
+
+function check(logger: CollectingLogger, what: string): void {
+  if (logger.messages.length > 0) throw new PlotError(`${what}: ${logger.messages.join('; ')}`);
+}
+
+/** Renders a Vega-Lite spec to a standalone SVG string (Vega's own asynchronous path). */
+export async function renderSvg(spec: TopLevelSpec, idPrefix = 'plot'): Promise<string> {
+  const { view, logger } = makeView(spec);
+  try {
+    vega.resetSVGDefIds();
+    const svg = await view.toSVG();
+    check(logger, `plot ${idPrefix}`);
+    return prefixIds(svg, idPrefix);
+  } finally {
+    view.finalize();
+  }
+}
+
+/**
+ * The same as renderSvg, synchronously. With inline data Vega evaluates the whole dataflow within
+ * `run()`, so the scenegraph can be handed to the headless SVG renderer at once; this mirrors what
+ * `view.toSVG()` does (tests check that both give byte-identical SVG for every plot).
+ */
+export function renderSvgSync(spec: TopLevelSpec, idPrefix = 'plot'): string {
+  const { view, logger } = makeView(spec);
+  try {
+    view.run();
+    const v = view as unknown as { _pulse: unknown; _pending: unknown; _viewWidth: number; _viewHeight: number; _origin: [number, number]; _scenegraph: { root: unknown } };
+    if (v._pulse || v._pending) throw new PlotError(`plot ${idPrefix}: the Vega dataflow did not finish synchronously; use renderSvg`);
+    check(logger, `plot ${idPrefix}`);
+    const pad = view.padding() as { left: number; right: number; top: number; bottom: number };
+    const width = Math.max(0, v._viewWidth + pad.left + pad.right);
+    const height = Math.max(0, v._viewHeight + pad.top + pad.bottom);
+    const Renderer = (vega.renderModule as unknown as (name: string) => { headless: unknown })('svg').headless as new (loader: unknown) => {
+      initialize(el: null, w: number, h: number, origin: [number, number], scaleFactor: number): { background(bg: unknown): { render(root: unknown): { svg(): string } } };
+    };
+    vega.resetSVGDefIds();
+    const svg = new Renderer(view.loader())
+      .initialize(null, width, height, [pad.left + v._origin[0], pad.top + v._origin[1]], 1)
+      .background(view.background())
+      .render(v._scenegraph.root)
+      .svg();
+    if (!svg.startsWith('<svg')) throw new PlotError(`plot ${idPrefix}: the renderer produced no SVG`);
+    return prefixIds(svg, idPrefix);
+  } finally {
+    view.finalize();
+  }
+}
+
+/** Every plot of the data, rendered (synchronously). */
+export function renderPlots(data: ReportData): RenderedPlot[] {
+  return plotSpecs(data).map((p) => ({ ...p, svg: renderSvgSync(p.spec, p.name) }));
+}
+
+/** Every plot of the data, rendered with Vega's asynchronous toSVG. */
+export async function renderPlotsAsync(data: ReportData): Promise<RenderedPlot[]> {
+  const out: RenderedPlot[] = [];
+  for (const p of plotSpecs(data)) out.push({ ...p, svg: await renderSvg(p.spec, p.name) });
+  return out;
+}
