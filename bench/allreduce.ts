@@ -42,6 +42,29 @@ async function rawTcp(bytes: number, n: number): Promise<number[]> {
   }
 }
 
+/** The ring's traffic pattern over plain sockets: each rank streams 2(N−1)/N × bytes to its successor. */
+async function rawTcpRing(N: number, sizes: number[], n: number): Promise<Map<number, number>> {
+  const procs = Array.from({ length: N }, (_, r) => spawnWorker(`tcp ring ${r}`));
+  const out = new Map<number, number>();
+  try {
+    const ports = await Promise.all(procs.map((p) => p.request({ cmd: 'tcpring-listen' }, 'tcpring-ready', 30_000)));
+    await Promise.all(procs.map((p, r) => p.request({ cmd: 'tcpring-connect', port: ports[(r + 1) % N]!.port! }, 'tcpring-ready', 30_000)));
+    for (const size of sizes) {
+      const bytes = Math.round(((2 * (N - 1)) / N) * size * MiB);
+      const times: number[] = [];
+      for (let i = 0; i < n + 1; i++) {
+        const res = await Promise.all(procs.map((p) => p.request({ cmd: 'tcpring-run', bytes }, 'tcpring-done', 120_000)));
+        if (i > 0) times.push(Math.max(...res.map((x) => x.ms)));
+      }
+      out.set(size, median(times));
+      process.stderr.write(`  raw TCP ring N=${N} ${size} MiB: ${fmt(median(times), 1)} ms\n`);
+    }
+  } finally {
+    for (const p of procs) p.kill();
+  }
+  return out;
+}
+
 interface Row {
   kind: 'ring' | 'star'; N: number; MiB: number; ms: number; msAll: number[];
   busbw: number; algbw: number; breakdown: { waitMs: number; addMs: number; encodeMs: number; decodeMs: number; sendMs: number; totalMs: number };
@@ -79,9 +102,11 @@ process.stderr.write(`all-reduce benchmark: ranks ${ranks.join(',')}, sizes ${si
 const tcpBefore = await rawTcp(64 * MiB, 3);
 process.stderr.write(`  raw TCP: ${tcpBefore.map((x) => fmt(x)).join(' ')} MB/s\n`);
 const rows: Row[] = [];
+const tcpRingMs = new Map<string, number>();
 for (const N of ranks) {
   rows.push(...(await measure('ring', N, sizesMiB)));
   rows.push(...(await measure('star', N, sizesMiB)));
+  for (const [size, ms] of await rawTcpRing(N, sizesMiB, reps)) tcpRingMs.set(`${N}/${size}`, ms);
 }
 const tcpAfter = await rawTcp(64 * MiB, 3);
 process.stderr.write(`  raw TCP: ${tcpAfter.map((x) => fmt(x)).join(' ')} MB/s\n`);
@@ -90,15 +115,16 @@ const tcp = median([...tcpBefore, ...tcpAfter]);
 const lines: string[] = [];
 lines.push(`raw TCP (2 processes, 64 MiB over net.Socket): median ${fmt(tcp)} MB/s  [${[...tcpBefore, ...tcpAfter].map((x) => fmt(x)).join(', ')}]`);
 lines.push('');
-lines.push('| N | size MiB | ring ms | ring busbw MB/s | star ms | star busbw MB/s | ring/star time | ring busbw / raw TCP | ring time: wait / add / encode / decode / send (% of rank time) |');
-lines.push('|---|---|---|---|---|---|---|---|---|');
+lines.push('| N | size MiB | ring ms | ring busbw MB/s | star ms | star busbw MB/s | ring/star time | ring busbw / raw TCP | N × ring busbw / raw TCP | raw TCP ring ms | ring / raw TCP ring time | ring time: wait / add / encode / decode / send (% of rank time) |');
+lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|');
 for (const N of ranks) {
   for (const size of sizesMiB) {
     const r = rows.find((x) => x.kind === 'ring' && x.N === N && x.MiB === size)!;
     const s = rows.find((x) => x.kind === 'star' && x.N === N && x.MiB === size)!;
     const b = r.breakdown;
     const pct = (x: number) => fmt((100 * x) / b.totalMs);
-    lines.push(`| ${N} | ${size} | ${fmt(r.ms, 1)} | ${fmt(r.busbw)} | ${fmt(s.ms, 1)} | ${fmt(s.busbw)} | ${fmt(r.ms / s.ms, 2)} | ${fmt(r.busbw / tcp, 2)} | ${pct(b.waitMs)} / ${pct(b.addMs)} / ${pct(b.encodeMs)} / ${pct(b.decodeMs)} / ${pct(b.sendMs)} |`);
+    const raw = tcpRingMs.get(`${N}/${size}`) ?? NaN;
+    lines.push(`| ${N} | ${size} | ${fmt(r.ms, 1)} | ${fmt(r.busbw)} | ${fmt(s.ms, 1)} | ${fmt(s.busbw)} | ${fmt(r.ms / s.ms, 2)} | ${fmt(r.busbw / tcp, 2)} | ${fmt((N * r.busbw) / tcp, 2)} | ${fmt(raw, 1)} | ${fmt(r.ms / raw, 2)} | ${pct(b.waitMs)} / ${pct(b.addMs)} / ${pct(b.encodeMs)} / ${pct(b.decodeMs)} / ${pct(b.sendMs)} |`);
   }
 }
 lines.push('');

@@ -3,6 +3,7 @@ import { pathToFileURL } from 'node:url';
 import { trainCommand, trainUsage } from './commands/train.ts';
 import { localCommand, localUsage } from './commands/local.ts';
 import { sweepCommand, sweepUsage } from './commands/sweep.ts';
+import { exportCommand, exportUsage } from './commands/export.ts';
 import { coordinatorCommand, coordinatorUsage, workerCommand, workerUsage, statusCommand, statusUsage } from './commands/distributed.ts';
 import { ConfigError } from '../shared/config/load.ts';
 
@@ -10,6 +11,7 @@ const commands: Record<string, { run: (argv: string[]) => Promise<number>; usage
   train: { run: trainCommand, usage: trainUsage },
   local: { run: localCommand, usage: localUsage },
   sweep: { run: sweepCommand, usage: sweepUsage },
+  export: { run: exportCommand, usage: exportUsage },
   coordinator: { run: coordinatorCommand, usage: coordinatorUsage },
   worker: { run: workerCommand, usage: workerUsage },
   status: { run: statusCommand, usage: statusUsage },

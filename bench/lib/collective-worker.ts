@@ -16,7 +16,11 @@ export type WorkerCommand =
   | { cmd: 'reduce'; length: number; op: 'sum' | 'mean'; reps: number; warmup?: number; barrier?: boolean; input: 'random' | 'constant'; seed?: number; returnResult?: boolean }
   | { cmd: 'close' }
   | { cmd: 'tcp-listen' }
-  | { cmd: 'tcp-send'; port: number; bytes: number; reps: number; writeBytes?: number };
+  | { cmd: 'tcp-send'; port: number; bytes: number; reps: number; writeBytes?: number }
+  /** the ring's traffic pattern over plain sockets (no ws, no frames, no adds): the transport ceiling */
+  | { cmd: 'tcpring-listen' }
+  | { cmd: 'tcpring-connect'; port: number }
+  | { cmd: 'tcpring-run'; bytes: number };
 
 export type WorkerEvent =
   | { ev: 'opened'; port: number }
@@ -26,12 +30,15 @@ export type WorkerEvent =
   | { ev: 'log'; line: string }
   | { ev: 'closed' }
   | { ev: 'tcp-port'; port: number }
-  | { ev: 'tcp-done'; times: number[] };
+  | { ev: 'tcp-done'; times: number[] }
+  | { ev: 'tcpring-ready'; port?: number }
+  | { ev: 'tcpring-done'; ms: number };
 
 const send = (e: WorkerEvent) => process.send?.(e);
 const log = (line: string) => { send({ ev: 'log', line }); if (process.env.TTC_WORKER_STDERR === '1') process.stderr.write(line + '\n'); };
 let node: Ring | Star | undefined;
 let rank = 0;
+const tcpRing: { out?: net.Socket; inbound?: net.Socket; got: number; want: number; done?: () => void; data?: Buffer } = { got: 0, want: 0 };
 
 function reportError(err: unknown): void {
   const e = err as Error;
@@ -120,6 +127,42 @@ async function handle(m: WorkerCommand): Promise<void> {
       }
       sock.destroy();
       send({ ev: 'tcp-done', times });
+      return;
+    }
+    case 'tcpring-listen': {
+      const srv = net.createServer((sock) => {
+        tcpRing.inbound = sock;
+        sock.on('data', (d: Buffer) => {
+          tcpRing.got += d.length;
+          if (tcpRing.want > 0 && tcpRing.got >= tcpRing.want && tcpRing.done) { tcpRing.got -= tcpRing.want; const f = tcpRing.done; tcpRing.done = undefined; f(); }
+        });
+        sock.on('error', () => {});
+      });
+      srv.listen(0, '127.0.0.1', () => send({ ev: 'tcpring-ready', port: (srv.address() as net.AddressInfo).port }));
+      return;
+    }
+    case 'tcpring-connect': {
+      const sock = net.connect(m.port, '127.0.0.1');
+      sock.setNoDelay(true);
+      sock.on('error', () => {});
+      await new Promise<void>((r) => sock.once('connect', () => r()));
+      tcpRing.out = sock;
+      send({ ev: 'tcpring-ready' });
+      return;
+    }
+    case 'tcpring-run': {
+      const chunk = 1 << 20;
+      if (!tcpRing.data || tcpRing.data.length < chunk) tcpRing.data = Buffer.alloc(chunk, 1);
+      const t0 = performance.now();
+      tcpRing.want = m.bytes;
+      const received = new Promise<void>((r) => {
+        if (tcpRing.got >= m.bytes) { tcpRing.got -= m.bytes; r(); } else tcpRing.done = r;
+      });
+      for (let off = 0; off < m.bytes; off += chunk) {
+        if (!tcpRing.out!.write(tcpRing.data.subarray(0, Math.min(chunk, m.bytes - off)))) await new Promise((r) => tcpRing.out!.once('drain', r));
+      }
+      await received;
+      send({ ev: 'tcpring-done', ms: performance.now() - t0 });
       return;
     }
   }

@@ -1,0 +1,63 @@
+import test from 'ava';
+import fs from 'node:fs';
+import path from 'node:path';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { tinyConfig, newRun, quiet, tempDir, TINY_MODEL } from './helpers.ts';
+import { trainRun } from '../shared/train/run.ts';
+import { checkpointsDir, listCheckpointDirs, loadCheckpoint } from '../shared/checkpoint/checkpoint.ts';
+import { decodeSafetensors } from '../shared/checkpoint/safetensors.ts';
+import { paramLayout } from '../shared/model/spec.ts';
+import { decodeCompressed, encodeCompressed } from '../shared/compress/index.ts';
+
+const run = promisify(execFile);
+
+const HF_LAYER = ['attention.self.query', 'attention.self.key', 'attention.self.value', 'attention.output.dense', 'intermediate.dense', 'output.dense'];
+
+test.serial('ttc export writes a Hugging Face BertForMaskedLM safetensors + config.json, also from a compressed file', async (t) => {
+  const config = tinyConfig({ budget: { kind: 'steps', steps: 2 } });
+  const r = newRun(config);
+  await trainRun(config, r, quiet);
+  const ckptDir = listCheckpointDirs(checkpointsDir(r.dir)).at(-1)!;
+  const layout = paramLayout(TINY_MODEL);
+  const { weights } = loadCheckpoint(ckptDir, layout);
+  const out = tempDir('export');
+  await run(process.execPath, ['bin/ttc.mjs', 'export', '--run', r.dir, '--out', out]);
+  const hf = decodeSafetensors(fs.readFileSync(path.join(out, 'model.safetensors')));
+  const cfg = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8'));
+  t.deepEqual(cfg.architectures, ['BertForMaskedLM']);
+  t.is(cfg.hidden_size, TINY_MODEL.hidden);
+  t.is(cfg.num_hidden_layers, TINY_MODEL.layers);
+  t.is(cfg.intermediate_size, TINY_MODEL.ffn);
+  t.is(cfg.max_position_embeddings, TINY_MODEL.seqLen);
+  const expected = [
+    'bert.embeddings.word_embeddings.weight', 'bert.embeddings.position_embeddings.weight', 'bert.embeddings.token_type_embeddings.weight',
+    'bert.embeddings.LayerNorm.weight', 'bert.embeddings.LayerNorm.bias',
+    ...HF_LAYER.flatMap((m) => [`bert.encoder.layer.0.${m}.weight`, `bert.encoder.layer.0.${m}.bias`]),
+    'bert.encoder.layer.0.attention.output.LayerNorm.weight', 'bert.encoder.layer.0.attention.output.LayerNorm.bias',
+    'bert.encoder.layer.0.output.LayerNorm.weight', 'bert.encoder.layer.0.output.LayerNorm.bias',
+    'cls.predictions.transform.dense.weight', 'cls.predictions.transform.dense.bias',
+    'cls.predictions.transform.LayerNorm.weight', 'cls.predictions.transform.LayerNorm.bias',
+    'cls.predictions.bias', 'cls.predictions.decoder.weight', 'cls.predictions.decoder.bias',
+  ];
+  t.deepEqual(Object.keys(hf.tensors).sort(), expected.sort());
+  // Dense weights are [out, in] (PyTorch Linear): element (o, i) of HF = element (i, o) of ours.
+  const ffn = layout.byName.get('encoder.layer.0.intermediate.dense.weight')!;
+  const hfFfn = hf.tensors['bert.encoder.layer.0.intermediate.dense.weight'];
+  t.deepEqual(hfFfn.shape, [TINY_MODEL.ffn, TINY_MODEL.hidden]);
+  for (const [i, o] of [[0, 0], [3, 17], [TINY_MODEL.hidden - 1, TINY_MODEL.ffn - 1]]) {
+    t.is(hfFfn.data[o * TINY_MODEL.hidden + i], weights[ffn.offset + i * TINY_MODEL.ffn + o]);
+  }
+  t.deepEqual(Array.from(hf.tensors['cls.predictions.decoder.weight'].data), Array.from(hf.tensors['bert.embeddings.word_embeddings.weight'].data));
+
+  // A compressed file exports its dequantized weights.
+  const comp = path.join(out, 'q4.ttcz');
+  fs.writeFileSync(comp, encodeCompressed(weights, layout, { quant: { bits: 4, granularity: 'channel', embeddings: true } }));
+  const out2 = tempDir('export-q');
+  await run(process.execPath, ['bin/ttc.mjs', 'export', '--checkpoint', ckptDir, '--compressed', comp, '--out', out2]);
+  const deq = decodeCompressed(fs.readFileSync(comp), layout);
+  const hf2 = decodeSafetensors(fs.readFileSync(path.join(out2, 'model.safetensors')));
+  const emb = layout.byName.get('embeddings.word_embeddings.weight')!;
+  t.deepEqual(Array.from(hf2.tensors['bert.embeddings.word_embeddings.weight'].data), Array.from(deq.subarray(emb.offset, emb.offset + emb.size)));
+  t.true(new Set(hf2.tensors['bert.embeddings.word_embeddings.weight'].data.slice(0, TINY_MODEL.hidden)).size <= 15, '4-bit: at most 15 levels per row');
+});
