@@ -9,6 +9,11 @@
  * one; the collective's time is the slowest rank's; tables show medians over repetitions.
  * busbw = 2(N−1)/N × bytes / time (the per-link bandwidth a bandwidth-optimal algorithm needs).
  * Raw TCP: one process streams 64 MiB to another over a plain `net` socket, same machine, same run.
+ * Raw TCP ring: N processes each stream 2(N−1)/N × bytes to the next over plain sockets at once —
+ * the ring's traffic with no WebSocket framing, no frames and no adds: the transport's ceiling.
+ * Breakdown (median over ranks and reps, % of the rank's wall time): the ring's own code (add,
+ * encode, decode, send), other user-space CPU (ws, Node streams, GC), kernel CPU (socket copies)
+ * and idle (waiting for peers or for a CPU: on 2 shared cores N processes compete).
  */
 import { writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -67,7 +72,8 @@ async function rawTcpRing(N: number, sizes: number[], n: number): Promise<Map<nu
 
 interface Row {
   kind: 'ring' | 'star'; N: number; MiB: number; ms: number; msAll: number[];
-  busbw: number; algbw: number; breakdown: { waitMs: number; addMs: number; encodeMs: number; decodeMs: number; sendMs: number; totalMs: number };
+  busbw: number; algbw: number;
+  breakdown: { waitMs: number; addMs: number; encodeMs: number; decodeMs: number; sendMs: number; totalMs: number; cpuUserMs: number; cpuSystemMs: number };
 }
 
 async function measure(kind: 'ring' | 'star', N: number, sizes: number[]): Promise<Row[]> {
@@ -87,6 +93,7 @@ async function measure(kind: 'ring' | 'star', N: number, sizes: number[]): Promi
         breakdown: {
           totalMs: avg((s) => s.totalMs), waitMs: avg((s) => s.waitMs), addMs: avg((s) => s.addMs),
           encodeMs: avg((s) => s.encodeMs), decodeMs: avg((s) => s.decodeMs), sendMs: avg((s) => s.sendMs),
+          cpuUserMs: avg((s) => s.cpuUserMs), cpuSystemMs: avg((s) => s.cpuSystemMs),
         },
       });
       process.stderr.write(`  ${kind} N=${N} ${size} MiB: ${fmt(ms, 1)} ms (reps ${perRep.map((x) => fmt(x)).join(' ')})\n`);
@@ -115,16 +122,17 @@ const tcp = median([...tcpBefore, ...tcpAfter]);
 const lines: string[] = [];
 lines.push(`raw TCP (2 processes, 64 MiB over net.Socket): median ${fmt(tcp)} MB/s  [${[...tcpBefore, ...tcpAfter].map((x) => fmt(x)).join(', ')}]`);
 lines.push('');
-lines.push('| N | size MiB | ring ms | ring busbw MB/s | star ms | star busbw MB/s | ring/star time | ring busbw / raw TCP | N × ring busbw / raw TCP | raw TCP ring ms | ring / raw TCP ring time | ring time: wait / add / encode / decode / send (% of rank time) |');
+lines.push('| N | size MiB | ring ms | ring busbw MB/s | star ms | star busbw MB/s | ring/star time | ring busbw / raw TCP | N × ring busbw / raw TCP | raw TCP ring ms | ring / raw TCP ring time | ring rank time: add / encode / decode / send / other JS / kernel / idle (%) |');
 lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|');
 for (const N of ranks) {
   for (const size of sizesMiB) {
     const r = rows.find((x) => x.kind === 'ring' && x.N === N && x.MiB === size)!;
     const s = rows.find((x) => x.kind === 'star' && x.N === N && x.MiB === size)!;
     const b = r.breakdown;
-    const pct = (x: number) => fmt((100 * x) / b.totalMs);
+    const pct = (x: number) => fmt((100 * Math.max(0, x)) / b.totalMs);
+    const ringCode = b.addMs + b.encodeMs + b.decodeMs + b.sendMs;
     const raw = tcpRingMs.get(`${N}/${size}`) ?? NaN;
-    lines.push(`| ${N} | ${size} | ${fmt(r.ms, 1)} | ${fmt(r.busbw)} | ${fmt(s.ms, 1)} | ${fmt(s.busbw)} | ${fmt(r.ms / s.ms, 2)} | ${fmt(r.busbw / tcp, 2)} | ${fmt((N * r.busbw) / tcp, 2)} | ${fmt(raw, 1)} | ${fmt(r.ms / raw, 2)} | ${pct(b.waitMs)} / ${pct(b.addMs)} / ${pct(b.encodeMs)} / ${pct(b.decodeMs)} / ${pct(b.sendMs)} |`);
+    lines.push(`| ${N} | ${size} | ${fmt(r.ms, 1)} | ${fmt(r.busbw)} | ${fmt(s.ms, 1)} | ${fmt(s.busbw)} | ${fmt(r.ms / s.ms, 2)} | ${fmt(r.busbw / tcp, 2)} | ${fmt((N * r.busbw) / tcp, 2)} | ${fmt(raw, 1)} | ${fmt(r.ms / raw, 2)} | ${pct(b.addMs)} / ${pct(b.encodeMs)} / ${pct(b.decodeMs)} / ${pct(b.sendMs)} / ${pct(b.cpuUserMs - ringCode)} / ${pct(b.cpuSystemMs)} / ${pct(b.totalMs - b.cpuUserMs - b.cpuSystemMs)} |`);
   }
 }
 lines.push('');

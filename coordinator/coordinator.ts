@@ -6,8 +6,9 @@
  * checkpoint: at most one checkpoint interval is lost, and the budget counts each step once.
  */
 import fs from 'node:fs';
-import { listen, type Connection, type PeerServer, type TlsServerFiles } from '../shared/net/index.ts';
-import { CloseCode, type Message } from '../shared/protocol/index.ts';
+import type { TlsServerFiles } from '../shared/net/index.ts';
+import type { Message } from '../shared/protocol/index.ts';
+import { WorkerFailure, WorkerRegistry, type ToWorker, type WorkerEntry, type WorkerMsg } from './registry.ts';
 import * as M from '../shared/protocol/training.ts';
 import type { Config } from '../shared/config/schema.ts';
 import { paramLayout, type ParamLayout } from '../shared/model/spec.ts';
@@ -20,26 +21,6 @@ import type { RunDir } from '../shared/run/rundir.ts';
 import type { Logger } from '../shared/run/log.ts';
 import type { Progress } from '../shared/run/progress.ts';
 import type { SecretInput } from '../shared/auth.ts';
-
-type FromWorker = (typeof M.fromWorker)[number] | (typeof M.fromCli)[number];
-type WorkerMsg = Message<FromWorker>;
-
-interface WorkerEntry {
-  id: number;
-  name: string;
-  conn: Connection<FromWorker>;
-  advertiseHost: string;
-  rank?: number;
-  backend?: string;
-}
-
-/** A ring formation failed: a worker died, stalled or reported a broken ring. `culprits` are dropped. */
-export class FormationError extends Error {
-  override name = 'FormationError';
-  constructor(message: string, readonly culprits: WorkerEntry[]) {
-    super(message);
-  }
-}
 
 /** The run cannot continue (parameter divergence, no workers): stop everything. */
 export class RunError extends Error {
@@ -67,14 +48,9 @@ export interface CoordinatorOptions {
 }
 
 export class Coordinator {
-  private server: PeerServer<FromWorker> | undefined;
-  private readonly workers = new Map<Connection<FromWorker>, WorkerEntry>();
-  private nextWorkerId = 1;
+  private readonly reg: WorkerRegistry;
   private formation = 0;
   private members: WorkerEntry[] = [];
-  private readonly frameListeners = new Set<(w: WorkerEntry, msg: WorkerMsg) => void>();
-  private readonly closeListeners = new Set<(w: WorkerEntry, why: string) => void>();
-  private workersChanged: () => void = () => {};
   private readonly layout: ParamLayout;
   private readonly ctl: RunController;
   private snapshot: Snapshot;
@@ -88,6 +64,7 @@ export class Coordinator {
 
   constructor(private readonly opts: CoordinatorOptions) {
     const { config, run, log } = opts;
+    this.reg = new WorkerRegistry({ secret: opts.secret, host: opts.host, port: opts.port, tls: opts.tls, name: run.id, log, status: () => this.status(), phase: () => this.phase });
     this.layout = paramLayout(modelDims(config));
     const ckpt = loadLatestCheckpoint(run.dir, this.layout, (m) => log.warn(m));
     if (ckpt) {
@@ -105,147 +82,45 @@ export class Coordinator {
   }
 
   get url(): string {
-    return this.server?.url ?? '';
+    return this.reg.url;
   }
 
   async listen(): Promise<string> {
-    this.server = await listen<FromWorker>({
-      host: this.opts.host,
-      port: this.opts.port,
-      secret: this.opts.secret,
-      role: 'coordinator',
-      name: this.opts.run.id,
-      messages: [...M.fromWorker, ...M.fromCli],
-      tls: this.opts.tls,
-      log: (l) => this.opts.log.info(l),
-      onConnection: (conn, hello) => this.onConnection(conn, hello.role, hello.name),
-      http: (req, res) => this.onHttp(req.url ?? '/', res),
-    });
+    const url = await this.reg.listen();
     this.phase = 'waiting for workers';
-    return this.server.url;
-  }
-
-  /** GET /healthz: liveness (200 while the process serves); GET /readyz: 200 once training, 503 before. No run data without the secret. */
-  private onHttp(url: string, res: import('node:http').ServerResponse): void {
-    const path = url.split('?')[0];
-    if (path === '/healthz') {
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ ok: true, phase: this.phase }));
-    } else if (path === '/readyz') {
-      const ready = this.phase !== 'starting';
-      res.writeHead(ready ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ready, phase: this.phase }));
-    } else {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: use a WebSocket client (ttc worker / ttc status), or GET /healthz\n');
-    }
-  }
-
-  private onConnection(conn: Connection<FromWorker>, role: string, name: string): void {
-    const log = this.opts.log;
-    if (role === 'cli') {
-      conn.onFrame((msg) => {
-        if (msg.t !== 'coord.status-request') return conn.fail(CloseCode.UNEXPECTED, `a cli may only ask for status, not ${msg.t}`);
-        conn.send(M.StatusReply, { status: JSON.stringify(this.status()) });
-      });
-      return;
-    }
-    if (role !== 'worker') return conn.fail(CloseCode.UNEXPECTED, `unknown role ${role}`);
-    conn.onFrame((msg) => {
-      const entry = this.workers.get(conn);
-      if (msg.t === 'coord.register') {
-        if (entry) return conn.fail(CloseCode.UNEXPECTED, 'registered twice');
-        const w: WorkerEntry = { id: this.nextWorkerId++, name: msg.name, conn, advertiseHost: msg.advertiseHost };
-        this.workers.set(conn, w);
-        log.info(`worker "${msg.name}" (pid ${msg.pid}, ${conn.remote}) registered; ${this.workers.size} connected`);
-        this.workersChanged();
-        return;
-      }
-      if (!entry) return conn.fail(CloseCode.UNEXPECTED, `${msg.t} before coord.register`);
-      if (msg.t === 'coord.status-request') return conn.fail(CloseCode.UNEXPECTED, 'workers do not ask for status');
-      for (const l of this.frameListeners) l(entry, msg);
-    });
-    conn.onClose((info) => {
-      const entry = this.workers.get(conn);
-      if (!entry) return;
-      this.workers.delete(conn);
-      const why = `connection closed (code ${info.code}${info.reason ? `: ${info.reason}` : ''})`;
-      if (this.phase !== 'done') log.warn(`worker "${entry.name}"${entry.rank !== undefined ? ` (rank ${entry.rank})` : ''} left: ${why}`);
-      for (const l of this.closeListeners) l(entry, why);
-      this.workersChanged();
-    });
-    void name;
+    return url;
   }
 
   private who(w: WorkerEntry): string {
-    return `worker "${w.name}"${w.rank !== undefined ? ` (rank ${w.rank}, ${w.conn.remote})` : ''}`;
+    return this.reg.who(w);
   }
 
-  /**
-   * Waits until every member sent a frame that `pick` accepts. Rejects with a FormationError
-   * naming the worker when a member disconnects, reports a broken ring, or stays silent past the timeout.
-   */
+  /** collect() that also fails on a worker's report of a broken ring in this formation. */
   private collect<T>(members: WorkerEntry[], what: string, pick: (msg: WorkerMsg) => T | undefined, timeoutMs: number): Promise<Map<WorkerEntry, T>> {
-    const got = new Map<WorkerEntry, T>();
     const formation = this.formation;
-    return new Promise((resolve, reject) => {
-      const done = (err?: Error) => {
-        clearTimeout(timer);
-        this.frameListeners.delete(onFrame);
-        this.closeListeners.delete(onClose);
-        if (err) reject(err);
-        else resolve(got);
-      };
-      const onFrame = (w: WorkerEntry, msg: WorkerMsg) => {
-        if (!members.includes(w)) return;
-        if (msg.t === 'coord.step-failed' && msg.formation === formation) {
-          const blamed = msg.failedRank !== undefined ? members.find((m) => m.rank === msg.failedRank) : undefined;
-          return done(new FormationError(`${this.who(w)} reports during ${what}: ${msg.reason}`, blamed ? [blamed] : []));
-        }
-        const value = pick(msg);
-        if (value === undefined) return;
-        got.set(w, value);
-        if (got.size === members.length) done();
-      };
-      const onClose = (w: WorkerEntry, why: string) => {
-        if (members.includes(w)) done(new FormationError(`${this.who(w)} disconnected during ${what}: ${why}`, [w]));
-      };
-      const timer = setTimeout(() => {
-        const silent = members.filter((m) => !got.has(m));
-        done(new FormationError(`no answer to ${what} within ${(timeoutMs / 1000).toFixed(0)} s from ${silent.map((w) => this.who(w)).join(', ')}: stalled`, silent));
-      }, timeoutMs);
-      this.frameListeners.add(onFrame);
-      this.closeListeners.add(onClose);
-      for (const m of members) {
-        if (!this.workers.has(m.conn)) return done(new FormationError(`${this.who(m)} is gone`, [m]));
-      }
+    return this.reg.collect(members, what, pick, timeoutMs, (w, msg) => {
+      if (msg.t !== 'coord.step-failed' || msg.formation !== formation) return undefined;
+      const blamed = msg.failedRank !== undefined ? members.find((m) => m.rank === msg.failedRank) : undefined;
+      return new WorkerFailure(`${this.who(w)} reports during ${what}: ${msg.reason}`, blamed ? [blamed] : []);
     });
   }
 
   private async waitForWorkers(): Promise<WorkerEntry[]> {
-    const { waitForWorkersSeconds, initialWorkers } = this.opts.config.dist;
+    const { waitForWorkersSeconds, initialWorkers, minWorkers, maxWorkers } = this.opts.config.dist;
     // The first ring waits for dist.initialWorkers; after a failure the run goes on with dist.minWorkers.
-    const minWorkers = this.formation === 0 && initialWorkers > 0 ? Math.max(initialWorkers, this.opts.config.dist.minWorkers) : this.opts.config.dist.minWorkers;
-    const deadline = waitForWorkersSeconds > 0 ? Date.now() + waitForWorkersSeconds * 1000 : Infinity;
+    const min = this.formation === 0 && initialWorkers > 0 ? Math.max(initialWorkers, minWorkers) : minWorkers;
     this.phase = 'waiting for workers';
-    if (this.workers.size < minWorkers) this.opts.log.info(`waiting for ${minWorkers} worker(s) (${this.workers.size} connected)`);
-    while (this.workers.size < minWorkers) {
-      const left = deadline - Date.now();
-      if (left <= 0) throw new RunError(`only ${this.workers.size} of the ${minWorkers} workers (dist.minWorkers) connected within ${waitForWorkersSeconds} s`);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, Math.min(left, 1000));
-        this.workersChanged = () => {
-          clearTimeout(t);
-          resolve();
-        };
-      });
+    let all: WorkerEntry[];
+    try {
+      all = await this.reg.waitFor(min, waitForWorkersSeconds);
+    } catch (e) {
+      throw new RunError(`${(e as Error).message} (dist.minWorkers / dist.initialWorkers)`);
     }
-    // Give workers that connect together a moment to register, so one ring takes them all.
-    await new Promise((r) => setTimeout(r, 300));
-    const all = [...this.workers.values()].sort((a, b) => a.id - b.id);
-    const max = this.opts.config.dist.maxWorkers;
-    return max > 0 ? all.slice(0, max) : all;
+    return maxWorkers > 0 ? all.slice(0, maxWorkers) : all;
   }
 
-  private broadcast<D extends (typeof M.toWorker)[number]>(members: WorkerEntry[], def: D, fields: (w: WorkerEntry) => Omit<Message<D>, 'v' | 't'>): void {
-    for (const w of members) w.conn.send(def, fields(w) as never);
+  private broadcast<D extends ToWorker>(members: WorkerEntry[], def: D, fields: (w: WorkerEntry) => Omit<Message<D>, 'v' | 't'>): void {
+    this.reg.broadcast(members, def, fields);
   }
 
   /** Runs the whole budget; returns the summary. */
@@ -258,26 +133,25 @@ export class Coordinator {
           await this.trainWith(members);
           break;
         } catch (e) {
-          if (!(e instanceof FormationError)) throw e;
+          if (!(e instanceof WorkerFailure)) throw e;
           this.failures.push(e.message);
           log.error(`ring formation ${this.formation} failed: ${e.message}`);
           for (const w of e.culprits) {
             log.warn(`dropping ${this.who(w)}`);
-            w.conn.fail(CloseCode.ABORTED, 'dropped by the coordinator after a failure');
-            w.conn.terminate();
-            this.workers.delete(w.conn);
+            this.reg.drop(w, 'dropped by the coordinator after a failure');
           }
-          const survivors = this.members.filter((w) => this.workers.has(w.conn));
+          const survivors = this.members.filter((w) => this.reg.workers.has(w.conn));
           this.broadcast(survivors, M.Reset, () => ({ formation: this.formation, reason: `re-forming the ring: ${e.message}`.slice(0, 1000) }));
           log.warn(`re-forming the ring from the checkpoint at step ${this.snapshot.state.step} (steps after it are redone; the budget counts them once)`);
         }
       }
       this.phase = 'done';
-      this.broadcast([...this.workers.values()], M.Stop, () => ({ reason: 'run complete', ok: true }));
+      this.reg.quiet = true;
+      this.broadcast([...this.reg.workers.values()], M.Stop, () => ({ reason: 'run complete', ok: true }));
       return this.finish(true);
     } catch (e) {
       this.phase = `failed: ${(e as Error).message}`;
-      this.broadcast([...this.workers.values()], M.Stop, () => ({ reason: `run failed: ${(e as Error).message}`.slice(0, 1000), ok: false }));
+      this.broadcast([...this.reg.workers.values()], M.Stop, () => ({ reason: `run failed: ${(e as Error).message}`.slice(0, 1000), ok: false }));
       throw e;
     } finally {
       this.opts.progress.stop();
@@ -401,7 +275,7 @@ export class Coordinator {
     };
     let badPart = '';
     const r = await this.collect([w], `state transfer at step ${step}`, parts, timeout);
-    if (badPart) throw new FormationError(`${this.who(w)} sent a state part outside the model: ${badPart}`, [w]);
+    if (badPart) throw new WorkerFailure(`${this.who(w)} sent a state part outside the model: ${badPart}`, [w]);
     snap.adamT = r.get(w)!;
     const dir = saveCheckpoint(this.opts.run.dir, this.layout, { dims: modelDims(this.opts.config), weights: snap.weights, optimizer: { m: snap.m, v: snap.v, t: snap.adamT }, state: snap.state });
     this.snapshot = snap;
@@ -416,7 +290,7 @@ export class Coordinator {
       phase: this.phase,
       formation: this.formation,
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
-      workers: [...this.workers.values()].map((w) => ({ name: w.name, rank: this.members.includes(w) ? w.rank : null, remote: w.conn.remote, backend: w.backend ?? null })),
+      workers: [...this.reg.workers.values()].map((w) => ({ name: w.name, rank: this.members.includes(w) ? w.rank : null, remote: w.conn.remote, backend: w.backend ?? null })),
       step: s.step,
       totalSteps: s.totalSteps,
       budget: this.opts.config.budget,
@@ -433,6 +307,6 @@ export class Coordinator {
   }
 
   async close(): Promise<void> {
-    await this.server?.close();
+    await this.reg.close();
   }
 }

@@ -120,6 +120,9 @@ export interface AllReduceStats {
   decodeMs: number;
   /** handing frames to ws (framing and the socket write) */
   sendMs: number;
+  /** process CPU time during the call (process.cpuUsage): user space, and kernel (socket copies) */
+  cpuUserMs: number;
+  cpuSystemMs: number;
   framesSent: number;
   bytesSent: number;
   framesReceived: number;
@@ -262,6 +265,7 @@ interface Call {
   framesSent: number;
   bytesSent: number;
   in0: { frames: number; bytes: number; decodeMs: number };
+  cpu0: NodeJS.CpuUsage;
   resolve: (s: AllReduceStats) => void;
   reject: (e: Error) => void;
 }
@@ -625,7 +629,6 @@ export class Ring {
       this.sendChunk(call, 'ag', msg.step + 1, msg.index, msg.segment, msg.data);
     }
     call.received++;
-    if (process.env.RING_TRACE) { (call as any).tr ??= []; if (call.received % 8 === 0 || call.received === call.expected) (call as any).tr.push(`${call.received}@${(performance.now() - call.t0).toFixed(0)}/p${call.pendingSends}`); }
     call.busyMs += performance.now() - t0;
     this.maybeFinish(call);
   }
@@ -660,16 +663,17 @@ export class Ring {
     const bytes = call.buf.length * 4;
     const N = this.worldSize;
     const busy = call.busyMs + decodeMs;
+    const cpu = process.cpuUsage(call.cpu0);
     const stats: AllReduceStats = {
       seq: call.seq, op: call.op, worldSize: N, elements: call.buf.length, bytes, totalMs,
       waitMs: Math.max(0, totalMs - busy), addMs: call.addMs, encodeMs: call.encodeMs, decodeMs, sendMs: call.sendMs,
+      cpuUserMs: cpu.user / 1000, cpuSystemMs: cpu.system / 1000,
       framesSent: call.framesSent, bytesSent: call.bytesSent,
       framesReceived: c.framesIn - call.in0.frames, bytesReceived: c.bytesIn - call.in0.bytes,
       algBandwidthMBps: bytes / 1e6 / (totalMs / 1e3),
       busBandwidthMBps: (bytes / 1e6 / (totalMs / 1e3)) * (2 * (N - 1)) / N,
     };
     this.lastStats = stats;
-    if (process.env.RING_TRACE && call.buf.length > 1000) this.log(`TRACE rank ${this.rank} total ${totalMs.toFixed(0)}: ${((call as any).tr ?? []).join(' ')}`);
     call.resolve(stats);
   }
 
@@ -695,7 +699,7 @@ export class Ring {
     if (N === 1) {
       const stats: AllReduceStats = {
         seq, op, worldSize: 1, elements: buf.length, bytes: buf.length * 4, totalMs: performance.now() - t0, waitMs: 0,
-        addMs: 0, encodeMs: 0, decodeMs: 0, sendMs: 0, framesSent: 0, bytesSent: 0, framesReceived: 0, bytesReceived: 0,
+        addMs: 0, encodeMs: 0, decodeMs: 0, sendMs: 0, cpuUserMs: 0, cpuSystemMs: 0, framesSent: 0, bytesSent: 0, framesReceived: 0, bytesReceived: 0,
         algBandwidthMBps: Infinity, busBandwidthMBps: 0,
       };
       this.lastStats = stats;
@@ -710,7 +714,7 @@ export class Ring {
       const call: Call = {
         seq, buf, op, lay, maxSeg, got: new Uint8Array(2 * (N - 1) * maxSeg), expected, received: 0, pendingSends: 0,
         prevStarted: false, t0, addMs: 0, encodeMs: 0, sendMs: 0, busyMs: 0, framesSent: 0, bytesSent: 0,
-        in0: { frames: c.framesIn, bytes: c.bytesIn, decodeMs: c.decodeMs }, resolve, reject,
+        in0: { frames: c.framesIn, bytes: c.bytesIn, decodeMs: c.decodeMs }, cpu0: process.cpuUsage(), resolve, reject,
       };
       this.call = call;
       const tb = performance.now();

@@ -9,7 +9,7 @@ import { normalizeSecret, type SecretInput } from '../shared/auth.ts';
 import { connect, defaultLogger, describeClose, listen, type Connection, type Logger, type PeerServer } from '../shared/net/index.ts';
 import { CloseCode, defineMessage, encodeFrame, float32Array, shortString, u32, type Message } from '../shared/protocol/index.ts';
 import * as v from 'valibot';
-import { addInto, DEFAULT_SEGMENT_BYTES, divideInPlace, RingAbort, RingError, type AllReduceStats, type ReduceOp, type RingTls } from './ring.ts';
+import { addInto, DEFAULT_SEGMENT_BYTES, divideInPlace, FramePool, RingAbort, RingError, type AllReduceStats, type ReduceOp, type RingTls } from './ring.ts';
 
 export const StarJoin = defineMessage('star-join', {
   rank: u32(),
@@ -48,12 +48,12 @@ export interface StarOptions {
 interface RootCall {
   seq: number; buf: Float32Array; op: ReduceOp; segs: number; segElems: number;
   started: Set<number>; parts: (Float32Array | undefined)[][]; have: number[]; done: number; pendingSends: number;
-  t0: number; busyMs: number; addMs: number; encodeMs: number; sendMs: number; framesSent: number; bytesSent: number;
+  t0: number; cpu0: NodeJS.CpuUsage; busyMs: number; addMs: number; encodeMs: number; sendMs: number; framesSent: number; bytesSent: number;
   resolve: (s: AllReduceStats) => void; reject: (e: Error) => void;
 }
 interface LeafCall {
   seq: number; buf: Float32Array; op: ReduceOp; segs: number; segElems: number; got: Uint8Array; done: number; pendingSends: number;
-  t0: number; busyMs: number; addMs: number; encodeMs: number; sendMs: number; framesSent: number; bytesSent: number;
+  t0: number; cpu0: NodeJS.CpuUsage; busyMs: number; addMs: number; encodeMs: number; sendMs: number; framesSent: number; bytesSent: number;
   resolve: (s: AllReduceStats) => void; reject: (e: Error) => void;
 }
 
@@ -80,6 +80,7 @@ export class Star {
   private leafCall: LeafCall | undefined;
   private readonly early: { from: number; msg: Message<StarMsg> }[] = [];
   private watchdog: NodeJS.Timeout | undefined;
+  private readonly pool: FramePool;
 
   private constructor(opts: StarOptions, secret: Buffer) {
     if (!Number.isInteger(opts.worldSize) || opts.worldSize < 1) throw new RangeError('worldSize must be a positive integer');
@@ -93,6 +94,7 @@ export class Star {
     this.segmentBytes = seg;
     this.log = opts.log ?? defaultLogger;
     this.timeoutMs = opts.timeoutMs ?? 10_000;
+    this.pool = new FramePool(seg + 256);
   }
 
   static async open(opts: StarOptions): Promise<Star> {
@@ -242,8 +244,9 @@ export class Star {
       if (call.op === 'mean') divideInPlace(region, this.worldSize);
       call.parts[k] = [];
       const tb = performance.now();
-      const frame = encodeFrame(StarChunk, { seq: call.seq, segment: k, data: region }, { validate: false });
+      const frame = encodeFrame(StarChunk, { seq: call.seq, segment: k, data: region }, { validate: false, alloc: this.pool.alloc });
       const tc = performance.now();
+      let outstanding = this.leaves.size;
       for (const c of this.leaves.values()) {
         call.pendingSends++;
         call.framesSent++;
@@ -251,6 +254,7 @@ export class Star {
         c.sendEncoded(frame, (err) => {
           call.pendingSends--;
           if (err) return this.fail(undefined, c.remote, `sending to ${c.label} failed: ${err.message}`);
+          if (--outstanding === 0) this.pool.release(frame);
           this.maybeFinishRoot(call);
         });
       }
@@ -267,9 +271,11 @@ export class Star {
     const bytes = call.buf.length * 4;
     const N = this.worldSize;
     const alg = bytes / 1e6 / (totalMs / 1e3);
+    const cpu = process.cpuUsage(call.cpu0);
     return {
       seq: call.seq, op: call.op, worldSize: N, elements: call.buf.length, bytes, totalMs,
       waitMs: Math.max(0, totalMs - call.busyMs - decodeMs), addMs: call.addMs, encodeMs: call.encodeMs, decodeMs, sendMs: call.sendMs,
+      cpuUserMs: cpu.user / 1000, cpuSystemMs: cpu.system / 1000,
       framesSent: call.framesSent, bytesSent: call.bytesSent, framesReceived: framesIn, bytesReceived: bytesIn,
       algBandwidthMBps: alg, busBandwidthMBps: (alg * 2 * (N - 1)) / N,
     };
@@ -311,7 +317,7 @@ export class Star {
     const segs = Math.ceil(buf.length / segElems);
     const t0 = performance.now();
     this.decode0 = this.worldSize > 1 ? this.inCounters() : { ms: 0, frames: 0, bytes: 0 };
-    const base = { seq, buf, op, segs, segElems, pendingSends: 0, t0, busyMs: 0, addMs: 0, encodeMs: 0, sendMs: 0, framesSent: 0, bytesSent: 0, done: 0 };
+    const base = { seq, buf, op, segs, segElems, pendingSends: 0, t0, cpu0: process.cpuUsage(), busyMs: 0, addMs: 0, encodeMs: 0, sendMs: 0, framesSent: 0, bytesSent: 0, done: 0 };
     if (this.worldSize === 1) {
       return Promise.resolve(this.lastStats = this.stats({ ...base, got: new Uint8Array(0), resolve: () => {}, reject: () => {} }, 0, 0, 0));
     }
@@ -328,7 +334,7 @@ export class Star {
         this.root!.send(StarStart, { seq, length: buf.length, op }, undefined, { validate: false });
         for (let k = 0; k < segs; k++) {
           const t1 = performance.now();
-          const frame = encodeFrame(StarChunk, { seq, segment: k, data: buf.subarray(k * segElems, Math.min(buf.length, (k + 1) * segElems)) }, { validate: false });
+          const frame = encodeFrame(StarChunk, { seq, segment: k, data: buf.subarray(k * segElems, Math.min(buf.length, (k + 1) * segElems)) }, { validate: false, alloc: this.pool.alloc });
           const t2 = performance.now();
           call.pendingSends++;
           call.framesSent++;
@@ -336,6 +342,7 @@ export class Star {
           this.root!.sendEncoded(frame, (err) => {
             call.pendingSends--;
             if (err) return this.fail(0, this.rootAddr, `sending to rank 0 failed: ${err.message}`);
+            this.pool.release(frame);
             this.maybeFinishLeaf(call);
           });
           call.encodeMs += t2 - t1;

@@ -25,7 +25,7 @@ export type WorkerCommand =
 export type WorkerEvent =
   | { ev: 'opened'; port: number }
   | { ev: 'connected' }
-  | { ev: 'reduced'; times: number[]; stats: AllReduceStats[]; result?: Float32Array }
+  | { ev: 'reduced'; times: number[]; cpuMs: number[]; stats: AllReduceStats[]; result?: Float32Array }
   | { ev: 'error'; message: string; name: string; failedRank?: number; failedAddress?: string }
   | { ev: 'log'; line: string }
   | { ev: 'closed' }
@@ -69,17 +69,20 @@ async function handle(m: WorkerCommand): Promise<void> {
       const buf = m.input === 'random' ? makeInput(rank, m.length, m.seed ?? 0) : new Float32Array(m.length);
       const tiny = new Float32Array(1);
       const times: number[] = [];
+      const cpuMs: number[] = [];
       const stats: AllReduceStats[] = [];
       for (let i = 0; i < (m.warmup ?? 0) + m.reps; i++) {
         if (m.input === 'constant') buf.fill(rank + 1);
         else if (i > 0) buf.set(makeInput(rank, m.length, m.seed ?? 0));
         if (m.barrier) await node!.allReduce(tiny, 'sum');
+        const c0 = process.cpuUsage();
         const t0 = performance.now();
         const s = await node!.allReduce(buf, m.op);
         const dt = performance.now() - t0;
-        if (i >= (m.warmup ?? 0)) { times.push(dt); stats.push(s); }
+        const c = process.cpuUsage(c0);
+        if (i >= (m.warmup ?? 0)) { times.push(dt); stats.push(s); cpuMs.push((c.user + c.system) / 1000); if (process.env.TTC_CPU_SPLIT) log(`CPU user ${(c.user / 1000).toFixed(0)} sys ${(c.system / 1000).toFixed(0)} wall ${dt.toFixed(0)}`); }
       }
-      send({ ev: 'reduced', times, stats, ...(m.returnResult ? { result: buf } : {}) });
+      send({ ev: 'reduced', times, cpuMs, stats, ...(m.returnResult ? { result: buf } : {}) });
       return;
     }
     case 'close':

@@ -1,0 +1,218 @@
+/**
+ * The coordinator's server side, shared by the training coordinator and the job coordinator:
+ * the authenticated WebSocket listener (+ plain HTTP health checks on the same port), the set of
+ * registered workers, status queries from the CLI, and `collect` — wait for one answer from each
+ * of a set of workers, failing fast (and naming the worker) on a disconnect, a reported failure
+ * or silence past a timeout.
+ */
+import type { ServerResponse } from 'node:http';
+import { listen, type Connection, type PeerServer, type TlsServerFiles } from '../shared/net/index.ts';
+import { CloseCode, type Message } from '../shared/protocol/index.ts';
+import * as M from '../shared/protocol/training.ts';
+import type { Logger } from '../shared/run/log.ts';
+import type { SecretInput } from '../shared/auth.ts';
+
+export type FromWorker = (typeof M.fromWorker)[number] | (typeof M.fromCli)[number];
+export type WorkerMsg = Message<FromWorker>;
+export type ToWorker = (typeof M.toWorker)[number];
+
+export interface WorkerEntry {
+  id: number;
+  name: string;
+  conn: Connection<FromWorker>;
+  advertiseHost: string;
+  rank?: number;
+  backend?: string;
+}
+
+/** A set of workers failed at something: `culprits` (maybe empty) are the ones to drop. */
+export class WorkerFailure extends Error {
+  override name = 'WorkerFailure';
+  constructor(message: string, readonly culprits: WorkerEntry[]) {
+    super(message);
+  }
+}
+
+export interface RegistryOptions {
+  secret: SecretInput;
+  host: string;
+  port: number;
+  tls?: TlsServerFiles;
+  /** this coordinator's name in the handshake (the run id) */
+  name: string;
+  log: Logger;
+  status: () => Record<string, unknown>;
+  phase: () => string;
+}
+
+export class WorkerRegistry {
+  private server: PeerServer<FromWorker> | undefined;
+  readonly workers = new Map<Connection<FromWorker>, WorkerEntry>();
+  private nextWorkerId = 1;
+  private readonly frameListeners = new Set<(w: WorkerEntry, msg: WorkerMsg) => void>();
+  private readonly closeListeners = new Set<(w: WorkerEntry, why: string) => void>();
+  private changed: () => void = () => {};
+  quiet = false;
+
+  constructor(private readonly opts: RegistryOptions) {}
+
+  get url(): string {
+    return this.server?.url ?? '';
+  }
+
+  get size(): number {
+    return this.workers.size;
+  }
+
+  async listen(): Promise<string> {
+    this.server = await listen<FromWorker>({
+      host: this.opts.host,
+      port: this.opts.port,
+      secret: this.opts.secret,
+      role: 'coordinator',
+      name: this.opts.name,
+      messages: [...M.fromWorker, ...M.fromCli],
+      tls: this.opts.tls,
+      log: (l) => this.opts.log.info(l),
+      onConnection: (conn, hello) => this.onConnection(conn, hello.role),
+      http: (req, res) => this.onHttp(req.url ?? '/', res),
+    });
+    return this.server.url;
+  }
+
+  /** GET /healthz: liveness (200 while the process serves); GET /readyz: 200 once listening. No run data without the secret. */
+  private onHttp(url: string, res: ServerResponse): void {
+    const path = url.split('?')[0];
+    if (path === '/healthz' || path === '/readyz') {
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(path === '/healthz' ? { ok: true, phase: this.opts.phase() } : { ready: true, phase: this.opts.phase() }));
+    } else {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: use a WebSocket client (ttc worker / ttc status), or GET /healthz\n');
+    }
+  }
+
+  private onConnection(conn: Connection<FromWorker>, role: string): void {
+    const log = this.opts.log;
+    if (role === 'cli') {
+      conn.onFrame((msg) => {
+        if (msg.t !== 'coord.status-request') return conn.fail(CloseCode.UNEXPECTED, `a cli may only ask for status, not ${msg.t}`);
+        conn.send(M.StatusReply, { status: JSON.stringify(this.opts.status()) });
+      });
+      return;
+    }
+    if (role !== 'worker') return conn.fail(CloseCode.UNEXPECTED, `unknown role ${role}`);
+    conn.onFrame((msg) => {
+      const entry = this.workers.get(conn);
+      if (msg.t === 'coord.register') {
+        if (entry) return conn.fail(CloseCode.UNEXPECTED, 'registered twice');
+        const w: WorkerEntry = { id: this.nextWorkerId++, name: msg.name, conn, advertiseHost: msg.advertiseHost };
+        this.workers.set(conn, w);
+        log.info(`worker "${msg.name}" (pid ${msg.pid}, ${conn.remote}) registered; ${this.workers.size} connected`);
+        this.changed();
+        return;
+      }
+      if (!entry) return conn.fail(CloseCode.UNEXPECTED, `${msg.t} before coord.register`);
+      if (msg.t === 'coord.status-request') return conn.fail(CloseCode.UNEXPECTED, 'workers do not ask for status');
+      for (const l of this.frameListeners) l(entry, msg);
+    });
+    conn.onClose((info) => {
+      const entry = this.workers.get(conn);
+      if (!entry) return;
+      this.workers.delete(conn);
+      const why = `connection closed (code ${info.code}${info.reason ? `: ${info.reason}` : ''})`;
+      if (!this.quiet) log.warn(`${this.who(entry)} left: ${why}`);
+      for (const l of this.closeListeners) l(entry, why);
+      this.changed();
+    });
+  }
+
+  who(w: WorkerEntry): string {
+    return `worker "${w.name}"${w.rank !== undefined ? ` (rank ${w.rank}, ${w.conn.remote})` : ` (${w.conn.remote})`}`;
+  }
+
+  /** Every frame from a registered worker; returns the unsubscribe function. */
+  onFrame(l: (w: WorkerEntry, msg: WorkerMsg) => void): () => void {
+    this.frameListeners.add(l);
+    return () => this.frameListeners.delete(l);
+  }
+
+  onWorkerClose(l: (w: WorkerEntry, why: string) => void): () => void {
+    this.closeListeners.add(l);
+    return () => this.closeListeners.delete(l);
+  }
+
+  /**
+   * Waits until every member sent a frame that `pick` accepts. Rejects with a WorkerFailure naming
+   * the worker when a member disconnects, `failed` recognises a reported failure, or members stay
+   * silent past the timeout.
+   */
+  collect<T>(
+    members: WorkerEntry[],
+    what: string,
+    pick: (msg: WorkerMsg) => T | undefined,
+    timeoutMs: number,
+    failed: (w: WorkerEntry, msg: WorkerMsg) => WorkerFailure | undefined = () => undefined,
+  ): Promise<Map<WorkerEntry, T>> {
+    const got = new Map<WorkerEntry, T>();
+    return new Promise((resolve, reject) => {
+      const done = (err?: Error) => {
+        clearTimeout(timer);
+        offFrame();
+        offClose();
+        if (err) reject(err);
+        else resolve(got);
+      };
+      const offFrame = this.onFrame((w, msg) => {
+        if (!members.includes(w)) return;
+        const failure = failed(w, msg);
+        if (failure) return done(failure);
+        const value = pick(msg);
+        if (value === undefined) return;
+        got.set(w, value);
+        if (got.size === members.length) done();
+      });
+      const offClose = this.onWorkerClose((w, why) => {
+        if (members.includes(w)) done(new WorkerFailure(`${this.who(w)} disconnected during ${what}: ${why}`, [w]));
+      });
+      const timer = setTimeout(() => {
+        const silent = members.filter((m) => !got.has(m));
+        done(new WorkerFailure(`no answer to ${what} within ${(timeoutMs / 1000).toFixed(0)} s from ${silent.map((w) => this.who(w)).join(', ')}: stalled`, silent));
+      }, timeoutMs);
+      for (const m of members) if (!this.workers.has(m.conn)) return done(new WorkerFailure(`${this.who(m)} is gone`, [m]));
+    });
+  }
+
+  /** Resolves with the registered workers (oldest first) once at least `min` are connected. */
+  async waitFor(min: number, waitSeconds: number): Promise<WorkerEntry[]> {
+    const deadline = waitSeconds > 0 ? Date.now() + waitSeconds * 1000 : Infinity;
+    if (this.workers.size < min) this.opts.log.info(`waiting for ${min} worker(s) (${this.workers.size} connected)`);
+    while (this.workers.size < min) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`only ${this.workers.size} of the ${min} workers needed connected within ${waitSeconds} s`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, Math.min(left, 1000));
+        this.changed = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+    }
+    // Give workers that connect together a moment to register, so one ring takes them all.
+    await new Promise((r) => setTimeout(r, 300));
+    return [...this.workers.values()].sort((a, b) => a.id - b.id);
+  }
+
+  broadcast<D extends ToWorker>(members: WorkerEntry[], def: D, fields: (w: WorkerEntry) => Omit<Message<D>, 'v' | 't'>): void {
+    for (const w of members) w.conn.send(def, fields(w) as never);
+  }
+
+  /** Closes a worker's connection after a failure and forgets it. */
+  drop(w: WorkerEntry, reason: string): void {
+    w.conn.fail(CloseCode.ABORTED, reason);
+    w.conn.terminate();
+    this.workers.delete(w.conn);
+  }
+
+  async close(): Promise<void> {
+    await this.server?.close();
+  }
+}
