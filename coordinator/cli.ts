@@ -4,6 +4,7 @@ import { trainCommand, trainUsage } from './commands/train.ts';
 import { localCommand, localUsage } from './commands/local.ts';
 import { sweepCommand, sweepUsage } from './commands/sweep.ts';
 import { exportCommand, exportUsage } from './commands/export.ts';
+import { evaluateCommand, evaluateUsage } from './commands/evaluate.ts';
 import { coordinatorCommand, coordinatorUsage, workerCommand, workerUsage, statusCommand, statusUsage } from './commands/distributed.ts';
 import { ConfigError } from '../shared/config/load.ts';
 
@@ -11,6 +12,7 @@ const commands: Record<string, { run: (argv: string[]) => Promise<number>; usage
   train: { run: trainCommand, usage: trainUsage },
   local: { run: localCommand, usage: localUsage },
   sweep: { run: sweepCommand, usage: sweepUsage },
+  evaluate: { run: evaluateCommand, usage: evaluateUsage },
   export: { run: exportCommand, usage: exportUsage },
   coordinator: { run: coordinatorCommand, usage: coordinatorUsage },
   worker: { run: workerCommand, usage: workerUsage },

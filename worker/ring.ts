@@ -224,6 +224,16 @@ export function referenceRingReduce(inputs: Float32Array[], op: ReduceOp = 'sum'
 
 const mod = (a: number, n: number) => ((a % n) + n) % n;
 
+/** "0.0.0.0:7000" advertised by a peer that listens on all interfaces → "<its IP>:7000". */
+function concreteAddress(listen: string, remote: string): string {
+  const m = /^(.*):(\d+)$/.exec(listen);
+  if (!m) return listen;
+  const host = m[1]!.replace(/^\[|\]$/g, '');
+  if (host !== '0.0.0.0' && host !== '::' && host !== '') return listen;
+  const ip = /^(.*):\d+$/.exec(remote)?.[1] ?? host;
+  return `${ip}:${m[2]}`;
+}
+
 /**
  * Reusable send buffers for segment frames: a frame's buffer goes back to the pool once ws has
  * handed it to the kernel (the send callback), so steady-state sends allocate nothing (fresh
@@ -390,6 +400,10 @@ export class Ring {
       log: this.log,
       ...(tls ? { tls: { ...(tls.ca ? { ca: tls.ca } : {}), ...(tls.rejectUnauthorized === false ? { rejectUnauthorized: false } : {}), ...(tls.servername ? { servername: tls.servername } : {}) } } : {}),
     });
+    if (this.closed) {
+      conn.close(CloseCode.NORMAL, 'ring closed');
+      throw new RingError('ring closed while forming', undefined, undefined, this.rank);
+    }
     const remaining = () => Math.max(1, deadline - Date.now());
     const hb = this.heartbeatMs;
     // exchange ring-join on the outbound link
@@ -408,9 +422,8 @@ export class Ring {
             reject(new RingError(`${this.who(this.nextRank)}: ${problem}`, this.nextRank, this.nextListen, this.rank));
             return;
           }
-          this.nextListen = msg.listen;
-          this.next = conn;
-          conn.label = `ring successor rank ${this.nextRank} (${msg.listen})`;
+          this.next = conn; // keep the address we dialed in nextListen: it is the one that works
+          conn.label = `ring successor rank ${this.nextRank} (${this.nextListen})`;
           conn.onFrame((m) => this.onFromNext(m));
           conn.onClose((info) => this.onLinkClosed('next', info.code, info.reason, info.byUs));
           // heartbeats start as soon as the successor knows us (it may finish forming before we do)
@@ -474,8 +487,8 @@ export class Ring {
       if (this.prev && this.prev.isOpen) { conn.fail(CloseCode.CONFLICT, `ring-join refused: rank ${this.prevRank} is already connected`); return; }
       joined = true;
       this.prev = conn;
-      this.prevListen = msg.listen;
-      conn.label = `ring predecessor rank ${this.prevRank} (${msg.listen})`;
+      this.prevListen = concreteAddress(msg.listen, conn.remote);
+      conn.label = `ring predecessor rank ${this.prevRank} (${this.prevListen})`;
       conn.onTraffic(() => { this.prevHeard = performance.now(); });
       conn.onClose((info) => {
         if (this.prev === conn && !this.formed) { this.prev = undefined; return; } // may reconnect while forming
@@ -559,7 +572,7 @@ export class Ring {
   }
 
   private onAbort(msg: Message<typeof RingAbort>): void {
-    this.fail(msg.failedRank, msg.failedAddress, msg.reason, true, msg.origin);
+    this.fail(msg.failedRank, msg.failedAddress, msg.reason, !!this.call, msg.origin);
   }
 
   private onFromPrev(conn: Connection<FromPrev>, msg: Message<FromPrev>): void {

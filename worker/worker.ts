@@ -20,6 +20,8 @@ import { modelDims } from '../shared/train/controller.ts';
 import { Ring, RingError, type RingTls } from './ring.ts';
 import type { Logger } from '../shared/run/log.ts';
 import type { SecretInput } from '../shared/auth.ts';
+import { BlobAssembler, sendBlobs } from '../shared/protocol/blobs.ts';
+import { JobRunner } from './jobs.ts';
 
 export interface WorkerOptions {
   coordinatorUrl: string;
@@ -66,6 +68,8 @@ export class Worker {
   private dataCache: { key: string; data: TrainingData } | undefined;
   private queue: Promise<void> = Promise.resolve();
   private stopped: { ok: boolean; reason: string } | undefined;
+  private readonly jobs = new JobRunner();
+  private jobInputs = new Map<string, BlobAssembler>();
   readonly name: string;
 
   constructor(private readonly opts: WorkerOptions) {
@@ -206,6 +210,14 @@ export class Worker {
         this.log.warn(`leaving ring formation ${msg.formation}: ${msg.reason}`);
         if (this.formation && this.formation.id <= msg.formation) await this.leaveFormation();
         return;
+      case 'coord.job-blob': {
+        let a = this.jobInputs.get(msg.jobId);
+        if (!a) this.jobInputs.set(msg.jobId, (a = new BlobAssembler()));
+        a.add(msg.name, msg.offset, msg.total, msg.data);
+        return;
+      }
+      case 'coord.job':
+        return this.runJob(msg);
       case 'coord.stop':
         this.stopped = { ok: msg.ok, reason: msg.reason };
         this.log.info(`coordinator: stop (${msg.reason})`);
@@ -218,11 +230,7 @@ export class Worker {
   private async assign(msg: Message<typeof M.Assign>): Promise<void> {
     await this.leaveFormation();
     const config = resolveConfig(JSON.parse(msg.config));
-    if (!this.backend) {
-      // Threads: share the cores among the workers of this machine.
-      this.backend = await initBackend(config.backend, { threads: config.threads, fastKernels: config.fastKernels });
-      for (const l of this.backend.log) this.log.info(`backend: ${l}`);
-    }
+    const backend = await this.ensureBackend(config);
     const key = JSON.stringify([config.seed, config.model, config.data, config.cacheDir, config.train.batchSize]);
     if (this.dataCache?.key !== key) this.dataCache = { key, data: await loadTrainingData(config, this.log) };
     const layout = paramLayout(modelDims(config));
@@ -252,9 +260,18 @@ export class Worker {
       formation: msg.formation,
       host: this.opts.advertiseHost,
       port: ring.port,
-      backend: `${this.backend.name}: ${this.backend.detail}`.slice(0, 300),
+      backend: `${backend.name}: ${backend.detail}`.slice(0, 300),
       trainSequences: this.dataCache.data.train.count,
     });
+  }
+
+  /** The compute backend, started once per process from the first config this worker receives. */
+  private async ensureBackend(config: Config): Promise<BackendInfo> {
+    if (!this.backend) {
+      this.backend = await initBackend(config.backend, { threads: config.threads, fastKernels: config.fastKernels });
+      for (const l of this.backend.log) this.log.info(`backend: ${l}`);
+    }
+    return this.backend;
   }
 
   private async step(msg: Message<typeof M.Step>): Promise<void> {
@@ -272,6 +289,25 @@ export class Worker {
       this.log.warn(`step ${msg.step} failed: ${e.message}`);
       this.conn!.send(M.StepFailed, { formation: f.id, step: msg.step, reason: e.message.slice(0, 2000), failedRank: e.failedRank });
     }
+  }
+
+  private async runJob(msg: Message<typeof M.Job>): Promise<void> {
+    const conn = this.conn!;
+    const inputs = this.jobInputs.get(msg.jobId)?.blobs ?? {};
+    this.jobInputs.delete(msg.jobId);
+    const t0 = Date.now();
+    let out;
+    try {
+      out = await this.jobs.run(msg.kind, msg.spec, inputs, (c) => this.ensureBackend(c));
+    } catch (e) {
+      // A job that fails is reported, not fatal: the coordinator decides whether to retry it elsewhere.
+      this.log.warn(`job ${msg.jobId} (${msg.kind}) failed: ${(e as Error).message}`);
+      conn.send(M.JobFailed, { jobId: msg.jobId, reason: (e as Error).message.slice(0, 2000) });
+      return;
+    }
+    await sendBlobs(out.blobs, (name, offset, total, data) => new Promise((resolve, reject) => conn.send(M.JobBlob, { jobId: msg.jobId, name, offset, total, data }, (err) => (err ? reject(err) : resolve()))));
+    conn.send(M.JobDone, { jobId: msg.jobId, result: JSON.stringify(out.result) });
+    this.log.info(`job ${msg.jobId} (${msg.kind}) done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   }
 
   private async sendState(msg: Message<typeof M.StateRequest>): Promise<void> {

@@ -12,10 +12,13 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { loadConfig, resolveConfig } from '../../shared/config/load.ts';
 import { openRunDir } from '../../shared/run/rundir.ts';
+import { resolveSweepConfig } from '../../shared/config/sweep.ts';
+import fs from 'node:fs';
 import { overridesFromSets } from '../args.ts';
 
 export const localUsage = `ttc local --workers N --config <file.json> [--set key=value ...]
 ttc local --workers N --resume <runs/ID>
+ttc local --workers N --evaluate <runs/SWEEP>     the compression + evaluation step of a sweep
 
 Runs a coordinator and N worker processes on this machine (loopback sockets, a fresh random
 secret unless TTC_SECRET is set) and prints their combined output. The coordinator waits for all N
@@ -35,18 +38,22 @@ function pipeLines(stream: NodeJS.ReadableStream, out: NodeJS.WriteStream, onLin
 export async function localCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
-    options: { workers: { type: 'string', default: '2' }, config: { type: 'string' }, resume: { type: 'string' }, set: { type: 'string', multiple: true }, help: { type: 'boolean', short: 'h' } },
+    options: { workers: { type: 'string', default: '2' }, config: { type: 'string' }, resume: { type: 'string' }, evaluate: { type: 'string' }, set: { type: 'string', multiple: true }, help: { type: 'boolean', short: 'h' } },
   });
   if (values.help) {
     console.log(localUsage);
     return 0;
   }
-  if (!values.config && !values.resume) throw new Error(`--config or --resume is required\n\n${localUsage}`);
+  if (!values.config && !values.resume && !values.evaluate) throw new Error(`--config, --resume or --evaluate is required\n\n${localUsage}`);
   const n = Number(values.workers);
   if (!Number.isInteger(n) || n < 1 || n > 64) throw new Error(`--workers: expected an integer 1..64, got "${values.workers}"`);
   const sets = values.set ?? [];
   // Refuse a bad config before spawning anything.
-  const config = values.resume ? resolveConfig(openRunDir(values.resume).storedConfig, overridesFromSets(sets)) : loadConfig(values.config, overridesFromSets(sets));
+  const config = values.evaluate
+    ? resolveSweepConfig(JSON.parse(fs.readFileSync(path.join(values.evaluate, 'sweep.json'), 'utf8'))).base
+    : values.resume
+      ? resolveConfig(openRunDir(values.resume).storedConfig, overridesFromSets(sets))
+      : loadConfig(values.config, overridesFromSets(sets));
   // Wait for all N before the first ring; after a failure go on with the config's minimum (at most N).
   const extra = [`dist.initialWorkers=${n}`];
   if (config.dist.minWorkers > n) extra.push(`dist.minWorkers=${n}`);
@@ -67,7 +74,9 @@ export async function localCommand(argv: string[]): Promise<number> {
   process.on('exit', () => killAll('SIGKILL'));
 
   const source = values.resume ? ['--resume', values.resume] : ['--config', values.config!];
-  const coordinator = spawn(process.execPath, [TTC, 'coordinator', ...source, '--port', '0', ...[...sets, ...extra].flatMap((s) => ['--set', s])], {
+  // The evaluation step's coordinator is a job queue; its workers' threads travel in each job's config.
+  const coordinatorArgs = values.evaluate ? ['evaluate', '--sweep', values.evaluate, '--port', '0'] : ['coordinator', ...source, '--port', '0', ...[...sets, ...extra].flatMap((s) => ['--set', s])];
+  const coordinator = spawn(process.execPath, [TTC, ...coordinatorArgs], {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });

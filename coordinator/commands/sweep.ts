@@ -176,9 +176,16 @@ export async function sweepCommand(argv: string[]): Promise<number> {
   log(`${sweep.sizes.length} sizes × ${sweep.budgets.length} budgets → ${sweepDir}`);
   const results = await runSweep(sweep, sweepDir, log);
   const files = writePretrainingResults(sweepDir, sweep, results);
-  const report = writeReport(sweepDir, pretrainingReportData(path.basename(sweepDir), sweep, results));
-  files.push(path.join(sweepDir, 'report.html'), path.join(sweepDir, 'report.md'));
-  for (const line of report.conclusion) console.log(line);
+  if (sweep.evaluation) {
+    // The compression + evaluation step writes the full report (with every cell) itself.
+    log(`compression + evaluation step on ${sweep.workers} workers`);
+    const code = await runLocal(['--workers', String(sweep.workers), '--evaluate', sweepDir]);
+    if (code !== 0) throw new Error(`the evaluation step failed (exit code ${code}); continue with: ttc sweep --resume ${sweepDir}`);
+  } else {
+    const report = writeReport(sweepDir, pretrainingReportData(path.basename(sweepDir), sweep, results));
+    for (const line of report.conclusion) console.log(line);
+  }
+  files.push(path.join(sweepDir, 'report.html'), path.join(sweepDir, 'report.md'), path.join(sweepDir, 'results.csv'));
   console.log(`sweep ${path.basename(sweepDir)}: ${results.length} members trained`);
   for (const [budgetId, r] of bestSizePerBudget(results)) {
     console.log(`budget ${budgetId}: best size ${r.sizeId} (${r.parameters.toLocaleString('en')} parameters), validation loss ${r.valLoss.toFixed(4)} after ${r.steps} steps`);

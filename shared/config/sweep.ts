@@ -4,6 +4,7 @@
  * Validated with the same clear errors as run configs (field, value, expectation).
  */
 import { ConfigError, readConfigFile, resolveConfig } from './load.ts';
+import { compressionGrid, type GridOptions } from '../eval/cells.ts';
 import type { Config } from './schema.ts';
 
 export interface SweepSize {
@@ -20,6 +21,16 @@ export interface SweepBudget {
   value: number;
 }
 
+export interface SweepEvaluation {
+  /** fine-tuning of every pretrained member on the classification task (also the rounds of iterative pruning) */
+  finetune: { steps: number; batchSize: number; lr: number; warmupFraction: number };
+  /** use only the first N train/dev/test examples of the classification set (0 = all: 16k/2k/2k) */
+  maxTrain: number;
+  maxDev: number;
+  maxTest: number;
+  compression: GridOptions;
+}
+
 export interface SweepConfig {
   sweepId: string;
   outputDir: string;
@@ -27,6 +38,49 @@ export interface SweepConfig {
   base: Config;
   sizes: SweepSize[];
   budgets: SweepBudget[];
+  /** the compression + evaluation step; absent = pretraining only */
+  evaluation?: SweepEvaluation;
+}
+
+const DEFAULT_EVALUATION: SweepEvaluation = {
+  finetune: { steps: 300, batchSize: 32, lr: 1e-3, warmupFraction: 0.1 },
+  maxTrain: 0,
+  maxDev: 0,
+  maxTest: 0,
+  compression: {
+    bits: [8, 6, 4, 3, 2],
+    granularities: ['channel', 'tensor'],
+    embeddings: [false, true],
+    sparsities: [0.3, 0.5, 0.7, 0.9],
+    iterative: { rounds: 3, stepsPerRound: 50 },
+    combined: [{ sparsity: 0.5, bits: 4 }],
+  },
+};
+
+function parseEvaluation(raw: unknown, errors: string[]): SweepEvaluation | undefined {
+  if (raw === undefined || raw === null) return undefined;
+  if (!isObj(raw)) {
+    errors.push(`evaluation: expected an object, got ${JSON.stringify(raw)}`);
+    return undefined;
+  }
+  for (const k of Object.keys(raw)) if (!['finetune', 'maxTrain', 'maxDev', 'maxTest', 'compression'].includes(k)) errors.push(`evaluation.${k}: unknown field`);
+  const ft = { ...DEFAULT_EVALUATION.finetune, ...(isObj(raw.finetune) ? raw.finetune : {}) } as SweepEvaluation['finetune'];
+  if (!posInt(ft.steps)) errors.push(`evaluation.finetune.steps: expected a positive integer, got ${JSON.stringify(ft.steps)}`);
+  if (!posInt(ft.batchSize)) errors.push(`evaluation.finetune.batchSize: expected a positive integer, got ${JSON.stringify(ft.batchSize)}`);
+  if (typeof ft.lr !== 'number' || !(ft.lr >= 0)) errors.push(`evaluation.finetune.lr: expected a number >= 0, got ${JSON.stringify(ft.lr)}`);
+  if (typeof ft.warmupFraction !== 'number' || !(ft.warmupFraction >= 0 && ft.warmupFraction < 1)) errors.push(`evaluation.finetune.warmupFraction: expected a number in [0, 1), got ${JSON.stringify(ft.warmupFraction)}`);
+  const out: SweepEvaluation = { ...DEFAULT_EVALUATION, finetune: ft, compression: { ...DEFAULT_EVALUATION.compression, ...(isObj(raw.compression) ? (raw.compression as object) : {}) } };
+  for (const k of ['maxTrain', 'maxDev', 'maxTest'] as const) {
+    const x = raw[k] ?? 0;
+    if (typeof x !== 'number' || !Number.isInteger(x) || x < 0) errors.push(`evaluation.${k}: expected an integer >= 0, got ${JSON.stringify(x)}`);
+    else out[k] = x;
+  }
+  try {
+    compressionGrid(out.compression);
+  } catch (e) {
+    errors.push(`evaluation.compression: ${(e as Error).message}`);
+  }
+  return out;
 }
 
 const isObj = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
@@ -64,7 +118,8 @@ function parseBudget(raw: unknown, where: string, errors: string[]): SweepBudget
 export function resolveSweepConfig(raw: unknown, source = 'sweep config'): SweepConfig {
   if (!isObj(raw)) throw new ConfigError(`${source}: expected a JSON object`);
   const errors: string[] = [];
-  for (const k of Object.keys(raw)) if (!['sweepId', 'outputDir', 'workers', 'base', 'sizes', 'grid', 'budgets'].includes(k)) errors.push(`${k}: unknown field`);
+  for (const k of Object.keys(raw)) if (!['sweepId', 'outputDir', 'workers', 'base', 'sizes', 'grid', 'budgets', 'evaluation'].includes(k)) errors.push(`${k}: unknown field`);
+  const evaluation = parseEvaluation(raw.evaluation, errors);
   let base: Config | undefined;
   try {
     base = resolveConfig(raw.base ?? {});
@@ -91,7 +146,7 @@ export function resolveSweepConfig(raw: unknown, source = 'sweep config'): Sweep
   const outputDir = raw.outputDir ?? 'runs';
   if (typeof outputDir !== 'string') errors.push(`outputDir: expected a string, got ${JSON.stringify(outputDir)}`);
   if (errors.length > 0) throw new ConfigError(`invalid ${source}:\n  ${errors.join('\n  ')}`);
-  return { sweepId: sweepId as string, outputDir: outputDir as string, workers: workers as number, base: base!, sizes, budgets };
+  return { sweepId: sweepId as string, outputDir: outputDir as string, workers: workers as number, base: base!, sizes, budgets, ...(evaluation ? { evaluation } : {}) };
 }
 
 export function loadSweepConfig(path: string): SweepConfig {

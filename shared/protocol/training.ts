@@ -80,11 +80,20 @@ export const Reset = defineMessage('coord.reset', { formation: u32(), reason: v.
 /** The run is over (or failed): the worker exits. */
 export const Stop = defineMessage('coord.stop', { reason: v.pipe(v.string(), v.maxLength(1024)), ok: v.boolean() });
 
+// ---- jobs (compression + evaluation step): either direction ----------------------------------------
+/** A named float32 input (coordinator → worker) or output (worker → coordinator) of a job, in parts. */
+export const JobBlob = defineMessage('coord.job-blob', { jobId: shortString(200), name: shortString(64), offset: u32(), total: u32(), data: float32Array(STATE_PART_FLOATS) });
+/** coordinator → worker: run a job (its blobs were sent before). */
+export const Job = defineMessage('coord.job', { jobId: shortString(200), kind: shortString(64), spec: json() });
+/** worker → coordinator: the job's result (its output blobs were sent before). */
+export const JobDone = defineMessage('coord.job-done', { jobId: shortString(200), result: json() });
+export const JobFailed = defineMessage('coord.job-failed', { jobId: shortString(200), reason: v.pipe(v.string(), v.maxLength(2048)) });
+
 // ---- CLI ↔ coordinator ---------------------------------------------------------------------------
 export const StatusRequest = defineMessage('coord.status-request', {});
 export const StatusReply = defineMessage('coord.status', { status: json() });
 
-export const fromWorker = [Register, RingReady, RingUp, StepDone, StepFailed, Calibrated, EvalDone, ParamHash, StatePart, StateDone] as const;
-export const toWorker = [Assign, RingConnect, LoadPart, LoadDone, Step, Calibrate, EvalRequest, HashRequest, StateRequest, Reset, Stop] as const;
+export const fromWorker = [Register, RingReady, RingUp, StepDone, StepFailed, Calibrated, EvalDone, ParamHash, StatePart, StateDone, JobBlob, JobDone, JobFailed] as const;
+export const toWorker = [Assign, RingConnect, LoadPart, LoadDone, Step, Calibrate, EvalRequest, HashRequest, StateRequest, Reset, Stop, JobBlob, Job] as const;
 export const fromCli = [StatusRequest] as const;
 export const toCli = [StatusReply] as const;

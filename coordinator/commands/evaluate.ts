@@ -1,0 +1,166 @@
+/**
+ * `ttc evaluate --sweep runs/<id>`: the distributed compression + evaluation step of a sweep. It is
+ * the coordinator of a job queue: workers (`ttc worker`, or `ttc local --evaluate`) fine-tune every
+ * pretrained member on the classification task, then evaluate every (member × compression cell).
+ * Results are saved as they arrive (finetuned/*.safetensors, cells.jsonl), so a killed step
+ * continues where it stopped; a job lost with its worker runs again elsewhere. At the end it writes
+ * the report with the accuracy-vs-memory part filled.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { resolveSweepConfig, memberConfig, type SweepConfig } from '../../shared/config/sweep.ts';
+import { loadSecret } from '../../shared/auth.ts';
+import { tlsServerFromEnv } from '../../shared/net/index.ts';
+import * as M from '../../shared/protocol/training.ts';
+import { createLogger, type Logger } from '../../shared/run/log.ts';
+import { checkpointsDir, listCheckpointDirs, loadCheckpoint } from '../../shared/checkpoint/checkpoint.ts';
+import { decodeSafetensors, encodeSafetensors } from '../../shared/checkpoint/safetensors.ts';
+import { paramLayout } from '../../shared/model/spec.ts';
+import { cellLabel, compressionGrid, toReportCell, type CellResult, type CellSpec } from '../../shared/eval/cells.ts';
+import { writeReport } from '../../shared/report/write.ts';
+import type { Cell } from '../../shared/report/types.ts';
+import { WorkerRegistry } from '../registry.ts';
+import { runJobs, type JobRequest } from '../jobs.ts';
+import { pretrainingReportData, type MemberResult } from './sweep.ts';
+
+export const evaluateUsage = `ttc evaluate --sweep runs/<id> [--host H] [--port P]
+
+The compression + evaluation step of a sweep whose pretraining is done: fine-tunes every member,
+evaluates every compression cell on the connected workers (ttc worker), writes cells.jsonl and the
+report. Prints "TTC_COORDINATOR_URL=ws://host:port" once listening. Rerun to continue after a crash.`;
+
+interface CellRecord {
+  key: string;
+  sizeId: string;
+  budgetId: string;
+  result: CellResult;
+}
+
+const cellKey = (member: string, spec: CellSpec) => `${member}|${spec.method}|${cellLabel(spec)}`;
+
+function readCells(file: string): Map<string, CellRecord> {
+  const out = new Map<string, CellRecord>();
+  if (!fs.existsSync(file)) return out;
+  for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
+    if (!line.trim()) continue;
+    try {
+      const r = JSON.parse(line) as CellRecord;
+      out.set(r.key, r);
+    } catch {
+      // a line cut short by a crash: that cell runs again
+    }
+  }
+  return out;
+}
+
+function writeFileAtomic(file: string, data: Uint8Array | string): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  fs.writeFileSync(tmp, data);
+  fs.renameSync(tmp, file);
+}
+
+export async function evaluateSweep(sweepDir: string, sweep: SweepConfig, reg: WorkerRegistry, log: Logger): Promise<{ cells: Cell[]; failures: string[] }> {
+  const evaluation = sweep.evaluation;
+  if (!evaluation) throw new Error(`${sweepDir}: the sweep config has no "evaluation" section`);
+  const pre = path.join(sweepDir, 'pretraining.json');
+  if (!fs.existsSync(pre)) throw new Error(`${sweepDir} has no pretraining.json: run the pretraining first (ttc sweep)`);
+  const members = (JSON.parse(fs.readFileSync(pre, 'utf8')) as { members: MemberResult[] }).members;
+  const grid = compressionGrid(evaluation.compression);
+  const ftDir = path.join(sweepDir, 'finetuned');
+  fs.mkdirSync(ftDir, { recursive: true });
+  const cellsFile = path.join(sweepDir, 'cells.jsonl');
+  const seed = sweep.base.seed;
+  const selection = { maxTrain: evaluation.maxTrain, maxDev: evaluation.maxDev, maxTest: evaluation.maxTest };
+  const jobOpts = { timeoutMs: 3_600_000, maxAttempts: 3, minWorkers: 1, waitForWorkersSeconds: sweep.base.dist.waitForWorkersSeconds };
+  const failures: string[] = [];
+
+  const memberInfo = members.map((m) => {
+    const size = sweep.sizes.find((s) => s.id === m.sizeId)!;
+    const budget = sweep.budgets.find((b) => b.id === m.budgetId)!;
+    const config = memberConfig(sweep, size, budget, path.dirname(m.runDir));
+    const layout = paramLayout(config.model);
+    const last = listCheckpointDirs(checkpointsDir(m.runDir)).at(-1);
+    if (!last) throw new Error(`member ${config.runId} has no checkpoint in ${m.runDir}`);
+    return { m, config, id: config.runId, pretrained: loadCheckpoint(last, layout).weights, ftFile: path.join(ftDir, `${config.runId}.safetensors`) };
+  });
+
+  // Phase 1: fine-tune every member (one job each).
+  const ftJobs: JobRequest[] = memberInfo
+    .filter((x) => !fs.existsSync(x.ftFile))
+    .map((x) => ({ id: `finetune/${x.id}`, kind: 'finetune', spec: { config: x.config, classificationSeed: seed, eval: selection, finetune: { ...evaluation.finetune, seed } }, inputs: { pretrained: x.pretrained } }));
+  log.info(`fine-tuning ${ftJobs.length} member(s) (${memberInfo.length - ftJobs.length} already done)`);
+  await runJobs(reg, ftJobs, {
+    ...jobOpts,
+    onOutcome: (o) => {
+      const x = memberInfo.find((i) => `finetune/${i.id}` === o.id)!;
+      if (!o.ok) return void failures.push(`${o.id}: ${o.errors.join('; ')}`);
+      const r = o.result as { trainLoss: number; devAccuracy: number };
+      writeFileAtomic(x.ftFile, encodeSafetensors({ weights: { dtype: 'F32', shape: [o.outputs.finetuned.length], data: o.outputs.finetuned } }, { trainLoss: String(r.trainLoss), devAccuracy: String(r.devAccuracy), worker: o.worker ?? '' }));
+      log.info(`fine-tuned ${x.id}: dev accuracy ${(100 * r.devAccuracy).toFixed(1)}%`);
+    },
+  }, log);
+
+  // Phase 2: every (member × cell) not yet in cells.jsonl.
+  const done = readCells(cellsFile);
+  const cellJobs: JobRequest[] = [];
+  for (const x of memberInfo) {
+    if (!fs.existsSync(x.ftFile)) continue;
+    const finetuned = decodeSafetensors(fs.readFileSync(x.ftFile), x.ftFile).tensors.weights.data as Float32Array;
+    for (const spec of grid) {
+      const key = cellKey(x.id, spec);
+      if (done.has(key)) continue;
+      cellJobs.push({ id: `cell/${key}`, kind: 'cell', spec: { config: x.config, classificationSeed: seed, eval: selection, cell: spec, seed, finetune: evaluation.finetune }, inputs: { pretrained: x.pretrained, finetuned } });
+    }
+  }
+  log.info(`evaluating ${cellJobs.length} compression cell(s) (${done.size} already done) on ${reg.size} worker(s)`);
+  await runJobs(reg, cellJobs, {
+    ...jobOpts,
+    onOutcome: (o) => {
+      if (!o.ok) return void failures.push(`${o.id}: ${o.errors.join('; ')}`);
+      const key = o.id.slice('cell/'.length);
+      const x = memberInfo.find((i) => key.startsWith(`${i.id}|`))!;
+      const rec: CellRecord = { key, sizeId: x.m.sizeId, budgetId: x.m.budgetId, result: o.result as CellResult };
+      fs.appendFileSync(cellsFile, `${JSON.stringify(rec)}\n`);
+      done.set(key, rec);
+    },
+  }, log);
+  const cells = [...readCells(cellsFile).values()].map((r) => toReportCell(r.result, { sizeId: r.sizeId, budgetId: r.budgetId }));
+  return { cells, failures };
+}
+
+export async function evaluateCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { sweep: { type: 'string' }, host: { type: 'string', default: process.env.TTC_HOST ?? '127.0.0.1' }, port: { type: 'string', default: process.env.TTC_PORT ?? '7070' }, help: { type: 'boolean', short: 'h' } } });
+  if (values.help) {
+    console.log(evaluateUsage);
+    return 0;
+  }
+  if (!values.sweep) throw new Error(`--sweep is required\n\n${evaluateUsage}`);
+  const sweepDir = values.sweep;
+  const stored = path.join(sweepDir, 'sweep.json');
+  if (!fs.existsSync(stored)) throw new Error(`${sweepDir} is not a sweep directory (no sweep.json)`);
+  const sweep = resolveSweepConfig(JSON.parse(fs.readFileSync(stored, 'utf8')), stored);
+  const log = createLogger('evaluate', path.join(sweepDir, 'evaluate.log'));
+  let phase = 'starting';
+  const reg: WorkerRegistry = new WorkerRegistry({ secret: loadSecret(), host: values.host!, port: Number(values.port), tls: tlsServerFromEnv(), name: path.basename(sweepDir), log, status: (): Record<string, unknown> => ({ runId: path.basename(sweepDir), phase, workers: [...reg.workers.values()].map((w) => ({ name: w.name, remote: w.conn.remote })) }), phase: () => phase });
+  const url = await reg.listen();
+  console.log(`TTC_COORDINATOR_URL=${url}`);
+  phase = 'evaluating';
+  try {
+    const { cells, failures } = await evaluateSweep(sweepDir, sweep, reg, log);
+    phase = 'done';
+    reg.quiet = true;
+    reg.broadcast([...reg.workers.values()], M.Stop, () => ({ reason: 'evaluation complete', ok: true }));
+    const members = (JSON.parse(fs.readFileSync(path.join(sweepDir, 'pretraining.json'), 'utf8')) as { members: MemberResult[] }).members;
+    const report = writeReport(sweepDir, { ...pretrainingReportData(path.basename(sweepDir), sweep, members), cells });
+    for (const line of report.conclusion) console.log(line);
+    console.log(`report: ${path.join(sweepDir, 'report.html')} (${cells.length} cells; also report.md, results.csv, plots/)`);
+    if (failures.length > 0) {
+      console.error(`ttc evaluate: ${failures.length} job(s) failed:\n  ${failures.join('\n  ')}\nrerun \`ttc evaluate --sweep ${sweepDir}\` to retry them`);
+      return 1;
+    }
+    return 0;
+  } finally {
+    await reg.close();
+  }
+}

@@ -1,0 +1,69 @@
+/**
+ * The jobs a worker runs for the compression + evaluation step: `finetune` (a pretrained MLM model
+ * → a fine-tuned classifier) and `cell` (one compression cell of a fine-tuned model → accuracy,
+ * perplexity, real file bytes). They call the same functions as a single-process evaluation
+ * (shared/eval), so a job's result does not depend on which worker ran it.
+ */
+import { resolveConfig } from '../shared/config/load.ts';
+import type { Config } from '../shared/config/schema.ts';
+import { evaluateCell, finetune, loadEvalContext, type CellSpec, type EvalContext, type FinetuneOptions, type RoundFinetuneOptions } from '../shared/eval/index.ts';
+import type { Blobs } from '../shared/protocol/blobs.ts';
+
+export interface EvalSelection {
+  maxTrain?: number;
+  maxDev?: number;
+  maxTest?: number;
+}
+
+export interface FinetuneJobSpec {
+  config: unknown;
+  classificationSeed: number;
+  eval: EvalSelection;
+  finetune: Omit<FinetuneOptions, 'mask'>;
+}
+
+export interface CellJobSpec {
+  config: unknown;
+  classificationSeed: number;
+  eval: EvalSelection;
+  cell: CellSpec;
+  seed: number;
+  finetune: RoundFinetuneOptions;
+}
+
+export interface JobOutput {
+  result: unknown;
+  blobs: Blobs;
+}
+
+function need(blobs: Blobs, name: string): Float32Array {
+  const b = blobs[name];
+  if (!b) throw new Error(`job input "${name}" was not sent`);
+  return b;
+}
+
+export class JobRunner {
+  private ctx: { key: string; ctx: EvalContext } | undefined;
+
+  private async context(rawConfig: unknown, classificationSeed: number, sel: EvalSelection, ensureBackend: (c: Config) => Promise<unknown>): Promise<EvalContext> {
+    const config = resolveConfig(rawConfig);
+    await ensureBackend(config);
+    const key = JSON.stringify([config.model, config.seed, config.data, config.cacheDir, config.train.batchSize, classificationSeed, sel]);
+    if (this.ctx?.key !== key) this.ctx = { key, ctx: await loadEvalContext({ config, classificationSeed, ...sel }) };
+    return this.ctx.ctx;
+  }
+
+  async run(kind: string, specJson: string, blobs: Blobs, ensureBackend: (c: Config) => Promise<unknown>): Promise<JobOutput> {
+    const spec = JSON.parse(specJson) as FinetuneJobSpec & CellJobSpec;
+    const ctx = await this.context(spec.config, spec.classificationSeed, spec.eval ?? {}, ensureBackend);
+    if (kind === 'finetune') {
+      const r = await finetune(ctx, need(blobs, 'pretrained'), spec.finetune);
+      return { result: { trainLoss: r.trainLoss, devAccuracy: r.devAccuracy }, blobs: { finetuned: r.weights } };
+    }
+    if (kind === 'cell') {
+      const r = await evaluateCell(ctx, need(blobs, 'finetuned'), need(blobs, 'pretrained'), spec.cell, { seed: spec.seed, finetune: spec.finetune });
+      return { result: { ...r, artifacts: undefined }, blobs: {} };
+    }
+    throw new Error(`unknown job kind "${kind}"`);
+  }
+}
