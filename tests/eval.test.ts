@@ -68,7 +68,8 @@ test.after.always(() => {
 
 const withoutArtifacts = ({ artifacts: _a, ...rest }: CellResult) => rest;
 
-test.serial('context: real splits at the model sequence length, pretraining validation batches', (t) => {
+test.serial('context: real splits at the model sequence length, pretraining validation batches', async (t) => {
+  t.true(ctx.heldOutOfPretraining);
   t.is(ctx.train.count, 600);
   t.is(ctx.dev.count, 200);
   t.is(ctx.test.count, 200);
@@ -77,6 +78,11 @@ test.serial('context: real splits at the model sequence length, pretraining vali
   t.is(ctx.devBatches.reduce((a, b) => a + b.batch, 0), 200);
   t.true(ctx.valBatches.length > 0);
   t.is(ctx.clsLayout.byName.get('classifier.out_proj.weight')!.shape[1], 10);
+  const logs: string[] = [];
+  const other = await loadEvalContext({ config: ctx.config, classificationSeed: ctx.config.seed + 1, maxTrain: 10, maxDev: 10, maxTest: 10, log: (m) => logs.push(m) });
+  t.false(other.heldOutOfPretraining);
+  t.regex(logs.join('\n'), /may have been pretrained on/);
+  t.is(other.tokenizer.vocabSize, ctx.tokenizer.vocabSize);
 });
 
 test.serial('fine-tuning improves dev accuracy over the untrained head (and beats chance)', async (t) => {

@@ -18,7 +18,7 @@ import {
   getMessageDef, Hello, MsgpackError, PROTOCOL_VERSION, ProtocolError, registeredTypes, u32, Welcome,
   type ProtocolErrorKind,
 } from '../shared/protocol/index.ts';
-import { badFrames, inLanes, rawSession, Rng, selfSignedCert } from '../bench/lib/netkit.ts';
+import { badFrames, inLanes, rawSession, rawTcpGarbage, Rng, selfSignedCert } from '../bench/lib/netkit.ts';
 
 const SECRET = 'test-secret-0123456789abcdef';
 const OTHER = 'another-secret-0123456789abcdef';
@@ -307,7 +307,7 @@ test('net: wrong protocol version, text frames, oversized frames, silence and po
   await server.close();
 });
 
-test('net: 1,200 bad frames (before and after auth) are refused one connection at a time; the server keeps serving', async (t) => {
+test('net: 1,200 bad frames (before and after auth) and 100 non-WebSocket connections are refused; the server keeps serving', async (t) => {
   const srv = capture();
   // a bit flip inside a nonce still makes a valid hello: such sessions end at the handshake timeout
   const { server, received } = await echoServer(t, { log: srv.log, maxPayload: 128 * 1024, handshakeTimeoutMs: 500 });
@@ -326,6 +326,11 @@ test('net: 1,200 bad frames (before and after auth) are refused one connection a
   t.deepEqual(odd.map((r) => `${r.kind}:${r.code}`), []);
   t.deepEqual(received, [], 'no bad frame reached the application');
   t.true(srv.lines.length >= 1200, 'each refusal is logged');
+  // and 100 connections that do not even speak HTTP/WebSocket
+  const rng = new Rng(3);
+  const port = server.port;
+  const closed = await inLanes(Array.from({ length: 100 }, () => () => rawTcpGarbage(port, rng)), 8);
+  t.is(closed.filter(Boolean).length, 100, 'every garbage TCP connection was closed by the server');
   const conn = await connect({ url: server.url, secret: SECRET, role: 'worker', name: 'after-fuzz', messages: [Ping] });
   t.is(await roundTrip(conn, 9), 10);
   conn.close();

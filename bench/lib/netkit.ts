@@ -4,6 +4,7 @@
  * closed, and a throw-away self-signed certificate for wss:// tests.
  */
 import { execFileSync } from 'node:child_process';
+import net from 'node:net';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -182,4 +183,26 @@ export function selfSignedCert(): { cert: string; key: string; dir: string } | u
     writeFileSync(join(dir, 'unavailable'), '');
     return undefined;
   }
+}
+
+/**
+ * Raw TCP garbage (not even HTTP) at `port`: random bytes, a truncated upgrade request, a bogus
+ * upgrade. Resolves true when the server closed the socket within `timeoutMs`.
+ */
+export function rawTcpGarbage(port: number, rng: Rng, timeoutMs = 3000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = net.connect(port, '127.0.0.1');
+    const timer = setTimeout(() => { sock.destroy(); resolve(false); }, timeoutMs);
+    sock.on('error', () => {});
+    sock.on('close', () => { clearTimeout(timer); resolve(true); });
+    sock.on('connect', () => {
+      const variants = [
+        () => rng.bytes(1 + rng.int(2000)),
+        () => Buffer.from('GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n'),
+        () => Buffer.from('GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ' + rng.bytes(8).toString('hex') + '\r\nSec-WebSocket-Version: 13\r\n\r\n'),
+        () => Buffer.concat([Buffer.from('POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n'), rng.bytes(5)]),
+      ];
+      sock.end(rng.pick(variants)());
+    });
+  });
 }

@@ -33,6 +33,11 @@ export interface EvalContext {
   config: Config;
   dims: ModelDims;
   classificationSeed: number;
+  /**
+   * True when classificationSeed = config.seed: pretraining (shared/train/data.ts) kept exactly
+   * these glosses out of its corpus. Otherwise dev/test glosses may have been pretrained on.
+   */
+  heldOutOfPretraining: boolean;
   /** Class names; label i = labels[i]. */
   labels: string[];
   numClasses: number;
@@ -72,6 +77,12 @@ export async function loadEvalContext(opts: LoadEvalContextOptions): Promise<Eva
     cacheDir: config.cacheDir,
     log: opts.log,
   });
+  const heldOutOfPretraining = classificationSeed === config.seed;
+  if (!heldOutOfPretraining) {
+    (opts.log ?? ((m: string) => console.warn(m)))(
+      `evaluation: classificationSeed ${classificationSeed} ≠ pretraining seed ${config.seed}: pretraining kept the glosses of seed ${config.seed} out of its corpus, so some of these dev/test glosses may have been pretrained on`,
+    );
+  }
   const task = buildClassificationSet(classificationSeed);
   const train = encodeExamples(data.tokenizer, cap(task.train, opts.maxTrain), seqLen);
   const dev = encodeExamples(data.tokenizer, cap(task.dev, opts.maxDev), seqLen);
@@ -85,6 +96,7 @@ export async function loadEvalContext(opts: LoadEvalContextOptions): Promise<Eva
     config,
     dims,
     classificationSeed,
+    heldOutOfPretraining,
     labels: task.labels,
     numClasses,
     tokenizer: data.tokenizer,

@@ -1,0 +1,88 @@
+/**
+ * The distributed compression + evaluation step of a sweep, with real worker processes: results
+ * equal a single-process evaluation of the same jobs, a job lost with its worker runs elsewhere,
+ * and the report lists every cell.
+ */
+import test from 'ava';
+import fs from 'node:fs';
+import path from 'node:path';
+import crypto from 'node:crypto';
+import { spawnTtc } from './procs.ts';
+import { tempDir, TEST_CACHE_DIR, TINY_MODEL } from './helpers.ts';
+import { resolveSweepConfig, memberConfig } from '../shared/config/sweep.ts';
+import { runSweepMembersInProcess } from './sweep-fixture.ts';
+import { initBackend } from '../shared/backend.ts';
+import { loadEvalContext, evaluateCell, compressionGrid, cellLabel } from '../shared/eval/index.ts';
+import { decodeSafetensors } from '../shared/checkpoint/safetensors.ts';
+import { checkpointsDir, listCheckpointDirs, loadCheckpoint } from '../shared/checkpoint/checkpoint.ts';
+import { paramLayout } from '../shared/model/spec.ts';
+
+const env = { TTC_SECRET: crypto.randomBytes(24).toString('base64'), TTC_SECRET_FILE: undefined };
+
+function sweepFixture(name: string) {
+  const dir = tempDir(name);
+  const raw = {
+    sweepId: 's', outputDir: dir, workers: 2,
+    base: { cacheDir: TEST_CACHE_DIR, backend: 'cpu', threads: 1, model: { seqLen: TINY_MODEL.seqLen, vocab: TINY_MODEL.vocab }, train: { batchSize: 4, evalEvery: 2, checkpointEvery: 2 }, data: { maxValidationSequences: 16 } },
+    sizes: [{ layers: 1, hidden: 32, heads: 2, ffn: 64 }],
+    budgets: [{ id: 'b0', kind: 'flops', value: 1e8 }],
+    evaluation: {
+      finetune: { steps: 6, batchSize: 16 }, maxTrain: 200, maxDev: 64, maxTest: 64,
+      compression: { bits: [8, 3], granularities: ['channel'], embeddings: [false, true], sparsities: [0.6], iterative: { rounds: 2, stepsPerRound: 3 }, combined: [{ sparsity: 0.5, bits: 4 }] },
+    },
+  };
+  return { dir, sweep: resolveSweepConfig(raw), sweepDir: path.join(dir, 's') };
+}
+
+test.serial('distributed evaluation: every cell done on 2 workers equals the single-process evaluation, and the report lists every cell', async (t) => {
+  const { sweep, sweepDir } = sweepFixture('eval');
+  await runSweepMembersInProcess(sweep, sweepDir);
+  const coord = spawnTtc(['evaluate', '--sweep', sweepDir, '--port', '0'], env);
+  const url = (await coord.waitFor(/TTC_COORDINATOR_URL=(\S+)/))[1];
+  const workers = [0, 1].map((i) => spawnTtc(['worker', '--coordinator', url, '--name', `w${i}`], env));
+  t.is(await coord.exited, 0, coord.lines.slice(-20).join('\n'));
+  for (const w of workers) t.is(await w.exited, 0);
+  const grid = compressionGrid(sweep.evaluation!.compression);
+  const records = fs.readFileSync(path.join(sweepDir, 'cells.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  t.is(records.length, grid.length);
+  const used = new Set(coord.lines.filter((l) => /job cell\/.* done on (w\d)/.test(l)).map((l) => l.match(/done on (w\d)/)![1]));
+  t.deepEqual([...used].sort(), ['w0', 'w1'], 'jobs were spread over both workers');
+
+  // The same jobs in this process give exactly the same numbers.
+  await initBackend('cpu', { threads: 1 });
+  const member = memberConfig(sweep, sweep.sizes[0], sweep.budgets[0], path.join(sweepDir, 'members'));
+  const ctx = await loadEvalContext({ config: member, classificationSeed: sweep.base.seed, maxTrain: 200, maxDev: 64, maxTest: 64 });
+  const pretrained = loadCheckpoint(listCheckpointDirs(checkpointsDir(path.join(sweepDir, 'members', member.runId))).at(-1)!, paramLayout(member.model)).weights;
+  const finetuned = decodeSafetensors(fs.readFileSync(path.join(sweepDir, 'finetuned', `${member.runId}.safetensors`))).tensors.weights.data as Float32Array;
+  for (const spec of grid) {
+    const local = await evaluateCell(ctx, finetuned, pretrained, spec, { seed: sweep.base.seed, finetune: sweep.evaluation!.finetune });
+    const remote = records.find((r) => r.key === `${member.runId}|${spec.method}|${cellLabel(spec)}`).result;
+    for (const k of ['bytesTotal', 'bytesNonEmbedding', 'devAccuracy', 'testAccuracy', 'valPerplexity'] as const) t.is(remote[k], local[k], `${cellLabel(spec)} ${k}`);
+  }
+  const csv = fs.readFileSync(path.join(sweepDir, 'results.csv'), 'utf8').trim().split('\n');
+  t.is(csv.length, grid.length + 1);
+  const html = fs.readFileSync(path.join(sweepDir, 'report.html'), 'utf8');
+  for (const spec of grid) t.true(html.includes(cellLabel(spec).replace(/&/g, '&amp;')), `report lists ${cellLabel(spec)}`);
+});
+
+test.serial('a job lost with its worker (SIGKILL) runs again on another worker; finished cells are kept on a rerun', async (t) => {
+  const { sweep, sweepDir } = sweepFixture('evalkill');
+  await runSweepMembersInProcess(sweep, sweepDir);
+  const coord = spawnTtc(['evaluate', '--sweep', sweepDir, '--port', '0'], env);
+  const url = (await coord.waitFor(/TTC_COORDINATOR_URL=(\S+)/))[1];
+  const victim = spawnTtc(['worker', '--coordinator', url, '--name', 'victim'], env);
+  await coord.waitFor(/evaluating \d+ compression cell/);
+  await new Promise((r) => setTimeout(r, 300));
+  victim.kill('SIGKILL');
+  const rescuer = spawnTtc(['worker', '--coordinator', url, '--name', 'rescuer'], env);
+  t.is(await coord.exited, 0, coord.lines.slice(-20).join('\n'));
+  t.is(await rescuer.exited, 0);
+  t.regex(coord.lines.join('\n'), /re-queued \(attempt 2\): worker "victim" .*disconnected while running it/);
+  const n = compressionGrid(sweep.evaluation!.compression).length;
+  t.is(fs.readFileSync(path.join(sweepDir, 'cells.jsonl'), 'utf8').trim().split('\n').length, n);
+  // A rerun finds everything done and only rewrites the report.
+  const again = spawnTtc(['evaluate', '--sweep', sweepDir, '--port', '0'], env);
+  t.is(await again.exited, 0, again.lines.slice(-10).join('\n'));
+  t.regex(again.lines.join('\n'), /fine-tuning 0 member\(s\) \(1 already done\)/);
+  t.regex(again.lines.join('\n'), new RegExp(`evaluating 0 compression cell\\(s\\) \\(${n} already done\\)`));
+});
