@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import type { TlsServerFiles } from '../shared/net/index.ts';
 import type { Message } from '../shared/protocol/index.ts';
 import { WorkerFailure, WorkerRegistry, type ToWorker, type WorkerEntry, type WorkerMsg } from './registry.ts';
+import { fetchState, formRing, loadState, type Collect } from './ring-formation.ts';
 import * as M from '../shared/protocol/training.ts';
 import type { Config } from '../shared/config/schema.ts';
 import { paramLayout, type ParamLayout } from '../shared/model/spec.ts';
@@ -172,33 +173,16 @@ export class Coordinator {
     this.members = members;
     const formation = this.formation;
     this.phase = `forming ring ${formation} with ${N} worker(s)`;
-    members.forEach((w, rank) => (w.rank = rank));
-    log.info(`formation ${formation}: ${members.map((w) => `rank ${w.rank} = "${w.name}"`).join(', ')}`);
-    const configJson = JSON.stringify(config);
-    this.broadcast(members, M.Assign, (w) => ({ formation, rank: w.rank!, worldSize: N, ringId: `${this.opts.run.id}/f${formation}`.slice(0, 128), config: configJson }));
+    const collect: Collect = (m, what, pick, t) => this.collect(m, what, pick, t);
     // Workers load data and start their backend here: allow for a first-time tokenizer build.
-    const ready = await this.collect(members, 'ring set-up', (m) => (m.t === 'coord.ring-ready' && m.formation === formation ? m : undefined), Math.max(timeout, 180_000));
+    const ready = await formRing(this.reg, collect, members, { formation, ringId: `${this.opts.run.id}/f${formation}`, config: JSON.stringify(config), setupTimeoutMs: Math.max(timeout, 180_000), timeoutMs: timeout }, log);
     const counts = new Set([...ready.values()].map((r) => r.trainSequences));
     if (counts.size !== 1) throw new RunError(`workers disagree on the training data (${[...counts].join(' vs ')} sequences): same config, different corpus files?`);
     this.trainSequences = [...counts][0];
-    for (const w of members) w.backend = ready.get(w)!.backend;
     this.backendSeen = members[0].backend ?? '';
-    this.broadcast(members, M.RingConnect, (w) => {
-      const next = ready.get(members[(w.rank! + 1) % N])!;
-      return { formation, host: next.host, port: next.port };
-    });
-    await this.collect(members, 'ring connection', (m) => (m.t === 'coord.ring-up' && m.formation === formation ? true : undefined), timeout);
-    log.info(`formation ${formation}: ring of ${N} up (${members.map((w) => w.backend).filter((b, i, a) => a.indexOf(b) === i).join('; ')})`);
-
     // Every worker starts from the same bytes: the last checkpoint (or the initial weights).
     const snap = this.snapshot;
-    for (const [kind, arr] of [['weights', snap.weights], ['m', snap.m], ['v', snap.v]] as const) {
-      for (let off = 0; off < arr.length; off += M.STATE_PART_FLOATS) {
-        const data = arr.subarray(off, Math.min(arr.length, off + M.STATE_PART_FLOATS));
-        this.broadcast(members, M.LoadPart, () => ({ formation, kind, offset: off, data }));
-      }
-    }
-    this.broadcast(members, M.LoadDone, () => ({ formation, adamT: snap.adamT, total: this.layout.total }));
+    loadState(this.reg, members, formation, snap);
     this.ctl.restore(snap.state, N);
     this.phase = 'training';
     const B = config.train.batchSize;
@@ -242,7 +226,7 @@ export class Coordinator {
     w.conn.send(M.EvalRequest, { formation, step });
     const r = await this.collect([w], `evaluation at step ${step}`, (m) => (m.t === 'coord.eval-done' && m.formation === formation && m.step === step ? m : undefined), timeout);
     const e = r.get(w)!;
-    this.unigramEntropy = e.unigramEntropy;
+    this.unigramEntropy = e.unigramEntropy ?? NaN;
     return e.loss;
   }
 
@@ -261,22 +245,10 @@ export class Coordinator {
   private async checkpoint(w: WorkerEntry, timeout: number): Promise<void> {
     const formation = this.formation;
     const step = this.ctl.state.step;
-    const total = this.layout.total;
-    const snap: Snapshot = { weights: new Float32Array(total), m: new Float32Array(total), v: new Float32Array(total), adamT: 0, state: structuredClone(this.ctl.state) };
-    w.conn.send(M.StateRequest, { formation, step });
-    const parts = (msg: WorkerMsg): number | undefined => {
-      if (!('formation' in msg) || msg.formation !== formation) return undefined;
-      if (msg.t === 'coord.state-part' && msg.step === step) {
-        if (msg.offset + msg.data.length > total) badPart = `${msg.kind} [${msg.offset}, +${msg.data.length})`;
-        else snap[msg.kind].set(msg.data, msg.offset);
-        return undefined;
-      }
-      return msg.t === 'coord.state-done' && msg.step === step ? msg.adamT : undefined;
-    };
-    let badPart = '';
-    const r = await this.collect([w], `state transfer at step ${step}`, parts, timeout);
-    if (badPart) throw new WorkerFailure(`${this.who(w)} sent a state part outside the model: ${badPart}`, [w]);
-    snap.adamT = r.get(w)!;
+    const state = structuredClone(this.ctl.state);
+    const got = await fetchState((m, what, pick, t) => this.collect(m, what, pick, t), w, formation, step, this.layout.total, timeout);
+    if ('badPart' in got) throw new WorkerFailure(`${this.who(w)} sent a state part outside the model: ${got.badPart}`, [w]);
+    const snap: Snapshot = { ...got, state };
     const dir = saveCheckpoint(this.opts.run.dir, this.layout, { dims: modelDims(this.opts.config), weights: snap.weights, optimizer: { m: snap.m, v: snap.v, t: snap.adamT }, state: snap.state });
     this.snapshot = snap;
     this.opts.log.info(`checkpoint: ${dir}`);

@@ -64,6 +64,7 @@ test.before(async () => {
 
 test.after.always(() => {
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+  if (ctx) fs.rmSync(ctx.config.outputDir, { recursive: true, force: true }); // tinyConfig's empty run directory
 });
 
 const withoutArtifacts = ({ artifacts: _a, ...rest }: CellResult) => rest;

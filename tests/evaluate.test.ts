@@ -12,7 +12,7 @@ import { tempDir, TEST_CACHE_DIR, TINY_MODEL } from './helpers.ts';
 import { resolveSweepConfig, memberConfig } from '../shared/config/sweep.ts';
 import { runSweepMembersInProcess } from './sweep-fixture.ts';
 import { initBackend } from '../shared/backend.ts';
-import { loadEvalContext, evaluateCell, compressionGrid, cellLabel } from '../shared/eval/index.ts';
+import { loadEvalContext, evaluateCell, compressionGrid, cellLabel, finetune } from '../shared/eval/index.ts';
 import { decodeSafetensors } from '../shared/checkpoint/safetensors.ts';
 import { checkpointsDir, listCheckpointDirs, loadCheckpoint } from '../shared/checkpoint/checkpoint.ts';
 import { paramLayout } from '../shared/model/spec.ts';
@@ -27,7 +27,7 @@ function sweepFixture(name: string) {
     sizes: [{ layers: 1, hidden: 32, heads: 2, ffn: 64 }],
     budgets: [{ id: 'b0', kind: 'flops', value: 1e8 }],
     evaluation: {
-      finetune: { steps: 6, batchSize: 16 }, maxTrain: 200, maxDev: 64, maxTest: 64,
+      finetune: { steps: 8, batchSize: 16 }, maxTrain: 200, maxDev: 64, maxTest: 64,
       compression: { bits: [8, 3], granularities: ['channel'], embeddings: [false, true], sparsities: [0.6], iterative: { rounds: 2, stepsPerRound: 3 }, combined: [{ sparsity: 0.5, bits: 4 }] },
     },
   };
@@ -53,7 +53,14 @@ test.serial('distributed evaluation: every cell done on 2 workers equals the sin
   const member = memberConfig(sweep, sweep.sizes[0], sweep.budgets[0], path.join(sweepDir, 'members'));
   const ctx = await loadEvalContext({ config: member, classificationSeed: sweep.base.seed, maxTrain: 200, maxDev: 64, maxTest: 64 });
   const pretrained = loadCheckpoint(listCheckpointDirs(checkpointsDir(path.join(sweepDir, 'members', member.runId))).at(-1)!, paramLayout(member.model)).weights;
-  const finetuned = decodeSafetensors(fs.readFileSync(path.join(sweepDir, 'finetuned', `${member.runId}.safetensors`))).tensors.weights.data as Float32Array;
+  const ftFile = decodeSafetensors(fs.readFileSync(path.join(sweepDir, 'finetuned', `${member.runId}.safetensors`)));
+  const finetuned = ftFile.tensors.weights.data as Float32Array;
+  // Fine-tuning ran data-parallel on both workers and equals the single-process fine-tuning.
+  t.is(ftFile.metadata.workers, '2');
+  const single = await finetune(ctx, pretrained, { ...sweep.evaluation!.finetune, seed: sweep.base.seed });
+  let maxDiff = 0;
+  for (let i = 0; i < finetuned.length; i++) maxDiff = Math.max(maxDiff, Math.abs(finetuned[i] - single.weights[i]));
+  t.true(maxDiff < 1e-4, `max |Δw| between data-parallel and single-process fine-tuning = ${maxDiff}`);
   for (const spec of grid) {
     const local = await evaluateCell(ctx, finetuned, pretrained, spec, { seed: sweep.base.seed, finetune: sweep.evaluation!.finetune });
     const remote = records.find((r) => r.key === `${member.runId}|${spec.method}|${cellLabel(spec)}`).result;

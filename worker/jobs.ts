@@ -1,25 +1,18 @@
 /**
- * The jobs a worker runs for the compression + evaluation step: `finetune` (a pretrained MLM model
- * → a fine-tuned classifier) and `cell` (one compression cell of a fine-tuned model → accuracy,
- * perplexity, real file bytes). They call the same functions as a single-process evaluation
- * (shared/eval), so a job's result does not depend on which worker ran it.
+ * The jobs a worker runs for the compression + evaluation step: `cell` (one compression cell of a
+ * fine-tuned model → accuracy, perplexity, real file bytes; iterative pruning fine-tunes inside the
+ * job). It calls the same function as a single-process evaluation (shared/eval), so a job's result
+ * does not depend on which worker ran it. (Fine-tuning itself is data-parallel: coordinator/finetune.ts.)
  */
 import { resolveConfig } from '../shared/config/load.ts';
 import type { Config } from '../shared/config/schema.ts';
-import { evaluateCell, finetune, loadEvalContext, type CellSpec, type EvalContext, type FinetuneOptions, type RoundFinetuneOptions } from '../shared/eval/index.ts';
+import { evaluateCell, loadEvalContext, type CellSpec, type EvalContext, type RoundFinetuneOptions } from '../shared/eval/index.ts';
 import type { Blobs } from '../shared/protocol/blobs.ts';
 
 export interface EvalSelection {
   maxTrain?: number;
   maxDev?: number;
   maxTest?: number;
-}
-
-export interface FinetuneJobSpec {
-  config: unknown;
-  classificationSeed: number;
-  eval: EvalSelection;
-  finetune: Omit<FinetuneOptions, 'mask'>;
 }
 
 export interface CellJobSpec {
@@ -45,7 +38,8 @@ function need(blobs: Blobs, name: string): Float32Array {
 export class JobRunner {
   private ctx: { key: string; ctx: EvalContext } | undefined;
 
-  private async context(rawConfig: unknown, classificationSeed: number, sel: EvalSelection, ensureBackend: (c: Config) => Promise<unknown>): Promise<EvalContext> {
+  /** The evaluation context (tokenizer, encoded classification set, validation batches), cached for the last config. */
+  async context(rawConfig: unknown, classificationSeed: number, sel: EvalSelection, ensureBackend: (c: Config) => Promise<unknown>): Promise<EvalContext> {
     const config = resolveConfig(rawConfig);
     await ensureBackend(config);
     const key = JSON.stringify([config.model, config.seed, config.data, config.cacheDir, config.train.batchSize, classificationSeed, sel]);
@@ -54,12 +48,8 @@ export class JobRunner {
   }
 
   async run(kind: string, specJson: string, blobs: Blobs, ensureBackend: (c: Config) => Promise<unknown>): Promise<JobOutput> {
-    const spec = JSON.parse(specJson) as FinetuneJobSpec & CellJobSpec;
+    const spec = JSON.parse(specJson) as CellJobSpec;
     const ctx = await this.context(spec.config, spec.classificationSeed, spec.eval ?? {}, ensureBackend);
-    if (kind === 'finetune') {
-      const r = await finetune(ctx, need(blobs, 'pretrained'), spec.finetune);
-      return { result: { trainLoss: r.trainLoss, devAccuracy: r.devAccuracy }, blobs: { finetuned: r.weights } };
-    }
     if (kind === 'cell') {
       const r = await evaluateCell(ctx, need(blobs, 'finetuned'), need(blobs, 'pretrained'), spec.cell, { seed: spec.seed, finetune: spec.finetune });
       return { result: { ...r, artifacts: undefined }, blobs: {} };

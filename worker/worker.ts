@@ -21,7 +21,9 @@ import { Ring, RingError, type RingTls } from './ring.ts';
 import type { Logger } from '../shared/run/log.ts';
 import type { SecretInput } from '../shared/auth.ts';
 import { BlobAssembler, sendBlobs } from '../shared/protocol/blobs.ts';
-import { JobRunner } from './jobs.ts';
+import { JobRunner, type EvalSelection } from './jobs.ts';
+import { ClassifierTrainer, epochOrder, takeBatch } from '../shared/train/classifier.ts';
+import type { EvalContext } from '../shared/eval/index.ts';
 
 export interface WorkerOptions {
   coordinatorUrl: string;
@@ -56,9 +58,20 @@ interface Formation {
   config: Config;
   layout: ParamLayout;
   ring: Ring;
-  data: TrainingData;
   load: { weights: Float32Array; m: Float32Array; v: Float32Array };
-  trainer?: MlmTrainer;
+  /** what this ring trains: MLM pretraining on `data`, or fine-tuning on `task` */
+  data?: TrainingData;
+  task?: { ctx: EvalContext; spec: ClassifyTaskSpec; order?: { epoch: number; order: Int32Array } };
+  trainer?: MlmTrainer | ClassifierTrainer;
+}
+
+/** A fine-tuning ring's task: the classification set and the global batch order. */
+export interface ClassifyTaskSpec {
+  classificationSeed: number;
+  eval: EvalSelection;
+  /** global batch (all workers); each worker takes batchSize / worldSize */
+  batchSize: number;
+  orderSeed: number;
 }
 
 export class Worker {
@@ -166,7 +179,9 @@ export class Worker {
         if (msg.total !== f.layout.total) throw new Error(`coordinator sent a model of ${msg.total} parameters, this config has ${f.layout.total}`);
         f.trainer?.dispose();
         const { config } = f;
-        f.trainer = new MlmTrainer({ dims: modelDims(config), optimizer: config.optimizer, gradClipNorm: config.optimizer.gradClipNorm }, f.load.weights);
+        f.trainer = f.task
+          ? new ClassifierTrainer(f.task.ctx.trainerOptions, f.task.ctx.numClasses, f.load.weights)
+          : new MlmTrainer({ dims: modelDims(config), optimizer: config.optimizer, gradClipNorm: config.optimizer.gradClipNorm }, f.load.weights);
         f.trainer.optimizer.setState({ m: Float32Array.from(f.load.m), v: Float32Array.from(f.load.v), t: msg.adamT });
         return;
       }
@@ -174,7 +189,7 @@ export class Worker {
         return this.step(msg);
       case 'coord.calibrate': {
         const f = this.current(msg.formation);
-        if (!f?.trainer) return;
+        if (!f?.data || !(f.trainer instanceof MlmTrainer)) return;
         const B = f.config.train.batchSize;
         const batch = f.data.reader.read({ epoch: msg.epoch, offset: msg.offset }, f.rank * B, B);
         const t0 = performance.now();
@@ -194,8 +209,12 @@ export class Worker {
       case 'coord.eval': {
         const f = this.current(msg.formation);
         if (!f?.trainer) return;
-        const loss = await f.trainer.evaluate(f.data.valBatches);
-        conn.send(M.EvalDone, { formation: f.id, step: msg.step, loss, unigramEntropy: f.data.unigramEntropy });
+        if (f.trainer instanceof ClassifierTrainer && f.task) {
+          const devBatches = f.task.ctx.devBatches;
+          conn.send(M.EvalDone, { formation: f.id, step: msg.step, loss: await f.trainer.evaluate(devBatches), accuracy: await f.trainer.accuracy(devBatches) });
+        } else if (f.trainer instanceof MlmTrainer && f.data) {
+          conn.send(M.EvalDone, { formation: f.id, step: msg.step, loss: await f.trainer.evaluate(f.data.valBatches), unigramEntropy: f.data.unigramEntropy });
+        }
         return;
       }
       case 'coord.hash': {
@@ -231,9 +250,24 @@ export class Worker {
     await this.leaveFormation();
     const config = resolveConfig(JSON.parse(msg.config));
     const backend = await this.ensureBackend(config);
-    const key = JSON.stringify([config.seed, config.model, config.data, config.cacheDir, config.train.batchSize]);
-    if (this.dataCache?.key !== key) this.dataCache = { key, data: await loadTrainingData(config, this.log) };
-    const layout = paramLayout(modelDims(config));
+    let data: TrainingData | undefined;
+    let task: Formation['task'];
+    let layout: ParamLayout;
+    let trainSequences: number;
+    if (msg.task === 'classify') {
+      const spec = JSON.parse(msg.taskSpec ?? '{}') as ClassifyTaskSpec;
+      if (!(spec.batchSize % msg.worldSize === 0)) throw new Error(`fine-tuning batch ${spec.batchSize} does not split over ${msg.worldSize} workers`);
+      const ctx = await this.jobs.context(config, spec.classificationSeed, spec.eval ?? {}, (c) => this.ensureBackend(c));
+      task = { ctx, spec };
+      layout = ctx.clsLayout;
+      trainSequences = ctx.train.count;
+    } else {
+      const key = JSON.stringify([config.seed, config.model, config.data, config.cacheDir, config.train.batchSize]);
+      if (this.dataCache?.key !== key) this.dataCache = { key, data: await loadTrainingData(config, this.log) };
+      data = this.dataCache.data;
+      layout = paramLayout(modelDims(config));
+      trainSequences = data.train.count;
+    }
     const ring = await Ring.open({
       rank: msg.rank,
       worldSize: msg.worldSize,
@@ -252,7 +286,8 @@ export class Worker {
       config,
       layout,
       ring,
-      data: this.dataCache.data,
+      data,
+      task,
       load: { weights: new Float32Array(layout.total), m: new Float32Array(layout.total), v: new Float32Array(layout.total) },
     };
     this.log.info(`formation ${msg.formation}: rank ${msg.rank} of ${msg.worldSize}, ring listener on ${this.opts.advertiseHost}:${ring.port}`);
@@ -261,7 +296,7 @@ export class Worker {
       host: this.opts.advertiseHost,
       port: ring.port,
       backend: `${backend.name}: ${backend.detail}`.slice(0, 300),
-      trainSequences: this.dataCache.data.train.count,
+      trainSequences,
     });
   }
 
@@ -277,12 +312,23 @@ export class Worker {
   private async step(msg: Message<typeof M.Step>): Promise<void> {
     const f = this.current(msg.formation);
     if (!f?.trainer) return;
-    const B = f.config.train.batchSize;
-    // This worker's shard of the global batch: sequences [rank·B, (rank+1)·B) after the step's position.
-    const batch = f.data.reader.read({ epoch: msg.epoch, offset: msg.offset }, f.rank * B, B);
     const reducer: GradientReducer = { worldSize: f.worldSize, reduce: async (g) => void (await f.ring.allReduce(g, 'mean')) };
     try {
-      const r = await f.trainer.step(batch, msg.lr, reducer);
+      let r;
+      if (f.trainer instanceof ClassifierTrainer && f.task) {
+        // Fine-tuning: the global batch is positions [offset, offset + batchSize) of the epoch's order; this rank takes its slice.
+        const t = f.task;
+        if (t.order?.epoch !== msg.epoch) t.order = { epoch: msg.epoch, order: epochOrder(t.ctx.train.count, msg.epoch, t.spec.orderSeed) };
+        const b = t.spec.batchSize / f.worldSize;
+        const start = msg.offset + f.rank * b;
+        r = await f.trainer.step(takeBatch(t.ctx.train, t.order.order.subarray(start, start + b)), msg.lr, reducer);
+      } else if (f.trainer instanceof MlmTrainer && f.data) {
+        // Pretraining: this worker's shard of the global batch, sequences [rank·B, (rank+1)·B) after the step's position.
+        const B = f.config.train.batchSize;
+        r = await f.trainer.step(f.data.reader.read({ epoch: msg.epoch, offset: msg.offset }, f.rank * B, B), msg.lr, reducer);
+      } else {
+        return;
+      }
       this.conn!.send(M.StepDone, { formation: f.id, step: msg.step, loss: r.loss, gradNorm: r.gradNorm, computeMs: r.computeMs, reduceMs: r.reduceMs, applyMs: r.applyMs });
     } catch (e) {
       if (!(e instanceof RingError)) throw e;

@@ -1,7 +1,8 @@
 /**
  * `ttc evaluate --sweep runs/<id>`: the distributed compression + evaluation step of a sweep. It is
- * the coordinator of a job queue: workers (`ttc worker`, or `ttc local --evaluate`) fine-tune every
- * pretrained member on the classification task, then evaluate every (member × compression cell).
+ * the coordinator of the workers (`ttc worker`, or `ttc local --evaluate`): they fine-tune every
+ * pretrained member on the classification task data-parallel (a ring of all workers), then run a
+ * job queue that evaluates every (member × compression cell), one cell per worker at a time.
  * Results are saved as they arrive (finetuned/*.safetensors, cells.jsonl), so a killed step
  * continues where it stopped; a job lost with its worker runs again elsewhere. At the end it writes
  * the report with the accuracy-vs-memory part filled.
@@ -23,6 +24,7 @@ import type { Cell } from '../../shared/report/types.ts';
 import { WorkerRegistry } from '../registry.ts';
 import { runJobs, type JobRequest } from '../jobs.ts';
 import { pretrainingReportData, type MemberResult } from './sweep.ts';
+import { finetuneDistributed } from '../finetune.ts';
 
 export const evaluateUsage = `ttc evaluate --sweep runs/<id> [--host H] [--port P]
 
@@ -85,21 +87,14 @@ export async function evaluateSweep(sweepDir: string, sweep: SweepConfig, reg: W
     return { m, config, id: config.runId, pretrained: loadCheckpoint(last, layout).weights, ftFile: path.join(ftDir, `${config.runId}.safetensors`) };
   });
 
-  // Phase 1: fine-tune every member (one job each).
-  const ftJobs: JobRequest[] = memberInfo
-    .filter((x) => !fs.existsSync(x.ftFile))
-    .map((x) => ({ id: `finetune/${x.id}`, kind: 'finetune', spec: { config: x.config, classificationSeed: seed, eval: selection, finetune: { ...evaluation.finetune, seed } }, inputs: { pretrained: x.pretrained } }));
-  log.info(`fine-tuning ${ftJobs.length} member(s) (${memberInfo.length - ftJobs.length} already done)`);
-  await runJobs(reg, ftJobs, {
-    ...jobOpts,
-    onOutcome: (o) => {
-      const x = memberInfo.find((i) => `finetune/${i.id}` === o.id)!;
-      if (!o.ok) return void failures.push(`${o.id}: ${o.errors.join('; ')}`);
-      const r = o.result as { trainLoss: number; devAccuracy: number };
-      writeFileAtomic(x.ftFile, encodeSafetensors({ weights: { dtype: 'F32', shape: [o.outputs.finetuned.length], data: o.outputs.finetuned } }, { trainLoss: String(r.trainLoss), devAccuracy: String(r.devAccuracy), worker: o.worker ?? '' }));
-      log.info(`fine-tuned ${x.id}: dev accuracy ${(100 * r.devAccuracy).toFixed(1)}%`);
-    },
-  }, log);
+  // Phase 1: fine-tune every member, data-parallel on all connected workers.
+  const todo = memberInfo.filter((x) => !fs.existsSync(x.ftFile));
+  log.info(`fine-tuning ${todo.length} member(s) (${memberInfo.length - todo.length} already done)`);
+  for (const x of todo) {
+    const r = await finetuneDistributed(reg, { config: x.config, pretrained: x.pretrained, classificationSeed: seed, selection, opts: { ...evaluation.finetune, seed }, label: x.id, timeoutMs: sweep.base.dist.stepTimeoutSeconds * 1000, waitForWorkersSeconds: jobOpts.waitForWorkersSeconds }, log);
+    writeFileAtomic(x.ftFile, encodeSafetensors({ weights: { dtype: 'F32', shape: [r.weights.length], data: r.weights } }, { trainLoss: String(r.trainLoss), devAccuracy: String(r.devAccuracy), workers: String(r.workers) }));
+    log.info(`fine-tuned ${x.id} on ${r.workers} worker(s): dev accuracy ${(100 * r.devAccuracy).toFixed(1)}%, train loss ${r.trainLoss.toFixed(4)}`);
+  }
 
   // Phase 2: every (member × cell) not yet in cells.jsonl.
   const done = readCells(cellsFile);

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import WebSocket, { WebSocketServer } from 'ws';
 import { clientProof, newNonce, normalizeSecret, proofsEqual, serverProof, type SecretInput } from '../auth.ts';
 import {
@@ -57,7 +58,7 @@ export class PeerServer<In extends MessageDef = MessageDef> {
   private closed = false;
   constructor(
     private readonly wss: WebSocketServer,
-    private readonly https: HttpsServer | HttpServer | undefined,
+    private readonly https: HttpsServer | HttpServer,
     readonly host: string,
     readonly port: number,
     readonly tls: boolean,
@@ -75,7 +76,8 @@ export class PeerServer<In extends MessageDef = MessageDef> {
     for (const c of this.connections) c.close(CloseCode.GOING_AWAY, 'server shutting down');
     for (const ws of this.wss.clients) ws.terminate();
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));
-    if (this.https) await new Promise<void>((resolve) => this.https!.close(() => resolve()));
+    this.https.closeAllConnections();
+    await new Promise<void>((resolve) => this.https.close(() => resolve()));
     for (const c of this.connections) c.terminate();
   }
 }
@@ -89,45 +91,49 @@ export async function listen<In extends MessageDef>(opts: ListenOptions<In>): Pr
   const handshakeTimeoutMs = opts.handshakeTimeoutMs ?? DEFAULTS.handshakeTimeoutMs;
   const maxPending = opts.maxPendingHandshakes ?? DEFAULTS.maxPendingHandshakes;
 
-  let https: HttpsServer | HttpServer | undefined;
-  let wss: WebSocketServer;
-  const wsOpts = { maxPayload, perMessageDeflate: false, clientTracking: true, skipUTF8Validation: false };
-  if (opts.tls) {
-    https = createHttpsServer({
+  // Always our own HTTP(S) server: plain requests go to `opts.http` (health checks) or get 426 and
+  // a closed connection, and clients that never finish their request headers are dropped after
+  // the handshake timeout (slowloris), instead of Node's 60 s/300 s defaults.
+  const httpOpts = {
+    headersTimeout: handshakeTimeoutMs,
+    requestTimeout: Math.max(handshakeTimeoutMs, 30_000),
+    keepAliveTimeout: 2000,
+    connectionsCheckingInterval: Math.max(250, Math.min(2000, Math.floor(handshakeTimeoutMs / 2))),
+  };
+  const onRequest = opts.http ?? ((_req: IncomingMessage, res: ServerResponse) => {
+    res.writeHead(426, { Connection: 'close', 'Content-Type': 'text/plain' });
+    res.end('ttc: WebSocket upgrade required\n');
+  });
+  const https: HttpsServer | HttpServer = opts.tls
+    ? createHttpsServer({
+      ...httpOpts,
       cert: readFileSync(opts.tls.cert),
       key: readFileSync(opts.tls.key),
       ...(opts.tls.ca ? { ca: readFileSync(opts.tls.ca) } : {}),
       requestCert: opts.tls.requestClientCert ?? false,
       rejectUnauthorized: opts.tls.requestClientCert ?? false,
-    });
-    https.on('tlsClientError', (err, socket) => {
+    }, onRequest)
+    : createHttpServer(httpOpts, onRequest);
+  if (opts.tls) {
+    https.on('tlsClientError', (err: Error, socket: { remoteAddress?: string; remotePort?: number }) => {
       log(`TLS handshake failed from ${remoteOf(socket)}: ${err.message}`);
     });
-    if (opts.http) https.on('request', opts.http);
-    wss = new WebSocketServer({ ...wsOpts, server: https });
-    await new Promise<void>((resolve, reject) => {
-      https!.once('error', reject);
-      https!.listen(opts.port ?? 0, host, () => { https!.off('error', reject); resolve(); });
-    });
-  } else if (opts.http) {
-    https = createHttpServer(opts.http);
-    wss = new WebSocketServer({ ...wsOpts, server: https });
-    await new Promise<void>((resolve, reject) => {
-      https!.once('error', reject);
-      https!.listen(opts.port ?? 0, host, () => { https!.off('error', reject); resolve(); });
-    });
-  } else {
-    wss = new WebSocketServer({ ...wsOpts, host, port: opts.port ?? 0 });
-    await new Promise<void>((resolve, reject) => {
-      wss.once('error', reject);
-      wss.once('listening', () => { wss.off('error', reject); resolve(); });
-    });
   }
+  https.on('clientError', (err: Error & { code?: string }, socket: Duplex) => {
+    log(`dropped a malformed HTTP request from ${remoteOf(socket as unknown as { remoteAddress?: string; remotePort?: number })}: ${err.code ?? err.message}`);
+    socket.destroy();
+  });
+  const wss = new WebSocketServer({ maxPayload, perMessageDeflate: false, clientTracking: true, server: https });
+  await new Promise<void>((resolve, reject) => {
+    https.once('error', reject);
+    https.listen(opts.port ?? 0, host, () => { https.off('error', reject); resolve(); });
+  });
+  https.on('error', (err) => log(`server error: ${err.message}`));
   wss.on('error', (err) => log(`server error: ${err.message}`));
   wss.on('wsClientError', (err, socket) => {
     log(`rejected an invalid WebSocket upgrade from ${remoteOf(socket as unknown as { remoteAddress?: string; remotePort?: number })}: ${err.message}`);
   });
-  const port = ((https ?? wss).address() as AddressInfo).port;
+  const port = (https.address() as AddressInfo).port;
   const server = new PeerServer<In>(wss, https, host, port, !!opts.tls);
   let pending = 0;
 

@@ -40,7 +40,7 @@ export const StepFailed = defineMessage('coord.step-failed', {
   failedRank: v.optional(u32()),
 });
 export const Calibrated = defineMessage('coord.calibrated', { formation: u32(), seconds: finite() });
-export const EvalDone = defineMessage('coord.eval-done', { formation: u32(), step: u32(), loss: finite(), unigramEntropy: finite() });
+export const EvalDone = defineMessage('coord.eval-done', { formation: u32(), step: u32(), loss: finite(), unigramEntropy: v.optional(finite()), accuracy: v.optional(finite()) });
 export const ParamHash = defineMessage('coord.param-hash', { formation: u32(), step: u32(), hash: shortString(64) });
 export const StatePart = defineMessage('coord.state-part', {
   formation: u32(),
@@ -59,6 +59,9 @@ export const Assign = defineMessage('coord.assign', {
   ringId: shortString(128),
   /** the resolved run config, JSON */
   config: json(),
+  /** what the ring trains: MLM pretraining (default) or classification fine-tuning (spec JSON) */
+  task: v.optional(v.picklist(['mlm', 'classify'])),
+  taskSpec: v.optional(json()),
 });
 export const RingConnect = defineMessage('coord.ring-connect', { formation: u32(), host: host(), port: u32() });
 export const LoadPart = defineMessage('coord.load-part', { formation: u32(), kind: stateKind(), offset: u32(), data: float32Array(STATE_PART_FLOATS) });
