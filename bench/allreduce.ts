@@ -5,8 +5,10 @@
  *   node --import tsx bench/allreduce.ts --quick    # N = 2,4 × 1,16 MiB, 3 reps
  *   options: --ranks 2,3,4  --sizes 1,16,64 (MiB)  --reps 5  --segment 1048576 (bytes)  --json out.json
  *
- * Per repetition all ranks first meet in a 1-element all-reduce (a barrier), then time the real
- * one; the collective's time is the slowest rank's; tables show medians over repetitions.
+ * For each N the ring, the star and the raw-TCP ring run side by side (all processes up at once)
+ * and their repetitions alternate, so all three see the same machine; the raw TCP pair runs
+ * between them too. Per repetition all ranks first meet in a 1-element all-reduce (a barrier),
+ * then time the real one; the collective's time is the slowest rank's; tables show medians.
  * busbw = 2(N−1)/N × bytes / time (the per-link bandwidth a bandwidth-optimal algorithm needs).
  * Raw TCP: one process streams 64 MiB to another over a plain `net` socket, same machine, same run.
  * Raw TCP ring: N processes each stream 2(N−1)/N × bytes to the next over plain sockets at once —
@@ -35,39 +37,34 @@ const MiB = 1 << 20;
 const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2; };
 const fmt = (x: number, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : '-');
 
-async function rawTcp(bytes: number, n: number): Promise<number[]> {
+/** A pair of processes streaming over a plain `net` socket; `run()` times one 64 MiB transfer. */
+async function rawTcpPair(): Promise<{ run: (bytes: number) => Promise<number>; stop: () => void }> {
   const a = spawnWorker('tcp receiver');
   const b = spawnWorker('tcp sender');
-  try {
-    const { port } = await a.request({ cmd: 'tcp-listen' }, 'tcp-port', 30_000);
-    const { times } = await b.request({ cmd: 'tcp-send', port, bytes, reps: n + 1 }, 'tcp-done', 120_000);
-    return times.slice(1).map((ms) => bytes / 1e6 / (ms / 1e3)); // MB/s, first transfer is warm-up
-  } finally {
-    a.kill(); b.kill();
-  }
+  const { port } = await a.request({ cmd: 'tcp-listen' }, 'tcp-port', 30_000);
+  return {
+    // a fresh connection per transfer is fine: 64 MiB dwarfs the connect
+    run: async (bytes) => {
+      const { times } = await b.request({ cmd: 'tcp-send', port, bytes, reps: 2 }, 'tcp-done', 120_000);
+      return bytes / 1e6 / (times[1]! / 1e3); // MB/s of the second (warm) transfer
+    },
+    stop: () => { a.kill(); b.kill(); },
+  };
 }
 
-/** The ring's traffic pattern over plain sockets: each rank streams 2(N−1)/N × bytes to its successor. */
-async function rawTcpRing(N: number, sizes: number[], n: number): Promise<Map<number, number>> {
+/** The ring's traffic over plain sockets: each rank streams 2(N−1)/N × bytes to its successor. */
+async function rawTcpRing(N: number): Promise<{ run: (size: number) => Promise<number>; stop: () => void }> {
   const procs = Array.from({ length: N }, (_, r) => spawnWorker(`tcp ring ${r}`));
-  const out = new Map<number, number>();
-  try {
-    const ports = await Promise.all(procs.map((p) => p.request({ cmd: 'tcpring-listen' }, 'tcpring-ready', 30_000)));
-    await Promise.all(procs.map((p, r) => p.request({ cmd: 'tcpring-connect', port: ports[(r + 1) % N]!.port! }, 'tcpring-ready', 30_000)));
-    for (const size of sizes) {
+  const ports = await Promise.all(procs.map((p) => p.request({ cmd: 'tcpring-listen' }, 'tcpring-ready', 30_000)));
+  await Promise.all(procs.map((p, r) => p.request({ cmd: 'tcpring-connect', port: ports[(r + 1) % N]!.port! }, 'tcpring-ready', 30_000)));
+  return {
+    run: async (size) => {
       const bytes = Math.round(((2 * (N - 1)) / N) * size * MiB);
-      const times: number[] = [];
-      for (let i = 0; i < n + 1; i++) {
-        const res = await Promise.all(procs.map((p) => p.request({ cmd: 'tcpring-run', bytes }, 'tcpring-done', 120_000)));
-        if (i > 0) times.push(Math.max(...res.map((x) => x.ms)));
-      }
-      out.set(size, median(times));
-      process.stderr.write(`  raw TCP ring N=${N} ${size} MiB: ${fmt(median(times), 1)} ms\n`);
-    }
-  } finally {
-    for (const p of procs) p.kill();
-  }
-  return out;
+      const res = await Promise.all(procs.map((p) => p.request({ cmd: 'tcpring-run', bytes }, 'tcpring-done', 120_000)));
+      return Math.max(...res.map((x) => x.ms));
+    },
+    stop: () => { for (const p of procs) p.kill(); },
+  };
 }
 
 interface Row {
@@ -76,51 +73,71 @@ interface Row {
   breakdown: { waitMs: number; addMs: number; encodeMs: number; decodeMs: number; sendMs: number; totalMs: number; cpuUserMs: number; cpuSystemMs: number };
 }
 
-async function measure(kind: 'ring' | 'star', N: number, sizes: number[]): Promise<Row[]> {
-  const procs: WorkerProc[] = await startGroup({ kind, worldSize: N, secret, segmentBytes, timeoutMs: 30_000 });
-  const rows: Row[] = [];
-  try {
-    for (const size of sizes) {
-      const length = (size * MiB) / 4;
-      const res = await Promise.all(procs.map((p) => p.request({ cmd: 'reduce', length, op: 'sum', reps, warmup: 1, barrier: true, input: 'constant' }, 'reduced', 180_000)));
-      const perRep = res[0]!.times.map((_, i) => Math.max(...res.map((r) => r.times[i]!)));
-      const ms = median(perRep);
-      const bytes = size * MiB;
-      const avg = (f: (s: AllReduceStats) => number) => median(res.flatMap((r) => r.stats.map(f)).filter(Number.isFinite));
-      rows.push({
-        kind, N, MiB: size, ms, msAll: perRep,
-        algbw: bytes / 1e6 / (ms / 1e3), busbw: ((2 * (N - 1)) / N) * (bytes / 1e6 / (ms / 1e3)),
-        breakdown: {
-          totalMs: avg((s) => s.totalMs), waitMs: avg((s) => s.waitMs), addMs: avg((s) => s.addMs),
-          encodeMs: avg((s) => s.encodeMs), decodeMs: avg((s) => s.decodeMs), sendMs: avg((s) => s.sendMs),
-          cpuUserMs: avg((s) => s.cpuUserMs), cpuSystemMs: avg((s) => s.cpuSystemMs),
-        },
-      });
-      process.stderr.write(`  ${kind} N=${N} ${size} MiB: ${fmt(ms, 1)} ms (reps ${perRep.map((x) => fmt(x)).join(' ')})\n`);
-    }
-  } finally {
-    await stopGroup(procs);
-  }
-  return rows;
+/** One timed all-reduce on every rank (after a 1-element barrier); returns the slowest rank's time and all stats. */
+async function collective(procs: WorkerProc[], size: number): Promise<{ ms: number; stats: AllReduceStats[] }> {
+  const length = (size * MiB) / 4;
+  const res = await Promise.all(procs.map((p) => p.request({ cmd: 'reduce', length, op: 'sum', reps: 1, barrier: true, input: 'constant' }, 'reduced', 180_000)));
+  return { ms: Math.max(...res.map((r) => r.times[0]!)), stats: res.map((r) => r.stats[0]!) };
+}
+
+function row(kind: 'ring' | 'star', N: number, size: number, times: number[], stats: AllReduceStats[]): Row {
+  const ms = median(times);
+  const bytes = size * MiB;
+  const med = (f: (s: AllReduceStats) => number) => median(stats.map(f).filter(Number.isFinite));
+  return {
+    kind, N, MiB: size, ms, msAll: times,
+    algbw: bytes / 1e6 / (ms / 1e3), busbw: ((2 * (N - 1)) / N) * (bytes / 1e6 / (ms / 1e3)),
+    breakdown: {
+      totalMs: med((s) => s.totalMs), waitMs: med((s) => s.waitMs), addMs: med((s) => s.addMs),
+      encodeMs: med((s) => s.encodeMs), decodeMs: med((s) => s.decodeMs), sendMs: med((s) => s.sendMs),
+      cpuUserMs: med((s) => s.cpuUserMs), cpuSystemMs: med((s) => s.cpuSystemMs),
+    },
+  };
 }
 
 const t0 = performance.now();
 process.stderr.write(`all-reduce benchmark: ranks ${ranks.join(',')}, sizes ${sizesMiB.join(',')} MiB, ${reps} reps, segment ${segmentBytes} B\n`);
-const tcpBefore = await rawTcp(64 * MiB, 3);
-process.stderr.write(`  raw TCP: ${tcpBefore.map((x) => fmt(x)).join(' ')} MB/s\n`);
 const rows: Row[] = [];
 const tcpRingMs = new Map<string, number>();
-for (const N of ranks) {
-  rows.push(...(await measure('ring', N, sizesMiB)));
-  rows.push(...(await measure('star', N, sizesMiB)));
-  for (const [size, ms] of await rawTcpRing(N, sizesMiB, reps)) tcpRingMs.set(`${N}/${size}`, ms);
+const tcpRates: number[] = [];
+const pair = await rawTcpPair();
+try {
+  for (const N of ranks) {
+    // all contenders up at once; repetitions alternate between them so they see the same machine
+    const ring = await startGroup({ kind: 'ring', worldSize: N, secret, segmentBytes, timeoutMs: 30_000 });
+    const star = await startGroup({ kind: 'star', worldSize: N, secret, segmentBytes, timeoutMs: 30_000 });
+    const tcpRing = await rawTcpRing(N);
+    try {
+      for (const size of sizesMiB) {
+        await collective(ring, size); // warm-up
+        await collective(star, size);
+        await tcpRing.run(size);
+        const rt: number[] = [], st: number[] = [], tt: number[] = [];
+        const rs: AllReduceStats[] = [], ss: AllReduceStats[] = [];
+        for (let i = 0; i < reps; i++) {
+          const r = await collective(ring, size); rt.push(r.ms); rs.push(...r.stats);
+          const s = await collective(star, size); st.push(s.ms); ss.push(...s.stats);
+          tt.push(await tcpRing.run(size));
+          if (size === sizesMiB[sizesMiB.length - 1]) tcpRates.push(await pair.run(64 * MiB));
+        }
+        rows.push(row('ring', N, size, rt, rs), row('star', N, size, st, ss));
+        tcpRingMs.set(`${N}/${size}`, median(tt));
+        process.stderr.write(`  N=${N} ${size} MiB: ring ${rt.map((x) => fmt(x)).join(' ')} | star ${st.map((x) => fmt(x)).join(' ')} | raw TCP ring ${tt.map((x) => fmt(x)).join(' ')} ms\n`);
+      }
+    } finally {
+      tcpRing.stop();
+      await stopGroup(ring);
+      await stopGroup(star);
+    }
+  }
+} finally {
+  pair.stop();
 }
-const tcpAfter = await rawTcp(64 * MiB, 3);
-process.stderr.write(`  raw TCP: ${tcpAfter.map((x) => fmt(x)).join(' ')} MB/s\n`);
-const tcp = median([...tcpBefore, ...tcpAfter]);
+process.stderr.write(`  raw TCP: ${tcpRates.map((x) => fmt(x)).join(' ')} MB/s\n`);
+const tcp = median(tcpRates);
 
 const lines: string[] = [];
-lines.push(`raw TCP (2 processes, 64 MiB over net.Socket): median ${fmt(tcp)} MB/s  [${[...tcpBefore, ...tcpAfter].map((x) => fmt(x)).join(', ')}]`);
+lines.push(`raw TCP (2 processes, 64 MiB over net.Socket, measured between the repetitions): median ${fmt(tcp)} MB/s, range ${fmt(Math.min(...tcpRates))}–${fmt(Math.max(...tcpRates))}`);
 lines.push('');
 lines.push('| N | size MiB | ring ms | ring busbw MB/s | star ms | star busbw MB/s | ring/star time | ring busbw / raw TCP | N × ring busbw / raw TCP | raw TCP ring ms | ring / raw TCP ring time | ring rank time: add / encode / decode / send / other JS / kernel / idle (%) |');
 lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|');
@@ -138,4 +155,4 @@ for (const N of ranks) {
 lines.push('');
 lines.push(`segment ${segmentBytes} B, ${reps} reps (median, collective time = slowest rank), machine: ${(await import('node:os')).cpus().length} cores, node ${process.version}; total ${fmt((performance.now() - t0) / 1000, 1)} s`);
 console.log(lines.join('\n'));
-if (jsonOut) writeFileSync(jsonOut, JSON.stringify({ tcp: [...tcpBefore, ...tcpAfter], rows, segmentBytes, reps }, null, 2));
+if (jsonOut) writeFileSync(jsonOut, JSON.stringify({ tcp: tcpRates, tcpRingMs: Object.fromEntries(tcpRingMs), rows, segmentBytes, reps }, null, 2));

@@ -21,7 +21,12 @@ import { fetchState, formRing, loadState, type Collect } from './ring-formation.
 
 export interface DistributedFinetune {
   config: Config;
-  pretrained: Float32Array;
+  /** start from a pretrained MLM model (encoder copied, head drawn from the seed) … */
+  pretrained?: Float32Array;
+  /** … or from classifier weights (rounds of iterative pruning) */
+  initial?: Float32Array;
+  /** pruning mask (classifier layout, 1 = keep) held through the fine-tuning */
+  mask?: Uint8Array;
   classificationSeed: number;
   selection: EvalSelection;
   opts: { steps: number; batchSize: number; lr: number; warmupFraction: number; seed: number };
@@ -37,7 +42,8 @@ export async function finetuneDistributed(reg: WorkerRegistry, job: DistributedF
   const { config, opts } = job;
   const mlmLayout = paramLayout(config.model);
   const clsLayout = paramLayout(config.model, { kind: 'classifier', numClasses: NUM_CLASSES });
-  const initial = classifierWeightsFrom(mlmLayout, job.pretrained, clsLayout, deriveSeed(opts.seed, 1), config.model.initStd);
+  const initial = job.initial ?? classifierWeightsFrom(mlmLayout, job.pretrained!, clsLayout, deriveSeed(opts.seed, 1), config.model.initStd);
+  if (job.mask) for (let i = 0; i < initial.length; i++) if (job.mask[i] === 0) initial[i] = 0;
   const errors: string[] = [];
   for (let attempt = 1; attempt <= 3; attempt++) {
     const all = await reg.waitFor(1, job.waitForWorkersSeconds);
@@ -57,7 +63,7 @@ export async function finetuneDistributed(reg: WorkerRegistry, job: DistributedF
       const ready = await formRing(reg, collect, members, { formation, ringId: `${job.label}/f${formation}`, config: JSON.stringify(config), task: { kind: 'classify', spec: JSON.stringify(spec) }, setupTimeoutMs: Math.max(job.timeoutMs, 180_000), timeoutMs: job.timeoutMs }, log);
       const count = [...ready.values()][0].trainSequences;
       if (opts.batchSize > count) throw new Error(`fine-tuning batch ${opts.batchSize} exceeds the ${count} training examples`);
-      loadState(reg, members, formation, { weights: initial, m: new Float32Array(initial.length), v: new Float32Array(initial.length), adamT: 0 });
+      loadState(reg, members, formation, { weights: initial, m: new Float32Array(initial.length), v: new Float32Array(initial.length), adamT: 0, mask: job.mask });
       const warm = warmupSteps(opts.steps, opts.warmupFraction);
       const tail = Math.max(1, Math.round(opts.steps / 10));
       let tailLoss = 0;

@@ -40,8 +40,10 @@ export async function formRing(reg: WorkerRegistry, collect: Collect, members: W
 }
 
 /** Sends every member the same weights and optimizer state (one source of truth). */
-export function loadState(reg: WorkerRegistry, members: WorkerEntry[], formation: number, s: { weights: Float32Array; m: Float32Array; v: Float32Array; adamT: number }): void {
-  for (const [kind, arr] of [['weights', s.weights], ['m', s.m], ['v', s.v]] as const) {
+export function loadState(reg: WorkerRegistry, members: WorkerEntry[], formation: number, s: { weights: Float32Array; m: Float32Array; v: Float32Array; adamT: number; mask?: Uint8Array }): void {
+  const parts: Array<['weights' | 'm' | 'v' | 'mask', Float32Array]> = [['weights', s.weights], ['m', s.m], ['v', s.v]];
+  if (s.mask) parts.push(['mask', Float32Array.from(s.mask)]);
+  for (const [kind, arr] of parts) {
     for (let off = 0; off < arr.length; off += M.STATE_PART_FLOATS) {
       const data = arr.subarray(off, Math.min(arr.length, off + M.STATE_PART_FLOATS));
       reg.broadcast(members, M.LoadPart, () => ({ formation, kind, offset: off, data }));

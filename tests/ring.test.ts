@@ -245,7 +245,7 @@ test.serial('process ring N=3: a stalled (SIGSTOP) peer is named after the timeo
     t.truthy(err, `rank ${r} should reject`);
     t.is(err!.event?.failedRank, 1, `rank ${r}: ${err!.message}`);
     t.regex(err!.message, /rank 1 \(127\.0\.0\.1:\d+\)/);
-    t.true(elapsed >= timeoutMs * 0.9 && elapsed < timeoutMs + 4000, `rank ${r} took ${elapsed} ms`);
+    t.true(elapsed >= timeoutMs * 0.5 && elapsed < timeoutMs + 4000, `rank ${r} took ${elapsed} ms`);
   }
   procs[1]!.kill('SIGCONT');
 });

@@ -6,7 +6,7 @@
  */
 import { resolveConfig } from '../shared/config/load.ts';
 import type { Config } from '../shared/config/schema.ts';
-import { evaluateCell, loadEvalContext, type CellSpec, type EvalContext, type RoundFinetuneOptions } from '../shared/eval/index.ts';
+import { evaluateCell, evaluateTrained, loadEvalContext, type CellSpec, type EvalContext, type RoundFinetuneOptions, type RoundResult } from '../shared/eval/index.ts';
 import type { Blobs } from '../shared/protocol/blobs.ts';
 
 export interface EvalSelection {
@@ -22,6 +22,8 @@ export interface CellJobSpec {
   cell: CellSpec;
   seed: number;
   finetune: RoundFinetuneOptions;
+  /** cell-trained: the iterative-pruning rounds already run */
+  rounds?: RoundResult[];
 }
 
 export interface JobOutput {
@@ -50,6 +52,12 @@ export class JobRunner {
   async run(kind: string, specJson: string, blobs: Blobs, ensureBackend: (c: Config) => Promise<unknown>): Promise<JobOutput> {
     const spec = JSON.parse(specJson) as CellJobSpec;
     const ctx = await this.context(spec.config, spec.classificationSeed, spec.eval ?? {}, ensureBackend);
+    if (kind === 'cell-trained') {
+      // Iterative pruning whose rounds were fine-tuned data-parallel: measure the trained weights.
+      const mask = blobs.mask ? Uint8Array.from(blobs.mask) : undefined;
+      const r = await evaluateTrained(ctx, need(blobs, 'trained'), mask, need(blobs, 'pretrained'), spec.cell, {}, spec.rounds);
+      return { result: r, blobs: {} };
+    }
     if (kind === 'cell') {
       const r = await evaluateCell(ctx, need(blobs, 'finetuned'), need(blobs, 'pretrained'), spec.cell, { seed: spec.seed, finetune: spec.finetune });
       return { result: { ...r, artifacts: undefined }, blobs: {} };

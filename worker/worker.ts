@@ -58,7 +58,7 @@ interface Formation {
   config: Config;
   layout: ParamLayout;
   ring: Ring;
-  load: { weights: Float32Array; m: Float32Array; v: Float32Array };
+  load: { weights: Float32Array; m: Float32Array; v: Float32Array; mask?: Float32Array };
   /** what this ring trains: MLM pretraining on `data`, or fine-tuning on `task` */
   data?: TrainingData;
   task?: { ctx: EvalContext; spec: ClassifyTaskSpec; order?: { epoch: number; order: Int32Array } };
@@ -168,7 +168,8 @@ export class Worker {
       case 'coord.load-part': {
         const f = this.current(msg.formation);
         if (!f) return;
-        const target = msg.kind === 'weights' ? f.load.weights : msg.kind === 'm' ? f.load.m : f.load.v;
+        if (msg.kind === 'mask') f.load.mask ??= new Float32Array(f.layout.total);
+        const target = msg.kind === 'mask' ? f.load.mask! : f.load[msg.kind];
         if (msg.offset + msg.data.length > target.length) throw new Error(`load-part ${msg.kind} [${msg.offset}, +${msg.data.length}) is outside the model (${target.length})`);
         target.set(msg.data, msg.offset);
         return;
@@ -183,6 +184,7 @@ export class Worker {
           ? new ClassifierTrainer(f.task.ctx.trainerOptions, f.task.ctx.numClasses, f.load.weights)
           : new MlmTrainer({ dims: modelDims(config), optimizer: config.optimizer, gradClipNorm: config.optimizer.gradClipNorm }, f.load.weights);
         f.trainer.optimizer.setState({ m: Float32Array.from(f.load.m), v: Float32Array.from(f.load.v), t: msg.adamT });
+        if (f.load.mask) f.trainer.setMask(Uint8Array.from(f.load.mask));
         return;
       }
       case 'coord.step':

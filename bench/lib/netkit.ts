@@ -186,23 +186,26 @@ export function selfSignedCert(): { cert: string; key: string; dir: string } | u
 }
 
 /**
- * Raw TCP garbage (not even HTTP) at `port`: random bytes, a truncated upgrade request, a bogus
- * upgrade. Resolves true when the server closed the socket within `timeoutMs`.
+ * Raw TCP garbage (not even HTTP) at `port`: random bytes, an upgrade request without a key, an
+ * upgrade that never sends a frame, a plain POST. Resolves with whether the server closed the
+ * socket within `timeoutMs`.
  */
-export function rawTcpGarbage(port: number, rng: Rng, timeoutMs = 3000): Promise<boolean> {
+export function rawTcpGarbage(port: number, rng: Rng, timeoutMs = 3000): Promise<{ kind: string; closed: boolean }> {
+  const variants: [string, () => Buffer][] = [
+    ['random', () => rng.bytes(1 + rng.int(2000))],
+    ['upgrade-no-key', () => Buffer.from('GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n')],
+    ['upgrade-then-silence', () => Buffer.from('GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n')],
+    ['post', () => Buffer.concat([Buffer.from('POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n'), rng.bytes(5)])],
+    ['partial', () => Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n')],
+  ];
+  const [kind, make] = rng.pick(variants);
+  const data = make();
   return new Promise((resolve) => {
     const sock = net.connect(port, '127.0.0.1');
-    const timer = setTimeout(() => { sock.destroy(); resolve(false); }, timeoutMs);
+    const timer = setTimeout(() => { sock.destroy(); resolve({ kind, closed: false }); }, timeoutMs);
     sock.on('error', () => {});
-    sock.on('close', () => { clearTimeout(timer); resolve(true); });
-    sock.on('connect', () => {
-      const variants = [
-        () => rng.bytes(1 + rng.int(2000)),
-        () => Buffer.from('GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n'),
-        () => Buffer.from('GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ' + rng.bytes(8).toString('hex') + '\r\nSec-WebSocket-Version: 13\r\n\r\n'),
-        () => Buffer.concat([Buffer.from('POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n'), rng.bytes(5)]),
-      ];
-      sock.end(rng.pick(variants)());
-    });
+    sock.on('close', () => { clearTimeout(timer); resolve({ kind, closed: true }); });
+    sock.resume(); // read (and drop) the answer, so the server's FIN is seen
+    sock.on('connect', () => sock.write(data));
   });
 }

@@ -18,7 +18,10 @@ import { createLogger, type Logger } from '../../shared/run/log.ts';
 import { checkpointsDir, listCheckpointDirs, loadCheckpoint } from '../../shared/checkpoint/checkpoint.ts';
 import { decodeSafetensors, encodeSafetensors } from '../../shared/checkpoint/safetensors.ts';
 import { paramLayout } from '../../shared/model/spec.ts';
-import { cellLabel, compressionGrid, toReportCell, type CellResult, type CellSpec } from '../../shared/eval/cells.ts';
+import { cellLabel, compressionGrid, toReportCell, type CellResult, type CellSpec, type RoundResult } from '../../shared/eval/cells.ts';
+import { deriveSeed } from '../../shared/eval/finetune.ts';
+import { applyMask, globalMagnitudeMask, iterativeSchedule } from '../../shared/compress/index.ts';
+import { NUM_CLASSES } from '../../shared/data/classification.ts';
 import { writeReport } from '../../shared/report/write.ts';
 import type { Cell } from '../../shared/report/types.ts';
 import { WorkerRegistry } from '../registry.ts';
@@ -105,7 +108,28 @@ export async function evaluateSweep(sweepDir: string, sweep: SweepConfig, reg: W
     for (const spec of grid) {
       const key = cellKey(x.id, spec);
       if (done.has(key)) continue;
-      cellJobs.push({ id: `cell/${key}`, kind: 'cell', spec: { config: x.config, classificationSeed: seed, eval: selection, cell: spec, seed, finetune: evaluation.finetune }, inputs: { pretrained: x.pretrained, finetuned } });
+      const jobSpec = { config: x.config, classificationSeed: seed, eval: selection, cell: spec, seed, finetune: evaluation.finetune };
+      if (spec.method !== 'prune-iterative') {
+        cellJobs.push({ id: `cell/${key}`, kind: 'cell', spec: jobSpec, inputs: { pretrained: x.pretrained, finetuned } });
+        continue;
+      }
+      // Iterative pruning: prune here (a pure function of the weights), fine-tune each round
+      // data-parallel with the mask held, then measure the result as a job.
+      const clsLayout = paramLayout(x.config.model, { kind: 'classifier', numClasses: NUM_CLASSES });
+      const trained = Float32Array.from(finetuned);
+      let mask: Uint8Array | undefined;
+      const rounds: RoundResult[] = [];
+      const targets = iterativeSchedule(spec.sparsity!, spec.rounds!);
+      let current: Float32Array = trained;
+      for (let r = 0; r < targets.length; r++) {
+        mask = globalMagnitudeMask(current, clsLayout, targets[r], { embeddings: spec.embeddings, previousMask: mask });
+        applyMask(current, mask);
+        const ft = await finetuneDistributed(reg, { config: x.config, initial: current, mask, classificationSeed: seed, selection, opts: { ...evaluation.finetune, steps: spec.stepsPerRound!, seed: deriveSeed(seed, 100 + r) }, label: `${key}/round-${r + 1}`, timeoutMs: sweep.base.dist.stepTimeoutSeconds * 1000, waitForWorkersSeconds: jobOpts.waitForWorkersSeconds }, log);
+        current = ft.weights;
+        rounds.push({ round: r + 1, sparsity: targets[r], trainLoss: ft.trainLoss, devAccuracy: ft.devAccuracy });
+      }
+      log.info(`iterative pruning ${key}: ${rounds.map((r) => `round ${r.round} sparsity ${r.sparsity.toFixed(3)} dev ${(100 * r.devAccuracy).toFixed(1)}%`).join(', ')}`);
+      cellJobs.push({ id: `cell/${key}`, kind: 'cell-trained', spec: { ...jobSpec, rounds }, inputs: { pretrained: x.pretrained, trained: current, mask: Float32Array.from(mask!) } });
     }
   }
   log.info(`evaluating ${cellJobs.length} compression cell(s) (${done.size} already done) on ${reg.size} worker(s)`);

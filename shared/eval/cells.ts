@@ -240,25 +240,7 @@ export async function evaluateCell(ctx: EvalContext, finetuned: Float32Array, pr
     }
   }
 
-  const file = encodeCompressed(trained, L, compressSpecOf(spec, mask, opts.metadata));
-  const sizes = compressedSizes(file, L);
-  const decoded = decodeCompressed(file, L);
-  const acc = await classifierAccuracy(ctx, decoded);
-  const valPerplexity = await mlmPerplexity(ctx, compressMlm(ctx, pretrainedMlm, spec));
-
-  const result: CellResult = {
-    spec: { ...spec },
-    level: cellLabel(spec),
-    bytesTotal: sizes.totalBytes,
-    bytesNonEmbedding: sizes.nonEmbeddingBytes,
-    devAccuracy: acc.dev,
-    testAccuracy: acc.test,
-    valPerplexity,
-  };
-  if (prunes(spec.method)) result.sparsity = sparsityOf(decoded, L, participatingKinds(pruneOpts));
-  if (rounds) result.rounds = rounds;
-  if (opts.returnArtifacts) result.artifacts = { file, decoded, trained, mask };
-  return result;
+  return evaluateTrained(ctx, trained, mask, pretrainedMlm, spec, opts, rounds);
 }
 
 /** A CellResult as a report row (shared/report/types.ts). `sparsity` is the cell's target. */
@@ -280,4 +262,42 @@ export function toReportCell(r: CellResult, ids: { sizeId: string; budgetId: str
   if (r.spec.sparsity !== undefined && prunes(r.spec.method)) cell.sparsity = r.spec.sparsity;
   if (ids.seed !== undefined) cell.seed = ids.seed;
   return cell;
+}
+
+
+/**
+ * The measuring half of a cell: encode the (already pruned / fine-tuned) weights with the cell's
+ * method, decode the file, evaluate what it holds. evaluateCell calls it after its own pruning and
+ * fine-tuning; the distributed evaluation step calls it after data-parallel iterative pruning.
+ */
+export async function evaluateTrained(
+  ctx: EvalContext,
+  trained: Float32Array,
+  mask: Uint8Array | undefined,
+  pretrainedMlm: Float32Array,
+  spec: CellSpec,
+  opts: Pick<EvaluateCellOptions, 'metadata' | 'returnArtifacts'>,
+  rounds?: RoundResult[],
+): Promise<CellResult> {
+  const L = ctx.clsLayout;
+  const pruneOpts = { embeddings: spec.embeddings };
+  const file = encodeCompressed(trained, L, compressSpecOf(spec, mask, opts.metadata));
+  const sizes = compressedSizes(file, L);
+  const decoded = decodeCompressed(file, L);
+  const acc = await classifierAccuracy(ctx, decoded);
+  const valPerplexity = await mlmPerplexity(ctx, compressMlm(ctx, pretrainedMlm, spec));
+
+  const result: CellResult = {
+    spec: { ...spec },
+    level: cellLabel(spec),
+    bytesTotal: sizes.totalBytes,
+    bytesNonEmbedding: sizes.nonEmbeddingBytes,
+    devAccuracy: acc.dev,
+    testAccuracy: acc.test,
+    valPerplexity,
+  };
+  if (prunes(spec.method)) result.sparsity = sparsityOf(decoded, L, participatingKinds(pruneOpts));
+  if (rounds) result.rounds = rounds;
+  if (opts.returnArtifacts) result.artifacts = { file, decoded, trained, mask };
+  return result;
 }

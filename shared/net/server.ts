@@ -131,7 +131,10 @@ export async function listen<In extends MessageDef>(opts: ListenOptions<In>): Pr
   https.on('error', (err) => log(`server error: ${err.message}`));
   wss.on('error', (err) => log(`server error: ${err.message}`));
   wss.on('wsClientError', (err, socket) => {
+    // with a listener, ws leaves closing the socket to us
     log(`rejected an invalid WebSocket upgrade from ${remoteOf(socket as unknown as { remoteAddress?: string; remotePort?: number })}: ${err.message}`);
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    setTimeout(() => socket.destroy(), 500).unref();
   });
   const port = (https.address() as AddressInfo).port;
   const server = new PeerServer<In>(wss, https, host, port, !!opts.tls);
@@ -161,7 +164,7 @@ export async function listen<In extends MessageDef>(opts: ListenOptions<In>): Pr
       } catch {
         ws.terminate();
       }
-      setTimeout(() => ws.terminate(), 2000).unref();
+      setTimeout(() => ws.terminate(), 1000).unref(); // a refused peer gets 1 s to read the reason
     };
     const who = () => (hello ? `${remote} (role=${hello.role}, name=${JSON.stringify(hello.name)})` : remote);
     const timer = setTimeout(() => {

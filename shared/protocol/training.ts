@@ -13,6 +13,8 @@ const host = () => shortString(255);
 /** Largest tensor part per frame: 2 Mi floats = 8 MiB, well under maxPayload. */
 export const STATE_PART_FLOATS = 2 * 1024 * 1024;
 const stateKind = () => v.picklist(['weights', 'm', 'v']);
+/** what a coordinator may load into a ring: the state, plus a pruning mask (1 = keep, as floats) to hold through training */
+const loadKind = () => v.picklist(['weights', 'm', 'v', 'mask']);
 
 // ---- worker → coordinator ----------------------------------------------------------------------
 export const Register = defineMessage('coord.register', {
@@ -64,7 +66,7 @@ export const Assign = defineMessage('coord.assign', {
   taskSpec: v.optional(json()),
 });
 export const RingConnect = defineMessage('coord.ring-connect', { formation: u32(), host: host(), port: u32() });
-export const LoadPart = defineMessage('coord.load-part', { formation: u32(), kind: stateKind(), offset: u32(), data: float32Array(STATE_PART_FLOATS) });
+export const LoadPart = defineMessage('coord.load-part', { formation: u32(), kind: loadKind(), offset: u32(), data: float32Array(STATE_PART_FLOATS) });
 export const LoadDone = defineMessage('coord.load-done', { formation: u32(), adamT: u32(), total: u32() });
 export const Step = defineMessage('coord.step', {
   formation: u32(),
