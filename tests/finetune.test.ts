@@ -13,7 +13,8 @@ import { TEST_CACHE_DIR, TINY_MODEL } from './helpers.ts';
 const opts = { dims: TINY_MODEL, optimizer: { beta1: 0.9, beta2: 0.98, epsilon: 1e-6, weightDecay: 0.01 }, gradClipNorm: 1 };
 
 test.serial('fine-tuning on gloss → class learns (loss falls, accuracy beats chance), masks stay zero, tensors do not leak', async (t) => {
-  await initBackend('cpu', { threads: 1 });
+  // wasm + the fast matmul kernels: about 10× faster than tfjs cpu for this loop.
+  await initBackend('wasm', { threads: 1 });
   const data = await prepareDataset({ seed: 1234, seqLen: TINY_MODEL.seqLen, vocabSize: TINY_MODEL.vocab, validationFraction: 0.02, cacheDir: TEST_CACHE_DIR });
   const task = buildClassificationSet(1234);
   t.is(task.labels.length, 10);

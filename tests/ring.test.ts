@@ -250,6 +250,19 @@ test.serial('process ring N=3: a stalled (SIGSTOP) peer is named after the timeo
   procs[1]!.kill('SIGCONT');
 });
 
+test.serial('process ring N=3: a rank blocked in synchronous work between calls (longer than the timeout) does not break the ring', async (t) => {
+  const timeoutMs = 800;
+  const procs = await group(t, 3, { timeoutMs });
+  const run = async (seed: number) => {
+    const res = await Promise.all(procs.map((p) => p.request({ cmd: 'reduce', length: 10_001, op: 'sum', reps: 1, input: 'random', seed, returnResult: true }, 'reduced', 30_000)));
+    check(t, procs.map((_, r) => makeInput(r, 10_001, seed)), res.map((r) => r.result!), 'sum', `seed ${seed}`);
+  };
+  await run(1);
+  await procs[1]!.request({ cmd: 'block', ms: 3 * timeoutMs }, 'unblocked', 30_000);
+  await run(2);
+  t.is(procs.filter((p) => p.exited).length, 0);
+});
+
 test.serial('process ring: 1,100 hostile frames at a rank\'s port; it keeps serving a correct all-reduce and never crashes', async (t) => {
   const procs = await group(t, 2, { segmentBytes: 64 * 1024 });
   const url = `ws://127.0.0.1:${procs[0]!.port}`;

@@ -87,7 +87,12 @@ export interface RingOptions {
   listen?: { host?: string; port?: number };
   secret: SecretInput;
   tls?: RingTls;
-  /** a predecessor silent (no data, no heartbeat) this long is declared dead; default 10 000 ms */
+  /**
+   * during a call, a predecessor silent this long (no data, no heartbeat; counted from the call's
+   * start at the earliest) is declared dead or stalled; default 10 000 ms. Must exceed the longest
+   * stretch any rank blocks its event loop (e.g. a synchronous training step), since a blocked
+   * rank sends no heartbeats.
+   */
   timeoutMs?: number;
   /** a live predecessor that has not started the same all-reduce after this long fails it; default 6 × timeoutMs */
   joinTimeoutMs?: number;
@@ -550,12 +555,17 @@ export class Ring {
     // our own event loop was blocked (long synchronous work): do not blame the predecessor for it
     if (now - this.watchdogLast > 2 * hb + 50) this.prevHeard = Math.max(this.prevHeard, now - hb);
     this.watchdogLast = now;
-    if (now - this.prevHeard > this.timeoutMs) {
-      this.fail(this.prevRank, this.prevListen, `rank ${this.prevRank} (${this.prevListen}) stopped responding: no data or heartbeat for ${Math.round(now - this.prevHeard)} ms (timeout ${this.timeoutMs} ms)`);
+    // Silence only matters while we wait for data: between calls the predecessor may be busy in
+    // synchronous work (no heartbeats then), and a dead process closes its sockets anyway. Within a
+    // call the predecessor gets timeoutMs counted from our call's start at the earliest.
+    const call = this.call;
+    if (!call) return;
+    const heard = Math.max(this.prevHeard, call.t0);
+    if (now - heard > this.timeoutMs) {
+      this.fail(this.prevRank, this.prevListen, `rank ${this.prevRank} (${this.prevListen}) stopped responding: no data or heartbeat for ${Math.round(now - heard)} ms (timeout ${this.timeoutMs} ms)`);
       return;
     }
-    const call = this.call;
-    if (call && !call.prevStarted && this.prevSeq <= call.seq && now - call.t0 > this.joinTimeoutMs) {
+    if (!call.prevStarted && this.prevSeq <= call.seq && now - call.t0 > this.joinTimeoutMs) {
       this.fail(this.prevRank, this.prevListen, `rank ${this.prevRank} (${this.prevListen}) is alive but has not started all-reduce #${call.seq} within ${this.joinTimeoutMs} ms`);
     }
   }

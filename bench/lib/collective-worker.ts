@@ -2,7 +2,8 @@
  * A child process that runs one rank of a ring or star all-reduce (or one end of a raw TCP
  * throughput test), driven by its parent over IPC. Used by bench/allreduce.ts and the tests.
  * Start with child_process.fork(this file, { execArgv: ['--import', 'tsx'], serialization: 'advanced' })
- * and TTC_SECRET in the environment.
+ * and TTC_SECRET in the environment (bench/lib/cluster.ts does). Log lines go to the parent as
+ * `log` events; TTC_WORKER_STDERR=1 also prints them.
  */
 import net from 'node:net';
 import { loadSecret } from '../../shared/auth.ts';
@@ -15,6 +16,8 @@ export type WorkerCommand =
   | { cmd: 'connect'; host: string; port: number }
   | { cmd: 'reduce'; length: number; op: 'sum' | 'mean'; reps: number; warmup?: number; barrier?: boolean; input: 'random' | 'constant'; seed?: number; returnResult?: boolean }
   | { cmd: 'close' }
+  /** busy-wait synchronously (a blocking training step): no event loop, no heartbeats */
+  | { cmd: 'block'; ms: number }
   | { cmd: 'tcp-listen' }
   | { cmd: 'tcp-send'; port: number; bytes: number; reps: number; writeBytes?: number }
   /** the ring's traffic pattern over plain sockets (no ws, no frames, no adds): the transport ceiling */
@@ -29,6 +32,7 @@ export type WorkerEvent =
   | { ev: 'error'; message: string; name: string; failedRank?: number; failedAddress?: string }
   | { ev: 'log'; line: string }
   | { ev: 'closed' }
+  | { ev: 'unblocked' }
   | { ev: 'tcp-port'; port: number }
   | { ev: 'tcp-done'; times: number[] }
   | { ev: 'tcpring-ready'; port?: number }
@@ -80,9 +84,15 @@ async function handle(m: WorkerCommand): Promise<void> {
         const s = await node!.allReduce(buf, m.op);
         const dt = performance.now() - t0;
         const c = process.cpuUsage(c0);
-        if (i >= (m.warmup ?? 0)) { times.push(dt); stats.push(s); cpuMs.push((c.user + c.system) / 1000); if (process.env.TTC_CPU_SPLIT) log(`CPU user ${(c.user / 1000).toFixed(0)} sys ${(c.system / 1000).toFixed(0)} wall ${dt.toFixed(0)}`); }
+        if (i >= (m.warmup ?? 0)) { times.push(dt); stats.push(s); cpuMs.push((c.user + c.system) / 1000); }
       }
       send({ ev: 'reduced', times, cpuMs, stats, ...(m.returnResult ? { result: buf } : {}) });
+      return;
+    }
+    case 'block': {
+      const end = performance.now() + m.ms;
+      while (performance.now() < end) { /* spin */ }
+      send({ ev: 'unblocked' });
       return;
     }
     case 'close':
