@@ -1,4 +1,8 @@
-/** Helpers for CLI flags: `--set a.b=value` overrides into a nested object. */
+/** Helpers for CLI flags: `--set a.b=value` overrides, and `--config` / `--resume` run sources. */
+import { loadConfig, resolveConfig } from '../shared/config/load.ts';
+import type { Config } from '../shared/config/schema.ts';
+import { createRunDir, openRunDir, type RunDir } from '../shared/run/rundir.ts';
+
 export function parseValue(raw: string): unknown {
   try {
     return JSON.parse(raw);
@@ -18,4 +22,16 @@ export function overridesFromSets(sets: string[]): Record<string, unknown> {
     node[keys[keys.length - 1]] = parseValue(s.slice(eq + 1));
   }
   return out;
+}
+
+/** `--config FILE` (a new run directory) or `--resume DIR` (its stored config), with `--set` overrides. */
+export function configAndRunDir(values: { config?: string; resume?: string; set?: string[] }, usage: string): { config: Config; run: RunDir } {
+  const overrides = overridesFromSets(values.set ?? []);
+  if (values.resume) {
+    const opened = openRunDir(values.resume);
+    return { config: resolveConfig(opened.storedConfig, overrides), run: opened.run };
+  }
+  if (!values.config) throw new Error(`--config or --resume is required\n\n${usage}`);
+  const config = loadConfig(values.config, overrides);
+  return { config, run: createRunDir(config, values.config) };
 }

@@ -4,7 +4,6 @@
  * Real sockets on 127.0.0.1 and real child processes; no mocks.
  */
 import test, { type ExecutionContext } from 'ava';
-import WebSocket from 'ws';
 import { SecretError } from '../shared/auth.ts';
 import { CloseCode, encodeMsgpack } from '../shared/protocol/index.ts';
 import { referenceRingReduce, Ring, RingError, type ReduceOp, type RingOptions } from '../worker/ring.ts';

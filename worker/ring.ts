@@ -313,7 +313,6 @@ export class Ring {
   private readonly pool: FramePool;
   private prevHeard = 0;
   private prevSeq = 0;
-  private prevActive = false;
   private heartbeat: NodeJS.Timeout | undefined;
   private watchdog: NodeJS.Timeout | undefined;
   private watchdogLast = 0;
@@ -590,7 +589,6 @@ export class Ring {
     switch (msg.t) {
       case 'ring-alive':
         this.prevSeq = msg.seq;
-        this.prevActive = msg.active;
         return;
       case 'ring-abort':
         return this.onAbort(msg);

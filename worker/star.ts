@@ -7,7 +7,7 @@
  */
 import { normalizeSecret, type SecretInput } from '../shared/auth.ts';
 import { connect, defaultLogger, describeClose, listen, type Connection, type Logger, type PeerServer } from '../shared/net/index.ts';
-import { CloseCode, defineMessage, encodeFrame, float32Array, shortString, u32, type Message } from '../shared/protocol/index.ts';
+import { CloseCode, defineMessage, encodeFrame, float32Array, u32, type Message } from '../shared/protocol/index.ts';
 import * as v from 'valibot';
 import { addInto, DEFAULT_SEGMENT_BYTES, divideInPlace, FramePool, RingAbort, RingError, type AllReduceStats, type ReduceOp, type RingTls } from './ring.ts';
 

@@ -1,8 +1,6 @@
 /** `ttc coordinator`, `ttc worker` and `ttc status`: the distributed run's processes and its status query. */
 import os from 'node:os';
 import { parseArgs } from 'node:util';
-import { loadConfig, resolveConfig } from '../../shared/config/load.ts';
-import { createRunDir, openRunDir } from '../../shared/run/rundir.ts';
 import { createLogger } from '../../shared/run/log.ts';
 import { createProgress } from '../../shared/run/progress.ts';
 import { loadSecret } from '../../shared/auth.ts';
@@ -10,7 +8,7 @@ import { connect, tlsServerFromEnv, tlsClientFromEnv } from '../../shared/net/in
 import * as M from '../../shared/protocol/training.ts';
 import { Coordinator } from '../coordinator.ts';
 import { Worker } from '../../worker/worker.ts';
-import { overridesFromSets } from '../args.ts';
+import { configAndRunDir } from '../args.ts';
 import { describeSummary } from './train.ts';
 
 export const coordinatorUsage = `ttc coordinator --config <file.json> [--host H] [--port P] [--set key=value ...]
@@ -59,17 +57,7 @@ export async function coordinatorCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const secret = loadSecret();
-  let config;
-  let run;
-  if (values.resume) {
-    const opened = openRunDir(values.resume);
-    config = resolveConfig(opened.storedConfig, overridesFromSets(values.set ?? []));
-    run = opened.run;
-  } else {
-    if (!values.config) throw new Error(`--config or --resume is required\n\n${coordinatorUsage}`);
-    config = loadConfig(values.config, overridesFromSets(values.set ?? []));
-    run = createRunDir(config, values.config);
-  }
+  const { config, run } = configAndRunDir(values, coordinatorUsage);
   const port = Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port: expected 0..65535, got "${values.port}"`);
   const log = createLogger('coordinator', run.logFile);

@@ -1,10 +1,8 @@
 /** `ttc train`: one process trains one model under its budget (no workers, no network). */
 import { parseArgs } from 'node:util';
-import { loadConfig, resolveConfig } from '../../shared/config/load.ts';
-import { createRunDir, openRunDir } from '../../shared/run/rundir.ts';
 import { createLogger } from '../../shared/run/log.ts';
 import { trainRun, type RunSummary } from '../../shared/train/run.ts';
-import { overridesFromSets } from '../args.ts';
+import { configAndRunDir } from '../args.ts';
 
 export const trainUsage = `ttc train --config <file.json> [--set key=value ...]
 ttc train --resume <runs/ID>
@@ -36,17 +34,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
     console.log(trainUsage);
     return 0;
   }
-  let config;
-  let run;
-  if (values.resume) {
-    const opened = openRunDir(values.resume);
-    config = resolveConfig(opened.storedConfig, overridesFromSets(values.set ?? []));
-    run = opened.run;
-  } else {
-    if (!values.config) throw new Error(`--config is required\n\n${trainUsage}`);
-    config = loadConfig(values.config, overridesFromSets(values.set ?? []));
-    run = createRunDir(config, values.config);
-  }
+  const { config, run } = configAndRunDir(values, trainUsage);
   const log = createLogger('', run.logFile);
   log.info(`run ${run.id}: ${run.dir}`);
   let stopRequested = false;

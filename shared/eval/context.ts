@@ -6,7 +6,7 @@
  * so any process (a worker of the distributed evaluation) builds the identical context.
  */
 import type { Config } from '../config/schema.ts';
-import { prepareDataset } from '../data/dataset.ts';
+import { datasetFor } from '../train/data.ts';
 import { validationBatches, type PackedSequences } from '../data/batches.ts';
 import { buildClassificationSet, type Example } from '../data/classification.ts';
 import type { Tokenizer } from '../data/tokenizer.ts';
@@ -68,15 +68,7 @@ export async function loadEvalContext(opts: LoadEvalContextOptions): Promise<Eva
   const dims: ModelDims = { layers, hidden, heads, ffn, seqLen, vocab };
   // Exactly the call pretraining made (shared/train/data.ts), so the tokenizer and validation
   // sequences are the pretraining ones (and come from the same cache entry).
-  const data = await prepareDataset({
-    seed: config.seed,
-    seqLen,
-    vocabSize: vocab,
-    validationFraction: config.data.validationFraction,
-    extraTextFiles: config.data.extraTextFiles,
-    cacheDir: config.cacheDir,
-    log: opts.log,
-  });
+  const data = await datasetFor(config, opts.log);
   const heldOutOfPretraining = classificationSeed === config.seed;
   if (!heldOutOfPretraining) {
     (opts.log ?? ((m: string) => console.warn(m)))(

@@ -14,17 +14,23 @@ export interface TrainingData {
   unigramEntropy: number;
 }
 
-export async function loadTrainingData(config: Config, log: Logger): Promise<TrainingData> {
-  const t0 = Date.now();
-  const { seqLen, vocab } = config.model;
-  const data = await prepareDataset({
+/** The tokenizer and packed sequences of a run config (one call, so every user hits the same cache entry). */
+export function datasetFor(config: Config, log?: (msg: string) => void): ReturnType<typeof prepareDataset> {
+  return prepareDataset({
     seed: config.seed,
-    seqLen,
-    vocabSize: vocab,
+    seqLen: config.model.seqLen,
+    vocabSize: config.model.vocab,
     validationFraction: config.data.validationFraction,
     extraTextFiles: config.data.extraTextFiles,
     cacheDir: config.cacheDir,
+    ...(log ? { log } : {}),
   });
+}
+
+export async function loadTrainingData(config: Config, log: Logger): Promise<TrainingData> {
+  const t0 = Date.now();
+  const { seqLen, vocab } = config.model;
+  const data = await datasetFor(config);
   const train: PackedSequences = { data: data.train, count: data.trainCount, seqLen };
   const valid: PackedSequences = { data: data.validation, count: data.validationCount, seqLen };
   log.info(`data: ${train.count} training and ${valid.count} validation sequences of ${seqLen} tokens, vocab ${data.tokenizer.vocabSize} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
