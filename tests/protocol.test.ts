@@ -3,7 +3,7 @@
  * WebSocket helper (real sockets on 127.0.0.1, no mocks).
  */
 import test, { type ExecutionContext } from 'ava';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Packr } from 'msgpackr';
@@ -162,6 +162,7 @@ test('registry: other modules add types; names are unique and v/t reserved', (t)
 
 test('auth: secret from TTC_SECRET or TTC_SECRET_FILE; missing, empty, short or ambiguous secrets are refused', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'ttc-secret-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const file = join(dir, 'secret');
   writeFileSync(file, `${SECRET}\n`); // k8s Secrets often end with a newline
   t.deepEqual(loadSecret({ TTC_SECRET: SECRET }), Buffer.from(SECRET));
@@ -340,6 +341,7 @@ test('net: 1,200 bad frames (before and after auth) and 100 non-WebSocket connec
 test('net: wss:// with a certificate; the client verifies it against the given CA', async (t) => {
   const tls = selfSignedCert();
   if (!tls) { t.log('openssl not available: TLS test skipped'); t.pass(); return; }
+  t.teardown(() => rmSync(tls.dir, { recursive: true, force: true }));
   const srv = capture();
   const { server } = await echoServer(t, { tls, log: srv.log });
   t.true(server.url.startsWith('wss://'));

@@ -4,6 +4,7 @@
  * Real sockets on 127.0.0.1 and real child processes; no mocks.
  */
 import test, { type ExecutionContext } from 'ava';
+import { rmSync } from 'node:fs';
 import { SecretError } from '../shared/auth.ts';
 import { CloseCode, encodeMsgpack } from '../shared/protocol/index.ts';
 import { referenceRingReduce, Ring, RingError, type ReduceOp, type RingOptions } from '../worker/ring.ts';
@@ -169,6 +170,7 @@ test('ring: a peer speaking another protocol version is refused with 4406; the r
 test('ring over wss:// (TLS) is correct', async (t) => {
   const tls = selfSignedCert();
   if (!tls) { t.log('openssl not available: TLS ring test skipped'); t.pass(); return; }
+  t.teardown(() => rmSync(tls.dir, { recursive: true, force: true }));
   const nodes = await ring(t, 3, { tls: { cert: tls.cert, key: tls.key, ca: tls.cert }, segmentBytes: 16 * 1024 });
   t.true(nodes[0]!.url.startsWith('wss://'));
   const inputs = nodes.map((_, r) => makeInput(r, 50_001));
