@@ -126,12 +126,46 @@ for (const [name, spec] of formats) {
   time(`decode ${name}`, layout.total, () => decodeCompressed(buf, layout));
 }
 
+// Evaluation throughput: what one compression cell of the evaluation step costs (a real model of
+// the npm start sweep's middle size, the real classification dev/test sets, the wasm + fast backend).
+const evalRows: Array<{ op: string; ms: number; rate: string }> = [];
+{
+  const { initBackend } = await import('../shared/backend.ts');
+  const { resolveConfig } = await import('../shared/config/load.ts');
+  const { loadEvalContext, evaluateCell, classifierAccuracy, mlmPerplexity } = await import('../shared/eval/index.ts');
+  const { initialWeights } = await import('../shared/model/weights.ts');
+  const backend = await initBackend('auto', { threads: 0 });
+  const config = resolveConfig({ model: { layers: 2, hidden: 128, heads: 2, ffn: 512, seqLen: 64, vocab: 4000 }, data: { maxValidationSequences: 128 } });
+  const ctx = await loadEvalContext({ config, classificationSeed: config.seed, maxDev: QUICK ? 200 : 1000, maxTest: QUICK ? 200 : 1000 });
+  const cls = initialWeights(ctx.clsLayout, 1, 0.02);
+  const mlm = initialWeights(ctx.mlmLayout, 2, 0.02);
+  const examples = ctx.dev.count + ctx.test.count;
+  const timeIt = async (op: string, fn: () => Promise<unknown>, rate: (ms: number) => string) => {
+    await fn();
+    const t0 = performance.now();
+    await fn();
+    const ms = performance.now() - t0;
+    evalRows.push({ op, ms, rate: rate(ms) });
+  };
+  await timeIt(`classifier accuracy, dev + test (${examples} glosses)`, () => classifierAccuracy(ctx, cls), (ms) => `${((examples * 1000) / ms).toFixed(0)} examples/s`);
+  const tokens = ctx.valBatches.reduce((a, b) => a + b.inputIds.length, 0);
+  await timeIt(`MLM validation perplexity (${tokens} tokens)`, () => mlmPerplexity(ctx, mlm), (ms) => `${((tokens * 1000) / ms).toFixed(0)} tokens/s`);
+  for (const spec of [{ method: 'quant', bits: 4, granularity: 'channel', embeddings: false }, { method: 'prune-oneshot', sparsity: 0.9, embeddings: false }] as const) {
+    await timeIt(`evaluateCell ${spec.method} (encode, decode, accuracy, perplexity)`, () => evaluateCell(ctx, cls, mlm, spec, { seed: 1 }), (ms) => `${(60_000 / ms).toFixed(1)} cells/min`);
+  }
+  evalRows.push({ op: `backend: ${backend.detail}`, ms: NaN, rate: '' });
+}
+
 if (JSON_OUT) {
-  console.log(JSON.stringify({ dims, parameters: layout.total, rows }, null, 2));
+  console.log(JSON.stringify({ dims, parameters: layout.total, rows, evaluation: evalRows }, null, 2));
 } else {
   const fmt = (x: number, d = 1) => x.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d });
   console.log(`\nshared/compress throughput, ${layout.total.toLocaleString()}-parameter layout (L${dims.layers} d${dims.hidden} ffn${dims.ffn} V${dims.vocab}), node ${process.version}\n`);
   console.log('| operation | elements | ms | MB/s (f32 in) | file |');
   console.log('|:--|--:|--:|--:|:--|');
   for (const r of rows) console.log(`| ${r.op} | ${r.elements.toLocaleString()} | ${fmt(r.ms)} | ${fmt(r.mbps, 0)} | ${r.note ?? ''} |`);
+  console.log('\nEvaluation throughput (L2 d128 V4000 classifier / MLM, the npm start sweep\'s middle size)\n');
+  console.log('| operation | ms | rate |');
+  console.log('|:--|--:|--:|');
+  for (const r of evalRows) console.log(`| ${r.op} | ${Number.isFinite(r.ms) ? fmt(r.ms) : ''} | ${r.rate} |`);
 }
