@@ -18,6 +18,7 @@ import os from 'node:os';
 import '@tensorflow/tfjs-backend-wasm';
 
 import { tf } from '../shared/tf.ts';
+import { printTable } from './lib/table.ts';
 import {
   fastKernelStats,
   registerFastCpuKernels,
@@ -337,12 +338,5 @@ async function stepBench(): Promise<void> {
   }
 }
 
-function printTable(header: string[], rows: string[][]): void {
-  const w = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]) => `| ${cells.map((c, i) => (i === 0 ? c.padEnd(w[i]) : c.padStart(w[i]))).join(' | ')} |`;
-  console.log(line(header));
-  console.log(`|${w.map((x, i) => (i === 0 ? ':' : '') + '-'.repeat(x + 1) + (i === 0 ? '' : ':')).join('|')}|`);
-  for (const r of rows) console.log(line(r));
-}
 
 await main();

@@ -31,6 +31,7 @@ import { numMaskedPerSeq } from '../shared/data/masking.ts';
 import { mlmStepFlops } from '../shared/flops.ts';
 import { parameterCount, type ModelDims } from '../shared/model/spec.ts';
 import type { ChildArgs, ChildResult, StepResult } from './lib/train-child.ts';
+import { printTable } from './lib/table.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const argv = process.argv.slice(2);
@@ -264,13 +265,6 @@ async function runSize(key: string, dims: ModelDims, paths: Path[], torch: Torch
 
 // ---------- output ----------
 
-function printTable(header: string[], rows: string[][]): void {
-  const w = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]) => `| ${cells.map((c, i) => (i === 0 ? c.padEnd(w[i]) : c.padStart(w[i]))).join(' | ')} |`;
-  console.log(line(header));
-  console.log(`|${w.map((x, i) => (i === 0 ? ':' : '') + '-'.repeat(x + 1) + (i === 0 ? '' : ':')).join('|')}|`);
-  for (const r of rows) console.log(line(r));
-}
 
 const fmtMs = (ms: number) => (Number.isFinite(ms) ? (ms >= 100 ? Math.round(ms).toLocaleString('en') : ms.toFixed(1)) : '—');
 const fmtNum = (x: number, digits = 0) => (Number.isFinite(x) ? x.toLocaleString('en', { maximumFractionDigits: digits, minimumFractionDigits: digits }) : '—');

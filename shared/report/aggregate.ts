@@ -162,16 +162,8 @@ export function cellKey(c: Pick<Cell, 'sizeId' | 'budgetId' | 'method' | 'level'
 }
 
 /** One (size, budget, method, level) configuration, its seeds averaged. */
-export interface CellGroup {
+export interface CellGroup extends Pick<Cell, 'sizeId' | 'budgetId' | 'method' | 'level' | 'bits' | 'granularity' | 'sparsity' | 'embeddingsCompressed'> {
   key: string;
-  sizeId: string;
-  budgetId: string;
-  method: Method;
-  level: string;
-  bits?: number;
-  granularity?: 'channel' | 'tensor';
-  sparsity?: number;
-  embeddingsCompressed: boolean;
   /** the largest over seeds (they should all be equal): a configuration fits M only if every seed's file does */
   bytesTotal: number;
   bytesNonEmbedding: number;
