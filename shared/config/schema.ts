@@ -51,7 +51,6 @@ export const configSchema = {
     ffn: { doc: 'Feed-forward inner size (usually 4 × hidden).', format: positiveInt, default: 512 },
     seqLen: { doc: 'Sequence length in tokens (also the number of learned positions).', format: positiveInt, default: 64 },
     vocab: { doc: 'Subword vocabulary size (tokenizer trained to this size, specials included).', format: positiveInt, default: 4000 },
-    dropout: { doc: 'Dropout probability (hidden and attention). 0 keeps training deterministic.', format: fraction, default: 0 },
     initStd: { doc: 'Standard deviation of the normal weight initialisation.', format: nonNegativeNumber, default: 0.02 },
   },
   data: {
