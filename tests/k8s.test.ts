@@ -1,0 +1,230 @@
+/**
+ * k8s/: the kustomize base and overlays (composed by k8s/compose.ts, no kubectl needed) validate
+ * against the Kubernetes schemas, agree with the CLI (env vars, flags, ports) and with each other,
+ * and the Dockerfiles follow the rules (pinned base, npm ci, non-root, real ttc entrypoint).
+ */
+import test from 'ava';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Namespace, Secret, ConfigMap, Service, PersistentVolumeClaim } from 'kubernetes-models/v1';
+import { Deployment, StatefulSet } from 'kubernetes-models/apps/v1';
+import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
+import { compose, allContainers, podSpec, type Manifest } from '../k8s/compose.ts';
+import { loadConfig } from '../shared/config/load.ts';
+
+const root = path.resolve(import.meta.dirname, '..');
+const k8s = path.join(root, 'k8s');
+const RING = 7071;
+const COORD = 7070;
+// the real secret.txt is git-ignored; tests use a stand-in of the required length
+const opts = { missingFile: (f: string) => (f.endsWith('secret.txt') ? 'test-secret-0123456789abcdef' : undefined) };
+const overlays = ['cuda', 'webgpu', 'cpu'];
+const sets: Record<string, Manifest[]> = { base: compose(path.join(k8s, 'base'), opts) };
+for (const o of overlays) sets[o] = compose(path.join(k8s, 'overlays', o), opts);
+
+const models: Record<string, new (m: any) => { validate(): void }> = {
+  'v1/Namespace': Namespace,
+  'v1/Secret': Secret,
+  'v1/ConfigMap': ConfigMap,
+  'v1/Service': Service,
+  'v1/PersistentVolumeClaim': PersistentVolumeClaim,
+  'apps/v1/Deployment': Deployment,
+  'apps/v1/StatefulSet': StatefulSet,
+  'networking.k8s.io/v1/NetworkPolicy': NetworkPolicy,
+};
+
+const one = (ms: Manifest[], kind: string, name: string) => {
+  const m = ms.find((x) => x.kind === kind && x.metadata.name === name);
+  if (!m) throw new Error(`no ${kind} ${name}`);
+  return m as Manifest & { spec: any };
+};
+const container = (ms: Manifest[], kind: string, name: string) => podSpec(one(ms, kind, name))!.containers[0];
+const envOf = (c: any) => Object.fromEntries((c.env ?? []).map((e: any) => [e.name, e.value ?? e.valueFrom]));
+
+// The CLI's vocabulary: every TTC_* variable and --flag named in the command sources or README.
+const cliText = [
+  ...fs.readdirSync(path.join(root, 'coordinator/commands')).map((f) => fs.readFileSync(path.join(root, 'coordinator/commands', f), 'utf8')),
+  fs.readFileSync(path.join(root, 'coordinator/args.ts'), 'utf8'),
+  fs.readFileSync(path.join(root, 'shared/net/tls-env.ts'), 'utf8'),
+  fs.readFileSync(path.join(root, 'shared/auth.ts'), 'utf8'),
+  fs.readFileSync(path.join(root, 'README.md'), 'utf8'),
+].join('\n');
+const cliEnv = new Set(cliText.match(/\bTTC_[A-Z_]+/g));
+const cliFlags = new Set([...cliText.matchAll(/--([a-z][a-z-]*)/g)].map((m) => m[1]));
+const cliCommands = new Set([...cliText.matchAll(/\bttc ([a-z]+) /g)].map((m) => m[1]));
+
+for (const [name, ms] of Object.entries(sets)) {
+  test(`${name}: every manifest validates against the Kubernetes schema of its kind`, (t) => {
+    t.true(ms.length >= 10);
+    for (const m of ms) {
+      const Model = models[`${m.apiVersion}/${m.kind}`];
+      t.truthy(Model, `no schema model for ${m.apiVersion} ${m.kind}`);
+      t.notThrows(() => new Model(m).validate(), `${m.kind} ${m.metadata.name}`);
+      if (m.kind !== 'Namespace') t.is(m.metadata.namespace, 'ttc', `${m.kind} ${m.metadata.name} namespace`);
+    }
+    const kinds = new Set(ms.map((m) => m.kind));
+    for (const k of ['Namespace', 'Secret', 'ConfigMap', 'Deployment', 'Service', 'PersistentVolumeClaim', 'StatefulSet', 'NetworkPolicy']) t.true(kinds.has(k), k);
+  });
+
+  test(`${name}: env vars, flags and commands exist in the CLI; the required ones are set`, (t) => {
+    for (const c of allContainers(ms)) {
+      const [cmd, ...flags] = c.args as string[];
+      t.true(cliCommands.has(cmd), `ttc ${cmd}`);
+      for (const f of flags.filter((a) => a.startsWith('--'))) t.true(cliFlags.has(f.slice(2)), `${cmd} ${f}`);
+      for (const e of c.env ?? []) if (e.name.startsWith('TTC_')) t.true(cliEnv.has(e.name), `${e.name} is not a ttc variable`);
+      const env = envOf(c);
+      t.is(env.TTC_SECRET_FILE, '/var/run/secrets/ttc/secret', `${c.name}: TTC_SECRET_FILE`);
+      const mount = c.volumeMounts.find((v: any) => v.mountPath === '/var/run/secrets/ttc');
+      const vol = podSpec(ms.find((m) => podSpec(m)?.containers.includes(c))!)!.volumes.find((v: any) => v.name === mount.name);
+      t.is(vol.secret.secretName, 'ttc-secret');
+      const secret = one(ms, 'Secret', 'ttc-secret');
+      t.true(Buffer.from((secret as any).data.secret, 'base64').length >= 16);
+    }
+    const co = container(ms, 'Deployment', 'ttc-coordinator');
+    t.deepEqual(co.args.slice(0, 7), ['coordinator', '--config', '/etc/ttc/run.json', '--host', '0.0.0.0', '--port', String(COORD)]);
+    const w = envOf(container(ms, 'StatefulSet', 'ttc-worker'));
+    t.is(w.TTC_COORDINATOR, `ws://ttc-coordinator:${COORD}`);
+    t.is(w.TTC_LISTEN_HOST, '0.0.0.0');
+    t.is(w.TTC_RING_PORT, String(RING));
+    t.deepEqual(w.TTC_ADVERTISE_HOST, { fieldRef: { fieldPath: 'status.podIP' } });
+    t.deepEqual(w.TTC_WORKER_NAME, { fieldRef: { fieldPath: 'metadata.name' } });
+  });
+
+  test(`${name}: the coordinator config is valid, with the backend override, and lives where the volumes are`, (t) => {
+    const cm = one(ms, 'ConfigMap', 'ttc-config') as any;
+    const co = container(ms, 'Deployment', 'ttc-coordinator');
+    const file = path.join(fs.mkdtempSync(path.join(root, 'scratch-k8s-')), 'run.json');
+    try {
+      fs.writeFileSync(file, cm.data['run.json']);
+      const sets = co.args.flatMap((a: string, i: number) => (co.args[i - 1] === '--set' ? [a.split('=')] : []));
+      const config = loadConfig(file, Object.fromEntries(sets));
+      const mounts = co.volumeMounts.map((v: any) => v.mountPath);
+      t.true(mounts.includes(config.outputDir), `outputDir ${config.outputDir} is mounted`);
+      t.true(mounts.includes(config.cacheDir), `cacheDir ${config.cacheDir} is mounted`);
+      const wMounts = container(ms, 'StatefulSet', 'ttc-worker').volumeMounts.map((v: any) => v.mountPath);
+      t.true(wMounts.includes(config.cacheDir), 'workers have the cacheDir');
+      const runsVol = podSpec(one(ms, 'Deployment', 'ttc-coordinator'))!.volumes.find((v: any) => v.name === co.volumeMounts.find((m: any) => m.mountPath === config.outputDir).name);
+      t.is(runsVol.persistentVolumeClaim.claimName, 'ttc-runs');
+      t.is(one(ms, 'StatefulSet', 'ttc-worker').spec.replicas, config.dist.minWorkers);
+      const expected: string | undefined = ({ base: 'auto', cuda: 'tensorflow', webgpu: 'webgpu', cpu: 'wasm' } as Record<string, string>)[name];
+      t.is(config.backend as string, expected);
+    } finally {
+      fs.rmSync(path.dirname(file), { recursive: true, force: true });
+    }
+  });
+
+  test(`${name}: ports agree across Services, containers, probes and NetworkPolicies`, (t) => {
+    const co = container(ms, 'Deployment', 'ttc-coordinator');
+    t.deepEqual(co.ports.map((p: any) => p.containerPort), [COORD]);
+    t.deepEqual([co.readinessProbe.httpGet.path, co.readinessProbe.httpGet.port], ['/readyz', COORD]);
+    t.deepEqual([co.livenessProbe.httpGet.path, co.livenessProbe.httpGet.port], ['/healthz', COORD]);
+    const cs = one(ms, 'Service', 'ttc-coordinator').spec;
+    t.deepEqual(cs.ports.map((p: any) => [p.port, p.targetPort]), [[COORD, COORD]]);
+    const deploy = one(ms, 'Deployment', 'ttc-coordinator');
+    t.is(deploy.spec.replicas, 1);
+    t.deepEqual(cs.selector, deploy.spec.template.metadata.labels);
+
+    const w = container(ms, 'StatefulSet', 'ttc-worker');
+    t.deepEqual(w.ports.map((p: any) => p.containerPort), [RING]);
+    t.falsy(w.readinessProbe, 'a worker serves no HTTP; the ring port is open only inside a ring');
+    t.truthy(w.livenessProbe.exec);
+    const sts = one(ms, 'StatefulSet', 'ttc-worker');
+    const ws = one(ms, 'Service', sts.spec.serviceName).spec;
+    t.is(ws.clusterIP, 'None');
+    t.deepEqual(ws.ports.map((p: any) => [p.port, p.targetPort]), [[RING, RING]]);
+    t.deepEqual(ws.selector, sts.spec.template.metadata.labels);
+
+    const ring = one(ms, 'NetworkPolicy', 'ttc-worker-ring').spec;
+    t.deepEqual(ring.podSelector.matchLabels, sts.spec.template.metadata.labels);
+    t.deepEqual(ring.ingress.flatMap((r: any) => r.ports.map((p: any) => p.port)), [RING]);
+    t.deepEqual(ring.ingress.flatMap((r: any) => r.from.map((f: any) => f.podSelector.matchLabels)), [sts.spec.template.metadata.labels]);
+    const cp = one(ms, 'NetworkPolicy', 'ttc-coordinator').spec;
+    t.deepEqual(cp.podSelector.matchLabels, deploy.spec.template.metadata.labels);
+    t.deepEqual(cp.ingress.flatMap((r: any) => r.ports.map((p: any) => p.port)), [COORD]);
+    t.deepEqual(cp.ingress.flatMap((r: any) => r.from.map((f: any) => f.podSelector.matchLabels)), [sts.spec.template.metadata.labels, { 'ttc-cli': 'true' }]);
+  });
+
+  test(`${name}: pods run as non-root with read-only root filesystems; GPU limits as the overlay says`, (t) => {
+    for (const m of ms.filter((x) => podSpec(x))) {
+      const spec = podSpec(m)!;
+      t.true(spec.securityContext.runAsNonRoot, m.metadata.name);
+      t.not(spec.securityContext.runAsUser, 0);
+      for (const c of spec.containers) {
+        t.true(c.securityContext.readOnlyRootFilesystem, c.name);
+        t.false(c.securityContext.allowPrivilegeEscalation, c.name);
+        t.true(c.volumeMounts.some((v: any) => v.mountPath === '/tmp'), `${c.name}: writable /tmp`);
+      }
+    }
+    const limits = container(ms, 'StatefulSet', 'ttc-worker').resources.limits;
+    if (name === 'cpu') t.is(limits['nvidia.com/gpu'], undefined);
+    else t.is(limits['nvidia.com/gpu'], 1);
+    t.is(container(ms, 'Deployment', 'ttc-coordinator').resources.limits['nvidia.com/gpu'], undefined);
+    const images = Object.fromEntries(allContainers(ms).map((c) => [c.name, c.image]));
+    if (name !== 'base') t.is(images.worker, `ttc-worker-${name === 'cpu' ? 'webgpu' : name}:0.1.0`);
+    const caps = envOf(container(ms, 'StatefulSet', 'ttc-worker')).NVIDIA_DRIVER_CAPABILITIES;
+    if (name === 'webgpu') t.true(String(caps).split(',').includes('graphics'));
+  });
+}
+
+test('the composer refuses what it does not model, and reports broken patches', (t) => {
+  const dir = fs.mkdtempSync(path.join(root, 'scratch-k8s-'));
+  try {
+    fs.writeFileSync(path.join(dir, 'kustomization.yaml'), 'resources: []\ncommonLabels: {a: b}\n');
+    t.throws(() => compose(dir), { message: /unsupported field "commonLabels"/ });
+    fs.writeFileSync(path.join(dir, 'kustomization.yaml'), `resources: [${JSON.stringify(path.relative(dir, path.join(k8s, 'base')))}]\npatches:\n  - target: {kind: StatefulSet, name: ttc-worker}\n    patch: '[{"op": "remove", "path": "/spec/nope"}]'\n`);
+    t.throws(() => compose(dir, opts), { message: /no such path/ });
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+// ---- Dockerfiles ----
+type Instr = { op: string; args: string };
+const parseDockerfile = (text: string): Instr[] =>
+  text
+    .replace(/\\\n/g, ' ')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'))
+    .map((l) => {
+      const m = l.match(/^(\S+)\s+(.*)$/)!;
+      return { op: m[1].toUpperCase(), args: m[2] };
+    });
+
+for (const f of ['Dockerfile.coordinator', 'Dockerfile.worker-cuda', 'Dockerfile.worker-webgpu']) {
+  test(`${f}: pinned bases, npm ci, non-root user before the ttc entrypoint`, (t) => {
+    const ins = parseDockerfile(fs.readFileSync(path.join(k8s, 'docker', f), 'utf8'));
+    const stages = new Set<string>();
+    for (const from of ins.filter((i) => i.op === 'FROM')) {
+      const [image, , alias] = from.args.split(/\s+/);
+      if (!stages.has(image)) {
+        t.regex(image, /^[\w./-]+:[\w.-]+$/, `${image} has an explicit tag`);
+        t.notRegex(image, /:(latest|lts|current|20|bookworm-slim)$/, `${image} is pinned to an exact version`);
+      }
+      if (alias) stages.add(alias);
+    }
+    const runs = ins.filter((i) => i.op === 'RUN').map((i) => i.args).join('\n');
+    t.regex(runs, /\bnpm ci\b/);
+    t.notRegex(runs, /\bnpm (install|i)\b/);
+    const entry = ins.findIndex((i) => i.op === 'ENTRYPOINT');
+    t.true(entry > 0);
+    t.deepEqual(JSON.parse(ins[entry].args), ['node', 'bin/ttc.mjs']);
+    const lastFrom = ins.map((i) => i.op).lastIndexOf('FROM');
+    const users = ins.slice(lastFrom).filter((i, k) => i.op === 'USER' && lastFrom + k < entry);
+    t.true(users.length > 0, 'USER in the final stage before ENTRYPOINT');
+    const user = users.at(-1)!.args.split(':')[0];
+    t.false(['root', '0'].includes(user), `USER ${user}`);
+    const cmd = ins.find((i) => i.op === 'CMD');
+    if (cmd) {
+      const [sub, ...rest] = JSON.parse(cmd.args) as string[];
+      t.true(cliCommands.has(sub), `ttc ${sub}`);
+      for (const a of rest.filter((x) => x.startsWith('--'))) t.true(cliFlags.has(a.slice(2)), a);
+      for (const a of rest.filter((x) => /^configs\//.test(x))) t.true(fs.existsSync(path.join(root, a)), a);
+    }
+    for (const copy of ins.filter((i) => i.op === 'COPY' && !i.args.startsWith('--from'))) {
+      for (const src of copy.args.split(/\s+/).slice(0, -1)) t.true(fs.existsSync(path.join(root, src)), `COPY ${src}`);
+    }
+    if (f.includes('cuda')) t.true(ins.some((i) => i.op === 'FROM' && /^nvidia\/cuda:11\.2\.\d+-cudnn8-runtime-ubuntu\d+\.\d+$/.test(i.args)));
+    if (f.includes('webgpu')) t.regex(runs, /libvulkan1/);
+  });
+}
