@@ -16,7 +16,14 @@ process.on('exit', () => {
 });
 
 export function spawnTtc(args: string[], env: Record<string, string | undefined> = {}): Proc {
-  const child = spawn(process.execPath, ['bin/ttc.mjs', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  return spawnTtcWith(args, env);
+}
+
+/** Like spawnTtc; variables set to undefined are removed from the child's environment. */
+export function spawnTtcWith(args: string[], env: Record<string, string | undefined>): Proc {
+  const merged: Record<string, string | undefined> = { ...process.env, ...env };
+  for (const [k, v] of Object.entries(merged)) if (v === undefined) delete merged[k];
+  const child = spawn(process.execPath, ['bin/ttc.mjs', ...args], { env: merged as NodeJS.ProcessEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   all.add(child);
   const lines: string[] = [];
   const waiters = new Set<() => void>();
