@@ -5,7 +5,9 @@ import { localCommand, localUsage } from './commands/local.ts';
 import { sweepCommand, sweepUsage } from './commands/sweep.ts';
 import { exportCommand, exportUsage } from './commands/export.ts';
 import { evaluateCommand, evaluateUsage } from './commands/evaluate.ts';
-import { coordinatorCommand, coordinatorUsage, workerCommand, workerUsage, statusCommand, statusUsage } from './commands/distributed.ts';
+import { coordinatorCommand, coordinatorUsage, workerCommand, workerUsage } from './commands/distributed.ts';
+import { serveCommand, serveUsage } from './commands/serve.ts';
+import { cancelCommand, cancelUsage, reportCommand, reportUsage, runCommand, runUsage, statusCommand, statusUsage } from './commands/runs.ts';
 import { ConfigError } from '../shared/config/load.ts';
 
 const commands: Record<string, { run: (argv: string[]) => Promise<number>; usage: string }> = {
@@ -16,7 +18,11 @@ const commands: Record<string, { run: (argv: string[]) => Promise<number>; usage
   export: { run: exportCommand, usage: exportUsage },
   coordinator: { run: coordinatorCommand, usage: coordinatorUsage },
   worker: { run: workerCommand, usage: workerUsage },
+  serve: { run: serveCommand, usage: serveUsage },
+  run: { run: runCommand, usage: runUsage },
   status: { run: statusCommand, usage: statusUsage },
+  report: { run: reportCommand, usage: reportUsage },
+  cancel: { run: cancelCommand, usage: cancelUsage },
 };
 
 const usage = `ttc — train large, then compress
@@ -42,7 +48,7 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     const err = e as Error;
     // Expected failures (bad config, bad flags, bad files) get their message, not a stack.
-    const expected = err instanceof ConfigError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') || err.name.endsWith('Error') && err.name !== 'Error' && err.name !== 'TypeError';
+    const expected = err instanceof ConfigError || String((err as { code?: unknown }).code ?? '').startsWith('ERR_PARSE_ARGS') || err.name.endsWith('Error') && err.name !== 'Error' && err.name !== 'TypeError';
     console.error(`ttc ${name}: ${expected ? err.message : err.stack ?? err.message}`);
     return 1;
   }

@@ -46,6 +46,15 @@ export interface CoordinatorOptions {
   tls?: TlsServerFiles;
   log: Logger;
   progress: Progress;
+  /**
+   * A run server's registry, shared by its runs (host/port/tls are then unused): the workers stay
+   * connected after the run (they get a reset, not a stop) and wait for the next one.
+   */
+  registry?: WorkerRegistry;
+  /** ring formation numbers unique across the runs of one server (workers ignore stale ones) */
+  nextFormation?: () => number;
+  /** aborts the run between steps (`ttc cancel`); the last checkpoint stays on disk */
+  signal?: AbortSignal;
 }
 
 export class Coordinator {
@@ -65,7 +74,7 @@ export class Coordinator {
 
   constructor(private readonly opts: CoordinatorOptions) {
     const { config, run, log } = opts;
-    this.reg = new WorkerRegistry({ secret: opts.secret, host: opts.host, port: opts.port, tls: opts.tls, name: run.id, log, status: () => this.status(), phase: () => this.phase });
+    this.reg = opts.registry ?? new WorkerRegistry({ secret: opts.secret, host: opts.host, port: opts.port, tls: opts.tls, name: run.id, log, status: () => this.status(), phase: () => this.phase });
     this.layout = paramLayout(modelDims(config));
     const ckpt = loadLatestCheckpoint(run.dir, this.layout, (m) => log.warn(m));
     if (ckpt) {
@@ -87,7 +96,7 @@ export class Coordinator {
   }
 
   async listen(): Promise<string> {
-    const url = await this.reg.listen();
+    const url = this.opts.registry ? this.reg.url : await this.reg.listen();
     this.phase = 'waiting for workers';
     return url;
   }
@@ -113,7 +122,7 @@ export class Coordinator {
     this.phase = 'waiting for workers';
     let all: WorkerEntry[];
     try {
-      all = await this.reg.waitFor(min, waitForWorkersSeconds);
+      all = await this.reg.waitFor(min, waitForWorkersSeconds, this.opts.signal);
     } catch (e) {
       throw new RunError(`${(e as Error).message} (dist.minWorkers / dist.initialWorkers)`);
     }
@@ -147,16 +156,32 @@ export class Coordinator {
         }
       }
       this.phase = 'done';
-      this.reg.quiet = true;
-      this.broadcast([...this.reg.workers.values()], M.Stop, () => ({ reason: 'run complete', ok: true }));
+      this.endWorkers('run complete', true);
       return this.finish(true);
     } catch (e) {
       this.phase = `failed: ${(e as Error).message}`;
-      this.broadcast([...this.reg.workers.values()], M.Stop, () => ({ reason: `run failed: ${(e as Error).message}`.slice(0, 1000), ok: false }));
+      this.endWorkers(`run failed: ${(e as Error).message}`, false);
       throw e;
     } finally {
       this.opts.progress.stop();
     }
+  }
+
+  /** A single-run coordinator stops its workers; a run server's workers leave the ring and wait for the next run. */
+  private endWorkers(reason: string, ok: boolean): void {
+    const all = [...this.reg.workers.values()];
+    if (this.opts.registry) {
+      this.broadcast(all, M.Reset, () => ({ formation: this.formation, reason: reason.slice(0, 1000) }));
+      for (const w of all) w.rank = undefined;
+      return;
+    }
+    if (ok) this.reg.quiet = true;
+    this.broadcast(all, M.Stop, () => ({ reason: reason.slice(0, 1000), ok }));
+  }
+
+  private checkCancelled(): void {
+    const signal = this.opts.signal;
+    if (signal?.aborted) throw new RunError(`cancelled${signal.reason ? `: ${String(signal.reason)}` : ''} (the last checkpoint is at step ${this.snapshot.state.step})`);
   }
 
   private finish(completed: boolean): RunSummary {
@@ -169,7 +194,8 @@ export class Coordinator {
     const { config, log } = this.opts;
     const timeout = config.dist.stepTimeoutSeconds * 1000;
     const N = members.length;
-    this.formation += 1;
+    this.checkCancelled();
+    this.formation = this.opts.nextFormation ? this.opts.nextFormation() : this.formation + 1;
     this.members = members;
     const formation = this.formation;
     this.phase = `forming ring ${formation} with ${N} worker(s)`;
@@ -204,6 +230,7 @@ export class Coordinator {
     }
 
     for (let plan = this.ctl.next(); plan; plan = this.ctl.next()) {
+      this.checkCancelled();
       const step = plan.step;
       const t0 = performance.now();
       this.broadcast(members, M.Step, () => ({ formation, step, lr: plan!.lr, epoch: plan!.dataPosition.epoch, offset: plan!.dataPosition.offset }));
@@ -279,6 +306,6 @@ export class Coordinator {
   }
 
   async close(): Promise<void> {
-    await this.reg.close();
+    if (!this.opts.registry) await this.reg.close();
   }
 }

@@ -41,9 +41,17 @@ export interface RegistryOptions {
   /** this coordinator's name in the handshake (the run id) */
   name: string;
   log: Logger;
-  status: () => Record<string, unknown>;
+  status: (runId?: string) => Record<string, unknown>;
   phase: () => string;
+  /**
+   * Requests from the CLI beyond status (run submissions, cancellations, reports): a run server
+   * (`ttc serve`) handles them; without a handler they are refused with the reason.
+   */
+  cli?: (conn: Connection<FromWorker>, msg: CliMsg) => void;
 }
+
+export type CliMsg = Message<(typeof M.fromCli)[number]>;
+const cliTypes = new Set<string>(M.fromCli.map((d) => d.type));
 
 export class WorkerRegistry {
   private server: PeerServer<FromWorker> | undefined;
@@ -94,8 +102,11 @@ export class WorkerRegistry {
     const log = this.opts.log;
     if (role === 'cli') {
       conn.onFrame((msg) => {
-        if (msg.t !== 'coord.status-request') return conn.fail(CloseCode.UNEXPECTED, `a cli may only ask for status, not ${msg.t}`);
-        conn.send(M.StatusReply, { status: JSON.stringify(this.opts.status()) });
+        if (!cliTypes.has(msg.t)) return conn.fail(CloseCode.UNEXPECTED, `a cli does not send ${msg.t}`);
+        const cli = msg as CliMsg;
+        if (cli.t === 'coord.status-request' && !this.opts.cli) return conn.send(M.StatusReply, { status: JSON.stringify(this.opts.status(cli.runId)) });
+        if (this.opts.cli) return this.opts.cli(conn, cli);
+        conn.send(M.Refused, { reason: 'this coordinator drives a single run (`ttc coordinator`); submit runs to a run server started with `ttc serve`' });
       });
       return;
     }
@@ -111,7 +122,7 @@ export class WorkerRegistry {
         return;
       }
       if (!entry) return conn.fail(CloseCode.UNEXPECTED, `${msg.t} before coord.register`);
-      if (msg.t === 'coord.status-request') return conn.fail(CloseCode.UNEXPECTED, 'workers do not ask for status');
+      if (cliTypes.has(msg.t)) return conn.fail(CloseCode.UNEXPECTED, `workers do not send ${msg.t}`);
       for (const l of this.frameListeners) l(entry, msg);
     });
     conn.onClose((info) => {
@@ -182,10 +193,11 @@ export class WorkerRegistry {
   }
 
   /** Resolves with the registered workers (oldest first) once at least `min` are connected. */
-  async waitFor(min: number, waitSeconds: number): Promise<WorkerEntry[]> {
+  async waitFor(min: number, waitSeconds: number, signal?: AbortSignal): Promise<WorkerEntry[]> {
     const deadline = waitSeconds > 0 ? Date.now() + waitSeconds * 1000 : Infinity;
     if (this.workers.size < min) this.opts.log.info(`waiting for ${min} worker(s) (${this.workers.size} connected)`);
     while (this.workers.size < min) {
+      if (signal?.aborted) throw new Error(`cancelled while waiting for workers (${this.workers.size} of ${min} connected)`);
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`only ${this.workers.size} of the ${min} workers needed connected within ${waitSeconds} s`);
       await new Promise<void>((resolve) => {

@@ -1,11 +1,10 @@
-/** `ttc coordinator`, `ttc worker` and `ttc status`: the distributed run's processes and its status query. */
+/** `ttc coordinator` and `ttc worker`: the processes of a distributed run. */
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { createLogger } from '../../shared/run/log.ts';
 import { createProgress } from '../../shared/run/progress.ts';
 import { loadSecret } from '../../shared/auth.ts';
-import { connect, tlsServerFromEnv, tlsClientFromEnv } from '../../shared/net/index.ts';
-import * as M from '../../shared/protocol/training.ts';
+import { tlsServerFromEnv } from '../../shared/net/index.ts';
 import { Coordinator } from '../coordinator.ts';
 import { Worker } from '../../worker/worker.ts';
 import { configAndRunDir } from '../args.ts';
@@ -33,10 +32,6 @@ coordinator is up (and after losing it).
   --ring-port P        ring listener port (default 0 = any free port)          env TTC_RING_PORT
   --retry-seconds S    how long to keep trying to reach the coordinator (default 600)
 Secret: TTC_SECRET or TTC_SECRET_FILE (required).`;
-
-export const statusUsage = `ttc status --coordinator ws://host:port [--json]
-
-Prints the run's state: phase, workers, step, budget used, loss, throughput. Secret: TTC_SECRET or TTC_SECRET_FILE.`;
 
 const env = process.env;
 
@@ -113,44 +108,4 @@ export async function workerCommand(argv: string[]): Promise<number> {
     log: createLogger(name),
   });
   return worker.run();
-}
-
-export async function statusCommand(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: { coordinator: { type: 'string', default: env.TTC_COORDINATOR }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
-  });
-  if (values.help) {
-    console.log(statusUsage);
-    return 0;
-  }
-  if (!values.coordinator) throw new Error(`--coordinator (or TTC_COORDINATOR) is required\n\n${statusUsage}`);
-  const conn = await connect({ url: values.coordinator, secret: loadSecret(), role: 'cli', name: `status-${process.pid}`, messages: M.toCli, peerLabel: 'coordinator', tls: tlsClientFromEnv(), log: () => {} });
-  const reply = await new Promise<Record<string, unknown>>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('the coordinator did not answer within 10 s')), 10_000);
-    conn.onFrame((msg) => {
-      clearTimeout(timer);
-      resolve(JSON.parse(msg.status) as Record<string, unknown>);
-    });
-    conn.onClose((info) => reject(new Error(`connection closed: ${info.reason || info.code}`)));
-    conn.send(M.StatusRequest, {});
-  });
-  conn.close();
-  if (values.json) {
-    console.log(JSON.stringify(reply, null, 2));
-    return 0;
-  }
-  const n = (x: unknown, d = 4) => (typeof x === 'number' && Number.isFinite(x) ? x.toFixed(d) : '-');
-  const workers = reply.workers as Array<{ name: string; rank: number | null; remote: string; backend: string | null }>;
-  console.log(
-    [
-      `run ${reply.runId} (${reply.runDir}): ${reply.phase}`,
-      `step ${reply.step}/${reply.totalSteps}, ${(100 * (reply.budgetFraction as number)).toFixed(1)}% of the budget, ${(reply.flopsUsed as number).toExponential(3)} FLOPs, ${n(reply.secondsUsed, 1)} s`,
-      `loss ${n(reply.trainLoss)}, validation ${n(reply.valLoss)}, ${n(reply.tokensPerSecond, 0)} tokens/s, last checkpoint at step ${reply.lastCheckpointStep}`,
-      `workers (${workers.length}):`,
-      ...workers.map((w) => `  ${w.rank === null ? 'idle  ' : `rank ${w.rank}`}  ${w.name}  ${w.remote}  ${w.backend ?? ''}`),
-      ...((reply.failures as string[]).length ? ['failures:', ...(reply.failures as string[]).map((f) => `  ${f}`)] : []),
-    ].join('\n'),
-  );
-  return 0;
 }

@@ -65,7 +65,10 @@ function writeFileAtomic(file: string, data: Uint8Array | string): void {
   fs.renameSync(tmp, file);
 }
 
-export async function evaluateSweep(sweepDir: string, sweep: SweepConfig, reg: WorkerRegistry, log: Logger): Promise<{ cells: Cell[]; failures: string[] }> {
+/** Where the evaluation step is: a stage name and how much of it is done (for status views). */
+export type EvaluationProgress = (stage: string, done: number, total: number) => void;
+
+export async function evaluateSweep(sweepDir: string, sweep: SweepConfig, reg: WorkerRegistry, log: Logger, progress: EvaluationProgress = () => {}): Promise<{ cells: Cell[]; failures: string[] }> {
   const evaluation = sweep.evaluation;
   if (!evaluation) throw new Error(`${sweepDir}: the sweep config has no "evaluation" section`);
   const pre = path.join(sweepDir, 'pretraining.json');
@@ -93,7 +96,9 @@ export async function evaluateSweep(sweepDir: string, sweep: SweepConfig, reg: W
   // Phase 1: fine-tune every member, data-parallel on all connected workers.
   const todo = memberInfo.filter((x) => !fs.existsSync(x.ftFile));
   log.info(`fine-tuning ${todo.length} member(s) (${memberInfo.length - todo.length} already done)`);
+  let finetuned = memberInfo.length - todo.length;
   for (const x of todo) {
+    progress(`fine-tuning ${x.id}`, finetuned++, memberInfo.length);
     const r = await finetuneDistributed(reg, { config: x.config, pretrained: x.pretrained, classificationSeed: seed, selection, opts: { ...evaluation.finetune, seed }, label: x.id, timeoutMs: sweep.base.dist.stepTimeoutSeconds * 1000, waitForWorkersSeconds: jobOpts.waitForWorkersSeconds }, log);
     writeFileAtomic(x.ftFile, encodeSafetensors({ weights: { dtype: 'F32', shape: [r.weights.length], data: r.weights } }, { trainLoss: String(r.trainLoss), devAccuracy: String(r.devAccuracy), workers: String(r.workers) }));
     log.info(`fine-tuned ${x.id} on ${r.workers} worker(s): dev accuracy ${(100 * r.devAccuracy).toFixed(1)}%, train loss ${r.trainLoss.toFixed(4)}`);
@@ -122,6 +127,7 @@ export async function evaluateSweep(sweepDir: string, sweep: SweepConfig, reg: W
       const targets = iterativeSchedule(spec.sparsity!, spec.rounds!);
       let current: Float32Array = trained;
       for (let r = 0; r < targets.length; r++) {
+        progress(`iterative pruning ${key}, round ${r + 1}/${targets.length}`, r, targets.length);
         mask = globalMagnitudeMask(current, clsLayout, targets[r], { embeddings: spec.embeddings, previousMask: mask });
         applyMask(current, mask);
         const ft = await finetuneDistributed(reg, { config: x.config, initial: current, mask, classificationSeed: seed, selection, opts: { ...evaluation.finetune, steps: spec.stepsPerRound!, seed: deriveSeed(seed, 100 + r) }, label: `${key}/round-${r + 1}`, timeoutMs: sweep.base.dist.stepTimeoutSeconds * 1000, waitForWorkersSeconds: jobOpts.waitForWorkersSeconds }, log);
@@ -133,6 +139,8 @@ export async function evaluateSweep(sweepDir: string, sweep: SweepConfig, reg: W
     }
   }
   log.info(`evaluating ${cellJobs.length} compression cell(s) (${done.size} already done) on ${reg.size} worker(s)`);
+  const cellsTotal = done.size + cellJobs.length;
+  progress('compression cells', done.size, cellsTotal);
   await runJobs(reg, cellJobs, {
     ...jobOpts,
     onOutcome: (o) => {
@@ -142,6 +150,7 @@ export async function evaluateSweep(sweepDir: string, sweep: SweepConfig, reg: W
       const rec: CellRecord = { key, sizeId: x.m.sizeId, budgetId: x.m.budgetId, result: o.result as CellResult };
       fs.appendFileSync(cellsFile, `${JSON.stringify(rec)}\n`);
       done.set(key, rec);
+      progress('compression cells', done.size, cellsTotal);
     },
   }, log);
   const cells = [...readCells(cellsFile).values()].map((r) => toReportCell(r.result, { sizeId: r.sizeId, budgetId: r.budgetId }));

@@ -15,6 +15,7 @@ import { readMetrics } from '../../shared/run/metrics.ts';
 import { nonEmbeddingParameterCount, parameterCount } from '../../shared/model/spec.ts';
 import { writeReport } from '../../shared/report/write.ts';
 import type { ReportData } from '../../shared/report/types.ts';
+import type { Config } from '../../shared/config/schema.ts';
 
 export const sweepUsage = `ttc sweep --config <sweep.json> [--workers N]
 ttc sweep --resume <runs/ID>
@@ -52,7 +53,7 @@ function runLocal(args: string[]): Promise<number> {
   });
 }
 
-function readSummary(runDir: string): { completed: boolean; steps: number; flopsUsed: number; secondsUsed: number; finalValLoss: number } | undefined {
+export function readSummary(runDir: string): { completed: boolean; steps: number; flopsUsed: number; secondsUsed: number; finalValLoss: number } | undefined {
   const f = path.join(runDir, 'summary.json');
   if (!fs.existsSync(f)) return undefined;
   try {
@@ -62,7 +63,19 @@ function readSummary(runDir: string): { completed: boolean; steps: number; flops
   }
 }
 
-export async function runSweep(sweep: SweepConfig, sweepDir: string, log: (line: string) => void): Promise<MemberResult[]> {
+/** Trains one member to completion (throws otherwise); `resume` when its run directory exists. */
+export type MemberTrainer = (m: { config: Config; membersDir: string; runDir: string; resume: boolean; label: string; index: number; total: number }) => Promise<void>;
+
+/** `ttc sweep`'s way: a `ttc local` process tree (a coordinator + sweep.workers worker processes) per member. */
+export function localMemberTrainer(sweep: SweepConfig, sweepDir: string): MemberTrainer {
+  return async ({ config, membersDir, runDir, resume, label }) => {
+    const args = resume ? ['--resume', runDir] : ['--config', writeMemberConfig(membersDir, config)];
+    const code = await runLocal(['--workers', String(sweep.workers), ...args]);
+    if (code !== 0 || !readSummary(runDir)?.completed) throw new Error(`${label} did not complete (exit code ${code}); continue with: ttc sweep --resume ${sweepDir}`);
+  };
+}
+
+export async function runSweep(sweep: SweepConfig, sweepDir: string, log: (line: string) => void, train: MemberTrainer = localMemberTrainer(sweep, sweepDir)): Promise<MemberResult[]> {
   const membersDir = path.join(sweepDir, 'members');
   fs.mkdirSync(membersDir, { recursive: true });
   const results: MemberResult[] = [];
@@ -78,11 +91,11 @@ export async function runSweep(sweep: SweepConfig, sweepDir: string, log: (line:
       if (summary?.completed) {
         log(`${label}: already complete, skipped`);
       } else {
-        const args = fs.existsSync(path.join(runDir, 'config.json')) ? ['--resume', runDir] : ['--config', writeMemberConfig(membersDir, config)];
-        log(`${label}: ${args[0] === '--resume' ? 'resuming' : 'starting'} on ${sweep.workers} workers`);
-        const code = await runLocal(['--workers', String(sweep.workers), ...args]);
+        const resume = fs.existsSync(path.join(runDir, 'config.json'));
+        log(`${label}: ${resume ? 'resuming' : 'starting'}`);
+        await train({ config, membersDir, runDir, resume, label, index, total });
         summary = readSummary(runDir);
-        if (code !== 0 || !summary?.completed) throw new Error(`${label} did not complete (exit code ${code}); continue with: ttc sweep --resume ${sweepDir}`);
+        if (!summary?.completed) throw new Error(`${label} did not complete: no completed summary.json in ${runDir}`);
       }
       const dims = { ...config.model };
       results.push({

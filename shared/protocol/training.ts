@@ -5,7 +5,7 @@
  * as JSON text and are validated again (convict schema) after parsing; tensors travel as binary.
  */
 import * as v from 'valibot';
-import { defineMessage, float32Array, shortString, u32 } from './registry.ts';
+import { bytes, defineMessage, float32Array, shortString, u32 } from './registry.ts';
 
 const json = (max = 1 << 20) => v.pipe(v.string(), v.maxLength(max));
 const finite = () => v.pipe(v.number(), v.finite());
@@ -95,10 +95,32 @@ export const JobDone = defineMessage('coord.job-done', { jobId: shortString(200)
 export const JobFailed = defineMessage('coord.job-failed', { jobId: shortString(200), reason: v.pipe(v.string(), v.maxLength(2048)) });
 
 // ---- CLI ↔ coordinator ---------------------------------------------------------------------------
-export const StatusRequest = defineMessage('coord.status-request', {});
+/** A run id as the server names run directories: no path separators, no leading dot. */
+const runId = () => v.pipe(v.string(), v.regex(/^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/, 'a run id (letters, digits, . _ -)'));
+/** Status of the coordinator; a run server answers for one run when `runId` is given. */
+export const StatusRequest = defineMessage('coord.status-request', { runId: v.optional(runId()) });
 export const StatusReply = defineMessage('coord.status', { status: json() });
+/** Submit a run (one training run) or a sweep to a run server (`ttc serve`); the config is the resolved JSON. */
+export const Submit = defineMessage('coord.submit', { kind: v.picklist(['train', 'sweep']), name: runId(), config: json(4 << 20) });
+export const Submitted = defineMessage('coord.submitted', { runId: runId(), position: u32(), dir: v.pipe(v.string(), v.maxLength(4096)) });
+/** A submission, cancellation or report request that the coordinator will not carry out, and why. */
+export const Refused = defineMessage('coord.refused', { reason: v.pipe(v.string(), v.maxLength(8192)) });
+export const Cancel = defineMessage('coord.cancel', { runId: runId() });
+export const Cancelled = defineMessage('coord.cancelled', { runId: runId(), state: shortString(32) });
+/** Ask for a run's result files (report, tables, plots, summary, metrics; never checkpoints). */
+export const ReportRequest = defineMessage('coord.report-request', { runId: runId() });
+/** Largest piece of a file per frame. */
+export const FILE_PART_BYTES = 1 << 20;
+export const FilePart = defineMessage('coord.file', {
+  /** path relative to the run directory: "report.html", "plots/isoflop.svg" */
+  name: v.pipe(v.string(), v.regex(/^(?!.*\.\.)[A-Za-z0-9_][A-Za-z0-9._-]*(\/[A-Za-z0-9_][A-Za-z0-9._-]*){0,3}$/, 'a relative file name')),
+  offset: u32(),
+  total: u32(),
+  data: bytes({ max: FILE_PART_BYTES }),
+});
+export const FilesDone = defineMessage('coord.files-done', { runId: runId(), count: u32(), state: shortString(32) });
 
 export const fromWorker = [Register, RingReady, RingUp, StepDone, StepFailed, Calibrated, EvalDone, ParamHash, StatePart, StateDone, JobBlob, JobDone, JobFailed] as const;
 export const toWorker = [Assign, RingConnect, LoadPart, LoadDone, Step, Calibrate, EvalRequest, HashRequest, StateRequest, Reset, Stop, JobBlob, Job] as const;
-export const fromCli = [StatusRequest] as const;
-export const toCli = [StatusReply] as const;
+export const fromCli = [StatusRequest, Submit, Cancel, ReportRequest] as const;
+export const toCli = [StatusReply, Submitted, Refused, Cancelled, FilePart, FilesDone] as const;

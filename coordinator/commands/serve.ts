@@ -1,0 +1,56 @@
+/** `ttc serve`: the long-running run server of a cluster (coordinator/server.ts). */
+import { parseArgs } from 'node:util';
+import { loadSecret } from '../../shared/auth.ts';
+import { tlsServerFromEnv } from '../../shared/net/index.ts';
+import { createLogger } from '../../shared/run/log.ts';
+import { RunServer } from '../server.ts';
+
+export const serveUsage = `ttc serve [--host H] [--port P] [--output-dir DIR]
+
+Runs a long-running coordinator: workers (ttc worker) connect once and stay; runs and sweeps are
+submitted with \`ttc run --coordinator URL --config FILE\`, followed with \`ttc status\`, cancelled
+with \`ttc cancel\`, and their reports fetched with \`ttc report\`. Runs execute one at a time on all
+connected workers, in submission order. The queue survives a restart (DIR/queue.json): an
+interrupted run continues from its last checkpoint. Prints "TTC_COORDINATOR_URL=ws://host:port".
+  --host H          interface to listen on (default 127.0.0.1; 0.0.0.0 in a pod)   env TTC_HOST
+  --port P          port (default 7070; 0 = any free port)                       env TTC_PORT
+  --output-dir DIR  where run directories and queue.json go (default runs)        env TTC_OUTPUT_DIR
+                    (a submitted config's outputDir is replaced by this)
+Secret: TTC_SECRET or TTC_SECRET_FILE (required). TLS: TTC_TLS_CERT + TTC_TLS_KEY serve wss://.`;
+
+const env = process.env;
+
+export async function serveCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      host: { type: 'string', default: env.TTC_HOST ?? '127.0.0.1' },
+      port: { type: 'string', default: env.TTC_PORT ?? '7070' },
+      'output-dir': { type: 'string', default: env.TTC_OUTPUT_DIR ?? 'runs' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    console.log(serveUsage);
+    return 0;
+  }
+  const port = Number(values.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port: expected 0..65535, got "${values.port}"`);
+  const log = createLogger('serve');
+  const server = new RunServer({ secret: loadSecret(), host: values.host!, port, tls: tlsServerFromEnv(), outputDir: values['output-dir']!, log });
+  const url = await server.start();
+  log.info(`run server listening on ${url}; runs go to ${values['output-dir']}`);
+  console.log(`TTC_COORDINATOR_URL=${url}`);
+  await new Promise<void>((resolve) => {
+    let stopping = false;
+    const onSignal = () => {
+      if (stopping) process.exit(130);
+      stopping = true;
+      log.warn('shutting down: a running run continues from its last checkpoint when the server restarts');
+      void server.close().then(resolve);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+  return 0;
+}
