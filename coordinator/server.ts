@@ -51,6 +51,11 @@ export interface RunServerOptions {
   tls?: TlsServerFiles;
   /** where run directories and queue.json live (the runs volume in Kubernetes) */
   outputDir: string;
+  /**
+   * Settings of this cluster forced onto every submitted run (a sweep's base), e.g. the backend
+   * its workers have and the cache directory they mount (`ttc serve --set cacheDir=…`).
+   */
+  overrides?: Record<string, unknown>;
   log: Logger;
 }
 
@@ -156,12 +161,13 @@ export class RunServer {
     let record: RunRecord;
     if (kind === 'train') {
       // The server decides where results go; everything else is the submitter's config, validated again here.
-      const config = resolveConfig({ ...(raw as object), outputDir: this.opts.outputDir });
+      const config = resolveConfig(raw, { ...this.opts.overrides, outputDir: this.opts.outputDir });
       if (config.runId && !RUN_ID.test(config.runId)) throw new Error(`runId "${config.runId}": use letters, digits, ".", "_" and "-" (it names a directory on the server)`);
       const run = createRunDir(config, `${name}.json`);
       record = { id: run.id, kind, dir: run.dir, state: 'queued', submittedAt: now() };
     } else {
       const sweep = resolveSweepConfig(raw, `submitted sweep "${name}"`);
+      sweep.base = resolveConfig(sweep.base, { ...this.opts.overrides, outputDir: this.opts.outputDir });
       if (sweep.sweepId && !RUN_ID.test(sweep.sweepId)) throw new Error(`sweepId "${sweep.sweepId}": use letters, digits, ".", "_" and "-" (it names a directory on the server)`);
       const id = uniqueId(this.opts.outputDir, sweep.sweepId || `${name}-${stamp()}`, sweep.sweepId !== '');
       const dir = path.join(this.opts.outputDir, id);
@@ -333,6 +339,7 @@ export class RunServer {
       server: true,
       phase: this.phase(),
       outputDir: this.opts.outputDir,
+      overrides: this.opts.overrides ?? {},
       workers: [...this.registry.workers.values()].map((w) => ({ name: w.name, rank: w.rank ?? null, remote: w.conn.remote, backend: w.backend ?? null })),
       runs: id ? runs.filter((r) => r.id === id) : runs,
       current: current ? { id: current.id, training: live } : null,

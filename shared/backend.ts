@@ -46,7 +46,7 @@ async function tryTensorflow(log: string[]): Promise<string | null> {
 }
 
 interface GpuAdapterLike {
-  info?: { vendor?: string; architecture?: string; device?: string; description?: string; type?: string; backendType?: string; adapterType?: string };
+  info?: { vendor?: string; architecture?: string; device?: string; description?: string; type?: string; backendType?: string; adapterType?: string; isFallbackAdapter?: boolean };
   isFallbackAdapter?: boolean;
 }
 
@@ -54,12 +54,17 @@ interface GpuAdapterLike {
 async function tryWebgpu(log: string[], allowSoftware: boolean): Promise<string | null> {
   let adapter: GpuAdapterLike | null;
   try {
-    const dawn = require('webgpu') as { create: (flags: string[]) => unknown; globals: Record<string, unknown> };
-    Object.assign(globalThis, dawn.globals);
-    const gpu = dawn.create([]) as { requestAdapter: () => Promise<GpuAdapterLike | null> };
-    // The tfjs webgpu backend looks for navigator.gpu before it is imported.
-    const nav = ((globalThis as { navigator?: object }).navigator ??= {}) as { gpu?: unknown };
-    nav.gpu = gpu;
+    type Gpu = { requestAdapter: () => Promise<GpuAdapterLike | null> };
+    // The tfjs webgpu backend looks for navigator.gpu before it is imported. An entry point that
+    // bundles that backend (bench/gpu.ts, see docs/gpu.md) sets navigator.gpu first: reuse it.
+    const nav = ((globalThis as { navigator?: object }).navigator ??= {}) as { gpu?: Gpu };
+    let gpu = nav.gpu;
+    if (typeof gpu?.requestAdapter !== 'function') {
+      const dawn = require('webgpu') as { create: (flags: string[]) => unknown; globals: Record<string, unknown> };
+      Object.assign(globalThis, dawn.globals);
+      gpu = dawn.create([]) as Gpu;
+      nav.gpu = gpu;
+    }
     adapter = await gpu.requestAdapter();
   } catch (e) {
     log.push(`webgpu: Dawn not usable (${errText(e)})`);
@@ -71,13 +76,15 @@ async function tryWebgpu(log: string[], allowSoftware: boolean): Promise<string 
   }
   const info = adapter.info ?? {};
   const label = [info.backendType, info.vendor, info.device || info.description || info.architecture].filter(Boolean).join(' / ');
-  const software = adapter.isFallbackAdapter === true || info.adapterType === 'cpu' || /llvmpipe|lavapipe|swiftshader/i.test(label);
+  const software =
+    adapter.isFallbackAdapter === true || info.isFallbackAdapter === true || info.adapterType === 'cpu' || info.architecture === 'software' || /llvmpipe|lavapipe|swiftshader/i.test(label);
   if (software && !allowSoftware) {
     log.push(`webgpu: adapter "${label}" is a software (CPU) implementation, skipped`);
     return null;
   }
   try {
-    require('@tensorflow/tfjs-backend-webgpu');
+    // (already registered when an entry point imported it itself, e.g. a bundle with tfjs inside)
+    if (!tf.findBackendFactory('webgpu')) require('@tensorflow/tfjs-backend-webgpu');
     if (!(await tf.setBackend('webgpu'))) throw new Error('setBackend returned false');
   } catch (e) {
     log.push(`webgpu: adapter "${label}" found but the tfjs webgpu backend failed (${errText(e)})`);
@@ -126,7 +133,8 @@ export interface BackendOptions {
   threads: number;
   /** Replace the CPU backends' matmul kernels with the fast ones (default true). */
   fastKernels?: boolean;
-  /** Accept a software webgpu adapter (tests of the webgpu code path). */
+  /** Accept a software webgpu adapter (tests of the webgpu code path). Default: false for `auto`,
+   * true for `webgpu` (forcing webgpu takes any adapter unless this is explicitly false). */
   allowSoftwareGpu?: boolean;
 }
 
@@ -140,7 +148,7 @@ export async function initBackend(choice: BackendChoice, opts: BackendOptions): 
     if (choice === 'tensorflow') throw new BackendError(`backend "tensorflow" requested but unavailable:\n  ${log.join('\n  ')}`);
   }
   if (choice === 'webgpu' || choice === 'auto') {
-    const label = await tryWebgpu(log, choice === 'webgpu' || opts.allowSoftwareGpu === true);
+    const label = await tryWebgpu(log, choice === 'webgpu' ? opts.allowSoftwareGpu !== false : opts.allowSoftwareGpu === true);
     if (label) return done(label);
     if (choice === 'webgpu') throw new BackendError(`backend "webgpu" requested but unavailable:\n  ${log.join('\n  ')}`);
   }

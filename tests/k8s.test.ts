@@ -81,7 +81,7 @@ for (const [name, ms] of Object.entries(sets)) {
       t.true(Buffer.from((secret as any).data.secret, 'base64').length >= 16);
     }
     const co = container(ms, 'Deployment', 'ttc-coordinator');
-    t.deepEqual(co.args.slice(0, 7), ['coordinator', '--config', '/etc/ttc/run.json', '--host', '0.0.0.0', '--port', String(COORD)]);
+    t.deepEqual(co.args.slice(0, 9), ['serve', '--host', '0.0.0.0', '--port', String(COORD), '--output-dir', '/var/lib/ttc/runs', '--set', 'cacheDir=/var/cache/ttc']);
     const w = envOf(container(ms, 'StatefulSet', 'ttc-worker'));
     t.is(w.TTC_COORDINATOR, `ws://ttc-coordinator:${COORD}`);
     t.is(w.TTC_LISTEN_HOST, '0.0.0.0');
@@ -90,15 +90,18 @@ for (const [name, ms] of Object.entries(sets)) {
     t.deepEqual(w.TTC_WORKER_NAME, { fieldRef: { fieldPath: 'metadata.name' } });
   });
 
-  test(`${name}: the coordinator config is valid, with the backend override, and lives where the volumes are`, (t) => {
+  test(`${name}: the run config, with the server's settings for every run, is valid and lives where the volumes are`, (t) => {
     const cm = one(ms, 'ConfigMap', 'ttc-config') as any;
     const co = container(ms, 'Deployment', 'ttc-coordinator');
     const file = path.join(fs.mkdtempSync(path.join(root, 'scratch-k8s-')), 'run.json');
     try {
       fs.writeFileSync(file, cm.data['run.json']);
+      // What a submitted run gets on this server: its --set settings and --output-dir.
       const sets = co.args.flatMap((a: string, i: number) => (co.args[i - 1] === '--set' ? [a.split('=')] : []));
-      const config = loadConfig(file, Object.fromEntries(sets));
+      const outputDir = co.args[co.args.indexOf('--output-dir') + 1];
+      const config = loadConfig(file, { ...Object.fromEntries(sets), outputDir });
       const mounts = co.volumeMounts.map((v: any) => v.mountPath);
+      t.true(mounts.includes('/etc/ttc'), 'the run config is mounted for in-cluster `ttc run`');
       t.true(mounts.includes(config.outputDir), `outputDir ${config.outputDir} is mounted`);
       t.true(mounts.includes(config.cacheDir), `cacheDir ${config.cacheDir} is mounted`);
       const wMounts = container(ms, 'StatefulSet', 'ttc-worker').volumeMounts.map((v: any) => v.mountPath);

@@ -69,7 +69,8 @@ async function main(): Promise<void> {
   const a = JSON.parse(process.argv[2] ?? '{}') as ChildArgs;
   let info;
   try {
-    info = await initBackend(a.backend, { threads: a.threads, fastKernels: a.fastKernels });
+    // A software webgpu adapter (lavapipe) is not a GPU: that column is skipped with the reason.
+    info = await initBackend(a.backend, { threads: a.threads, fastKernels: a.fastKernels, allowSoftwareGpu: false });
   } catch (e) {
     if (e instanceof BackendError) {
       // the first line says "requested but unavailable"; the candidate lines say why

@@ -4,8 +4,10 @@ import { loadSecret } from '../../shared/auth.ts';
 import { tlsServerFromEnv } from '../../shared/net/index.ts';
 import { createLogger } from '../../shared/run/log.ts';
 import { RunServer } from '../server.ts';
+import { overridesFromSets } from '../args.ts';
+import { resolveConfig } from '../../shared/config/load.ts';
 
-export const serveUsage = `ttc serve [--host H] [--port P] [--output-dir DIR]
+export const serveUsage = `ttc serve [--host H] [--port P] [--output-dir DIR] [--set key=value ...]
 
 Runs a long-running coordinator: workers (ttc worker) connect once and stay; runs and sweeps are
 submitted with \`ttc run --coordinator URL --config FILE\`, followed with \`ttc status\`, cancelled
@@ -16,6 +18,8 @@ interrupted run continues from its last checkpoint. Prints "TTC_COORDINATOR_URL=
   --port P          port (default 7070; 0 = any free port)                       env TTC_PORT
   --output-dir DIR  where run directories and queue.json go (default runs)        env TTC_OUTPUT_DIR
                     (a submitted config's outputDir is replaced by this)
+  --set key=value   a setting of this cluster forced onto every submitted run (a sweep's base),
+                    e.g. --set backend=tensorflow --set cacheDir=/var/cache/ttc
 Secret: TTC_SECRET or TTC_SECRET_FILE (required). TLS: TTC_TLS_CERT + TTC_TLS_KEY serve wss://.`;
 
 const env = process.env;
@@ -27,6 +31,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       host: { type: 'string', default: env.TTC_HOST ?? '127.0.0.1' },
       port: { type: 'string', default: env.TTC_PORT ?? '7070' },
       'output-dir': { type: 'string', default: env.TTC_OUTPUT_DIR ?? 'runs' },
+      set: { type: 'string', multiple: true },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -37,9 +42,12 @@ export async function serveCommand(argv: string[]): Promise<number> {
   const port = Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port: expected 0..65535, got "${values.port}"`);
   const log = createLogger('serve');
-  const server = new RunServer({ secret: loadSecret(), host: values.host!, port, tls: tlsServerFromEnv(), outputDir: values['output-dir']!, log });
+  const overrides = overridesFromSets(values.set ?? []);
+  // A bad cluster setting fails here, at start-up, not with every submission.
+  resolveConfig({}, overrides);
+  const server = new RunServer({ secret: loadSecret(), host: values.host!, port, tls: tlsServerFromEnv(), outputDir: values['output-dir']!, overrides, log });
   const url = await server.start();
-  log.info(`run server listening on ${url}; runs go to ${values['output-dir']}`);
+  log.info(`run server listening on ${url}; runs go to ${values['output-dir']}${values.set?.length ? `; every run gets ${values.set.join(', ')}` : ''}`);
   console.log(`TTC_COORDINATOR_URL=${url}`);
   await new Promise<void>((resolve) => {
     let stopping = false;

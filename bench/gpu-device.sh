@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# bench/gpu.ts on an offline GPU host (docs/gpu.md, ../shared/gpu/README.md): the webgpu-vs-cpu
+# one-step agreement check, then the benchmark; results under $OUT. About 3 minutes on an H200,
+# at most 6 (each part has a time limit; a cut-short bench keeps the sizes it finished in bench.json).
+#
+#   on this machine, once:  bash bench/gpu-device.sh prepare
+#                           (= bash ../shared/gpu/prepare.sh, then the esbuild bundle .gpu/run.mjs)
+#   on the GPU host:        bash bench/gpu-device.sh        (repo root, with .gpu/ and .gl/ copied there)
+#
+# Writes to $OUT (default ./gpu-results): check.txt/.json, bench.txt/.json, nvidia-smi.txt, device.log.
+# TTC_GPU_ARGS adds flags to both runs (e.g. "--allow-software --quick" to try this script on lavapipe).
+# Exit status: 0 when the check agreed and the bench ran on a GPU; 1 otherwise (the files say why).
+# "no GPU adapter: …" (from shared/backend.ts) in the outputs means Dawn saw no usable GPU: check
+# VK_DRIVER_FILES (the NVIDIA driver's ICD file), which you may set yourself before running this.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "${1:-}" = prepare ]; then
+  set -e
+  bash ../shared/gpu/prepare.sh
+  # navigator.gpu is set by bench/lib/gpu-setup.ts, bench/gpu.ts's first import, before the webgpu backend's
+  npx esbuild bench/gpu.ts --bundle --platform=node --format=esm --external:webgpu \
+    --banner:js="import {createRequire as __cr} from 'module'; const require = __cr(import.meta.url);" \
+    --outfile=.gpu/run.mjs
+  du -sh .gpu .gl
+  exit 0
+fi
+
+OUT=${OUT:-$PWD/gpu-results}
+mkdir -p "$OUT"
+log() { echo "[gpu-device] $*" | tee -a "$OUT/device.log" >&2; }
+
+[ -s .gpu/run.mjs ] || { log "missing .gpu/run.mjs: run 'bash bench/gpu-device.sh prepare' on the build machine and copy .gpu/ here"; exit 1; }
+[ -f .gpu/node_modules/webgpu/dist/linux-x64/dawn.node ] || { log "missing .gpu/node_modules/webgpu (../shared/gpu/prepare.sh makes it)"; exit 1; }
+
+# The Vulkan loader: the host has the NVIDIA driver and its ICD, not the loader.
+if ! ldconfig -p 2>/dev/null | grep 'libvulkan\.so\.1 ' >/dev/null; then
+  if ls .gl/*.deb >/dev/null 2>&1; then
+    for f in .gl/*.deb; do dpkg -x "$f" / || log "dpkg -x $f failed"; done
+    ldconfig || true
+  else
+    log "no libvulkan.so.1 and no .gl/*.deb: Dawn will find no Vulkan"
+  fi
+fi
+
+# The driver's own ICD file (the loader may not know where the driver was mounted).
+if [ -z "${VK_DRIVER_FILES:-}" ]; then
+  for f in /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/share/vulkan/icd.d/nvidia_icd.json \
+    /etc/vulkan/icd.d/nvidia_icd.json /usr/share/vulkan/icd.d/nvidia_icd.x86_64.json /usr/local/share/vulkan/icd.d/nvidia_icd.json; do
+    if [ -f "$f" ]; then export VK_DRIVER_FILES="$f" VK_ICD_FILENAMES="$f"; break; fi
+  done
+fi
+log "VK_DRIVER_FILES=${VK_DRIVER_FILES:-unset, the loader searches its default places}"
+
+# node: the one prepare.sh packed (the host has none), else one on the PATH
+NODE=/tmp/ttc-node
+if [ -s .gpu/node.xz ]; then
+  if [ ! -x "$NODE" ]; then
+    if command -v python3 >/dev/null; then
+      python3 -c "import lzma,shutil,sys; shutil.copyfileobj(lzma.open('.gpu/node.xz'), open(sys.argv[1], 'wb'))" "$NODE.tmp"
+    else
+      xz -dc .gpu/node.xz > "$NODE.tmp"
+    fi
+    chmod +x "$NODE.tmp" && mv "$NODE.tmp" "$NODE"
+  fi
+elif command -v node >/dev/null; then
+  NODE=$(command -v node)
+else
+  log "no .gpu/node.xz and no node on the PATH"; exit 1
+fi
+log "node $("$NODE" --version)"
+
+{ nvidia-smi --query-gpu=name,driver_version,memory.total,utilization.gpu --format=csv; nvidia-smi; } > "$OUT/nvidia-smi.txt" 2>&1 || true
+
+cd .gpu
+# 1. agreement: one MLM training step on webgpu and on cpu, same weights and batch (~20 s)
+timeout 90 "$NODE" run.mjs --check ${TTC_GPU_ARGS:-} --json "$OUT/check.json" 2>&1 | grep -v 'artificially reduced' | tee "$OUT/check.txt"
+check_rc=${PIPESTATUS[0]}
+log "check exit $check_rc"
+# 2. the benchmark: matMul 4096², then small / medium / base (B32×128), ~2 min on an H200
+timeout 270 "$NODE" run.mjs ${TTC_GPU_ARGS:-} --json "$OUT/bench.json" 2>&1 | grep -v 'artificially reduced' | tee "$OUT/bench.txt"
+bench_rc=${PIPESTATUS[0]}
+log "bench exit $bench_rc"
+if grep -q '^no GPU adapter' "$OUT/check.txt" "$OUT/bench.txt"; then
+  log "Dawn found no usable GPU adapter (see above): nothing was measured on a GPU"
+  exit 1
+fi
+[ "$check_rc" = 0 ] && [ "$bench_rc" = 0 ]

@@ -1,0 +1,503 @@
+/**
+ * WebGPU benchmark: one full MLM training step (MlmTrainer.computeGradients = forward + loss +
+ * backward, then Trainer.apply = clip + AdamW on the flat arrays + weight upload) at 3 sizes up to
+ * BERT-base's shape, timed after warm-up steps (medians), with tokens/s and TFLOP/s from the
+ * project's analytic FLOPs (shared/flops.ts), plus a matMul 4096² TFLOP/s probe; the smallest size
+ * also on the CPU fast path (wasm + onnxruntime matmul) when that loads.
+ *
+ *   npm run bench:gpu [-- --allow-software] [-- --quick] [-- --json FILE] [-- --sizes small,medium]
+ *   npm run bench:gpu -- --check [--allow-software] [--json FILE]    webgpu-vs-cpu one-step agreement
+ *
+ * --allow-software  run on a software adapter (lavapipe); implies --quick (tiny sizes)
+ * --quick           tiny sizes and batches (q-small, q-medium, q-large), fewer steps
+ * --sizes           a subset of the size names (small, medium, base; q-small, q-medium, q-large)
+ * --no-cpu          skip the CPU fast-path row
+ * --cpu-only        only the CPU fast-path row (default size: small, or q-small with --quick), no GPU needed
+ * --json FILE       also write the results as JSON
+ * --check           instead of the bench: one training step on webgpu and on cpu from the same
+ *                   weights and batch (bench/lib/one-step.ts), compared under its tolerance; exit 1
+ *                   if they disagree
+ *
+ * Without a usable GPU adapter it prints "no GPU adapter: <reasons from shared/backend.ts>" and
+ * exits 0. Every measurement runs in a child process of this same file (`--cell`, `--one-step`),
+ * so a bundle of it (docs/gpu.md: esbuild, only `webgpu` external) works on an offline GPU host.
+ */
+// navigator.gpu first, then the webgpu backend: see ./lib/gpu-setup.ts (keep these two imports first)
+import './lib/gpu-setup.ts';
+import '@tensorflow/tfjs-backend-webgpu';
+
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+
+import { BackendError, initBackend, type BackendChoice, type BackendInfo } from '../shared/backend.ts';
+import { numMaskedPerSeq } from '../shared/data/masking.ts';
+import { mlmStepFlops } from '../shared/flops.ts';
+import { paramLayout, type ModelDims } from '../shared/model/spec.ts';
+import { initialWeights } from '../shared/model/weights.ts';
+import { tf } from '../shared/tf.ts';
+import { MlmTrainer } from '../shared/train/trainer.ts';
+import { CHECK_DEFAULTS, CHECK_MODEL, compareOneStep, oneStepMain, readOneStep, syntheticBatch, TOLERANCE, type OneStepArgs } from './lib/one-step.ts';
+import { printTable } from './lib/table.ts';
+
+const argv = process.argv.slice(2);
+const flag = (n: string) => argv.includes(n);
+const opt = (n: string): string | undefined => {
+  const i = argv.indexOf(n);
+  if (i >= 0) return argv[i + 1];
+  return argv.find((x) => x.startsWith(`${n}=`))?.slice(n.length + 1);
+};
+
+interface Size {
+  name: string;
+  dims: ModelDims;
+  batch: number;
+  note?: string;
+}
+const V = 8000;
+const SIZES: Size[] = [
+  { name: 'small', dims: { layers: 4, hidden: 256, heads: 4, ffn: 1024, seqLen: 128, vocab: V }, batch: 32 },
+  { name: 'medium', dims: { layers: 8, hidden: 512, heads: 8, ffn: 2048, seqLen: 128, vocab: V }, batch: 32 },
+  { name: 'base', dims: { layers: 12, hidden: 768, heads: 12, ffn: 3072, seqLen: 128, vocab: V }, batch: 32, note: 'BERT-base shape, vocab 8000' },
+];
+/** for a software adapter (lavapipe) or --quick: seconds per step on 2 CPU cores */
+const QUICK_SIZES: Size[] = [
+  { name: 'q-small', dims: { layers: 1, hidden: 64, heads: 2, ffn: 256, seqLen: 32, vocab: 1000 }, batch: 8 },
+  { name: 'q-medium', dims: { layers: 2, hidden: 128, heads: 2, ffn: 512, seqLen: 64, vocab: 2000 }, batch: 8 },
+  { name: 'q-large', dims: { layers: 4, hidden: 256, heads: 4, ffn: 1024, seqLen: 64, vocab: 4000 }, batch: 8 },
+];
+const FULL_RULE = { warmup: 2, minSteps: 5, maxSteps: 10, minSeconds: 5, maxSeconds: 30 };
+const QUICK_RULE = { warmup: 1, minSteps: 3, maxSteps: 5, minSeconds: 2, maxSeconds: 15 };
+const SEED = 1234;
+const LR = 1e-4;
+
+type Rule = typeof FULL_RULE;
+
+// ---------- child side ----------
+
+interface CellArgs {
+  kind: 'probe' | 'train';
+  backend: Exclude<BackendChoice, 'auto'>;
+  allowSoftware: boolean;
+  fastKernels: boolean;
+  threads: number;
+  matmul?: { n: number; reps: number };
+  size?: Size;
+  rule?: Rule;
+}
+
+const emit = (o: unknown) => process.stdout.write(`${JSON.stringify(o)}\n`);
+const progress = (s: string) => process.stderr.write(`  ${s}\n`);
+const SOFTWARE_SKIPPED = /software \(CPU\) implementation, skipped/;
+
+/** initBackend for the cell; a software webgpu adapter is flagged (and refused unless allowed). */
+async function cellBackend(a: CellArgs): Promise<{ info: BackendInfo; software: boolean }> {
+  if (a.backend !== 'webgpu') return { info: await initBackend(a.backend, { threads: a.threads, fastKernels: a.fastKernels }), software: false };
+  try {
+    return { info: await initBackend('webgpu', { threads: a.threads, allowSoftwareGpu: false }), software: false };
+  } catch (e) {
+    if (!(e instanceof BackendError && SOFTWARE_SKIPPED.test(e.message)) || !a.allowSoftware) throw e;
+    return { info: await initBackend('webgpu', { threads: a.threads, allowSoftwareGpu: true }), software: true };
+  }
+}
+
+async function matmulProbe(n: number, reps: number): Promise<{ n: number; reps: number; ms: number; tflops: number }> {
+  const a = tf.randomNormal([n, n], 0, 1, 'float32', 1);
+  const b = tf.randomNormal([n, n], 0, 1, 'float32', 2);
+  let c = tf.matMul(a, b);
+  await c.data();
+  c.dispose();
+  const t0 = performance.now();
+  for (let i = 0; i < reps; i++) {
+    c = tf.matMul(a, b);
+    if (i < reps - 1) c.dispose();
+  }
+  await c.data(); // the queue runs in order: the last result is ready when all are
+  const ms = (performance.now() - t0) / reps;
+  tf.dispose([a, b, c]);
+  return { n, reps, ms, tflops: (2 * n ** 3) / (ms / 1000) / 1e12 };
+}
+
+async function cellMain(a: CellArgs): Promise<void> {
+  let be;
+  try {
+    be = await cellBackend(a);
+  } catch (e) {
+    if (e instanceof BackendError) {
+      const lines = e.message.split('\n').map((s) => s.trim()).filter(Boolean);
+      emit({ unavailable: lines.slice(1).join('; ') || lines[0], log: lines.slice(1) });
+      return;
+    }
+    throw e;
+  }
+  const { info, software } = be;
+  if (a.fastKernels && !/matmul/.test(info.detail)) {
+    emit({ unavailable: `the CPU fast path did not load: ${info.log.filter((l) => /fast|wasm/.test(l)).join('; ')}`, log: info.log });
+    return;
+  }
+  if (a.kind === 'probe') {
+    const matmul = a.matmul ? await matmulProbe(a.matmul.n, a.matmul.reps) : undefined;
+    emit({ ok: true, backend: info.name, detail: info.detail, log: info.log, software, matmul });
+    return;
+  }
+  const { size, rule } = a as Required<CellArgs>;
+  const dims = size.dims;
+  const layout = paramLayout(dims);
+  const trainer = new MlmTrainer(
+    { dims, optimizer: { beta1: 0.9, beta2: 0.98, epsilon: 1e-6, weightDecay: 0.01 }, gradClipNorm: 1.0 },
+    initialWeights(layout, SEED, 0.02),
+  );
+  const batches = [0, 1, 2, 3].map((i) => syntheticBatch(dims, size.batch, SEED + i));
+  emit({ ready: true, backend: info.name, detail: info.detail, params: layout.total });
+  let k = 0;
+  const step = async () => {
+    const t0 = performance.now();
+    const loss = await trainer.computeGradients(batches[k++ % batches.length]);
+    const t1 = performance.now();
+    trainer.apply(LR);
+    const t2 = performance.now();
+    if (!Number.isFinite(loss)) throw new Error(`non-finite loss ${loss}`);
+    return { ms: t2 - t0, gradMs: t1 - t0, applyMs: t2 - t1, loss, numTensors: tf.memory().numTensors };
+  };
+  for (let i = 0; i < rule.warmup; i++) emit({ warmup: await step() });
+  let spent = 0;
+  for (let n = 0; ; ) {
+    const s = await step();
+    emit({ step: s });
+    n++;
+    spent += s.ms;
+    if (spent >= rule.maxSeconds * 1000 || n >= rule.maxSteps || (n >= rule.minSteps && spent >= rule.minSeconds * 1000)) break;
+  }
+  emit({ done: true });
+  trainer.dispose();
+}
+
+// ---------- parent side ----------
+
+type Msg = Record<string, unknown>;
+
+/** Runs this same script (or bundle) as a child; collects its JSON lines. */
+function runSelf(args: string[], timeoutMs: number, onLine?: (m: Msg) => void): Promise<{ lines: Msg[]; code: number | null; stderr: string; timedOut: boolean }> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, [...process.execArgv, process.argv[1], ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const lines: Msg[] = [];
+    let stderr = '';
+    let timedOut = false;
+    createInterface({ input: p.stdout }).on('line', (line) => {
+      try {
+        const m = JSON.parse(line) as Msg;
+        lines.push(m);
+        onLine?.(m);
+      } catch {
+        /* not ours */
+      }
+    });
+    p.stderr.on('data', (d) => (stderr = (stderr + String(d)).slice(-4000)));
+    const timer = setTimeout(() => {
+      timedOut = true;
+      p.kill('SIGKILL');
+    }, timeoutMs);
+    p.on('error', reject);
+    p.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ lines, code, stderr, timedOut });
+    });
+  });
+}
+
+const childError = (r: { code: number | null; stderr: string; timedOut: boolean; lines: Msg[] }) =>
+  r.timedOut
+    ? 'timed out'
+    : String(r.lines.find((m) => m.error)?.error ?? `exited ${r.code}: ${r.stderr.split('\n').filter((l) => l.trim() && !/artificially reduced/.test(l)).slice(-3).join(' | ')}`);
+
+const median = (xs: number[]) => {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+
+interface StepRow {
+  ms: number;
+  gradMs: number;
+  applyMs: number;
+  loss: number;
+  numTensors: number;
+}
+
+interface CellResult {
+  size: string;
+  path: string;
+  detail?: string;
+  skipped?: string;
+  error?: string;
+  params?: number;
+  warmupMs: number[];
+  steps: StepRow[];
+  medianMs?: number;
+  medianGradMs?: number;
+  medianApplyMs?: number;
+  tokensPerSecond?: number;
+  tflops?: number;
+  tflopsGradOnly?: number;
+  numTensorsStable?: boolean;
+}
+
+async function trainCell(size: Size, path_: string, a: Omit<CellArgs, 'kind' | 'size'>, flops: number, timeoutMs: number): Promise<CellResult> {
+  const res: CellResult = { size: size.name, path: path_, warmupMs: [], steps: [] };
+  const r = await runSelf(['--cell', JSON.stringify({ ...a, kind: 'train', size })], timeoutMs, (m) => {
+    if (m.ready) progress(`${size.name} ${path_}: ${m.detail}, ${(m.params as number).toLocaleString('en')} parameters`);
+    const w = m.warmup as StepRow | undefined;
+    if (w) progress(`${size.name} ${path_}: warm-up step ${w.ms.toFixed(0)} ms (loss ${w.loss.toFixed(3)})`);
+    const s = m.step as StepRow | undefined;
+    if (s) progress(`${size.name} ${path_}: step ${s.ms.toFixed(0)} ms = grad ${s.gradMs.toFixed(0)} + apply ${s.applyMs.toFixed(0)}`);
+  });
+  for (const m of r.lines) {
+    if (m.unavailable) res.skipped = String(m.unavailable);
+    if (m.ready) {
+      res.detail = String(m.detail);
+      res.params = m.params as number;
+    }
+    if (m.warmup) res.warmupMs.push((m.warmup as StepRow).ms);
+    if (m.step) res.steps.push(m.step as StepRow);
+  }
+  if (!res.skipped && !r.lines.some((m) => m.done)) res.error = childError(r);
+  if (res.steps.length) {
+    const s = res.steps;
+    res.medianMs = median(s.map((x) => x.ms));
+    res.medianGradMs = median(s.map((x) => x.gradMs));
+    res.medianApplyMs = median(s.map((x) => x.applyMs));
+    res.tokensPerSecond = (size.batch * size.dims.seqLen) / (res.medianMs / 1000);
+    res.tflops = flops / (res.medianMs / 1000) / 1e12;
+    res.tflopsGradOnly = flops / (res.medianGradMs / 1000) / 1e12;
+    res.numTensorsStable = s.every((x) => x.numTensors === s[0].numTensors);
+  }
+  return res;
+}
+
+const fmtMs = (ms: number | undefined) => (ms === undefined || !Number.isFinite(ms) ? '—' : ms >= 100 ? Math.round(ms).toLocaleString('en') : ms.toFixed(1));
+const fmtTflops = (x: number | undefined) => (x === undefined || !Number.isFinite(x) ? '—' : x >= 0.1 ? x.toFixed(2) : x.toPrecision(2));
+
+function header(): string[] {
+  const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
+  return [
+    `# ttc webgpu benchmark — ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC`,
+    `# ${cpu}, ${os.availableParallelism()} cores, load average ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}; Node ${process.version}`,
+  ];
+}
+
+async function probe(allowSoftware: boolean, matmul: { n: number; reps: number } | undefined) {
+  const r = await runSelf(['--cell', JSON.stringify({ kind: 'probe', backend: 'webgpu', allowSoftware, fastKernels: false, threads: 1, matmul } satisfies CellArgs)], 300_000);
+  const m = r.lines.find((x) => x.ok || x.unavailable);
+  if (!m) return { error: childError(r) };
+  return m;
+}
+
+function writeJson(file: string | undefined, o: unknown, announce = true): void {
+  if (!file) return;
+  fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+  fs.writeFileSync(`${file}.tmp`, `${JSON.stringify(o, null, 2)}\n`);
+  fs.renameSync(`${file}.tmp`, file);
+  if (announce) console.log(`# wrote ${file}`);
+}
+
+async function benchMain(): Promise<number> {
+  const t0 = Date.now();
+  const allowSoftware = flag('--allow-software');
+  const jsonFile = opt('--json');
+  for (const l of header()) console.log(l);
+
+  if (flag('--cpu-only')) return cpuOnlyMain();
+  const first = await probe(allowSoftware, undefined);
+  if (!first.ok) {
+    const reason = String(first.unavailable ?? first.error);
+    const hint = SOFTWARE_SKIPPED.test(reason) ? ' (pass --allow-software to bench the software adapter anyway)' : '';
+    console.log(`no GPU adapter: ${reason}${hint}`);
+    writeJson(jsonFile, { date: new Date().toISOString(), available: false, reason });
+    return 0;
+  }
+  const software = first.software === true;
+  const quick = flag('--quick') || software;
+  const rule = quick ? QUICK_RULE : FULL_RULE;
+  const all = [...SIZES, ...QUICK_SIZES];
+  const wanted = opt('--sizes')?.split(',').map((s) => s.trim()).filter(Boolean);
+  const sizes = wanted ? wanted.map((n) => all.find((s) => s.name === n) ?? (() => { throw new Error(`--sizes: unknown size "${n}" (${all.map((s) => s.name).join(', ')})`); })()) : quick ? QUICK_SIZES : SIZES;
+  console.log(`# adapter: ${first.detail}${software ? ' — a SOFTWARE adapter (CPU Vulkan): these figures say nothing about GPU performance' : ''}`);
+  console.log(
+    `# step = MlmTrainer.computeGradients (forward + loss + backward on webgpu, gradients read back) + apply (clip + AdamW in JS on the CPU, weights uploaded); ` +
+      `synthetic masked batches; ${rule.warmup} warm-up step(s), then ≥ ${rule.minSteps} steps and ≥ ${rule.minSeconds} s (or ${rule.maxSteps} steps, or ${rule.maxSeconds} s); medians` +
+      `${quick ? ' (--quick sizes)' : ''}`,
+  );
+  console.log('# TFLOP/s = analytic training FLOPs per step (shared/flops.ts: 3 × forward matmul FLOPs, MLM head on the masked positions) / median step time');
+
+  // matMul probe (fresh process: a clean device)
+  const mm = quick ? { n: 512, reps: 3 } : { n: 4096, reps: 10 };
+  const mp = await probe(allowSoftware, mm);
+  const matmul = mp.ok ? (mp.matmul as { n: number; reps: number; ms: number; tflops: number }) : undefined;
+  console.log(matmul ? `# matMul ${matmul.n}² fp32: ${matmul.ms.toFixed(2)} ms, ${fmtTflops(matmul.tflops)} TFLOP/s (mean of ${matmul.reps} after 1 warm-up)` : `# matMul probe failed: ${mp.unavailable ?? mp.error}`);
+
+  const results: Row[] = [];
+  // written after every cell too, so that a run cut short by a time limit keeps what it measured
+  const save = (complete: boolean) =>
+    writeJson(
+      jsonFile,
+      {
+        date: new Date().toISOString(),
+        available: true,
+        complete,
+        adapter: first.detail,
+        software,
+        quick,
+        host: { cpu: os.cpus()[0]?.model, cores: os.availableParallelism(), load: os.loadavg(), node: process.version },
+        log: first.log,
+        rule,
+        lr: LR,
+        matmul: matmul ?? null,
+        results,
+      },
+      complete,
+    );
+  save(false);
+  const cellTimeout = (rule.maxSeconds + 240) * 1000;
+  for (const size of sizes) {
+    const flops = stepFlops(size);
+    process.stderr.write(`[${size.name}] ${((Date.now() - t0) / 1000).toFixed(0)} s elapsed\n`);
+    const r = await trainCell(size, 'webgpu', { backend: 'webgpu', allowSoftware, fastKernels: false, threads: THREADS, rule }, flops, cellTimeout);
+    results.push({ ...r, dims: size.dims, batch: size.batch, flopsPerStep: flops });
+    save(false);
+  }
+  if (!flag('--no-cpu')) results.push(await cpuCell(sizes[0], quick));
+
+  printResults(results, software);
+  console.log(`\n# total ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+  save(true);
+  return results.some((r) => r.error) ? 1 : 0;
+}
+
+type Row = CellResult & { dims: ModelDims; batch: number; flopsPerStep: number };
+const THREADS = os.availableParallelism();
+const stepFlops = (size: Size) => mlmStepFlops(size.dims, size.batch, numMaskedPerSeq(size.dims.seqLen)).training;
+
+/** The CPU fast path (wasm + onnxruntime matmul, all cores) on one size, fewer steps. */
+async function cpuCell(size: Size, quick: boolean): Promise<Row> {
+  const flops = stepFlops(size);
+  const rule = quick ? { ...QUICK_RULE } : { warmup: 1, minSteps: 3, maxSteps: 5, minSeconds: 5, maxSeconds: 40 };
+  const r = await trainCell(size, 'wasm + fast (CPU)', { backend: 'wasm', allowSoftware: false, fastKernels: true, threads: THREADS, rule }, flops, (rule.maxSeconds + 240) * 1000);
+  return { ...r, dims: size.dims, batch: size.batch, flopsPerStep: flops };
+}
+
+/** --cpu-only: the CPU fast-path row alone (e.g. on a CPU machine, for the comparison a GPU host's bundle cannot make). */
+async function cpuOnlyMain(): Promise<number> {
+  const t0 = Date.now();
+  const quick = flag('--quick');
+  const all = [...SIZES, ...QUICK_SIZES];
+  const names = opt('--sizes')?.split(',').map((s) => s.trim()).filter(Boolean) ?? [quick ? 'q-small' : 'small'];
+  const results: Row[] = [];
+  for (const n of names) {
+    const size = all.find((s) => s.name === n);
+    if (!size) throw new Error(`--sizes: unknown size "${n}" (${all.map((s) => s.name).join(', ')})`);
+    results.push(await cpuCell(size, quick));
+  }
+  printResults(results, false);
+  console.log(`\n# total ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+  writeJson(opt('--json'), { date: new Date().toISOString(), cpuOnly: true, host: { cpu: os.cpus()[0]?.model, cores: os.availableParallelism(), load: os.loadavg(), node: process.version }, lr: LR, results });
+  return results.some((r) => r.error) ? 1 : 0;
+}
+
+function printResults(results: Row[], software: boolean): void {
+  console.log('');
+  const rows = results.map((r) => {
+    const d = r.dims;
+    const label = `${r.size} (L${d.layers} d${d.hidden} h${d.heads} ffn${d.ffn})`;
+    const base = [label, r.path, `${r.batch}×${d.seqLen}`, (r.params ?? paramLayout(d).total).toLocaleString('en'), r.flopsPerStep >= 1e10 ? (r.flopsPerStep / 1e9).toFixed(0) : (r.flopsPerStep / 1e9).toPrecision(2)];
+    if (!r.steps.length) return [...base, r.skipped ? 'skipped (†)' : 'failed (†)', '', '', '', '', '', '', ''];
+    return [
+      ...base,
+      fmtMs(r.medianMs),
+      `${fmtMs(Math.min(...r.steps.map((s) => s.ms)))}–${fmtMs(Math.max(...r.steps.map((s) => s.ms)))} (${r.steps.length})`,
+      `${fmtMs(r.medianGradMs)} / ${fmtMs(r.medianApplyMs)}`,
+      Math.round(r.tokensPerSecond!).toLocaleString('en'),
+      fmtTflops(r.tflops),
+      fmtTflops(r.tflopsGradOnly),
+      fmtMs(r.warmupMs[0]),
+      r.numTensorsStable ? 'yes' : 'NO',
+    ];
+  });
+  printTable(['size', 'backend', 'B×T', 'params', 'GFLOP/step', 'ms/step', 'min–max (steps)', 'grad / apply ms', 'tokens/s', 'TFLOP/s', 'TFLOP/s grad only', '1st step ms', 'tensors flat'], rows);
+  for (const r of results) if (!r.steps.length || r.error) console.log(`  † ${r.size} ${r.path}: ${r.skipped ? `skipped: ${r.skipped}` : `failed: ${r.error}`}`);
+  console.log('  grad = forward + backward + reading the gradients back; apply = clip + AdamW on the CPU + uploading the weights; "1st step" = the first warm-up step (on webgpu it includes compiling the shaders)');
+  if (software) console.log('  SOFTWARE adapter (lavapipe: Vulkan on the CPU): a test of the webgpu code path, not GPU performance');
+}
+
+/** webgpu vs cpu, one step each in a child process of this file, compared (bench/lib/one-step.ts). */
+async function checkMain(): Promise<number> {
+  const allowSoftware = flag('--allow-software');
+  const jsonFile = opt('--json');
+  for (const l of header()) console.log(l);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ttc-gpu-check-'));
+  const side = async (name: string, a: Partial<OneStepArgs> & { backend: BackendChoice }) => {
+    const full: OneStepArgs = { dims: CHECK_MODEL, ...CHECK_DEFAULTS, ...a };
+    const file = path.join(dir, `${name}.bin`);
+    const r = await runSelf(['--one-step', JSON.stringify(full), file], 300_000);
+    const m = r.lines.at(-1) ?? {};
+    return { m, result: m.ok ? readOneStep(file) : undefined, err: m.unavailable ?? m.error ?? childError(r) };
+  };
+  // a real GPU unless --allow-software: probe first so that the reason is the backend's own
+  const first = await probe(allowSoftware, undefined);
+  if (!first.ok) {
+    const reason = String(first.unavailable ?? first.error);
+    console.log(`no GPU adapter: ${reason}${SOFTWARE_SKIPPED.test(reason) ? ' (pass --allow-software to check the software adapter)' : ''}`);
+    writeJson(jsonFile, { date: new Date().toISOString(), available: false, reason });
+    return 0;
+  }
+  const gpu = await side('webgpu', { backend: 'webgpu', allowSoftwareGpu: allowSoftware, leakSteps: 3 });
+  const cpu = await side('cpu', { backend: 'cpu', fastKernels: false });
+  if (!gpu.result || !cpu.result) {
+    console.log(`check failed to run: webgpu: ${gpu.result ? 'ok' : gpu.err}; cpu: ${cpu.result ? 'ok' : cpu.err}`);
+    writeJson(jsonFile, { date: new Date().toISOString(), available: true, ok: false, webgpu: gpu.err, cpu: cpu.err });
+    return 1;
+  }
+  const cmp = compareOneStep(gpu.result, cpu.result);
+  console.log(`# webgpu vs cpu, one MLM training step: ${JSON.stringify(CHECK_MODEL)}, batch ${CHECK_DEFAULTS.batch}, seed ${CHECK_DEFAULTS.seed}, lr ${CHECK_DEFAULTS.lr}`);
+  console.log(`# webgpu: ${gpu.result.detail} (first step ${gpu.result.ms.step.toFixed(0)} ms); cpu: ${cpu.result.detail}`);
+  for (const l of cmp.lines) console.log(l);
+  const leakOk = gpu.result.numTensors.every((n) => n === gpu.result!.numTensors[0]);
+  console.log(`${leakOk ? 'ok  ' : 'FAIL'} webgpu tensor count after each of 4 steps: ${gpu.result.numTensors.join(', ')}`);
+  console.log(cmp.ok && leakOk ? 'AGREE' : 'DISAGREE');
+  const { ok: stepOk, ...summary } = cmp;
+  writeJson(jsonFile, {
+    date: new Date().toISOString(),
+    available: true,
+    ok: stepOk && leakOk,
+    webgpu: gpu.result.detail,
+    cpu: cpu.result.detail,
+    tolerance: TOLERANCE,
+    ...summary,
+    numTensors: gpu.result.numTensors,
+  });
+  fs.rmSync(dir, { recursive: true, force: true });
+  return cmp.ok && leakOk ? 0 : 1;
+}
+
+async function main(): Promise<number> {
+  const i = argv.indexOf('--one-step');
+  if (i >= 0) return oneStepMain(argv.slice(i + 1));
+  const c = opt('--cell');
+  if (c !== undefined) {
+    await cellMain(JSON.parse(c) as CellArgs);
+    return 0;
+  }
+  return flag('--check') ? checkMain() : benchMain();
+}
+
+// exit explicitly: a Dawn instance keeps the event loop alive
+main().then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    emit({ error: e instanceof Error ? e.message.split('\n')[0] : String(e) });
+    process.stderr.write(`${e instanceof Error ? e.stack : String(e)}\n`);
+    process.exit(1);
+  },
+);
