@@ -41,14 +41,9 @@ import { tf } from '../shared/tf.ts';
 import { MlmTrainer } from '../shared/train/trainer.ts';
 import { CHECK_DEFAULTS, CHECK_MODEL, compareOneStep, oneStepMain, readOneStep, syntheticBatch, TOLERANCE, type OneStepArgs } from './lib/one-step.ts';
 import { printTable } from './lib/table.ts';
+import { benchArgs } from './lib/args.ts';
 
-const argv = process.argv.slice(2);
-const flag = (n: string) => argv.includes(n);
-const opt = (n: string): string | undefined => {
-  const i = argv.indexOf(n);
-  if (i >= 0) return argv[i + 1];
-  return argv.find((x) => x.startsWith(`${n}=`))?.slice(n.length + 1);
-};
+const { argv, flag, opt } = benchArgs();
 
 interface Size {
   name: string;

@@ -32,15 +32,10 @@ import { mlmStepFlops } from '../shared/flops.ts';
 import { parameterCount, type ModelDims } from '../shared/model/spec.ts';
 import type { ChildArgs, ChildResult, StepResult } from './lib/train-child.ts';
 import { printTable } from './lib/table.ts';
+import { benchArgs } from './lib/args.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const argv = process.argv.slice(2);
-const flag = (n: string) => argv.includes(n);
-const opt = (n: string): string | undefined => {
-  const i = argv.indexOf(n);
-  if (i >= 0) return argv[i + 1];
-  return argv.find((x) => x.startsWith(`${n}=`))?.slice(n.length + 1);
-};
+const { flag, opt } = benchArgs();
 const QUICK = flag('--quick');
 const PROFILE = flag('--profile');
 const THREADS = Number(opt('--threads') ?? os.availableParallelism());
