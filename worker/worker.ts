@@ -78,6 +78,7 @@ export class Worker {
   private conn: Connection<(typeof M.toWorker)[number]> | undefined;
   private formation: Formation | undefined;
   private backend: BackendInfo | undefined;
+  private backendAsked: string | undefined;
   private dataCache: { key: string; data: TrainingData } | undefined;
   private queue: Promise<void> = Promise.resolve();
   private stopped: { ok: boolean; reason: string } | undefined;
@@ -306,7 +307,11 @@ export class Worker {
   private async ensureBackend(config: Config): Promise<BackendInfo> {
     if (!this.backend) {
       this.backend = await initBackend(config.backend, { threads: config.threads, fastKernels: config.fastKernels });
+      this.backendAsked = config.backend;
       for (const l of this.backend.log) this.log.info(`backend: ${l}`);
+    } else if (config.backend !== this.backendAsked && config.backend !== 'auto' && config.backend !== this.backend.name) {
+      // tfjs holds one backend per process: a later run of a run server cannot switch it.
+      this.log.warn(`this run asks for backend "${config.backend}", but this worker process already runs "${this.backend.name}" (chosen for an earlier run): it stays; restart the worker to change it`);
     }
     return this.backend;
   }
