@@ -11,7 +11,8 @@ import net from 'node:net';
 import path from 'node:path';
 import { spawnTtc, type Proc } from './procs.ts';
 import { tempDir, TEST_CACHE_DIR, TINY_MODEL } from './helpers.ts';
-import { CliSession } from '../coordinator/cli-client.ts';
+import { CliSession, coordinatorUrl } from '../coordinator/cli-client.ts';
+import { resultFiles } from '../coordinator/result-files.ts';
 import * as M from '../shared/protocol/training.ts';
 import type { Message } from '../shared/protocol/index.ts';
 import { compressionGrid } from '../shared/eval/index.ts';
@@ -157,6 +158,15 @@ test.serial('a wrong secret or an invalid config is refused and creates nothing;
       s.close();
     }
     t.deepEqual(fs.readdirSync(out).filter((f) => f !== 'queue.json'), [], 'no run directory was created');
+
+    // A single-run coordinator (`ttc coordinator`) is not a run server: it says so.
+    const single = spawnTtc(['coordinator', '--config', writeJson(dir, 'single.json', { ...runConfig(4), outputDir: path.join(dir, 'single') }), '--port', '0'], env);
+    const singleUrl = (await single.waitFor(/TTC_COORDINATOR_URL=(\S+)/))[1];
+    const refused = spawnTtc(['run', '--coordinator', singleUrl, '--config', cfg], env);
+    t.is(await refused.exited, 1);
+    t.regex(refused.lines.join('\n'), /refused: this coordinator drives a single run .*ttc serve/);
+    single.kill('SIGTERM');
+    await single.exited;
   } finally {
     server.kill('SIGTERM');
     await server.exited;
@@ -208,4 +218,24 @@ test.serial('a server killed mid-run continues it from its checkpoint after a re
     for (const w of workers) w.kill();
     await server.exited;
   }
+});
+
+test('--coordinator accepts ws(s)://, http(s):// and host:port; other schemes are refused', (t) => {
+  t.is(coordinatorUrl('http://10.0.0.5:7070'), 'ws://10.0.0.5:7070');
+  t.is(coordinatorUrl('https://ttc.example.com'), 'wss://ttc.example.com');
+  t.is(coordinatorUrl('wss://ttc.example.com:8443'), 'wss://ttc.example.com:8443');
+  t.is(coordinatorUrl('127.0.0.1:7070'), 'ws://127.0.0.1:7070');
+  t.throws(() => coordinatorUrl('ftp://x:1'), { message: /expected ws:\/\/, wss:\/\/, http:\/\/ or https:\/\// });
+});
+
+test('`ttc report` sends results, never checkpoints, fine-tuned weights or temporary files', (t) => {
+  const dir = tempDir('result-files');
+  const files = ['report.html', 'results.csv', 'plots/isoflop.svg', 'members/m1/summary.json', 'members/m1/metrics.jsonl', 'members/m1.config.json',
+    'members/m1/checkpoints/step-00000004/model.safetensors', 'members/m1/checkpoints/step-00000004/state.json', 'finetuned/m1.safetensors', 'checkpoints/step-1/state.json',
+    'cells.jsonl.tmp-123', '.hidden.json', 'queue.json'];
+  for (const f of files) {
+    fs.mkdirSync(path.dirname(path.join(dir, f)), { recursive: true });
+    fs.writeFileSync(path.join(dir, f), 'x');
+  }
+  t.deepEqual(resultFiles(dir).sort(), ['members/m1.config.json', 'members/m1/metrics.jsonl', 'members/m1/summary.json', 'plots/isoflop.svg', 'queue.json', 'report.html', 'results.csv']);
 });
