@@ -17,6 +17,7 @@ import * as M from '../shared/protocol/training.ts';
 import type { Message } from '../shared/protocol/index.ts';
 import { compressionGrid } from '../shared/eval/index.ts';
 import { resolveSweepConfig } from '../shared/config/sweep.ts';
+import { selfSignedCert } from '../bench/lib/netkit.ts';
 
 const SECRET = crypto.randomBytes(24).toString('base64');
 process.env.TTC_SECRET = SECRET;
@@ -238,4 +239,36 @@ test('`ttc report` sends results, never checkpoints, fine-tuned weights or tempo
     fs.writeFileSync(path.join(dir, f), 'x');
   }
   t.deepEqual(resultFiles(dir).sort(), ['members/m1.config.json', 'members/m1/metrics.jsonl', 'members/m1/summary.json', 'plots/isoflop.svg', 'queue.json', 'report.html', 'results.csv']);
+});
+
+test.serial('over TLS: `ttc run --coordinator https://…` reaches a run server serving wss:// and the run completes; without the CA the certificate is refused', async (t) => {
+  const tls = selfSignedCert();
+  if (!tls) {
+    t.log('openssl not available: TLS test skipped');
+    t.pass();
+    return;
+  }
+  t.teardown(() => fs.rmSync(tls.dir, { recursive: true, force: true }));
+  const dir = tempDir('serve-tls');
+  const serverEnv = { ...env, TTC_TLS_CERT: tls.cert, TTC_TLS_KEY: tls.key };
+  const server = spawnTtc(['serve', '--port', '0', '--output-dir', path.join(dir, 'runs')], serverEnv);
+  const url = (await server.waitFor(/TTC_COORDINATOR_URL=(\S+)/))[1];
+  t.regex(url, /^wss:\/\/127\.0\.0\.1:\d+$/);
+  // Workers verify the server with the CA and use the certificate for their ring links too.
+  const workers = [0, 1].map((i) => spawnTtc(['worker', '--coordinator', url, '--name', `w${i}`], { ...serverEnv, TTC_TLS_CA: tls.cert }));
+  try {
+    const cfg = writeJson(dir, 'tiny.json', runConfig(4));
+    const https = url.replace('wss://', 'https://');
+    const noCa = spawnTtc(['run', '--coordinator', https, '--config', cfg], env);
+    t.is(await noCa.exited, 1);
+    t.regex(noCa.lines.join('\n'), /certificate/i);
+    const run = spawnTtc(['run', '--coordinator', https, '--config', cfg], { ...env, TTC_TLS_CA: tls.cert });
+    t.is(await run.exited, 0, run.lines.slice(-10).join('\n'));
+    t.regex(run.lines.join('\n'), /done: final validation loss/);
+    t.true(workers.some((w) => w.lines.some((l) => /ring of 2 up|ring listener/.test(l))));
+  } finally {
+    server.kill('SIGTERM');
+    for (const w of workers) w.kill();
+    await server.exited;
+  }
 });
