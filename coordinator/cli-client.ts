@@ -50,8 +50,9 @@ export class CliSession {
     });
   }
 
-  static async open(url: string, purpose: string): Promise<CliSession> {
-    const conn = await connect({ url: coordinatorUrl(url), secret: loadSecret(), role: 'cli', name: `${purpose}-${process.pid}`, messages: M.toCli, peerLabel: 'coordinator', tls: tlsClientFromEnv(), log: () => {} });
+  /** `retryForMs`: keep trying that long while the coordinator is unreachable (a restarting server). */
+  static async open(url: string, purpose: string, retryForMs = 0): Promise<CliSession> {
+    const conn = await connect({ url: coordinatorUrl(url), secret: loadSecret(), role: 'cli', name: `${purpose}-${process.pid}`, messages: M.toCli, peerLabel: 'coordinator', tls: tlsClientFromEnv(), retryForMs, log: () => {} });
     return new CliSession(conn);
   }
 

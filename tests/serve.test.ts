@@ -184,6 +184,8 @@ test.serial('a server killed mid-run continues it from its checkpoint after a re
     const long = spawnTtc(['run', '--coordinator', url, '--config', writeJson(dir, 'long.json', runConfig(2000)), '--detach'], env);
     t.is(await long.exited, 0);
     const runId = long.lines.map((l) => l.match(/^TTC_RUN_ID=(\S+)/)?.[1]).find(Boolean)!;
+    // A follower that stays through the server's restart.
+    const follower = spawnTtc(['status', '--coordinator', url, '--run', runId, '--follow', '--interval', '0.5'], env);
     // Past a checkpoint (every 4 steps), then the server dies without warning.
     await waitUntil('step 10', async () => ((await runState(url, runId)).step! >= 10 ? true : undefined));
     server.kill('SIGKILL');
@@ -206,6 +208,11 @@ test.serial('a server killed mid-run continues it from its checkpoint after a re
     t.is(await cancel.exited, 0);
     t.regex(cancel.lines.join('\n'), /stopping at its next step/);
     await waitUntil('cancelled', async () => ((await runState(url, runId)).state === 'cancelled' ? true : undefined), 60_000);
+    t.is(await follower.exited, 1, 'following a cancelled run ends with status 1');
+    const followed = follower.lines.join('\n');
+    t.regex(followed, /lost the coordinator .* reconnecting/);
+    t.regex(followed, /reconnected/);
+    t.regex(followed, new RegExp(`run ${runId} cancelled: cancelled`));
     // The metrics of the interrupted run have each step once.
     const steps = fs.readFileSync(path.join(out, runId, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).step as number);
     t.is(new Set(steps).size, steps.length, 'no step recorded twice');

@@ -12,7 +12,7 @@ import { loadSweepConfig } from '../../shared/config/sweep.ts';
 import type { Message } from '../../shared/protocol/index.ts';
 import * as M from '../../shared/protocol/training.ts';
 import { overridesFromSets } from '../args.ts';
-import { CliSession, type CliReply } from '../cli-client.ts';
+import { CliSession, RefusedError, type CliReply } from '../cli-client.ts';
 import type { RunRecord } from '../server.ts';
 
 const env = process.env;
@@ -87,7 +87,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   if (sweep && values.set?.length) throw new Error('--set applies to run configs; edit the sweep file (its "base" section) instead');
   const resolved = sweep ? loadSweepConfig(values.config) : loadConfig(values.config, overridesFromSets(values.set ?? []));
   const name = values.name ?? runName(values.config);
-  const session = await CliSession.open(url, 'run');
+  let session = await CliSession.open(url, 'run');
   try {
     const reply = await session.request(
       () => session.connection.send(M.Submit, { kind: sweep ? 'sweep' : 'train', name, config: JSON.stringify(resolved) }),
@@ -99,9 +99,10 @@ export async function runCommand(argv: string[]): Promise<number> {
       console.log(`follow it with: ttc status --coordinator ${url} --run ${reply.runId} --follow`);
       return 0;
     }
-    const state = await follow(session, reply.runId, Number(values.interval) * 1000);
-    if (state === 'done' && values['report-dir']) await fetchReport(session, reply.runId, values['report-dir']);
-    return state === 'done' ? 0 : 1;
+    const followed = await follow(url, session, reply.runId, Number(values.interval) * 1000);
+    session = followed.session;
+    if (followed.state === 'done' && values['report-dir']) await fetchReport(session, reply.runId, values['report-dir']);
+    return followed.state === 'done' ? 0 : 1;
   } finally {
     session.close();
   }
@@ -130,15 +131,48 @@ function describeRun(r: RunView, training: TrainingView | undefined): string {
   return parts.join(' — ');
 }
 
-/** Polls one run until it ends; a progress bar on a terminal, a line per change otherwise. Returns the final state. */
-async function follow(session: CliSession, runId: string, intervalMs: number): Promise<string> {
+/** How long `follow` keeps trying to reach a coordinator it lost (a rescheduled pod takes minutes). */
+const RECONNECT_MS = 600_000;
+
+/**
+ * Polls one run until it ends; a progress bar on a terminal, a line per change otherwise. Survives
+ * a restart of the run server (reconnects). Ctrl-C stops following, not the run. Returns the final
+ * state and the session in use.
+ */
+async function follow(url: string, first: CliSession, runId: string, intervalMs: number): Promise<{ state: string; session: CliSession }> {
+  const onSigint = () => {
+    process.stderr.write(`\nstopped following; run ${runId} goes on on the server.\n  follow: ttc status --coordinator ${url} --run ${runId} --follow\n  cancel: ttc cancel --coordinator ${url} --run ${runId}\n`);
+    process.exit(130);
+  };
+  process.once('SIGINT', onSigint);
+  try {
+    return await followLoop(url, first, runId, intervalMs);
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+}
+
+async function followLoop(url: string, first: CliSession, runId: string, intervalMs: number): Promise<{ state: string; session: CliSession }> {
+  let session = first;
   const tty = process.stderr.isTTY === true;
   const bar = tty ? new cliProgress.SingleBar({ format: `${runId} |{bar}| {percentage}% {what}`, hideCursor: true, stream: process.stderr }, cliProgress.Presets.shades_classic) : undefined;
   let started = false;
   let lastLine = '';
   let lastAt = 0;
   for (;;) {
-    const s = await session.status(runId);
+    let s: Record<string, unknown>;
+    try {
+      s = await session.status(runId);
+    } catch (e) {
+      if (e instanceof RefusedError) throw e;
+      if (started) bar?.stop();
+      started = false;
+      process.stderr.write(`lost the coordinator (${(e as Error).message}); reconnecting for up to ${RECONNECT_MS / 60_000} minutes — the run goes on there\n`);
+      session.close();
+      session = await CliSession.open(url, 'follow', RECONNECT_MS);
+      process.stderr.write('reconnected\n');
+      continue;
+    }
     const r = (s.runs as RunView[])[0];
     const cur = s.current as { id: string; training?: TrainingView } | null;
     const training = cur?.id === runId ? cur.training : undefined;
@@ -157,7 +191,7 @@ async function follow(session: CliSession, runId: string, intervalMs: number): P
     if (r.state === 'done' || r.state === 'failed' || r.state === 'cancelled') {
       bar?.stop();
       console.log(`run ${runId} ${r.state}${r.result ? `: ${r.result}` : ''}${r.error ? `: ${r.error}` : ''}`);
-      return r.state;
+      return { state: r.state, session };
     }
     await new Promise((res) => setTimeout(res, intervalMs));
   }
@@ -238,7 +272,7 @@ export async function statusCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const url = requireCoordinator(values.coordinator, statusUsage);
-  const session = await CliSession.open(url, 'status');
+  let session = await CliSession.open(url, 'status');
   try {
     const reply = await session.status(values.run);
     if (values.follow) {
@@ -246,8 +280,9 @@ export async function statusCommand(argv: string[]): Promise<number> {
       const runs = reply.runs as RunView[];
       const id = values.run ?? (reply.current as { id: string } | null)?.id ?? runs.at(-1)?.id;
       if (!id) throw new Error('the server has no runs to follow');
-      const state = await follow(session, id, Number(values.interval) * 1000);
-      return state === 'done' ? 0 : 1;
+      const followed = await follow(url, session, id, Number(values.interval) * 1000);
+      session = followed.session;
+      return followed.state === 'done' ? 0 : 1;
     }
     if (values.json) console.log(JSON.stringify(reply, null, 2));
     else console.log(reply.server ? describeServer(reply) : describeSingleRun(reply));
