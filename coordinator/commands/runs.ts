@@ -227,39 +227,42 @@ async function fetchReport(session: CliSession, runId: string, outDir: string): 
   return written;
 }
 
-export async function reportCommand(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { ...coordinatorOption, run: { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
+/** A command about one run of a run server: parses --coordinator and --run (+ `extra` options), opens a session, runs `body`. */
+async function withRun<E extends Record<string, { type: 'string' }>>(
+  argv: string[],
+  usage: string,
+  purpose: string,
+  extra: E,
+  body: (session: CliSession, runId: string, values: { [K in keyof E]?: string }) => Promise<void>,
+): Promise<number> {
+  const values = parseArgs({ args: argv, options: { ...coordinatorOption, run: { type: 'string' }, help: { type: 'boolean', short: 'h' }, ...extra } }).values as Record<string, string | boolean | undefined>;
   if (values.help) {
-    console.log(reportUsage);
+    console.log(usage);
     return 0;
   }
-  const url = requireCoordinator(values.coordinator, reportUsage);
-  if (!values.run) throw new Error(`--run is required\n\n${reportUsage}`);
-  const session = await CliSession.open(url, 'report');
+  const url = requireCoordinator(values.coordinator as string | undefined, usage);
+  const runId = values.run as string | undefined;
+  if (!runId) throw new Error(`--run is required\n\n${usage}`);
+  const session = await CliSession.open(url, purpose);
   try {
-    await fetchReport(session, values.run, values.out ?? path.join('reports', values.run));
+    await body(session, runId, values as { [K in keyof E]?: string });
     return 0;
   } finally {
     session.close();
   }
 }
 
-export async function cancelCommand(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { ...coordinatorOption, run: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
-  if (values.help) {
-    console.log(cancelUsage);
-    return 0;
-  }
-  const url = requireCoordinator(values.coordinator, cancelUsage);
-  if (!values.run) throw new Error(`--run is required\n\n${cancelUsage}`);
-  const session = await CliSession.open(url, 'cancel');
-  try {
-    const r = await session.request(() => session.connection.send(M.Cancel, { runId: values.run! }), (m): m is Message<typeof M.Cancelled> => m.t === 'coord.cancelled');
+export function reportCommand(argv: string[]): Promise<number> {
+  return withRun(argv, reportUsage, 'report', { out: { type: 'string' } }, async (session, runId, values) => {
+    await fetchReport(session, runId, values.out ?? path.join('reports', runId));
+  });
+}
+
+export function cancelCommand(argv: string[]): Promise<number> {
+  return withRun(argv, cancelUsage, 'cancel', {}, async (session, runId) => {
+    const r = await session.request(() => session.connection.send(M.Cancel, { runId }), (m): m is Message<typeof M.Cancelled> => m.t === 'coord.cancelled');
     console.log(r.state === 'cancelling' ? `run ${r.runId}: stopping at its next step (its checkpoints stay on the server)` : `run ${r.runId}: ${r.state}`);
-    return 0;
-  } finally {
-    session.close();
-  }
+  });
 }
 
 export async function statusCommand(argv: string[]): Promise<number> {
