@@ -3,6 +3,11 @@ import { loadConfig, resolveConfig } from '../shared/config/load.ts';
 import type { Config } from '../shared/config/schema.ts';
 import { createRunDir, openRunDir, type RunDir } from '../shared/run/rundir.ts';
 
+/** A wrong or missing command-line flag: the CLI prints its message (and the usage), not a stack. */
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
 export function parseValue(raw: string): unknown {
   try {
     return JSON.parse(raw);
@@ -15,7 +20,7 @@ export function overridesFromSets(sets: string[]): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const s of sets) {
     const eq = s.indexOf('=');
-    if (eq <= 0) throw new Error(`--set expects key=value (e.g. --set model.layers=4), got "${s}"`);
+    if (eq <= 0) throw new UsageError(`--set expects key=value (e.g. --set model.layers=4), got "${s}"`);
     const keys = s.slice(0, eq).split('.');
     let node = out;
     for (const k of keys.slice(0, -1)) node = (node[k] ??= {}) as Record<string, unknown>;
@@ -31,7 +36,7 @@ export function configAndRunDir(values: { config?: string; resume?: string; set?
     const opened = openRunDir(values.resume);
     return { config: resolveConfig(opened.storedConfig, overrides), run: opened.run };
   }
-  if (!values.config) throw new Error(`--config or --resume is required\n\n${usage}`);
+  if (!values.config) throw new UsageError(`--config or --resume is required\n\n${usage}`);
   const config = loadConfig(values.config, overrides);
   return { config, run: createRunDir(config, values.config) };
 }

@@ -6,6 +6,7 @@ import { loadSecret } from '../shared/auth.ts';
 import { connect, tlsClientFromEnv, type Connection } from '../shared/net/index.ts';
 import type { Message } from '../shared/protocol/index.ts';
 import * as M from '../shared/protocol/training.ts';
+import { UsageError } from './args.ts';
 
 export type CliReply = Message<(typeof M.toCli)[number]>;
 
@@ -22,7 +23,7 @@ export function coordinatorUrl(raw: string): string {
   const url = /^[a-z]+:\/\//i.test(raw) ? raw : `ws://${raw}`;
   const parsed = new URL(url);
   const scheme = { 'ws:': 'ws:', 'wss:': 'wss:', 'http:': 'ws:', 'https:': 'wss:' }[parsed.protocol];
-  if (!scheme) throw new Error(`--coordinator: expected ws://, wss://, http:// or https://, got "${raw}"`);
+  if (!scheme) throw new UsageError(`--coordinator: expected ws://, wss://, http:// or https://, got "${raw}"`);
   parsed.protocol = scheme;
   return parsed.toString().replace(/\/$/, '');
 }

@@ -7,9 +7,11 @@ import { tempDir, TEST_CACHE_DIR, TINY_MODEL } from './helpers.ts';
 
 const run = promisify(execFile);
 
-async function ttc(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+async function ttc(args: string[], env: Record<string, string | undefined> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  const merged: Record<string, string | undefined> = { ...process.env, ...env };
+  for (const [k, v] of Object.entries(merged)) if (v === undefined) delete merged[k];
   try {
-    const r = await run(process.execPath, ['bin/ttc.mjs', ...args], { timeout: 240_000 });
+    const r = await run(process.execPath, ['bin/ttc.mjs', ...args], { timeout: 240_000, env: merged as NodeJS.ProcessEnv });
     return { code: 0, stdout: r.stdout, stderr: r.stderr };
   } catch (e) {
     const err = e as { code: number; stdout: string; stderr: string };
@@ -55,4 +57,11 @@ test('ttc train refuses a bad config value naming the field, and an unknown comm
   const u = await ttc(['frobnicate']);
   t.is(u.code, 2);
   t.regex(u.stderr, /unknown command "frobnicate"/);
+  // A missing flag: the message and the usage, no stack trace.
+  for (const args of [['report', '--run', 'x'], ['worker'], ['cancel', '--coordinator', 'ws://127.0.0.1:1']]) {
+    const m = await ttc(args, { TTC_COORDINATOR: undefined });
+    t.is(m.code, 1, args.join(' '));
+    t.regex(m.stderr, new RegExp(`^ttc ${args[0]}: --(coordinator|run) .*is required\\n\\nttc ${args[0]} `), args.join(' '));
+    t.notRegex(m.stderr, /at .*\.ts:\d+/, 'no stack trace for a usage error');
+  }
 });

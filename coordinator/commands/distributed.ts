@@ -7,7 +7,7 @@ import { loadSecret } from '../../shared/auth.ts';
 import { tlsServerFromEnv } from '../../shared/net/index.ts';
 import { Coordinator } from '../coordinator.ts';
 import { Worker } from '../../worker/worker.ts';
-import { configAndRunDir } from '../args.ts';
+import { configAndRunDir, UsageError } from '../args.ts';
 import { describeSummary } from './train.ts';
 
 export const coordinatorUsage = `ttc coordinator --config <file.json> [--host H] [--port P] [--set key=value ...]
@@ -54,7 +54,7 @@ export async function coordinatorCommand(argv: string[]): Promise<number> {
   const secret = loadSecret();
   const { config, run } = configAndRunDir(values, coordinatorUsage);
   const port = Number(values.port);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port: expected 0..65535, got "${values.port}"`);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port: expected 0..65535, got "${values.port}"`);
   const log = createLogger('coordinator', run.logFile);
   const coordinator = new Coordinator({ config, run, secret, host: values.host!, port, tls: tlsServerFromEnv(), log, progress: createProgress(run.id) });
   const url = await coordinator.listen();
@@ -95,7 +95,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
     console.log(workerUsage);
     return 0;
   }
-  if (!values.coordinator) throw new Error(`--coordinator (or TTC_COORDINATOR) is required\n\n${workerUsage}`);
+  if (!values.coordinator) throw new UsageError(`--coordinator (or TTC_COORDINATOR) is required\n\n${workerUsage}`);
   const name = values.name ?? `${os.hostname()}-${process.pid}`;
   const worker = new Worker({
     coordinatorUrl: values.coordinator,

@@ -28,6 +28,7 @@ import { WorkerRegistry } from '../registry.ts';
 import { runJobs, type JobRequest } from '../jobs.ts';
 import { pretrainingReportData, type MemberResult } from './sweep.ts';
 import { finetuneDistributed } from '../finetune.ts';
+import { UsageError } from '../args.ts';
 
 export const evaluateUsage = `ttc evaluate --sweep runs/<id> [--host H] [--port P]
 
@@ -163,7 +164,7 @@ export async function evaluateCommand(argv: string[]): Promise<number> {
     console.log(evaluateUsage);
     return 0;
   }
-  if (!values.sweep) throw new Error(`--sweep is required\n\n${evaluateUsage}`);
+  if (!values.sweep) throw new UsageError(`--sweep is required\n\n${evaluateUsage}`);
   const sweepDir = values.sweep;
   const stored = path.join(sweepDir, 'sweep.json');
   if (!fs.existsSync(stored)) throw new Error(`${sweepDir} is not a sweep directory (no sweep.json)`);

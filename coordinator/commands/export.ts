@@ -7,6 +7,7 @@ import { paramLayout, type ModelDims } from '../../shared/model/spec.ts';
 import { decodeCompressed } from '../../shared/compress/index.ts';
 import { decodeSafetensors } from '../../shared/checkpoint/safetensors.ts';
 import { exportHuggingFace } from '../../shared/export/huggingface.ts';
+import { UsageError } from '../args.ts';
 
 export const exportUsage = `ttc export (--run runs/<id> | --checkpoint <checkpoint dir>) [--compressed <file>] --out <dir>
 
@@ -24,7 +25,7 @@ export async function exportCommand(argv: string[]): Promise<number> {
     console.log(exportUsage);
     return 0;
   }
-  if (!values.out || (!values.run && !values.checkpoint)) throw new Error(`--out and one of --run / --checkpoint are required\n\n${exportUsage}`);
+  if (!values.out || (!values.run && !values.checkpoint)) throw new UsageError(`--out and one of --run / --checkpoint are required\n\n${exportUsage}`);
   const dir = values.checkpoint ?? listCheckpointDirs(checkpointsDir(values.run!)).at(-1);
   if (!dir) throw new Error(`${values.run} has no checkpoint`);
   const dims = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as ModelDims;

@@ -14,7 +14,7 @@ import { loadConfig, resolveConfig } from '../../shared/config/load.ts';
 import { openRunDir } from '../../shared/run/rundir.ts';
 import { resolveSweepConfig } from '../../shared/config/sweep.ts';
 import fs from 'node:fs';
-import { overridesFromSets } from '../args.ts';
+import { overridesFromSets, UsageError } from '../args.ts';
 
 export const localUsage = `ttc local --workers N --config <file.json> [--set key=value ...]
 ttc local --workers N --resume <runs/ID>
@@ -44,9 +44,9 @@ export async function localCommand(argv: string[]): Promise<number> {
     console.log(localUsage);
     return 0;
   }
-  if (!values.config && !values.resume && !values.evaluate) throw new Error(`--config, --resume or --evaluate is required\n\n${localUsage}`);
+  if (!values.config && !values.resume && !values.evaluate) throw new UsageError(`--config, --resume or --evaluate is required\n\n${localUsage}`);
   const n = Number(values.workers);
-  if (!Number.isInteger(n) || n < 1 || n > 64) throw new Error(`--workers: expected an integer 1..64, got "${values.workers}"`);
+  if (!Number.isInteger(n) || n < 1 || n > 64) throw new UsageError(`--workers: expected an integer 1..64, got "${values.workers}"`);
   const sets = values.set ?? [];
   // Refuse a bad config before spawning anything.
   const config = values.evaluate

@@ -11,7 +11,7 @@ import { loadConfig, readConfigFile } from '../../shared/config/load.ts';
 import { loadSweepConfig } from '../../shared/config/sweep.ts';
 import type { Message } from '../../shared/protocol/index.ts';
 import * as M from '../../shared/protocol/training.ts';
-import { overridesFromSets } from '../args.ts';
+import { overridesFromSets, UsageError } from '../args.ts';
 import { CliSession, RefusedError, type CliReply } from '../cli-client.ts';
 import type { RunRecord } from '../server.ts';
 
@@ -47,7 +47,7 @@ export const cancelUsage = `ttc cancel --coordinator URL --run ID
 Cancels a queued run, or stops a running one at its next step (its checkpoints stay on the server).`;
 
 function requireCoordinator(url: string | undefined, usage: string): string {
-  if (!url) throw new Error(`--coordinator (or TTC_COORDINATOR) is required\n\n${usage}`);
+  if (!url) throw new UsageError(`--coordinator (or TTC_COORDINATOR) is required\n\n${usage}`);
   return url;
 }
 
@@ -80,7 +80,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const url = requireCoordinator(values.coordinator, runUsage);
-  if (!values.config) throw new Error(`--config is required\n\n${runUsage}`);
+  if (!values.config) throw new UsageError(`--config is required\n\n${runUsage}`);
   // Refuse a bad config here, before anything reaches the cluster.
   const raw = readConfigFile(values.config);
   const sweep = isSweepConfig(raw);
@@ -242,7 +242,7 @@ async function withRun<E extends Record<string, { type: 'string' }>>(
   }
   const url = requireCoordinator(values.coordinator as string | undefined, usage);
   const runId = values.run as string | undefined;
-  if (!runId) throw new Error(`--run is required\n\n${usage}`);
+  if (!runId) throw new UsageError(`--run is required\n\n${usage}`);
   const session = await CliSession.open(url, purpose);
   try {
     await body(session, runId, values as { [K in keyof E]?: string });

@@ -4,7 +4,7 @@ import { loadSecret } from '../../shared/auth.ts';
 import { tlsServerFromEnv } from '../../shared/net/index.ts';
 import { createLogger } from '../../shared/run/log.ts';
 import { RunServer } from '../server.ts';
-import { overridesFromSets } from '../args.ts';
+import { overridesFromSets, UsageError } from '../args.ts';
 import { resolveConfig } from '../../shared/config/load.ts';
 
 export const serveUsage = `ttc serve [--host H] [--port P] [--output-dir DIR] [--set key=value ...]
@@ -40,7 +40,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const port = Number(values.port);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port: expected 0..65535, got "${values.port}"`);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port: expected 0..65535, got "${values.port}"`);
   const log = createLogger('serve');
   const overrides = overridesFromSets(values.set ?? []);
   // A bad cluster setting fails here, at start-up, not with every submission.

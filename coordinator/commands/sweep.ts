@@ -16,6 +16,7 @@ import { nonEmbeddingParameterCount, parameterCount } from '../../shared/model/s
 import { writeReport } from '../../shared/report/write.ts';
 import type { ReportData } from '../../shared/report/types.ts';
 import type { Config } from '../../shared/config/schema.ts';
+import { UsageError } from '../args.ts';
 
 export const sweepUsage = `ttc sweep --config <sweep.json> [--workers N]
 ttc sweep --resume <runs/ID>
@@ -176,7 +177,7 @@ export async function sweepCommand(argv: string[]): Promise<number> {
     if (!fs.existsSync(stored)) throw new Error(`${sweepDir} is not a sweep directory (no sweep.json)`);
     sweep = resolveSweepConfig(JSON.parse(fs.readFileSync(stored, 'utf8')), stored);
   } else {
-    if (!values.config) throw new Error(`--config or --resume is required\n\n${sweepUsage}`);
+    if (!values.config) throw new UsageError(`--config or --resume is required\n\n${sweepUsage}`);
     sweep = loadSweepConfig(values.config);
     const id = sweep.sweepId || `${path.basename(values.config, '.json')}-${new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-')}`;
     sweepDir = path.join(sweep.outputDir, id);
