@@ -11,7 +11,7 @@ import type { Message } from '../shared/protocol/index.ts';
 import { WorkerFailure, WorkerRegistry, type ToWorker, type WorkerEntry, type WorkerMsg } from './registry.ts';
 import { fetchState, formRing, loadState, type Collect } from './ring-formation.ts';
 import * as M from '../shared/protocol/training.ts';
-import type { Config } from '../shared/config/schema.ts';
+import { trainSeedOf, type Config } from '../shared/config/schema.ts';
 import { paramLayout, type ParamLayout } from '../shared/model/spec.ts';
 import { initialWeights } from '../shared/model/weights.ts';
 import { RunController, modelDims, type RunSummary } from '../shared/train/controller.ts';
@@ -83,7 +83,7 @@ export class Coordinator {
     }
     this.ctl = new RunController(config, ckpt?.state.worldSize ?? config.dist.minWorkers, new MetricsWriter(run.metricsFile), opts.progress, ckpt?.state);
     this.snapshot ??= {
-      weights: initialWeights(this.layout, config.seed, config.model.initStd),
+      weights: initialWeights(this.layout, trainSeedOf(config), config.model.initStd),
       m: new Float32Array(this.layout.total),
       v: new Float32Array(this.layout.total),
       adamT: 0,

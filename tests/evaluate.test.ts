@@ -97,3 +97,37 @@ test.serial('a job lost with its worker (SIGKILL) runs again on another worker; 
   t.regex(again.lines.join('\n'), /fine-tuning 0 member\(s\) \(1 already done\)/);
   t.regex(again.lines.join('\n'), new RegExp(`evaluating 0 compression cell\\(s\\) \\(${n} already done\\)`));
 });
+
+test.serial('seeds: 2 repeats every member with its own training seed (same validation set); cells carry the seed and the report averages them', async (t) => {
+  t.deepEqual(resolveSweepConfig({ sizes: [{ layers: 1, hidden: 32 }], budgets: [{ kind: 'flops', value: 1e8 }], seeds: 3 }).seeds, [1, 2, 3]);
+  t.deepEqual(resolveSweepConfig({ sizes: [{ layers: 1, hidden: 32 }], budgets: [{ kind: 'flops', value: 1e8 }] }).seeds, []);
+  t.throws(() => resolveSweepConfig({ sizes: [{ layers: 1, hidden: 32 }], budgets: [{ kind: 'flops', value: 1e8 }], seeds: [2, 2] }), { message: /seeds: expected/ });
+  const dir = tempDir('seeds');
+  const sweep = resolveSweepConfig({
+    sweepId: 's', outputDir: dir, workers: 2, seeds: 2,
+    base: { cacheDir: TEST_CACHE_DIR, backend: 'cpu', threads: 1, model: { seqLen: TINY_MODEL.seqLen, vocab: TINY_MODEL.vocab }, train: { batchSize: 4, evalEvery: 2, checkpointEvery: 2 }, data: { maxValidationSequences: 16 } },
+    sizes: [{ layers: 1, hidden: 32, heads: 2, ffn: 64 }],
+    budgets: [{ id: 'b0', kind: 'flops', value: 1e8 }],
+    evaluation: { finetune: { steps: 4, batchSize: 16 }, maxTrain: 128, maxDev: 32, maxTest: 32, compression: { bits: [8], granularities: ['channel'], embeddings: [false], sparsities: [], iterative: { rounds: 1, stepsPerRound: 2 }, combined: [] } },
+  });
+  const sweepDir = path.join(dir, 's');
+  const members = await runSweepMembersInProcess(sweep, sweepDir);
+  t.deepEqual(members.map((m) => [path.basename(m.runDir), m.seed]), [['L1-d32_b0_s1', 1], ['L1-d32_b0_s2', 2]]);
+  const curves = members.map((m) => m.curve);
+  t.not(curves[0][0].valLoss, curves[1][0].valLoss, 'different initial weights');
+  const configs = members.map((m) => JSON.parse(fs.readFileSync(path.join(m.runDir, 'config.json'), 'utf8')));
+  t.deepEqual(configs.map((c) => [c.seed, c.trainSeed]), [[sweep.base.seed, 1], [sweep.base.seed, 2]], 'the data seed stays, the training seed varies');
+
+  const coord = spawnTtc(['evaluate', '--sweep', sweepDir, '--port', '0'], env);
+  const url = (await coord.waitFor(/TTC_COORDINATOR_URL=(\S+)/))[1];
+  const workers = [0, 1].map((i) => spawnTtc(['worker', '--coordinator', url, '--name', `w${i}`], env));
+  t.is(await coord.exited, 0, coord.lines.slice(-20).join('\n'));
+  for (const w of workers) t.is(await w.exited, 0);
+  const records = fs.readFileSync(path.join(sweepDir, 'cells.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  const n = compressionGrid(sweep.evaluation!.compression).length;
+  t.is(records.length, 2 * n);
+  t.deepEqual([...new Set(records.map((r) => r.seed))].sort(), [1, 2]);
+  const report = fs.readFileSync(path.join(sweepDir, 'report.md'), 'utf8');
+  t.regex(report, /means over seeds/);
+  t.regex(fs.readFileSync(path.join(sweepDir, 'pretraining.csv'), 'utf8'), /^size,budget,seed,/);
+});

@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { SweepConfig } from '../shared/config/sweep.ts';
-import { memberConfig } from '../shared/config/sweep.ts';
+import { memberConfig, memberSeeds } from '../shared/config/sweep.ts';
 import { createRunDir } from '../shared/run/rundir.ts';
 import { trainRun } from '../shared/train/run.ts';
 import { readMetrics } from '../shared/run/metrics.ts';
@@ -17,14 +17,16 @@ export async function runSweepMembersInProcess(sweep: SweepConfig, sweepDir: str
   const results: MemberResult[] = [];
   for (const budget of sweep.budgets) {
     for (const size of sweep.sizes) {
-      const config = memberConfig(sweep, size, budget, membersDir);
+      for (const seed of memberSeeds(sweep)) {
+      const config = memberConfig(sweep, size, budget, membersDir, seed);
       const run = createRunDir(config);
       const s = await trainRun(config, run, quiet);
       results.push({
-        sizeId: size.id, budgetId: budget.id, runDir: run.dir, parameters: parameterCount(config.model), nonEmbeddingParameters: nonEmbeddingParameterCount(config.model),
+        sizeId: size.id, budgetId: budget.id, ...(seed !== undefined ? { seed } : {}), runDir: run.dir, parameters: parameterCount(config.model), nonEmbeddingParameters: nonEmbeddingParameterCount(config.model),
         steps: s.steps, flops: s.flopsUsed, seconds: s.secondsUsed, valLoss: s.finalValLoss,
         curve: readMetrics(run.metricsFile).filter((r) => r.valLoss !== undefined).map((r) => ({ step: r.step, flops: r.flops, seconds: r.seconds, valLoss: r.valLoss! })),
       });
+      }
     }
   }
   writePretrainingResults(sweepDir, sweep, results);

@@ -265,7 +265,7 @@ export class Worker {
       layout = ctx.clsLayout;
       trainSequences = ctx.train.count;
     } else {
-      const key = JSON.stringify([config.seed, config.model, config.data, config.cacheDir, config.train.batchSize]);
+      const key = JSON.stringify([config.seed, config.trainSeed, config.model, config.data, config.cacheDir, config.train.batchSize]);
       if (this.dataCache?.key !== key) this.dataCache = { key, data: await loadTrainingData(config, this.log) };
       data = this.dataCache.data;
       layout = paramLayout(modelDims(config));

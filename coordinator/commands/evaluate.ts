@@ -40,6 +40,8 @@ interface CellRecord {
   key: string;
   sizeId: string;
   budgetId: string;
+  /** the member's training seed (sweeps with `seeds`) */
+  seed?: number;
   result: CellResult;
 }
 
@@ -87,11 +89,13 @@ export async function evaluateSweep(sweepDir: string, sweep: SweepConfig, reg: W
   const memberInfo = members.map((m) => {
     const size = sweep.sizes.find((s) => s.id === m.sizeId)!;
     const budget = sweep.budgets.find((b) => b.id === m.budgetId)!;
-    const config = memberConfig(sweep, size, budget, path.dirname(m.runDir));
+    const config = memberConfig(sweep, size, budget, path.dirname(m.runDir), m.seed);
     const layout = paramLayout(config.model);
     const last = listCheckpointDirs(checkpointsDir(m.runDir)).at(-1);
     if (!last) throw new Error(`member ${config.runId} has no checkpoint in ${m.runDir}`);
-    return { m, config, id: config.runId, pretrained: loadCheckpoint(last, layout).weights, ftFile: path.join(ftDir, `${config.runId}.safetensors`) };
+    // A repeated member fine-tunes with its own seed too (head initialisation, batch order); the classification split stays.
+    const ftSeed = m.seed ?? seed;
+    return { m, config, id: config.runId, ftSeed, pretrained: loadCheckpoint(last, layout).weights, ftFile: path.join(ftDir, `${config.runId}.safetensors`) };
   });
 
   // Phase 1: fine-tune every member, data-parallel on all connected workers.
@@ -100,7 +104,7 @@ export async function evaluateSweep(sweepDir: string, sweep: SweepConfig, reg: W
   let finetuned = memberInfo.length - todo.length;
   for (const x of todo) {
     progress(`fine-tuning ${x.id}`, finetuned++, memberInfo.length);
-    const r = await finetuneDistributed(reg, { config: x.config, pretrained: x.pretrained, classificationSeed: seed, selection, opts: { ...evaluation.finetune, seed }, label: x.id, timeoutMs: sweep.base.dist.stepTimeoutSeconds * 1000, waitForWorkersSeconds: jobOpts.waitForWorkersSeconds }, log);
+    const r = await finetuneDistributed(reg, { config: x.config, pretrained: x.pretrained, classificationSeed: seed, selection, opts: { ...evaluation.finetune, seed: x.ftSeed }, label: x.id, timeoutMs: sweep.base.dist.stepTimeoutSeconds * 1000, waitForWorkersSeconds: jobOpts.waitForWorkersSeconds }, log);
     writeFileAtomic(x.ftFile, encodeSafetensors({ weights: { dtype: 'F32', shape: [r.weights.length], data: r.weights } }, { trainLoss: String(r.trainLoss), devAccuracy: String(r.devAccuracy), workers: String(r.workers) }));
     log.info(`fine-tuned ${x.id} on ${r.workers} worker(s): dev accuracy ${(100 * r.devAccuracy).toFixed(1)}%, train loss ${r.trainLoss.toFixed(4)}`);
   }
@@ -114,7 +118,7 @@ export async function evaluateSweep(sweepDir: string, sweep: SweepConfig, reg: W
     for (const spec of grid) {
       const key = cellKey(x.id, spec);
       if (done.has(key)) continue;
-      const jobSpec = { config: x.config, classificationSeed: seed, eval: selection, cell: spec, seed, finetune: evaluation.finetune };
+      const jobSpec = { config: x.config, classificationSeed: seed, eval: selection, cell: spec, seed: x.ftSeed, finetune: evaluation.finetune };
       if (spec.method !== 'prune-iterative') {
         cellJobs.push({ id: `cell/${key}`, kind: 'cell', spec: jobSpec, inputs: { pretrained: x.pretrained, finetuned } });
         continue;
@@ -131,7 +135,7 @@ export async function evaluateSweep(sweepDir: string, sweep: SweepConfig, reg: W
         progress(`iterative pruning ${key}, round ${r + 1}/${targets.length}`, r, targets.length);
         mask = globalMagnitudeMask(current, clsLayout, targets[r], { embeddings: spec.embeddings, previousMask: mask });
         applyMask(current, mask);
-        const ft = await finetuneDistributed(reg, { config: x.config, initial: current, mask, classificationSeed: seed, selection, opts: { ...evaluation.finetune, steps: spec.stepsPerRound!, seed: deriveSeed(seed, 100 + r) }, label: `${key}/round-${r + 1}`, timeoutMs: sweep.base.dist.stepTimeoutSeconds * 1000, waitForWorkersSeconds: jobOpts.waitForWorkersSeconds }, log);
+        const ft = await finetuneDistributed(reg, { config: x.config, initial: current, mask, classificationSeed: seed, selection, opts: { ...evaluation.finetune, steps: spec.stepsPerRound!, seed: deriveSeed(x.ftSeed, 100 + r) }, label: `${key}/round-${r + 1}`, timeoutMs: sweep.base.dist.stepTimeoutSeconds * 1000, waitForWorkersSeconds: jobOpts.waitForWorkersSeconds }, log);
         current = ft.weights;
         rounds.push({ round: r + 1, sparsity: targets[r], trainLoss: ft.trainLoss, devAccuracy: ft.devAccuracy });
       }
@@ -148,13 +152,13 @@ export async function evaluateSweep(sweepDir: string, sweep: SweepConfig, reg: W
       if (!o.ok) return void failures.push(`${o.id}: ${o.errors.join('; ')}`);
       const key = o.id.slice('cell/'.length);
       const x = memberInfo.find((i) => key.startsWith(`${i.id}|`))!;
-      const rec: CellRecord = { key, sizeId: x.m.sizeId, budgetId: x.m.budgetId, result: o.result as CellResult };
+      const rec: CellRecord = { key, sizeId: x.m.sizeId, budgetId: x.m.budgetId, ...(x.m.seed !== undefined ? { seed: x.m.seed } : {}), result: o.result as CellResult };
       fs.appendFileSync(cellsFile, `${JSON.stringify(rec)}\n`);
       done.set(key, rec);
       progress('compression cells', done.size, cellsTotal);
     },
   }, log);
-  const cells = [...readCells(cellsFile).values()].map((r) => toReportCell(r.result, { sizeId: r.sizeId, budgetId: r.budgetId }));
+  const cells = [...readCells(cellsFile).values()].map((r) => toReportCell(r.result, { sizeId: r.sizeId, budgetId: r.budgetId, ...(r.seed !== undefined ? { seed: r.seed } : {}) }));
   return { cells, failures };
 }
 

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { loadSweepConfig, memberConfig, resolveSweepConfig, type SweepConfig } from '../../shared/config/sweep.ts';
+import { loadSweepConfig, memberConfig, memberSeeds, resolveSweepConfig, type SweepConfig } from '../../shared/config/sweep.ts';
 import { readMetrics } from '../../shared/run/metrics.ts';
 import { nonEmbeddingParameterCount, parameterCount } from '../../shared/model/spec.ts';
 import { writeReport } from '../../shared/report/write.ts';
@@ -30,6 +30,8 @@ const TTC = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 
 export interface MemberResult {
   sizeId: string;
   budgetId: string;
+  /** the training seed of this repeat (sweeps with `seeds`) */
+  seed?: number;
   runDir: string;
   parameters: number;
   nonEmbeddingParameters: number;
@@ -80,39 +82,43 @@ export async function runSweep(sweep: SweepConfig, sweepDir: string, log: (line:
   const membersDir = path.join(sweepDir, 'members');
   fs.mkdirSync(membersDir, { recursive: true });
   const results: MemberResult[] = [];
-  const total = sweep.sizes.length * sweep.budgets.length;
+  const seeds = memberSeeds(sweep);
+  const total = sweep.sizes.length * sweep.budgets.length * seeds.length;
   let index = 0;
   for (const budget of sweep.budgets) {
     for (const size of sweep.sizes) {
-      index += 1;
-      const config = memberConfig(sweep, size, budget, membersDir);
-      const runDir = path.join(membersDir, config.runId);
-      const label = `member ${index}/${total} ${config.runId} (${size.layers} layers, d=${size.hidden}; budget ${budget.kind} ${budget.value})`;
-      let summary = readSummary(runDir);
-      if (summary?.completed) {
-        log(`${label}: already complete, skipped`);
-      } else {
-        const resume = fs.existsSync(path.join(runDir, 'config.json'));
-        log(`${label}: ${resume ? 'resuming' : 'starting'}`);
-        await train({ config, membersDir, runDir, resume, label, index, total });
-        summary = readSummary(runDir);
-        if (!summary?.completed) throw new Error(`${label} did not complete: no completed summary.json in ${runDir}`);
+      for (const seed of seeds) {
+        index += 1;
+        const config = memberConfig(sweep, size, budget, membersDir, seed);
+        const runDir = path.join(membersDir, config.runId);
+        const label = `member ${index}/${total} ${config.runId} (${size.layers} layers, d=${size.hidden}; budget ${budget.kind} ${budget.value})`;
+        let summary = readSummary(runDir);
+        if (summary?.completed) {
+          log(`${label}: already complete, skipped`);
+        } else {
+          const resume = fs.existsSync(path.join(runDir, 'config.json'));
+          log(`${label}: ${resume ? 'resuming' : 'starting'}`);
+          await train({ config, membersDir, runDir, resume, label, index, total });
+          summary = readSummary(runDir);
+          if (!summary?.completed) throw new Error(`${label} did not complete: no completed summary.json in ${runDir}`);
+        }
+        const dims = { ...config.model };
+        results.push({
+          sizeId: size.id,
+          budgetId: budget.id,
+          ...(seed !== undefined ? { seed } : {}),
+          runDir,
+          parameters: parameterCount(dims),
+          nonEmbeddingParameters: nonEmbeddingParameterCount(dims),
+          steps: summary!.steps,
+          flops: summary!.flopsUsed,
+          seconds: summary!.secondsUsed,
+          valLoss: summary!.finalValLoss,
+          curve: readMetrics(path.join(runDir, 'metrics.jsonl'))
+            .filter((r) => r.valLoss !== undefined)
+            .map((r) => ({ step: r.step, flops: r.flops, seconds: r.seconds, valLoss: r.valLoss! })),
+        });
       }
-      const dims = { ...config.model };
-      results.push({
-        sizeId: size.id,
-        budgetId: budget.id,
-        runDir,
-        parameters: parameterCount(dims),
-        nonEmbeddingParameters: nonEmbeddingParameterCount(dims),
-        steps: summary!.steps,
-        flops: summary!.flopsUsed,
-        seconds: summary!.secondsUsed,
-        valLoss: summary!.finalValLoss,
-        curve: readMetrics(path.join(runDir, 'metrics.jsonl'))
-          .filter((r) => r.valLoss !== undefined)
-          .map((r) => ({ step: r.step, flops: r.flops, seconds: r.seconds, valLoss: r.valLoss! })),
-      });
     }
   }
   return results;
@@ -126,12 +132,12 @@ function writeMemberConfig(dir: string, config: object & { runId: string }): str
 
 export function writePretrainingResults(sweepDir: string, sweep: SweepConfig, results: MemberResult[]): string[] {
   const json = path.join(sweepDir, 'pretraining.json');
-  fs.writeFileSync(json, `${JSON.stringify({ sweep: { sizes: sweep.sizes, budgets: sweep.budgets, workers: sweep.workers }, members: results }, null, 2)}\n`);
+  fs.writeFileSync(json, `${JSON.stringify({ sweep: { sizes: sweep.sizes, budgets: sweep.budgets, seeds: sweep.seeds, workers: sweep.workers }, members: results }, null, 2)}\n`);
   const csv = path.join(sweepDir, 'pretraining.csv');
-  const rows = ['size,budget,layers,hidden,heads,ffn,parameters,non_embedding_parameters,steps,flops,seconds,val_loss'];
+  const rows = ['size,budget,seed,layers,hidden,heads,ffn,parameters,non_embedding_parameters,steps,flops,seconds,val_loss'];
   for (const r of results) {
     const s = sweep.sizes.find((x) => x.id === r.sizeId)!;
-    rows.push([r.sizeId, r.budgetId, s.layers, s.hidden, s.heads, s.ffn, r.parameters, r.nonEmbeddingParameters, r.steps, r.flops, r.seconds.toFixed(2), r.valLoss.toFixed(5)].join(','));
+    rows.push([r.sizeId, r.budgetId, r.seed ?? '', s.layers, s.hidden, s.heads, s.ffn, r.parameters, r.nonEmbeddingParameters, r.steps, r.flops, r.seconds.toFixed(2), r.valLoss.toFixed(5)].join(','));
   }
   fs.writeFileSync(csv, `${rows.join('\n')}\n`);
   return [json, csv];
@@ -147,18 +153,27 @@ export function pretrainingReportData(runId: string, sweep: SweepConfig, results
       const r = results.find((x) => x.sizeId === s.id)!;
       return { id: s.id, layers: s.layers, hidden: s.hidden, heads: s.heads, ffn: s.ffn, parameters: r.parameters, nonEmbeddingParameters: r.nonEmbeddingParameters };
     }),
-    curves: results.map((r) => ({ sizeId: r.sizeId, budgetId: r.budgetId, points: r.curve })),
-    finals: results.map((r) => ({ sizeId: r.sizeId, budgetId: r.budgetId, steps: r.steps, flops: r.flops, seconds: r.seconds, valLoss: r.valLoss })),
+    curves: results.map((r) => ({ sizeId: r.sizeId, budgetId: r.budgetId, ...seedOf(r), points: r.curve })),
+    finals: results.map((r) => ({ sizeId: r.sizeId, budgetId: r.budgetId, ...seedOf(r), steps: r.steps, flops: r.flops, seconds: r.seconds, valLoss: r.valLoss })),
     cells: [],
   };
 }
 
-/** Best size per budget: the lowest final validation loss (the IsoFLOP answer). */
-export function bestSizePerBudget(results: MemberResult[]): Map<string, MemberResult> {
-  const best = new Map<string, MemberResult>();
+const seedOf = (r: MemberResult) => (r.seed !== undefined ? { seed: r.seed } : {});
+
+/** Best size per budget: the lowest final validation loss, averaged over seeds (the IsoFLOP answer). */
+export function bestSizePerBudget(results: MemberResult[]): Map<string, MemberResult & { seeds: number }> {
+  const groups = new Map<string, MemberResult[]>();
   for (const r of results) {
-    const b = best.get(r.budgetId);
-    if (!b || r.valLoss < b.valLoss) best.set(r.budgetId, r);
+    const k = `${r.budgetId}\u0000${r.sizeId}`;
+    groups.set(k, [...(groups.get(k) ?? []), r]);
+  }
+  const best = new Map<string, MemberResult & { seeds: number }>();
+  for (const rs of groups.values()) {
+    const mean = (f: (r: MemberResult) => number) => rs.reduce((a, r) => a + f(r), 0) / rs.length;
+    const m = { ...rs[0], seeds: rs.length, valLoss: mean((r) => r.valLoss), steps: Math.round(mean((r) => r.steps)) };
+    const b = best.get(m.budgetId);
+    if (!b || m.valLoss < b.valLoss) best.set(m.budgetId, m);
   }
   return best;
 }
@@ -202,7 +217,7 @@ export async function sweepCommand(argv: string[]): Promise<number> {
   files.push(path.join(sweepDir, 'report.html'), path.join(sweepDir, 'report.md'), path.join(sweepDir, 'results.csv'));
   console.log(`sweep ${path.basename(sweepDir)}: ${results.length} members trained`);
   for (const [budgetId, r] of bestSizePerBudget(results)) {
-    console.log(`budget ${budgetId}: best size ${r.sizeId} (${r.parameters.toLocaleString('en')} parameters), validation loss ${r.valLoss.toFixed(4)} after ${r.steps} steps`);
+    console.log(`budget ${budgetId}: best size ${r.sizeId} (${r.parameters.toLocaleString('en')} parameters), validation loss ${r.valLoss.toFixed(4)}${r.seeds > 1 ? ` (mean of ${r.seeds} seeds)` : ''} after ${r.steps} steps`);
   }
   console.log(`results: ${files.join(', ')}`);
   return 0;

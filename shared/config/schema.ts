@@ -29,6 +29,11 @@ export const configSchema = {
   outputDir: { doc: 'Directory that holds one sub-directory per run.', format: String, default: 'runs' },
   cacheDir: { doc: 'Directory for the tokenizer and packed-data cache.', format: String, default: '.cache' },
   seed: { doc: 'Seed for weights, data split, shuffling and masking.', format: 'int', default: 1234 },
+  trainSeed: {
+    doc: 'Seed for the weight initialisation, the training data order and its masks only (0 = seed). A sweep with seeds: n varies it, while seed (data split, tokenizer, validation set, classification split) stays.',
+    format: 'nat',
+    default: 0,
+  },
   backend: {
     doc: 'Compute backend. auto = tensorflow (tfjs-node-gpu/tfjs-node) → webgpu (real GPU adapter only) → fastest CPU path.',
     format: ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'],
@@ -103,3 +108,8 @@ export const configSchema = {
 export type ConfigSchema = typeof configSchema;
 export const makeConvict = () => convict(configSchema);
 export type Config = ReturnType<ReturnType<typeof makeConvict>['getProperties']>;
+
+/** The seed of what a repeated run varies: initial weights, data order, masks (config.trainSeed, else config.seed). */
+export function trainSeedOf(config: Pick<Config, 'seed' | 'trainSeed'>): number {
+  return config.trainSeed || config.seed;
+}

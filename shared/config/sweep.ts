@@ -38,6 +38,12 @@ export interface SweepConfig {
   base: Config;
   sizes: SweepSize[];
   budgets: SweepBudget[];
+  /**
+   * Repeats of every member with these training seeds (config.trainSeed: initial weights, data
+   * order, masks; the data split and validation set stay). Empty = one run per member with the
+   * base config's own seeds (member ids without a seed suffix).
+   */
+  seeds: number[];
   /** the compression + evaluation step; absent = pretraining only */
   evaluation?: SweepEvaluation;
 }
@@ -118,7 +124,8 @@ function parseBudget(raw: unknown, where: string, errors: string[]): SweepBudget
 export function resolveSweepConfig(raw: unknown, source = 'sweep config'): SweepConfig {
   if (!isObj(raw)) throw new ConfigError(`${source}: expected a JSON object`);
   const errors: string[] = [];
-  for (const k of Object.keys(raw)) if (!['sweepId', 'outputDir', 'workers', 'base', 'sizes', 'grid', 'budgets', 'evaluation'].includes(k)) errors.push(`${k}: unknown field`);
+  for (const k of Object.keys(raw)) if (!['sweepId', 'outputDir', 'workers', 'base', 'sizes', 'grid', 'budgets', 'seeds', 'evaluation'].includes(k)) errors.push(`${k}: unknown field`);
+  const seeds = parseSeeds(raw.seeds, errors);
   const evaluation = parseEvaluation(raw.evaluation, errors);
   let base: Config | undefined;
   try {
@@ -146,17 +153,32 @@ export function resolveSweepConfig(raw: unknown, source = 'sweep config'): Sweep
   const outputDir = raw.outputDir ?? 'runs';
   if (typeof outputDir !== 'string') errors.push(`outputDir: expected a string, got ${JSON.stringify(outputDir)}`);
   if (errors.length > 0) throw new ConfigError(`invalid ${source}:\n  ${errors.join('\n  ')}`);
-  return { sweepId: sweepId as string, outputDir: outputDir as string, workers: workers as number, base: base!, sizes, budgets, ...(evaluation ? { evaluation } : {}) };
+  return { sweepId: sweepId as string, outputDir: outputDir as string, workers: workers as number, base: base!, sizes, budgets, seeds, ...(evaluation ? { evaluation } : {}) };
+}
+
+/** `seeds: n` (n ≥ 1) → training seeds 1…n (n = 1: the base's own, no suffix); or an explicit list of distinct positive integers. */
+function parseSeeds(raw: unknown, errors: string[]): number[] {
+  if (raw === undefined || raw === 1) return [];
+  if (posInt(raw) && (raw as number) <= 100) return Array.from({ length: raw as number }, (_, i) => i + 1);
+  if (Array.isArray(raw) && raw.length > 0 && raw.every(posInt) && new Set(raw).size === raw.length) return raw.length === 1 ? [raw[0] as number] : (raw as number[]);
+  errors.push(`seeds: expected a number of seeds 1..100 or a list of distinct positive integers, got ${JSON.stringify(raw)}`);
+  return [];
 }
 
 export function loadSweepConfig(path: string): SweepConfig {
   return resolveSweepConfig(readConfigFile(path), path);
 }
 
-/** The run config of one sweep member. */
-export function memberConfig(s: SweepConfig, size: SweepSize, budget: SweepBudget, outputDir: string): Config {
+/** The seeds a sweep trains every member with: its list, or the base's own (undefined = no trainSeed override). */
+export function memberSeeds(s: SweepConfig): Array<number | undefined> {
+  return s.seeds.length > 0 ? s.seeds : [undefined];
+}
+
+/** The run config of one sweep member (with a training seed: one repeat of it, id suffixed _s<seed>). */
+export function memberConfig(s: SweepConfig, size: SweepSize, budget: SweepBudget, outputDir: string, seed?: number): Config {
   return resolveConfig(s.base, {
-    runId: `${size.id}_${budget.id}`,
+    runId: `${size.id}_${budget.id}${seed !== undefined ? `_s${seed}` : ''}`,
+    ...(seed !== undefined ? { trainSeed: seed } : {}),
     outputDir,
     model: { layers: size.layers, hidden: size.hidden, heads: size.heads, ffn: size.ffn },
     budget: budget.kind === 'flops' ? { kind: 'flops', flops: budget.value } : { kind: 'seconds', seconds: budget.value },

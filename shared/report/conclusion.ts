@@ -388,7 +388,8 @@ function writeVerdict(
           : 'So the data cannot settle the claim';
   parts.push(perBudget.length > 0 ? `${head}: ${list(perBudget.map(say))}.` : `${head}: there are no compression cells.`);
 
-  const maxSeeds = Math.max(1, ...comparisons.flatMap((c) => [c.larger.dev.n, c.smaller.dev.n]));
+  // Seeds per cell across the report (not only the compared ones: with one size nothing is compared).
+  const maxSeeds = Math.max(1, ...data.cells.map((c) => (c.seed === undefined ? 1 : data.cells.filter((o) => o.sizeId === c.sizeId && o.budgetId === c.budgetId && o.method === c.method && o.level === c.level).length)));
   parts.push(
     maxSeeds > 1
       ? 'Accuracies are means over seeds; a comparison whose min–max ranges overlap counts as a tie.'

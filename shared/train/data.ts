@@ -1,5 +1,5 @@
 /** Loads what a trainer reads: packed train/validation sequences, the batch reader, fixed validation batches. */
-import type { Config } from '../config/schema.ts';
+import { trainSeedOf, type Config } from '../config/schema.ts';
 import { prepareDataset } from '../data/dataset.ts';
 import { BatchReader, validationBatches, type PackedSequences } from '../data/batches.ts';
 import { unigramCrossEntropy } from '../data/unigram.ts';
@@ -38,7 +38,7 @@ export async function loadTrainingData(config: Config, log: Logger): Promise<Tra
   return {
     train,
     valid,
-    reader: new BatchReader(train, config.seed, vocab),
+    reader: new BatchReader(train, trainSeedOf(config), vocab),
     valBatches,
     unigramEntropy: unigramCrossEntropy(train.data, vocab, valBatches.map((b) => b.maskedLabels)),
   };

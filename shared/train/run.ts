@@ -4,7 +4,7 @@
  * Budget, schedule and bookkeeping live in RunController, shared with the coordinator.
  */
 import fs from 'node:fs';
-import type { Config } from '../config/schema.ts';
+import { trainSeedOf, type Config } from '../config/schema.ts';
 import { initBackend } from '../backend.ts';
 import { paramLayout } from '../model/spec.ts';
 import { initialWeights } from '../model/weights.ts';
@@ -39,7 +39,7 @@ export async function trainRun(config: Config, run: RunDir, opts: TrainOptions):
   const dims = modelDims(config);
   const data = await loadTrainingData(config, log);
   const layout = paramLayout(dims);
-  const trainer = new MlmTrainer({ dims, optimizer: config.optimizer, gradClipNorm: config.optimizer.gradClipNorm }, initialWeights(layout, config.seed, config.model.initStd));
+  const trainer = new MlmTrainer({ dims, optimizer: config.optimizer, gradClipNorm: config.optimizer.gradClipNorm }, initialWeights(layout, trainSeedOf(config), config.model.initStd));
   const ckpt = loadLatestCheckpoint(run.dir, layout, (m) => log.warn(m));
   if (ckpt) {
     trainer.setWeights(ckpt.weights);
