@@ -110,6 +110,10 @@ test.serial('seeds: 2 repeats every member with its own training seed (same vali
     budgets: [{ id: 'b0', kind: 'flops', value: 1e8 }],
     evaluation: { finetune: { steps: 4, batchSize: 16 }, maxTrain: 128, maxDev: 32, maxTest: 32, compression: { bits: [8], granularities: ['channel'], embeddings: [false], sparsities: [], iterative: { rounds: 1, stepsPerRound: 2 }, combined: [] } },
   });
+  // A resolved sweep config (as stored in sweep.json) resolves to itself, with and without seeds.
+  t.deepEqual(resolveSweepConfig(JSON.parse(JSON.stringify(sweep))), sweep);
+  const once = resolveSweepConfig({ sizes: [{ layers: 1, hidden: 32 }], budgets: [{ kind: 'flops', value: 1e8 }] });
+  t.deepEqual(resolveSweepConfig(JSON.parse(JSON.stringify(once))), once);
   const sweepDir = path.join(dir, 's');
   const members = await runSweepMembersInProcess(sweep, sweepDir);
   t.deepEqual(members.map((m) => [path.basename(m.runDir), m.seed]), [['L1-d32_b0_s1', 1], ['L1-d32_b0_s2', 2]]);

@@ -156,9 +156,10 @@ export function resolveSweepConfig(raw: unknown, source = 'sweep config'): Sweep
   return { sweepId: sweepId as string, outputDir: outputDir as string, workers: workers as number, base: base!, sizes, budgets, seeds, ...(evaluation ? { evaluation } : {}) };
 }
 
-/** `seeds: n` (n ≥ 1) → training seeds 1…n (n = 1: the base's own, no suffix); or an explicit list of distinct positive integers. */
+/** `seeds: n` (n ≥ 1) → training seeds 1…n (n = 1: the base's own, no suffix); or an explicit list of distinct positive integers ([] = none). */
 function parseSeeds(raw: unknown, errors: string[]): number[] {
-  if (raw === undefined || raw === 1) return [];
+  // [] is how a resolved config (sweep.json in a sweep directory) says "no repeats".
+  if (raw === undefined || raw === 1 || (Array.isArray(raw) && raw.length === 0)) return [];
   if (posInt(raw) && (raw as number) <= 100) return Array.from({ length: raw as number }, (_, i) => i + 1);
   if (Array.isArray(raw) && raw.length > 0 && raw.every(posInt) && new Set(raw).size === raw.length) return raw.length === 1 ? [raw[0] as number] : (raw as number[]);
   errors.push(`seeds: expected a number of seeds 1..100 or a list of distinct positive integers, got ${JSON.stringify(raw)}`);
