@@ -12,7 +12,7 @@ import * as M from '../shared/protocol/training.ts';
 import { resolveConfig } from '../shared/config/load.ts';
 import type { Config } from '../shared/config/schema.ts';
 import { resolveSweepConfig, type SweepConfig } from '../shared/config/sweep.ts';
-import { createRunDir, openRunDir, runDirFor } from '../shared/run/rundir.ts';
+import { createRunDir, openRunDir, runDirFor, timestamp } from '../shared/run/rundir.ts';
 import { createLogger, type Logger } from '../shared/run/log.ts';
 import { createProgress } from '../shared/run/progress.ts';
 import { writeReport } from '../shared/report/write.ts';
@@ -169,7 +169,7 @@ export class RunServer {
       const sweep = resolveSweepConfig(raw, `submitted sweep "${name}"`);
       sweep.base = resolveConfig(sweep.base, { ...this.opts.overrides, outputDir: this.opts.outputDir });
       if (sweep.sweepId && !RUN_ID.test(sweep.sweepId)) throw new Error(`sweepId "${sweep.sweepId}": use letters, digits, ".", "_" and "-" (it names a directory on the server)`);
-      const id = uniqueId(this.opts.outputDir, sweep.sweepId || `${name}-${stamp()}`, sweep.sweepId !== '');
+      const id = uniqueId(this.opts.outputDir, sweep.sweepId || `${name}-${timestamp()}`, sweep.sweepId !== '');
       const dir = path.join(this.opts.outputDir, id);
       fs.mkdirSync(dir, { recursive: true });
       fs.writeFileSync(path.join(dir, 'sweep.json'), `${JSON.stringify({ ...sweep, sweepId: id, outputDir: this.opts.outputDir }, null, 2)}\n`);
@@ -351,10 +351,6 @@ export class RunServer {
 function readRunSummary(r: RunRecord | undefined): unknown {
   if (!r || r.kind !== 'train') return undefined;
   return readSummary(r.dir);
-}
-
-function stamp(): string {
-  return new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-');
 }
 
 /** A directory name under `dir` that is not taken yet; an explicit id that is taken is an error. */

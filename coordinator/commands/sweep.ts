@@ -16,6 +16,7 @@ import { nonEmbeddingParameterCount, parameterCount } from '../../shared/model/s
 import { writeReport } from '../../shared/report/write.ts';
 import type { ReportData } from '../../shared/report/types.ts';
 import type { Config } from '../../shared/config/schema.ts';
+import { timestamp } from '../../shared/run/rundir.ts';
 import { UsageError } from '../args.ts';
 
 export const sweepUsage = `ttc sweep --config <sweep.json> [--workers N]
@@ -194,7 +195,7 @@ export async function sweepCommand(argv: string[]): Promise<number> {
   } else {
     if (!values.config) throw new UsageError(`--config or --resume is required\n\n${sweepUsage}`);
     sweep = loadSweepConfig(values.config);
-    const id = sweep.sweepId || `${path.basename(values.config, '.json')}-${new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-')}`;
+    const id = sweep.sweepId || `${path.basename(values.config, '.json')}-${timestamp()}`;
     sweepDir = path.join(sweep.outputDir, id);
     if (fs.existsSync(sweepDir)) throw new Error(`${sweepDir} exists: continue it with \`ttc sweep --resume ${sweepDir}\``);
     fs.mkdirSync(sweepDir, { recursive: true });

@@ -23,7 +23,8 @@ export function runDirFor(dir: string): RunDir {
   };
 }
 
-function timestamp(): string {
+/** UTC time as YYYYMMDD-HHMMSS: the suffix of run and sweep ids. */
+export function timestamp(): string {
   return new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-');
 }
 
