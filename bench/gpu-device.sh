@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # bench/gpu.ts on an offline GPU host (docs/gpu.md, ../shared/gpu/README.md): the webgpu-vs-cpu
-# one-step agreement check, then the benchmark; results under $OUT. About 3 minutes on an H200,
-# at most 6 (each part has a time limit; a cut-short bench keeps the sizes it finished in bench.json).
+# one-step agreement check (tiny model, then the wide one), then the benchmark; results under $OUT.
+# About 4 minutes on an H200, at most 8 (each part has a time limit; a cut-short bench keeps the
+# sizes it finished in bench.json).
 #
 #   on this machine, once:  bash bench/gpu-device.sh prepare
 #                           (= bash ../shared/gpu/prepare.sh, then the esbuild bundle .gpu/run.mjs)
 #   on the GPU host:        bash bench/gpu-device.sh        (repo root, with .gpu/ and .gl/ copied there)
 #
-# Writes to $OUT (default ./gpu-results): check.txt/.json, bench.txt/.json, nvidia-smi.txt, device.log.
+# Writes to $OUT (default ./gpu-results): check.txt/.json, check-wide.txt/.json, bench.txt/.json,
+# nvidia-smi.txt, device.log (with what the Vulkan loader can see).
 # TTC_GPU_ARGS adds flags to both runs (e.g. "--allow-software --quick" to try this script on lavapipe).
 # Exit status: 0 when the check agreed and the bench ran on a GPU; 1 otherwise (the files say why).
 # "no GPU adapter: …" (from shared/backend.ts) in the outputs means Dawn saw no usable GPU: check
@@ -72,11 +74,36 @@ log "node $("$NODE" --version)"
 
 { nvidia-smi --query-gpu=name,driver_version,memory.total,utilization.gpu --format=csv; nvidia-smi; } > "$OUT/nvidia-smi.txt" 2>&1 || true
 
+# what the Vulkan loader can see (for the log: a missing adapter is diagnosed from this)
+{
+  echo "## ICD files"; ls -la /usr/local/nvidia/share/vulkan/icd.d /usr/share/vulkan/icd.d /etc/vulkan/icd.d 2>&1
+  echo "## libvulkan / libGLX_nvidia"; ldconfig -p 2>/dev/null | grep -E 'libvulkan|libGLX_nvidia|libnvidia-glvkspirv' || echo none
+  echo "## /dev/nvidia*"; ls /dev/nvidia* 2>&1
+} >> "$OUT/device.log" 2>&1
+
 cd .gpu
 # 1. agreement: one MLM training step on webgpu and on cpu, same weights and batch (~20 s)
 timeout 90 "$NODE" run.mjs --check ${TTC_GPU_ARGS:-} --json "$OUT/check.json" 2>&1 | grep -v 'artificially reduced' | tee "$OUT/check.txt"
 check_rc=${PIPESTATUS[0]}
 log "check exit $check_rc"
+if grep -q '^no GPU adapter' "$OUT/check.txt"; then
+  # another ICD file the driver may have installed (the loader's default places, then anywhere)
+  alt=$(find / -xdev \( -name 'nvidia_icd*.json' -o -name 'nvidia_layers.json' \) 2>/dev/null | grep icd | grep -vx "${VK_DRIVER_FILES:-none}" | head -1)
+  if [ -n "$alt" ]; then
+    log "no adapter with VK_DRIVER_FILES=${VK_DRIVER_FILES:-unset}; retrying with $alt"
+    export VK_DRIVER_FILES="$alt" VK_ICD_FILENAMES="$alt"
+    timeout 90 "$NODE" run.mjs --check ${TTC_GPU_ARGS:-} --json "$OUT/check.json" 2>&1 | grep -v 'artificially reduced' | tee "$OUT/check.txt"
+    check_rc=${PIPESTATUS[0]}
+    log "check (retry) exit $check_rc"
+  fi
+fi
+# 1b. the same at realistic widths (L2 d256, T128, batch 8): the GPU's tiled kernels (~30 s)
+if ! grep -q '^no GPU adapter' "$OUT/check.txt"; then
+  timeout 120 "$NODE" run.mjs --check --check-model wide ${TTC_GPU_ARGS:-} --json "$OUT/check-wide.json" 2>&1 | grep -v 'artificially reduced' | tee "$OUT/check-wide.txt"
+  wide_rc=${PIPESTATUS[0]}
+  log "check-wide exit $wide_rc"
+  [ "$wide_rc" = 0 ] || check_rc=$wide_rc
+fi
 # 2. the benchmark: matMul 4096², then small / medium / base (B32×128), ~2 min on an H200
 timeout 270 "$NODE" run.mjs ${TTC_GPU_ARGS:-} --json "$OUT/bench.json" 2>&1 | grep -v 'artificially reduced' | tee "$OUT/bench.txt"
 bench_rc=${PIPESTATUS[0]}

@@ -6,7 +6,7 @@
  * also on the CPU fast path (wasm + onnxruntime matmul) when that loads.
  *
  *   npm run bench:gpu [-- --allow-software] [-- --quick] [-- --json FILE] [-- --sizes small,medium]
- *   npm run bench:gpu -- --check [--allow-software] [--json FILE]    webgpu-vs-cpu one-step agreement
+ *   npm run bench:gpu -- --check [--check-model tiny|wide] [--allow-software] [--json FILE]    webgpu-vs-cpu one-step agreement
  *
  * --allow-software  run on a software adapter (lavapipe); implies --quick (tiny sizes)
  * --quick           tiny sizes and batches (q-small, q-medium, q-large), fewer steps
@@ -17,6 +17,7 @@
  * --check           instead of the bench: one training step on webgpu and on cpu from the same
  *                   weights and batch (bench/lib/one-step.ts), compared under its tolerance; exit 1
  *                   if they disagree
+ * --check-model M   the model --check uses: tiny (default, L2 d32) or wide (L2 d256 T128, batch 8)
  *
  * Without a usable GPU adapter it prints "no GPU adapter: <reasons from shared/backend.ts>" and
  * exits 0. Every measurement runs in a child process of this same file (`--cell`, `--one-step`),
@@ -39,7 +40,7 @@ import { paramLayout, type ModelDims } from '../shared/model/spec.ts';
 import { initialWeights } from '../shared/model/weights.ts';
 import { tf } from '../shared/tf.ts';
 import { MlmTrainer } from '../shared/train/trainer.ts';
-import { CHECK_DEFAULTS, CHECK_MODEL, compareOneStep, oneStepMain, readOneStep, syntheticBatch, TOLERANCE, type OneStepArgs } from './lib/one-step.ts';
+import { CHECK_DEFAULTS, CHECK_MODELS, compareOneStep, oneStepMain, readOneStep, syntheticBatch, TOLERANCE, type OneStepArgs } from './lib/one-step.ts';
 import { printTable } from './lib/table.ts';
 import { benchArgs } from './lib/args.ts';
 
@@ -151,10 +152,10 @@ async function cellMain(a: CellArgs): Promise<void> {
     const t0 = performance.now();
     const loss = await trainer.computeGradients(batches[k++ % batches.length]);
     const t1 = performance.now();
-    trainer.apply(LR);
+    await trainer.apply(LR);
     const t2 = performance.now();
     if (!Number.isFinite(loss)) throw new Error(`non-finite loss ${loss}`);
-    return { ms: t2 - t0, gradMs: t1 - t0, applyMs: t2 - t1, loss, numTensors: tf.memory().numTensors };
+    return { ms: t2 - t0, gradMs: t1 - t0, applyMs: t2 - t1, ...trainer.lastApply, loss, numTensors: tf.memory().numTensors };
   };
   for (let i = 0; i < rule.warmup; i++) emit({ warmup: await step() });
   let spent = 0;
@@ -164,6 +165,21 @@ async function cellMain(a: CellArgs): Promise<void> {
     n++;
     spent += s.ms;
     if (spent >= rule.maxSeconds * 1000 || n >= rule.maxSteps || (n >= rule.minSteps && spent >= rule.minSeconds * 1000)) break;
+  }
+  // the optimizer update alone on 1 thread vs the auto thread count, alternated (same process, same arrays)
+  const auto = trainer.optimizer.threads;
+  if (auto > 1) {
+    const ms: Record<string, number[]> = { one: [], auto: [] };
+    for (let r = 0; r < 3; r++) {
+      for (const [key, n] of [['one', 1], ['auto', auto]] as const) {
+        trainer.optimizer.threads = n;
+        const t0 = performance.now();
+        await trainer.optimizer.update(trainer.weights, trainer.grads, LR, 1.0);
+        ms[key].push(performance.now() - t0);
+      }
+    }
+    trainer.optimizer.threads = auto;
+    emit({ updateThreads: { threads: auto, oneMs: ms.one, autoMs: ms.auto } });
   }
   emit({ done: true });
   trainer.dispose();
@@ -218,6 +234,9 @@ interface StepRow {
   ms: number;
   gradMs: number;
   applyMs: number;
+  /** the parts of applyMs: optimizer update (clip + AdamW on the CPU threads), weight upload */
+  updateMs: number;
+  uploadMs: number;
   loss: number;
   numTensors: number;
 }
@@ -234,6 +253,10 @@ interface CellResult {
   medianMs?: number;
   medianGradMs?: number;
   medianApplyMs?: number;
+  medianUpdateMs?: number;
+  medianUploadMs?: number;
+  /** the update alone, 1 thread vs `threads` (the auto count), alternated after the timed steps */
+  updateThreads?: { threads: number; oneMs: number[]; autoMs: number[] };
   tokensPerSecond?: number;
   tflops?: number;
   tflopsGradOnly?: number;
@@ -247,7 +270,7 @@ async function trainCell(size: Size, path_: string, a: Omit<CellArgs, 'kind' | '
     const w = m.warmup as StepRow | undefined;
     if (w) progress(`${size.name} ${path_}: warm-up step ${w.ms.toFixed(0)} ms (loss ${w.loss.toFixed(3)})`);
     const s = m.step as StepRow | undefined;
-    if (s) progress(`${size.name} ${path_}: step ${s.ms.toFixed(0)} ms = grad ${s.gradMs.toFixed(0)} + apply ${s.applyMs.toFixed(0)}`);
+    if (s) progress(`${size.name} ${path_}: step ${s.ms.toFixed(0)} ms = grad ${s.gradMs.toFixed(0)} + apply ${s.applyMs.toFixed(0)} (update ${s.updateMs.toFixed(0)} + upload ${s.uploadMs.toFixed(0)})`);
   });
   for (const m of r.lines) {
     if (m.unavailable) res.skipped = String(m.unavailable);
@@ -257,6 +280,7 @@ async function trainCell(size: Size, path_: string, a: Omit<CellArgs, 'kind' | '
     }
     if (m.warmup) res.warmupMs.push((m.warmup as StepRow).ms);
     if (m.step) res.steps.push(m.step as StepRow);
+    if (m.updateThreads) res.updateThreads = m.updateThreads as CellResult['updateThreads'];
   }
   if (!res.skipped && !r.lines.some((m) => m.done)) res.error = childError(r);
   if (res.steps.length) {
@@ -264,6 +288,8 @@ async function trainCell(size: Size, path_: string, a: Omit<CellArgs, 'kind' | '
     res.medianMs = median(s.map((x) => x.ms));
     res.medianGradMs = median(s.map((x) => x.gradMs));
     res.medianApplyMs = median(s.map((x) => x.applyMs));
+    res.medianUpdateMs = median(s.map((x) => x.updateMs));
+    res.medianUploadMs = median(s.map((x) => x.uploadMs));
     res.tokensPerSecond = (size.batch * size.dims.seqLen) / (res.medianMs / 1000);
     res.tflops = flops / (res.medianMs / 1000) / 1e12;
     res.tflopsGradOnly = flops / (res.medianGradMs / 1000) / 1e12;
@@ -412,7 +438,7 @@ function printResults(results: Row[], software: boolean): void {
       ...base,
       fmtMs(r.medianMs),
       `${fmtMs(Math.min(...r.steps.map((s) => s.ms)))}–${fmtMs(Math.max(...r.steps.map((s) => s.ms)))} (${r.steps.length})`,
-      `${fmtMs(r.medianGradMs)} / ${fmtMs(r.medianApplyMs)}`,
+      `${fmtMs(r.medianGradMs)} / ${fmtMs(r.medianUpdateMs)} / ${fmtMs(r.medianUploadMs)}`,
       Math.round(r.tokensPerSecond!).toLocaleString('en'),
       fmtTflops(r.tflops),
       fmtTflops(r.tflopsGradOnly),
@@ -420,9 +446,24 @@ function printResults(results: Row[], software: boolean): void {
       r.numTensorsStable ? 'yes' : 'NO',
     ];
   });
-  printTable(['size', 'backend', 'B×T', 'params', 'GFLOP/step', 'ms/step', 'min–max (steps)', 'grad / apply ms', 'tokens/s', 'TFLOP/s', 'TFLOP/s grad only', '1st step ms', 'tensors flat'], rows);
+  printTable(['size', 'backend', 'B×T', 'params', 'GFLOP/step', 'ms/step', 'min–max (steps)', 'grad / update / upload ms', 'tokens/s', 'TFLOP/s', 'TFLOP/s grad only', '1st step ms', 'tensors flat'], rows);
   for (const r of results) if (!r.steps.length || r.error) console.log(`  † ${r.size} ${r.path}: ${r.skipped ? `skipped: ${r.skipped}` : `failed: ${r.error}`}`);
-  console.log('  grad = forward + backward + reading the gradients back; apply = clip + AdamW on the CPU + uploading the weights; "1st step" = the first warm-up step (on webgpu it includes compiling the shaders)');
+  console.log(
+    `  grad = forward + backward + reading the gradients back; update = clip + AdamW on the CPU (optimizer.threads auto); upload = handing the new weights to the backend; "1st step" = the first warm-up step (on webgpu it includes compiling the shaders)`,
+  );
+  const cmp = results.filter((r) => r.updateThreads);
+  if (cmp.length) {
+    console.log('\n# the optimizer update alone (clip + AdamW), 1 thread vs the auto count, alternated 3× in the same process; medians');
+    printTable(
+      ['size', 'params', 'threads', '1 thread ms', 'threads ms', 'speed-up'],
+      cmp.map((r) => {
+        const u = r.updateThreads!;
+        const one = median(u.oneMs);
+        const many = median(u.autoMs);
+        return [r.size, (r.params ?? 0).toLocaleString('en'), String(u.threads), fmtMs(one), fmtMs(many), `${(one / many).toFixed(2)}×`];
+      }),
+    );
+  }
   if (software) console.log('  SOFTWARE adapter (lavapipe: Vulkan on the CPU): a test of the webgpu code path, not GPU performance');
 }
 
@@ -431,9 +472,12 @@ async function checkMain(): Promise<number> {
   const allowSoftware = flag('--allow-software');
   const jsonFile = opt('--json');
   for (const l of header()) console.log(l);
+  const modelName = opt('--check-model') ?? 'tiny';
+  const model = CHECK_MODELS[modelName];
+  if (!model) throw new Error(`--check-model: unknown model "${modelName}" (${Object.keys(CHECK_MODELS).join(', ')})`);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ttc-gpu-check-'));
   const side = async (name: string, a: Partial<OneStepArgs> & { backend: BackendChoice }) => {
-    const full: OneStepArgs = { dims: CHECK_MODEL, ...CHECK_DEFAULTS, ...a };
+    const full: OneStepArgs = { ...CHECK_DEFAULTS, dims: model.dims, batch: model.batch, ...a };
     const file = path.join(dir, `${name}.bin`);
     const r = await runSelf(['--one-step', JSON.stringify(full), file], 300_000);
     const m = r.lines.at(-1) ?? {};
@@ -455,7 +499,7 @@ async function checkMain(): Promise<number> {
     return 1;
   }
   const cmp = compareOneStep(gpu.result, cpu.result);
-  console.log(`# webgpu vs cpu, one MLM training step: ${JSON.stringify(CHECK_MODEL)}, batch ${CHECK_DEFAULTS.batch}, seed ${CHECK_DEFAULTS.seed}, lr ${CHECK_DEFAULTS.lr}`);
+  console.log(`# webgpu vs cpu, one MLM training step: ${modelName} ${JSON.stringify(model.dims)}, batch ${model.batch}, seed ${CHECK_DEFAULTS.seed}, lr ${CHECK_DEFAULTS.lr}`);
   console.log(`# webgpu: ${gpu.result.detail} (first step ${gpu.result.ms.step.toFixed(0)} ms); cpu: ${cpu.result.detail}`);
   for (const l of cmp.lines) console.log(l);
   const leakOk = gpu.result.numTensors.every((n) => n === gpu.result!.numTensors[0]);
@@ -466,6 +510,7 @@ async function checkMain(): Promise<number> {
     date: new Date().toISOString(),
     available: true,
     ok: stepOk && leakOk,
+    model: { name: modelName, ...model },
     webgpu: gpu.result.detail,
     cpu: cpu.result.detail,
     tolerance: TOLERANCE,

@@ -109,7 +109,7 @@ test.serial('the tensor count does not grow across 20 training steps', async (t)
   const counts: number[] = [];
   for (let i = 0; i < 20; i++) {
     await trainer.computeGradients(reader.read(pos, 0, 4));
-    trainer.apply(1e-3);
+    await trainer.apply(1e-3);
     await trainer.evaluate([reader.read(pos, 4, 2)]);
     pos = reader.advance(pos, 4);
     counts.push(tf.memory().numTensors);

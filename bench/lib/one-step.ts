@@ -61,6 +61,16 @@ export interface OneStepResult {
 /** Small enough for lavapipe on 2 cores, big enough to have every op of the model. */
 export const CHECK_MODEL: ModelDims = { layers: 2, hidden: 32, heads: 2, ffn: 64, seqLen: 32, vocab: 1000 };
 export const CHECK_DEFAULTS = { batch: 4, seed: 1234, lr: 1e-3 } as const;
+/**
+ * Check models by name (`bench/gpu.ts --check --check-model NAME`): `tiny` is CHECK_MODEL, the one
+ * the lavapipe test runs; `wide` has realistic widths (d=256, T=128, vocab 8000, 1,024 tokens per
+ * batch) so that a real GPU's tiled matMul and long reductions are exercised too (too slow for
+ * lavapipe on 2 cores; the cpu reference takes ~10-20 s).
+ */
+export const CHECK_MODELS: Record<string, { dims: ModelDims; batch: number }> = {
+  tiny: { dims: CHECK_MODEL, batch: CHECK_DEFAULTS.batch },
+  wide: { dims: { layers: 2, hidden: 256, heads: 4, ffn: 1024, seqLen: 128, vocab: 8000 }, batch: 8 },
+};
 
 /**
  * Agreement tolerance, float32. Float32's unit roundoff is 6e-8; the backends sum in different
@@ -136,13 +146,13 @@ export async function runOneStep(a: OneStepArgs): Promise<OneStepResult> {
     const batch = syntheticBatch(a.dims, a.batch, a.seed);
     const loss = await trainer.computeGradients(batch);
     const grads = Float32Array.from(trainer.grads);
-    const gradNorm = trainer.apply(a.lr);
+    const gradNorm = await trainer.apply(a.lr);
     const weights = Float32Array.from(trainer.weights);
     const t2 = performance.now();
     const numTensors = [tf.memory().numTensors];
     for (let i = 0; i < (a.leakSteps ?? 0); i++) {
       await trainer.computeGradients(syntheticBatch(a.dims, a.batch, a.seed + 1 + i));
-      trainer.apply(a.lr);
+      await trainer.apply(a.lr);
       numTensors.push(tf.memory().numTensors);
     }
     const t3 = performance.now();

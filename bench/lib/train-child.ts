@@ -114,7 +114,7 @@ async function main(): Promise<void> {
     const t0 = performance.now();
     const loss = await trainer.computeGradients(batch);
     const t1 = performance.now();
-    trainer.apply(lr);
+    await trainer.apply(lr);
     const t2 = performance.now();
     if (!Number.isFinite(loss)) throw new Error(`non-finite loss ${loss}`);
     return { ms: t2 - t0, gradMs: t1 - t0, applyMs: t2 - t1, loss };

@@ -71,6 +71,11 @@ export const configSchema = {
     weightDecay: { doc: 'Decoupled weight decay (not applied to biases, LayerNorm and embeddings).', format: nonNegativeNumber, default: 0.01 },
     warmupFraction: { doc: 'Fraction of the budgeted steps spent in linear warm-up.', format: fraction, default: 0.06 },
     gradClipNorm: { doc: 'Clip the global gradient norm to this value (0 = no clipping).', format: nonNegativeNumber, default: 1.0 },
+    threads: {
+      doc: 'Worker threads for the optimizer update (gradient clip + AdamW, in JS on the CPU whatever the backend); 0 = auto: up to 8 cores for models of at least 1M parameters, else 1. The result is bit-identical for any value.',
+      format: 'nat',
+      default: 0,
+    },
   },
   train: {
     batchSize: { doc: 'Sequences per optimizer step per worker.', format: positiveInt, default: 16 },

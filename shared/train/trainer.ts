@@ -6,7 +6,7 @@
  * (fine-tuning, shared/train/classifier.ts) only say how a batch becomes a loss.
  */
 import { tf } from '../tf.ts';
-import { AdamW, clipGlobalNorm, type AdamWOptions } from './adamw.ts';
+import { AdamW, sharedFloat32, type AdamWOptions } from './adamw.ts';
 import { mlmLoss, type Params } from '../model/transformer.ts';
 import { paramLayout, type ModelDims, type ParamLayout } from '../model/spec.ts';
 import { WeightTensors } from '../model/weights.ts';
@@ -52,8 +52,10 @@ export abstract class Trainer<B> {
 
   constructor(readonly layout: ParamLayout, protected readonly opts: TrainerOptions, initial: Float32Array) {
     if (initial.length !== layout.total) throw new Error(`initial weights: expected ${layout.total} floats, got ${initial.length}`);
-    this.weights = Float32Array.from(initial);
-    this.grads = new Float32Array(layout.total);
+    // shared memory: the optimizer update's worker threads write the weights in place
+    this.weights = sharedFloat32(layout.total);
+    this.weights.set(initial);
+    this.grads = sharedFloat32(layout.total);
     this.optimizer = new AdamW(layout, opts.optimizer);
     this.tensors = new WeightTensors(layout, this.weights);
   }
@@ -79,16 +81,24 @@ export abstract class Trainer<B> {
     }
   }
 
-  /** Clips, applies AdamW with the given LR and refreshes the tensors; returns the gradient norm before clipping. */
-  apply(lr: number): number {
+  /**
+   * Clips, applies AdamW with the given LR and refreshes the tensors; returns the gradient norm
+   * before clipping. this.grads are not rescaled by the clip (the update applies the scale).
+   */
+  async apply(lr: number): Promise<number> {
+    const t0 = performance.now();
     const mask = this.mask;
     if (mask) for (let i = 0; i < mask.length; i++) if (mask[i] === 0) this.grads[i] = 0;
-    const norm = clipGlobalNorm(this.grads, this.opts.gradClipNorm);
-    this.optimizer.step(this.weights, this.grads, lr);
+    const norm = await this.optimizer.update(this.weights, this.grads, lr, this.opts.gradClipNorm);
     if (mask) for (let i = 0; i < mask.length; i++) if (mask[i] === 0) this.weights[i] = 0;
+    const t1 = performance.now();
     this.tensors.load(this.weights);
+    this.lastApply = { updateMs: t1 - t0, uploadMs: performance.now() - t1 };
     return norm;
   }
+
+  /** Where the last apply() spent its time: the optimizer update (CPU) and handing the weights to the backend. */
+  lastApply = { updateMs: 0, uploadMs: 0 };
 
   /** One optimizer step: compute gradients → reduce across replicas → apply. */
   async step(b: B, lr: number, reducer: GradientReducer): Promise<StepResult> {
@@ -97,7 +107,7 @@ export abstract class Trainer<B> {
     const t1 = performance.now();
     await reducer.reduce(this.grads);
     const t2 = performance.now();
-    const gradNorm = this.apply(lr);
+    const gradNorm = await this.apply(lr);
     return { loss, gradNorm, computeMs: t1 - t0, reduceMs: t2 - t1, applyMs: performance.now() - t2 };
   }
 
