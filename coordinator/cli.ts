@@ -9,6 +9,7 @@ import { coordinatorCommand, coordinatorUsage, workerCommand, workerUsage } from
 import { serveCommand, serveUsage } from './commands/serve.ts';
 import { cancelCommand, cancelUsage, reportCommand, reportUsage, runCommand, runUsage, statusCommand, statusUsage } from './commands/runs.ts';
 import { ConfigError } from '../shared/config/load.ts';
+import { stopWhenParentDies } from '../shared/run/parent-watch.ts';
 
 const commands: Record<string, { run: (argv: string[]) => Promise<number>; usage: string }> = {
   train: { run: trainCommand, usage: trainUsage },
@@ -33,6 +34,7 @@ commands:
 ${Object.values(commands).map((c) => `  ${c.usage.split('\n')[0]}`).join('\n')}`;
 
 export async function main(argv: string[]): Promise<number> {
+  stopWhenParentDies();
   const [name, ...rest] = argv;
   if (!name || name === '--help' || name === '-h' || name === 'help') {
     console.log(usage);

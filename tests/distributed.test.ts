@@ -7,7 +7,7 @@ import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
-import { spawnTtc, type Proc } from './procs.ts';
+import { descendants, spawnTtc, waitGone, type Proc } from './procs.ts';
 import { tempDir, TEST_CACHE_DIR, TINY_MODEL } from './helpers.ts';
 import { readMetrics } from '../shared/run/metrics.ts';
 import { checkpointsDir, listCheckpointDirs, loadCheckpoint } from '../shared/checkpoint/checkpoint.ts';
@@ -217,4 +217,18 @@ test('1,000+ random, malformed, wrong-schema and oversized frames at a coordinat
   t.is(await coord.exited, 0, coord.lines.slice(-20).join('\n'));
   t.regex(coord.lines.join('\n'), /completed its budget: 3\/3 steps/);
   t.is(await w.exited, 0);
+});
+
+test('ttc local killed with SIGKILL: its coordinator and workers stop by themselves (no orphan trains on)', async (t) => {
+  const dir = tempDir('orphans');
+  const cfg = writeConfig(dir, { budget: { kind: 'steps', steps: 100000 }, train: { batchSize: 4, evalEvery: 1000, checkpointEvery: 1000 } });
+  const local = spawnTtc(['local', '--workers', '2', '--config', cfg], env);
+  await local.waitFor(/step 0: validation loss/, 120_000);
+  const tree = descendants(local.child.pid!);
+  t.is(tree.length, 3, `coordinator + 2 workers under ttc local: ${tree.join(', ')}`);
+  local.kill('SIGKILL');
+  await local.exited;
+  // they see their stdin pipe close (shared/run/parent-watch.ts) and stop as on Ctrl-C
+  const left = await waitGone(tree, 20_000);
+  t.deepEqual(left, [], `still running 20 s after ttc local was killed: ${left.join(', ')}`);
 });

@@ -1,5 +1,6 @@
 /** Real child processes of the ttc CLI for integration tests: output capture, waiting for lines, cleanup. */
 import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
 import readline from 'node:readline';
 
 export interface Proc {
@@ -66,4 +67,50 @@ export function spawnTtcWith(args: string[], env: Record<string, string | undefi
       });
     },
   };
+}
+
+/** Live descendants of a process (Linux /proc), children first; zombies count as gone. */
+export function descendants(pid: number): number[] {
+  const parentOf = new Map<number, number>();
+  for (const e of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    const st = procStat(Number(e));
+    if (st && st.state !== 'Z') parentOf.set(Number(e), st.ppid);
+  }
+  const out: number[] = [];
+  const walk = (p: number) => {
+    for (const [c, pp] of parentOf) if (pp === p) {
+      out.push(c);
+      walk(c);
+    }
+  };
+  walk(pid);
+  return out;
+}
+
+function procStat(pid: number): { state: string; ppid: number } | undefined {
+  try {
+    // "pid (comm) state ppid …": comm may hold spaces and parentheses, so read after the last ")"
+    const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const [state, ppid] = s.slice(s.lastIndexOf(')') + 2).split(' ');
+    return { state, ppid: Number(ppid) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether a process still runs (exists and is not a zombie). */
+export const running = (pid: number) => {
+  const st = procStat(pid);
+  return st !== undefined && st.state !== 'Z';
+};
+
+/** Waits until none of the pids runs; returns those still running after timeoutMs. */
+export async function waitGone(pids: number[], timeoutMs: number): Promise<number[]> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const left = pids.filter(running);
+    if (left.length === 0 || Date.now() > until) return left;
+    await new Promise((r) => setTimeout(r, 200));
+  }
 }

@@ -1,7 +1,7 @@
 import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
-import { spawnTtc } from './procs.ts';
+import { descendants, spawnTtc, waitGone } from './procs.ts';
 import { tempDir, TEST_CACHE_DIR, TINY_MODEL } from './helpers.ts';
 import { resolveSweepConfig } from '../shared/config/sweep.ts';
 import { ConfigError } from '../shared/config/load.ts';
@@ -31,8 +31,17 @@ test('a sweep trains every size × budget member within its budget, and a killed
   }));
   const first = spawnTtc(['sweep', '--config', cfg]);
   await first.waitFor(/member 2\/4 .*starting/, 240_000);
+  let tree: number[] = []; // its `ttc local` (and whatever that started already), once spawned
+  for (let i = 0; i < 100 && tree.length === 0; i++) {
+    tree = descendants(first.child.pid!);
+    if (tree.length === 0) await new Promise((r) => setTimeout(r, 50));
+  }
   first.kill('SIGKILL');
   await first.exited;
+  // the member's processes stop by themselves (they would otherwise race the resumed sweep)
+  t.true(tree.length >= 1, 'ttc sweep had started the member');
+  const left = await waitGone(tree, 20_000);
+  t.deepEqual(left, [], `still running 20 s after ttc sweep was killed: ${left.join(', ')}`);
   const sweepDir = path.join(dir, 'sw');
   const second = spawnTtc(['sweep', '--resume', sweepDir]);
   t.is(await second.exited, 0, second.lines.slice(-20).join('\n'));

@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { loadConfig, resolveConfig } from '../../shared/config/load.ts';
 import { openRunDir } from '../../shared/run/rundir.ts';
+import { childOfThisProcess } from '../../shared/run/parent-watch.ts';
 import { resolveSweepConfig } from '../../shared/config/sweep.ts';
 import fs from 'node:fs';
 import { overridesFromSets, UsageError } from '../args.ts';
@@ -24,7 +25,8 @@ Runs a coordinator and N worker processes on this machine (loopback sockets, a f
 secret unless TTC_SECRET is set) and prints their combined output. The coordinator waits for all N
 before the first ring (dist.initialWorkers) and goes on with dist.minWorkers after a failure.
 CPU threads are shared out: each worker gets max(1, cores / N) unless the config sets "threads".
-Ctrl-C stops every process; the run can be continued with \`ttc coordinator --resume runs/<id>\` + workers.`;
+Ctrl-C stops every process, and so does killing this one (they watch its pipe); the run can be
+continued with \`ttc local --resume runs/<id>\` (or \`ttc coordinator --resume\` + workers).`;
 
 const TTC = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'ttc.mjs');
 
@@ -76,10 +78,7 @@ export async function localCommand(argv: string[]): Promise<number> {
   const source = values.resume ? ['--resume', values.resume] : ['--config', values.config!];
   // The evaluation step's coordinator is a job queue; its workers' threads travel in each job's config.
   const coordinatorArgs = values.evaluate ? ['evaluate', '--sweep', values.evaluate, '--port', '0'] : ['coordinator', ...source, '--port', '0', ...[...sets, ...extra].flatMap((s) => ['--set', s])];
-  const coordinator = spawn(process.execPath, [TTC, ...coordinatorArgs], {
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const coordinator = spawn(process.execPath, [TTC, ...coordinatorArgs], childOfThisProcess(env, 'pipe'));
   children.push(coordinator);
   const url = await new Promise<string>((resolve, reject) => {
     pipeLines(coordinator.stdout!, process.stdout, (line) => {
@@ -90,7 +89,7 @@ export async function localCommand(argv: string[]): Promise<number> {
     coordinator.once('exit', (code) => reject(new Error(`the coordinator exited (code ${code}) before listening`)));
   });
   for (let i = 0; i < n; i++) {
-    const w = spawn(process.execPath, [TTC, 'worker', '--coordinator', url, '--name', `worker-${i}`], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const w = spawn(process.execPath, [TTC, 'worker', '--coordinator', url, '--name', `worker-${i}`], childOfThisProcess(env, 'pipe'));
     children.push(w);
     pipeLines(w.stdout!, process.stdout);
     pipeLines(w.stderr!, process.stderr);

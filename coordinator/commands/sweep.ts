@@ -8,6 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
+import { childOfThisProcess } from '../../shared/run/parent-watch.ts';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { loadSweepConfig, memberConfig, memberSeeds, resolveSweepConfig, type SweepConfig } from '../../shared/config/sweep.ts';
@@ -45,7 +46,7 @@ export interface MemberResult {
 
 function runLocal(args: string[]): Promise<number> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [TTC, 'local', ...args], { stdio: ['ignore', 'inherit', 'inherit'] });
+    const child = spawn(process.execPath, [TTC, 'local', ...args], childOfThisProcess(process.env, 'inherit'));
     const forward = () => child.kill('SIGTERM');
     process.once('SIGINT', forward);
     process.once('SIGTERM', forward);
@@ -98,6 +99,8 @@ export async function runSweep(sweep: SweepConfig, sweepDir: string, log: (line:
           log(`${label}: already complete, skipped`);
         } else {
           const resume = fs.existsSync(path.join(runDir, 'config.json'));
+          // a start killed between creating the directory and writing its config left it empty
+          if (!resume && fs.existsSync(runDir) && fs.readdirSync(runDir).length === 0) fs.rmdirSync(runDir);
           log(`${label}: ${resume ? 'resuming' : 'starting'}`);
           await train({ config, membersDir, runDir, resume, label, index, total });
           summary = readSummary(runDir);
