@@ -166,40 +166,6 @@ async function cellMain(a: CellArgs): Promise<void> {
     spent += s.ms;
     if (spent >= rule.maxSeconds * 1000 || n >= rule.maxSteps || (n >= rule.minSteps && spent >= rule.minSeconds * 1000)) break;
   }
-  // gradient read-back, one tensor at a time vs concatenated on the device, alternated on the same batch
-  {
-    const ms: Record<'perTensor' | 'concat', number[]> = { perTensor: [], concat: [] };
-    const batch = batches[0];
-    // ‖a − b‖ / ‖b‖: the same batch twice on a GPU need not give the same bits (reduction order)
-    const relDiff = (a: Float32Array, b: Float32Array) => {
-      let d = 0;
-      let n = 0;
-      for (let i = 0; i < a.length; i++) {
-        d += (a[i] - b[i]) ** 2;
-        n += b[i] ** 2;
-      }
-      return Math.sqrt(d / n);
-    };
-    let first: Float32Array | undefined;
-    let repeat = 0;
-    let across = 0;
-    for (let r = 0; r < 3; r++) {
-      trainer.gradReadback = 'per-tensor';
-      let t0 = performance.now();
-      await trainer.computeGradients(batch);
-      ms.perTensor.push(performance.now() - t0);
-      const ref = Float32Array.from(trainer.grads);
-      if (first) repeat = Math.max(repeat, relDiff(ref, first));
-      first ??= ref;
-      trainer.gradReadback = 'concat';
-      t0 = performance.now();
-      await trainer.computeGradients(batch);
-      ms.concat.push(performance.now() - t0);
-      across = Math.max(across, relDiff(trainer.grads, ref));
-    }
-    trainer.gradReadback = 'auto';
-    emit({ readback: { ...ms, repeatRelDiff: repeat, concatRelDiff: across } });
-  }
   // the optimizer update alone on 1 thread vs the auto thread count, alternated (same process, same arrays)
   const auto = trainer.optimizer.threads;
   if (auto > 1) {
@@ -289,8 +255,6 @@ interface CellResult {
   medianApplyMs?: number;
   medianUpdateMs?: number;
   medianUploadMs?: number;
-  /** computeGradients with the gradients read one tensor at a time vs concatenated, alternated; ‖Δ‖/‖g‖ between repeats and between the two */
-  readback?: { perTensor: number[]; concat: number[]; repeatRelDiff: number; concatRelDiff: number };
   /** the update alone, 1 thread vs `threads` (the auto count), alternated after the timed steps */
   updateThreads?: { threads: number; oneMs: number[]; autoMs: number[] };
   tokensPerSecond?: number;
@@ -317,7 +281,6 @@ async function trainCell(size: Size, path_: string, a: Omit<CellArgs, 'kind' | '
     if (m.warmup) res.warmupMs.push((m.warmup as StepRow).ms);
     if (m.step) res.steps.push(m.step as StepRow);
     if (m.updateThreads) res.updateThreads = m.updateThreads as CellResult['updateThreads'];
-    if (m.readback) res.readback = m.readback as CellResult['readback'];
   }
   if (!res.skipped && !r.lines.some((m) => m.done)) res.error = childError(r);
   if (res.steps.length) {
@@ -486,20 +449,8 @@ function printResults(results: Row[], software: boolean): void {
   printTable(['size', 'backend', 'B×T', 'params', 'GFLOP/step', 'ms/step', 'min–max (steps)', 'grad / update / upload ms', 'tokens/s', 'TFLOP/s', 'TFLOP/s grad only', '1st step ms', 'tensors flat'], rows);
   for (const r of results) if (!r.steps.length || r.error) console.log(`  † ${r.size} ${r.path}: ${r.skipped ? `skipped: ${r.skipped}` : `failed: ${r.error}`}`);
   console.log(
-    `  grad = forward + backward + reading the gradients back (concatenated on webgpu); update = clip + AdamW on the CPU (optimizer.threads auto); upload = handing the new weights to the backend; "1st step" = the first warm-up step (on webgpu it includes compiling the shaders)`,
+    `  grad = forward + backward + reading the gradients back; update = clip + AdamW on the CPU (optimizer.threads auto); upload = handing the new weights to the backend; "1st step" = the first warm-up step (on webgpu it includes compiling the shaders)`,
   );
-  const rb = results.filter((r) => r.readback);
-  if (rb.length) {
-    console.log('\n# computeGradients (forward + backward + read-back): gradients read one tensor at a time vs concatenated on the device, alternated 3× on one batch; medians');
-    printTable(
-      ['size', 'backend', 'per tensor ms', 'concat ms', 'speed-up', '‖Δ‖/‖g‖ repeat', '‖Δ‖/‖g‖ concat vs per tensor'],
-      rb.map((r) => {
-        const a = median(r.readback!.perTensor);
-        const b = median(r.readback!.concat);
-        return [r.size, r.path, fmtMs(a), fmtMs(b), `${(a / b).toFixed(2)}×`, r.readback!.repeatRelDiff.toExponential(1), r.readback!.concatRelDiff.toExponential(1)];
-      }),
-    );
-  }
   const cmp = results.filter((r) => r.updateThreads);
   if (cmp.length) {
     console.log('\n# the optimizer update alone (clip + AdamW), 1 thread vs the auto count, alternated 3× in the same process; medians');

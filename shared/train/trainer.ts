@@ -65,27 +65,16 @@ export abstract class Trainer<B> {
   /** How many targets a batch's loss averages over (to weight evaluation means). */
   protected abstract targets(b: B): number;
 
-  /**
-   * How computeGradients reads the gradients back: one tensor at a time, or concatenated on the
-   * device into one flat tensor read once ('auto': concat on webgpu, where every read is a
-   * separate staging copy and map; per-tensor elsewhere, where a read is a plain copy).
-   */
-  gradReadback: 'auto' | 'per-tensor' | 'concat' = 'auto';
-
   /** Fills this.grads with d(loss)/d(weights) for the batch; returns the loss. */
   async computeGradients(b: B): Promise<number> {
     const names = this.layout.specs.map((s) => s.name);
-    const concat = this.gradReadback === 'concat' || (this.gradReadback === 'auto' && tf.getBackend() === 'webgpu');
     const { value, grads } = tf.tidy(() => {
       const lossOf = (...ts: tf.Tensor[]) => this.loss(Object.fromEntries(names.map((n, i) => [n, ts[i]])), b);
-      const r = tf.valueAndGrads(lossOf)(this.tensors.list());
-      // layout order = the flat buffer's order, so one concat of the flattened gradients is this.grads
-      return concat ? { value: r.value, grads: [tf.concat(r.grads.map((g) => g.reshape([-1])))] } : r;
+      return tf.valueAndGrads(lossOf)(this.tensors.list());
     });
     try {
       const arrays = await Promise.all(grads.map((g) => g.data() as Promise<Float32Array>));
-      if (concat) this.grads.set(arrays[0]);
-      else for (let i = 0; i < arrays.length; i++) this.grads.set(arrays[i], this.layout.specs[i].offset);
+      for (let i = 0; i < arrays.length; i++) this.grads.set(arrays[i], this.layout.specs[i].offset);
       return (await value.data())[0];
     } finally {
       tf.dispose([value, ...grads]);
