@@ -24,15 +24,27 @@ export function initialWeights(layout: ParamLayout, seed: number, std: number): 
 export class WeightTensors {
   tensors: Params = {};
 
-  constructor(readonly layout: ParamLayout, flat?: Float32Array) {
+  /**
+   * @param viewsOf if true, load() gives tfjs views of `flat` instead of copies (see load()); only
+   *   for an owner that reloads after every change of `flat`, as Trainer does
+   */
+  constructor(readonly layout: ParamLayout, flat?: Float32Array, private readonly viewsOf = false) {
     if (flat) this.load(flat);
   }
 
-  /** Replaces every tensor with a copy of the flat weights (copy: tfjs may keep the array it is given). */
+  /**
+   * Replaces every tensor with the flat weights. Copies by default, since tfjs may keep the array it
+   * is given (the cpu backend computes on it; webgpu keeps it until its first upload). With viewsOf
+   * the tensors are views of `flat`: no 368 MB copy per step at BERT-base size, correct as long as
+   * `flat` changes only right before the next load(), which replaces these tensors.
+   */
   load(flat: Float32Array): void {
     if (flat.length !== this.layout.total) throw new Error(`weights: expected ${this.layout.total} floats, got ${flat.length}`);
     const next: Params = {};
-    for (const s of this.layout.specs) next[s.name] = tf.tensor(flat.slice(s.offset, s.offset + s.size), s.shape, 'float32');
+    for (const s of this.layout.specs) {
+      const values = this.viewsOf ? flat.subarray(s.offset, s.offset + s.size) : flat.slice(s.offset, s.offset + s.size);
+      next[s.name] = tf.tensor(values, s.shape, 'float32');
+    }
     this.dispose();
     this.tensors = next;
   }

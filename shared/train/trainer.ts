@@ -57,7 +57,8 @@ export abstract class Trainer<B> {
     this.weights.set(initial);
     this.grads = sharedFloat32(layout.total);
     this.optimizer = new AdamW(layout, opts.optimizer);
-    this.tensors = new WeightTensors(layout, this.weights);
+    // views of this.weights, not copies: every change to them (apply, setWeights, setMask) reloads
+    this.tensors = new WeightTensors(layout, this.weights, true);
   }
 
   /** The scalar loss of a batch; called inside tf.tidy, so it may allocate freely. */
