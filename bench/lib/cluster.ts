@@ -6,7 +6,9 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { WorkerCommand, WorkerEvent } from './collective-worker.ts';
 
-const WORKER = fileURLToPath(new URL('./collective-worker.ts', import.meta.url));
+// TTC_BENCH_WORKER: a bundled collective-worker.mjs (bench/allreduce-device.sh), run without tsx
+const WORKER = process.env.TTC_BENCH_WORKER ?? fileURLToPath(new URL('./collective-worker.ts', import.meta.url));
+const TSX = WORKER.endsWith('.ts') ? ['--import', 'tsx'] : [];
 
 export class WorkerProc {
   readonly logs: string[] = [];
@@ -82,7 +84,7 @@ export class WorkerProc {
 export function spawnWorker(name: string, env: Record<string, string | undefined> = {}): WorkerProc {
   const child = fork(WORKER, [], {
     // TTC_WORKER_NODE_ARGS: extra node flags for the workers, e.g. "--cpu-prof --cpu-prof-dir=prof"
-    execArgv: ['--import', 'tsx', ...(process.env.TTC_WORKER_NODE_ARGS ?? '').split(' ').filter(Boolean)],
+    execArgv: [...TSX, ...(process.env.TTC_WORKER_NODE_ARGS ?? '').split(' ').filter(Boolean)],
     serialization: 'advanced',
     env: { ...process.env, ...env },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
