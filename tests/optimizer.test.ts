@@ -14,7 +14,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { paramLayout } from '../shared/model/spec.ts';
 import { initialWeights } from '../shared/model/weights.ts';
 import { AdamW, NORM_BLOCK, sharedFloat32, type AdamWOptions } from '../shared/train/adamw.ts';
-import { closeUpdatePools, resolveUpdateThreads } from '../shared/train/update-pool.ts';
+import { closeUpdatePools, parseCpuMax, resolveUpdateThreads } from '../shared/train/update-pool.ts';
 import { Rng } from '../shared/rng.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -122,11 +122,17 @@ test('setState copies into the shared moment buffers; a wrong size is refused', 
   t.throws(() => opt.setState({ m: new Float32Array(3), v: new Float32Array(3), t: 1 }), { message: /optimizer state has 3 entries/ });
 });
 
-test('auto threads: one for small models, several for big ones; an explicit count is kept', (t) => {
+test('auto threads: one for small models, several for big ones, within the cgroup CPU limit; an explicit count is kept', (t) => {
   t.is(resolveUpdateThreads(0, 10_000), 1);
-  t.true(resolveUpdateThreads(0, 50_000_000) >= 1);
-  t.true(resolveUpdateThreads(0, 50_000_000) <= 8);
-  t.is(resolveUpdateThreads(3, 10), 3);
+  const cores = os.availableParallelism();
+  t.is(resolveUpdateThreads(0, 50_000_000, undefined), Math.min(8, cores));
+  t.is(resolveUpdateThreads(0, 50_000_000, 1.5), Math.min(2, cores), 'a pod limited to 1.5 CPUs');
+  t.is(resolveUpdateThreads(0, 50_000_000, 0.5), 1);
+  t.is(resolveUpdateThreads(3, 10, 1), 3);
+  t.is(parseCpuMax('max 100000\n'), undefined);
+  t.is(parseCpuMax('400000 100000\n'), 4);
+  t.is(parseCpuMax('150000 100000'), 1.5);
+  t.is(parseCpuMax('garbage'), undefined);
 });
 
 test('a process that ran the update on threads exits by itself (idle threads do not hold it)', (t) => {

@@ -72,7 +72,7 @@ export const configSchema = {
     warmupFraction: { doc: 'Fraction of the budgeted steps spent in linear warm-up.', format: fraction, default: 0.06 },
     gradClipNorm: { doc: 'Clip the global gradient norm to this value (0 = no clipping).', format: nonNegativeNumber, default: 1.0 },
     threads: {
-      doc: 'Worker threads for the optimizer update (gradient clip + AdamW, in JS on the CPU whatever the backend); 0 = auto: up to 8 cores for models of at least 1M parameters, else 1. The result is bit-identical for any value.',
+      doc: "Worker threads for the optimizer update (gradient clip + AdamW, in JS on the CPU whatever the backend); 0 = auto: for models of at least 1M parameters up to 8, within the cores and the process's cgroup CPU limit (a pod's limits.cpu), else 1. The result is bit-identical for any value.",
       format: 'nat',
       default: 0,
     },

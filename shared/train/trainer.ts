@@ -43,6 +43,7 @@ export interface StepResult {
 }
 
 export abstract class Trainer<B> {
+  /** master weights; the tensors are views of them: change them only through apply / setWeights / setMask */
   readonly weights: Float32Array;
   readonly grads: Float32Array;
   readonly optimizer: AdamW;

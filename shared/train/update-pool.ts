@@ -4,6 +4,7 @@
  * work is done exits without having to find and close the pool; they are ref'd while a job runs
  * (else a process waiting only on them could exit mid-update).
  */
+import fs from 'node:fs';
 import os from 'node:os';
 import type { Worker } from 'node:worker_threads';
 
@@ -16,11 +17,33 @@ export const AUTO_THREADS_MIN_PARAMS = 1_000_000;
 /** Auto mode's most threads (memory bandwidth, not cores, limits this loop beyond ~8). */
 export const AUTO_THREADS_MAX = 8;
 
-/** optimizer.threads (0 = auto) → the threads one model's update uses. */
-export function resolveUpdateThreads(requested: number, params: number): number {
+/**
+ * optimizer.threads (0 = auto) → the threads one model's update uses. Auto: up to 8, no more than
+ * the cores this process may run on, nor than its cgroup CPU limit (a Kubernetes pod's
+ * resources.limits.cpu, which os.availableParallelism() does not see).
+ */
+export function resolveUpdateThreads(requested: number, params: number, cpuLimit = cgroupCpuLimit()): number {
   if (requested > 0) return Math.floor(requested);
   if (params < AUTO_THREADS_MIN_PARAMS) return 1;
-  return Math.max(1, Math.min(AUTO_THREADS_MAX, os.availableParallelism()));
+  return Math.max(1, Math.min(AUTO_THREADS_MAX, os.availableParallelism(), Math.ceil(cpuLimit ?? Infinity)));
+}
+
+/** CPUs allowed by a cgroup v2 `cpu.max` file's text ("max 100000" = no limit → undefined; "400000 100000" → 4). */
+export function parseCpuMax(text: string): number | undefined {
+  const [quota, period] = text.trim().split(/\s+/);
+  const q = Number(quota);
+  const p = Number(period);
+  if (quota === 'max' || !(q > 0) || !(p > 0)) return undefined;
+  return q / p;
+}
+
+/** This process's cgroup v2 CPU limit, or undefined (none, cgroup v1, not Linux). */
+function cgroupCpuLimit(): number | undefined {
+  try {
+    return parseCpuMax(fs.readFileSync('/sys/fs/cgroup/cpu.max', 'utf8'));
+  } catch {
+    return undefined;
+  }
 }
 
 type Pool = StaticPool<typeof updateTask>;
