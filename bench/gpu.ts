@@ -166,7 +166,8 @@ async function cellMain(a: CellArgs): Promise<void> {
     spent += s.ms;
     if (spent >= rule.maxSeconds * 1000 || n >= rule.maxSteps || (n >= rule.minSteps && spent >= rule.minSeconds * 1000)) break;
   }
-  // the optimizer update alone on 1 thread vs the auto thread count, alternated (same process, same arrays)
+  // the optimizer update alone on 1 thread vs the auto thread count, alternated (same process, same
+  // arrays; it changes the weights behind the trainer's back, which is disposed right after)
   const auto = trainer.optimizer.threads;
   if (auto > 1) {
     const ms: Record<string, number[]> = { one: [], auto: [] };
