@@ -193,6 +193,16 @@ export class WorkerRegistry {
   }
 
   /** Resolves with the registered workers (oldest first) once at least `min` are connected. */
+  /** Waits until `want` workers are connected or `seconds` have passed, whichever is first; returns how many are. */
+  async waitUpTo(want: number, seconds: number): Promise<number> {
+    try {
+      await this.waitFor(want, seconds);
+    } catch {
+      // fewer than wanted: the caller goes on with those connected
+    }
+    return this.workers.size;
+  }
+
   async waitFor(min: number, waitSeconds: number, signal?: AbortSignal): Promise<WorkerEntry[]> {
     const deadline = waitSeconds > 0 ? Date.now() + waitSeconds * 1000 : Infinity;
     if (this.workers.size < min) this.opts.log.info(`waiting for ${min} worker(s) (${this.workers.size} connected)`);

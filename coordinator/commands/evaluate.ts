@@ -30,11 +30,17 @@ import { pretrainingReportData, type MemberResult } from './sweep.ts';
 import { finetuneDistributed } from '../finetune.ts';
 import { UsageError } from '../args.ts';
 
-export const evaluateUsage = `ttc evaluate --sweep runs/<id> [--host H] [--port P]
+/** How long `ttc evaluate` waits for the expected workers before it starts with fewer. */
+const EXPECT_WORKERS_SECONDS = 30;
+
+export const evaluateUsage = `ttc evaluate --sweep runs/<id> [--host H] [--port P] [--workers N]
 
 The compression + evaluation step of a sweep whose pretraining is done: fine-tunes every member,
 evaluates every compression cell on the connected workers (ttc worker), writes cells.jsonl and the
-report. Prints "TTC_COORDINATOR_URL=ws://host:port" once listening. Rerun to continue after a crash.`;
+report. Prints "TTC_COORDINATOR_URL=ws://host:port" once listening. Rerun to continue after a crash.
+Before the first fine-tuning it waits up to ${EXPECT_WORKERS_SECONDS} s for N workers (default: the sweep's "workers"), so
+that one data-parallel ring takes them all, then goes on with those connected (at least 1).`;
+
 
 interface CellRecord {
   key: string;
@@ -163,7 +169,7 @@ export async function evaluateSweep(sweepDir: string, sweep: SweepConfig, reg: W
 }
 
 export async function evaluateCommand(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { sweep: { type: 'string' }, host: { type: 'string', default: process.env.TTC_HOST ?? '127.0.0.1' }, port: { type: 'string', default: process.env.TTC_PORT ?? '7070' }, help: { type: 'boolean', short: 'h' } } });
+  const { values } = parseArgs({ args: argv, options: { sweep: { type: 'string' }, host: { type: 'string', default: process.env.TTC_HOST ?? '127.0.0.1' }, port: { type: 'string', default: process.env.TTC_PORT ?? '7070' }, workers: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
   if (values.help) {
     console.log(evaluateUsage);
     return 0;
@@ -173,13 +179,18 @@ export async function evaluateCommand(argv: string[]): Promise<number> {
   const stored = path.join(sweepDir, 'sweep.json');
   if (!fs.existsSync(stored)) throw new Error(`${sweepDir} is not a sweep directory (no sweep.json)`);
   const sweep = resolveSweepConfig(JSON.parse(fs.readFileSync(stored, 'utf8')), stored);
+  const expected = values.workers === undefined ? sweep.workers : Number(values.workers);
+  if (!Number.isInteger(expected) || expected < 1) throw new UsageError(`--workers: expected a positive integer, got "${values.workers}"`);
   const log = createLogger('evaluate', path.join(sweepDir, 'evaluate.log'));
   let phase = 'starting';
   const reg: WorkerRegistry = new WorkerRegistry({ secret: loadSecret(), host: values.host!, port: Number(values.port), tls: tlsServerFromEnv(), name: path.basename(sweepDir), log, status: (): Record<string, unknown> => ({ runId: path.basename(sweepDir), phase, workers: [...reg.workers.values()].map((w) => ({ name: w.name, remote: w.conn.remote })) }), phase: () => phase });
   const url = await reg.listen();
   console.log(`TTC_COORDINATOR_URL=${url}`);
-  phase = 'evaluating';
   try {
+    phase = 'waiting for workers';
+    const got = await reg.waitUpTo(expected, EXPECT_WORKERS_SECONDS);
+    if (got < expected) log.warn(`${got} of the ${expected} expected workers connected within ${EXPECT_WORKERS_SECONDS} s: going on with those`);
+    phase = 'evaluating';
     const { cells, failures } = await evaluateSweep(sweepDir, sweep, reg, log);
     phase = 'done';
     reg.quiet = true;

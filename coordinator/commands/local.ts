@@ -77,7 +77,7 @@ export async function localCommand(argv: string[]): Promise<number> {
 
   const source = values.resume ? ['--resume', values.resume] : ['--config', values.config!];
   // The evaluation step's coordinator is a job queue; its workers' threads travel in each job's config.
-  const coordinatorArgs = values.evaluate ? ['evaluate', '--sweep', values.evaluate, '--port', '0'] : ['coordinator', ...source, '--port', '0', ...[...sets, ...extra].flatMap((s) => ['--set', s])];
+  const coordinatorArgs = values.evaluate ? ['evaluate', '--sweep', values.evaluate, '--port', '0', '--workers', String(n)] : ['coordinator', ...source, '--port', '0', ...[...sets, ...extra].flatMap((s) => ['--set', s])];
   const coordinator = spawn(process.execPath, [TTC, ...coordinatorArgs], childOfThisProcess(env, 'pipe'));
   children.push(coordinator);
   const url = await new Promise<string>((resolve, reject) => {
