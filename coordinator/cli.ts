@@ -11,7 +11,7 @@ import { cancelCommand, cancelUsage, reportCommand, reportUsage, runCommand, run
 import { ConfigError } from '../shared/config/load.ts';
 import { stopWhenParentDies } from '../shared/run/parent-watch.ts';
 
-const commands: Record<string, { run: (argv: string[]) => Promise<number>; usage: string }> = {
+export const commands: Record<string, { run: (argv: string[]) => Promise<number>; usage: string }> = {
   train: { run: trainCommand, usage: trainUsage },
   local: { run: localCommand, usage: localUsage },
   sweep: { run: sweepCommand, usage: sweepUsage },

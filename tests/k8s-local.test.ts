@@ -1,6 +1,6 @@
 /**
  * The Kubernetes manifests' own commands and environment, run on this machine: the coordinator
- * (run server) and 2 workers of the composed `cpu` overlay are started with exactly the args and
+ * (run server) and 2 workers of the `cpu` overlay, composed by `kustomize build`, are started with exactly the args and
  * env their containers get, with only names and paths mapped (Service DNS and pod IPs → loopback
  * addresses 127.0.0.x, mounted files and volumes → temp files). The ConfigMap's run config,
  * submitted with `ttc run` as docs/kubernetes.md says, must complete.
@@ -9,7 +9,7 @@ import test from 'ava';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { compose, podSpec, type Manifest } from '../k8s/compose.ts';
+import { kustomizeBuild, podSpec, type Manifest } from './kustomize.ts';
 import { spawnTtcWith } from './procs.ts';
 import { tempDir, TEST_CACHE_DIR } from './helpers.ts';
 
@@ -23,7 +23,7 @@ function container(ms: Manifest[], kind: string, name: string): { args: string[]
 }
 
 test('the coordinator and 2 workers, started with exactly the manifests\' commands and environment, complete a run submitted with `ttc run`', async (t) => {
-  const ms = compose('k8s/overlays/cpu', { missingFile: () => 'unused-in-this-test' });
+  const ms = kustomizeBuild('overlays/cpu');
   const coord = container(ms, 'Deployment', 'ttc-coordinator');
   const worker = container(ms, 'StatefulSet', 'ttc-worker');
   const dir = tempDir('k8s-local');

@@ -1,5 +1,5 @@
 /**
- * k8s/: the kustomize base and overlays (composed by k8s/compose.ts, no kubectl needed) validate
+ * k8s/: the kustomize base and overlays (composed by the real `kustomize build`, tests/kustomize.ts) validate
  * against the Kubernetes schemas, agree with the CLI (env vars, flags, ports) and with each other,
  * and the Dockerfiles follow the rules (pinned base, npm ci, non-root, real ttc entrypoint).
  */
@@ -9,18 +9,25 @@ import path from 'node:path';
 import { Namespace, Secret, ConfigMap, Service, PersistentVolumeClaim } from 'kubernetes-models/v1';
 import { Deployment, StatefulSet } from 'kubernetes-models/apps/v1';
 import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
-import { compose, allContainers, podSpec, type Manifest } from '../k8s/compose.ts';
+import { kustomizeBuild, kustomizeBuildText, allContainers, podSpec, TEST_SECRET, type Manifest } from './kustomize.ts';
 import { loadConfig } from '../shared/config/load.ts';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { commands } from '../coordinator/cli.ts';
+import { serveOptions } from '../coordinator/commands/serve.ts';
+import { coordinatorOptions, workerOptions } from '../coordinator/commands/distributed.ts';
+import { tryLoadSecret } from '../shared/auth.ts';
+import { tlsClientFromEnv, tlsServerFromEnv } from '../shared/net/tls-env.ts';
+import { DockerfileParser, Copy } from 'dockerfile-ast';
+import { validate as validateDockerfile } from 'dockerfile-utils';
 
 const root = path.resolve(import.meta.dirname, '..');
 const k8s = path.join(root, 'k8s');
 const RING = 7071;
 const COORD = 7070;
-// the real secret.txt is git-ignored; tests use a stand-in of the required length
-const opts = { missingFile: (f: string) => (f.endsWith('secret.txt') ? 'test-secret-0123456789abcdef' : undefined) };
 const overlays = ['cuda', 'webgpu', 'cpu'];
-const sets: Record<string, Manifest[]> = { base: compose(path.join(k8s, 'base'), opts) };
-for (const o of overlays) sets[o] = compose(path.join(k8s, 'overlays', o), opts);
+// the real secret.txt is git-ignored; kustomizeBuild uses a stand-in of the required length
+const sets: Record<string, Manifest[]> = { base: kustomizeBuild('base') };
+for (const o of overlays) sets[o] = kustomizeBuild(`overlays/${o}`);
 
 const models: Record<string, new (m: any) => { validate(): void }> = {
   'v1/Namespace': Namespace,
@@ -41,17 +48,37 @@ const one = (ms: Manifest[], kind: string, name: string) => {
 const container = (ms: Manifest[], kind: string, name: string) => podSpec(one(ms, kind, name))!.containers[0];
 const envOf = (c: any) => Object.fromEntries((c.env ?? []).map((e: any) => [e.name, e.value ?? e.valueFrom]));
 
-// The CLI's vocabulary: every TTC_* variable and --flag named in the command sources or README.
-const cliText = [
-  ...fs.readdirSync(path.join(root, 'coordinator/commands')).map((f) => fs.readFileSync(path.join(root, 'coordinator/commands', f), 'utf8')),
-  fs.readFileSync(path.join(root, 'coordinator/args.ts'), 'utf8'),
-  fs.readFileSync(path.join(root, 'shared/net/tls-env.ts'), 'utf8'),
-  fs.readFileSync(path.join(root, 'shared/auth.ts'), 'utf8'),
-  fs.readFileSync(path.join(root, 'README.md'), 'utf8'),
-].join('\n');
-const cliEnv = new Set(cliText.match(/\bTTC_[A-Z_]+/g));
-const cliFlags = new Set([...cliText.matchAll(/--([a-z][a-z-]*)/g)].map((m) => m[1]));
-const cliCommands = new Set([...cliText.matchAll(/\bttc ([a-z]+) /g)].map((m) => m[1]));
+// The CLI as it really parses: the commands containers may run, each with the parseArgs options its
+// command uses (strict: an unknown flag throws), and the environment variables the command reads,
+// found by running the option builders and env readers on an environment that records every read.
+const cliCommands = new Set(Object.keys(commands));
+const commandOptions: Record<string, (env: NodeJS.ProcessEnv) => NonNullable<ParseArgsConfig['options']>> = {
+  serve: serveOptions,
+  worker: workerOptions,
+  coordinator: coordinatorOptions,
+};
+const envReads = (...readers: Array<(env: NodeJS.ProcessEnv) => unknown>): Set<string> => {
+  const seen = new Set<string>();
+  for (const answer of [undefined, 'x']) {
+    const env = new Proxy({} as NodeJS.ProcessEnv, { get: (_, k) => (typeof k === 'string' && k.startsWith('TTC_') && seen.add(k), answer) });
+    for (const read of readers) {
+      try {
+        read(env);
+      } catch {
+        // 'x' is not a usable secret or TLS pair; only the names read matter here
+      }
+    }
+  }
+  return seen;
+};
+const commonEnv = envReads(tryLoadSecret, tlsServerFromEnv, tlsClientFromEnv);
+const commandEnv = (cmd: string) => new Set([...commonEnv, ...envReads(commandOptions[cmd])]);
+/** Parses a container's `ttc` arguments with the command's own parser; throws on an unknown command or flag. */
+const parseTtcArgs = (args: string[]) => {
+  const [cmd, ...rest] = args;
+  if (!commandOptions[cmd]) throw new Error(`ttc ${cmd}: not a command a pod runs`);
+  return { cmd, values: parseArgs({ args: rest, options: commandOptions[cmd]({}), strict: true, allowPositionals: false }).values };
+};
 
 for (const [name, ms] of Object.entries(sets)) {
   test(`${name}: every manifest validates against the Kubernetes schema of its kind`, (t) => {
@@ -68,10 +95,16 @@ for (const [name, ms] of Object.entries(sets)) {
 
   test(`${name}: env vars, flags and commands exist in the CLI; the required ones are set`, (t) => {
     for (const c of allContainers(ms)) {
-      const [cmd, ...flags] = c.args as string[];
-      t.true(cliCommands.has(cmd), `ttc ${cmd}`);
-      for (const f of flags.filter((a) => a.startsWith('--'))) t.true(cliFlags.has(f.slice(2)), `${cmd} ${f}`);
-      for (const e of c.env ?? []) if (e.name.startsWith('TTC_')) t.true(cliEnv.has(e.name), `${e.name} is not a ttc variable`);
+      t.true(cliCommands.has(c.args[0]), `ttc ${c.args[0]} is a ttc command`);
+      let cmd: string;
+      try {
+        cmd = parseTtcArgs(c.args).cmd;
+      } catch (e) {
+        t.fail(`${c.name}: ttc ${c.args.join(' ')}: ${(e as Error).message}`);
+        continue;
+      }
+      const known = commandEnv(cmd);
+      for (const e of c.env ?? []) if (e.name.startsWith('TTC_')) t.true(known.has(e.name), `${e.name} is not read by ttc ${cmd}`);
       const env = envOf(c);
       t.is(env.TTC_SECRET_FILE, '/var/run/secrets/ttc/secret', `${c.name}: TTC_SECRET_FILE`);
       const mount = c.volumeMounts.find((v: any) => v.mountPath === '/var/run/secrets/ttc');
@@ -169,41 +202,29 @@ for (const [name, ms] of Object.entries(sets)) {
   });
 }
 
-test('the composer refuses what it does not model, and reports broken patches', (t) => {
-  const dir = fs.mkdtempSync(path.join(root, 'scratch-k8s-'));
-  try {
-    fs.writeFileSync(path.join(dir, 'kustomization.yaml'), 'resources: []\ncommonLabels: {a: b}\n');
-    t.throws(() => compose(dir), { message: /unsupported field "commonLabels"/ });
-    fs.writeFileSync(path.join(dir, 'kustomization.yaml'), `resources: [${JSON.stringify(path.relative(dir, path.join(k8s, 'base')))}]\npatches:\n  - target: {kind: StatefulSet, name: ttc-worker}\n    patch: '[{"op": "remove", "path": "/spec/nope"}]'\n`);
-    t.throws(() => compose(dir, opts), { message: /no such path/ });
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+test('the build refuses to run without k8s/base/secret.txt (no Secret is ever composed empty), and takes the real one', (t) => {
+  t.throws(() => kustomizeBuildText('overlays/cuda', { secret: null }), { message: /secret\.txt/ });
+  const mine = 'another-secret-with-32-bytes-000';
+  const secret = kustomizeBuild('overlays/cuda', { secret: mine }).find((m) => m.kind === 'Secret')! as any;
+  t.is(Buffer.from(secret.data.secret, 'base64').toString(), mine);
+  t.is(Buffer.from((one(sets.cuda, 'Secret', 'ttc-secret') as any).data.secret, 'base64').toString(), TEST_SECRET);
 });
 
-// ---- Dockerfiles ----
-type Instr = { op: string; args: string };
-const parseDockerfile = (text: string): Instr[] =>
-  text
-    .replace(/\\\n/g, ' ')
-    .split('\n')
-    .map((l) => l.trim())
-    .filter((l) => l && !l.startsWith('#'))
-    .map((l) => {
-      const m = l.match(/^(\S+)\s+(.*)$/)!;
-      return { op: m[1].toUpperCase(), args: m[2] };
-    });
-
+// ---- Dockerfiles: parsed by dockerfile-ast, linted by dockerfile-utils (the VS Code Docker extension's validator) ----
 for (const f of ['Dockerfile.coordinator', 'Dockerfile.worker-cuda', 'Dockerfile.worker-webgpu']) {
-  test(`${f}: pinned bases, npm ci, non-root user before the ttc entrypoint`, (t) => {
-    const ins = parseDockerfile(fs.readFileSync(path.join(k8s, 'docker', f), 'utf8'));
+  test(`${f}: lints clean; pinned bases, npm ci, non-root user before the ttc entrypoint`, (t) => {
+    const text = fs.readFileSync(path.join(k8s, 'docker', f), 'utf8');
+    t.deepEqual(validateDockerfile(text).map((d) => `line ${d.range.start.line + 1}: ${d.message}`), []);
+    const dockerfile = DockerfileParser.parse(text);
+    const ins = dockerfile.getInstructions().map((i) => ({ op: i.getKeyword(), args: i.getArgumentsContent() ?? '', flags: i instanceof Copy ? i.getFlags().map((x) => x.getName()) : [] }));
     const stages = new Set<string>();
-    for (const from of ins.filter((i) => i.op === 'FROM')) {
-      const [image, , alias] = from.args.split(/\s+/);
+    for (const from of dockerfile.getFROMs()) {
+      const image = from.getImage() ?? '';
       if (!stages.has(image)) {
-        t.regex(image, /^[\w./-]+:[\w.-]+$/, `${image} has an explicit tag`);
+        t.truthy(from.getImageTag(), `${image} has an explicit tag`);
         t.notRegex(image, /:(latest|lts|current|20|bookworm-slim)$/, `${image} is pinned to an exact version`);
       }
+      const alias = from.getBuildStage();
       if (alias) stages.add(alias);
     }
     const runs = ins.filter((i) => i.op === 'RUN').map((i) => i.args).join('\n');
@@ -219,12 +240,13 @@ for (const f of ['Dockerfile.coordinator', 'Dockerfile.worker-cuda', 'Dockerfile
     t.false(['root', '0'].includes(user), `USER ${user}`);
     const cmd = ins.find((i) => i.op === 'CMD');
     if (cmd) {
-      const [sub, ...rest] = JSON.parse(cmd.args) as string[];
-      t.true(cliCommands.has(sub), `ttc ${sub}`);
-      for (const a of rest.filter((x) => x.startsWith('--'))) t.true(cliFlags.has(a.slice(2)), a);
-      for (const a of rest.filter((x) => /^configs\//.test(x))) t.true(fs.existsSync(path.join(root, a)), a);
+      const args = JSON.parse(cmd.args) as string[];
+      t.notThrows(() => parseTtcArgs(args), `CMD ttc ${args.join(' ')}`);
+      for (const a of args.filter((x) => /^configs\//.test(x))) t.true(fs.existsSync(path.join(root, a)), a);
+      const envNames = dockerfile.getENVs().flatMap((e) => e.getProperties().map((p) => p.getName()));
+      for (const e of envNames.filter((n) => n.startsWith('TTC_'))) t.true(commandEnv(args[0]).has(e), `ENV ${e} is not read by ttc ${args[0]}`);
     }
-    for (const copy of ins.filter((i) => i.op === 'COPY' && !i.args.startsWith('--from'))) {
+    for (const copy of ins.filter((i) => i.op === 'COPY' && !i.flags.includes('from'))) {
       for (const src of copy.args.split(/\s+/).slice(0, -1)) t.true(fs.existsSync(path.join(root, src)), `COPY ${src}`);
     }
     if (f.includes('cuda')) t.true(ins.some((i) => i.op === 'FROM' && /^nvidia\/cuda:11\.2\.\d+-cudnn8-runtime-ubuntu\d+\.\d+$/.test(i.args)));

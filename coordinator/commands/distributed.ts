@@ -33,20 +33,33 @@ coordinator is up (and after losing it).
   --retry-seconds S    how long to keep trying to reach the coordinator (default 600)
 Secret: TTC_SECRET or TTC_SECRET_FILE (required).`;
 
-const env = process.env;
+// The flags, with the environment variables that give their defaults: exported so tests can check
+// the Kubernetes manifests' args and env against the parser the command really uses.
+export function coordinatorOptions(env: NodeJS.ProcessEnv = process.env) {
+  return {
+    config: { type: 'string' as const },
+    set: { type: 'string' as const, multiple: true as const },
+    resume: { type: 'string' as const },
+    host: { type: 'string' as const, default: env.TTC_HOST ?? '127.0.0.1' },
+    port: { type: 'string' as const, default: env.TTC_PORT ?? '7070' },
+    help: { type: 'boolean' as const, short: 'h' },
+  };
+}
+
+export function workerOptions(env: NodeJS.ProcessEnv = process.env) {
+  return {
+    coordinator: { type: 'string' as const, default: env.TTC_COORDINATOR },
+    name: { type: 'string' as const, default: env.TTC_WORKER_NAME },
+    'listen-host': { type: 'string' as const, default: env.TTC_LISTEN_HOST ?? '127.0.0.1' },
+    'advertise-host': { type: 'string' as const, default: env.TTC_ADVERTISE_HOST },
+    'ring-port': { type: 'string' as const, default: env.TTC_RING_PORT ?? '0' },
+    'retry-seconds': { type: 'string' as const, default: '600' },
+    help: { type: 'boolean' as const, short: 'h' },
+  };
+}
 
 export async function coordinatorCommand(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      config: { type: 'string' },
-      set: { type: 'string', multiple: true },
-      resume: { type: 'string' },
-      host: { type: 'string', default: env.TTC_HOST ?? '127.0.0.1' },
-      port: { type: 'string', default: env.TTC_PORT ?? '7070' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
+  const { values } = parseArgs({ args: argv, options: coordinatorOptions() });
   if (values.help) {
     console.log(coordinatorUsage);
     return 0;
@@ -79,18 +92,7 @@ export async function coordinatorCommand(argv: string[]): Promise<number> {
 }
 
 export async function workerCommand(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      coordinator: { type: 'string', default: env.TTC_COORDINATOR },
-      name: { type: 'string', default: env.TTC_WORKER_NAME },
-      'listen-host': { type: 'string', default: env.TTC_LISTEN_HOST ?? '127.0.0.1' },
-      'advertise-host': { type: 'string', default: env.TTC_ADVERTISE_HOST },
-      'ring-port': { type: 'string', default: env.TTC_RING_PORT ?? '0' },
-      'retry-seconds': { type: 'string', default: '600' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
+  const { values } = parseArgs({ args: argv, options: workerOptions() });
   if (values.help) {
     console.log(workerUsage);
     return 0;

