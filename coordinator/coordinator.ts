@@ -294,6 +294,7 @@ export class Coordinator {
       totalSteps: s.totalSteps,
       budget: this.opts.config.budget,
       budgetFraction: this.ctl.budgetFraction(),
+      etaSeconds: this.ctl.etaSeconds() ?? null,
       flopsUsed: s.flopsUsed,
       secondsUsed: s.secondsUsed,
       tokensSeen: s.tokensSeen,

@@ -58,13 +58,14 @@ async function startServer(outputDir: string, port = 0): Promise<{ proc: Proc; u
 
 const startWorkers = (url: string, n = 2) => Array.from({ length: n }, (_, i) => spawnTtc(['worker', '--coordinator', url, '--name', `w${i}`, '--retry-seconds', '120'], env));
 
-async function runState(url: string, runId: string): Promise<{ state: string; step?: number }> {
+async function runState(url: string, runId: string): Promise<{ state: string; step?: number; etaSeconds?: number | null; budgetFraction?: number }> {
   const s = await CliSession.open(url, 'test');
   try {
     const st = await s.status(runId);
     const r = (st.runs as Array<{ state: string }>)[0];
-    const cur = st.current as { id: string; training?: { step: number } } | null;
-    return { state: r.state, step: cur?.id === runId ? cur.training?.step : undefined };
+    const cur = st.current as { id: string; training?: { step: number; etaSeconds: number | null; budgetFraction: number } } | null;
+    const training = cur?.id === runId ? cur.training : undefined;
+    return { state: r.state, step: training?.step, etaSeconds: training?.etaSeconds, budgetFraction: training?.budgetFraction };
   } finally {
     s.close();
   }
@@ -203,6 +204,9 @@ test.serial('a server killed mid-run continues it from its checkpoint after a re
       return s.state === 'running' && s.step !== undefined && s.step > resumedAt + 2 ? s : undefined;
     });
     t.is(after.state, 'running');
+    // The live view carries the budget used and an ETA from the resumed coordinator's own step times.
+    t.true(typeof after.etaSeconds === 'number' && after.etaSeconds > 0, `etaSeconds ${after.etaSeconds}`);
+    t.true(after.budgetFraction! > 0 && after.budgetFraction! < 1, `budgetFraction ${after.budgetFraction}`);
 
     const cancel = spawnTtc(['cancel', '--coordinator', url, '--run', runId], env);
     t.is(await cancel.exited, 0);
@@ -213,6 +217,7 @@ test.serial('a server killed mid-run continues it from its checkpoint after a re
     t.regex(followed, /lost the coordinator .* reconnecting/);
     t.regex(followed, /reconnected/);
     t.regex(followed, new RegExp(`run ${runId} cancelled: cancelled`));
+    t.regex(followed, /running — training — step \d+\/2000 \(\d+\.\d% of budget\), loss \S+, val \S+, \S+ tok\/s, ETA (-|\d+s|\d+m\d\ds)/);
     // The metrics of the interrupted run have each step once.
     const steps = fs.readFileSync(path.join(out, runId, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).step as number);
     t.is(new Set(steps).size, steps.length, 'no step recorded twice');

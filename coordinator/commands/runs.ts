@@ -13,6 +13,7 @@ import type { Message } from '../../shared/protocol/index.ts';
 import * as M from '../../shared/protocol/training.ts';
 import { overridesFromSets, UsageError } from '../args.ts';
 import { CliSession, RefusedError, type CliReply } from '../cli-client.ts';
+import { formatEta } from '../../shared/run/progress.ts';
 import type { RunRecord } from '../server.ts';
 
 const env = process.env;
@@ -117,6 +118,7 @@ interface TrainingView {
   trainLoss: number;
   valLoss: number;
   tokensPerSecond: number;
+  etaSeconds: number | null;
 }
 
 const num = (x: unknown, d = 4) => (typeof x === 'number' && Number.isFinite(x) ? x.toFixed(d) : '-');
@@ -125,7 +127,10 @@ const num = (x: unknown, d = 4) => (typeof x === 'number' && Number.isFinite(x) 
 function describeRun(r: RunView, training: TrainingView | undefined): string {
   const parts = [`${r.id}: ${r.state}${r.position !== undefined ? ` (${r.position} ahead)` : ''}`];
   if (r.stage) parts.push(`${r.stage}${r.stageTotal ? ` [${r.stageDone ?? 0}/${r.stageTotal}]` : ''}`);
-  if (training && r.state === 'running') parts.push(`step ${training.step}/${training.totalSteps}, loss ${num(training.trainLoss)}, val ${num(training.valLoss)}, ${num(training.tokensPerSecond, 0)} tok/s`);
+  if (training && r.state === 'running') {
+    const budget = Number.isFinite(training.budgetFraction) ? ` (${(100 * Math.min(1, training.budgetFraction)).toFixed(1)}% of budget)` : '';
+    parts.push(`step ${training.step}/${training.totalSteps}${budget}, loss ${num(training.trainLoss)}, val ${num(training.valLoss)}, ${num(training.tokensPerSecond, 0)} tok/s, ETA ${formatEta(training.etaSeconds ?? undefined)}`);
+  }
   if (r.result) parts.push(r.result);
   if (r.error) parts.push(r.error);
   return parts.join(' — ');
@@ -182,7 +187,7 @@ async function followLoop(url: string, first: CliSession, runId: string, interva
       if (!started) bar.start(Math.max(1, total), done, { what: '' });
       started = true;
       bar.setTotal(Math.max(1, total));
-      bar.update(done, { what: line.slice(runId.length + 2, runId.length + 120) });
+      bar.update(done, { what: line.slice(runId.length + 2, runId.length + 180) });
     } else if (line !== lastLine && (Date.now() - lastAt > 10_000 || stageOf(line) !== stageOf(lastLine) || r.state !== 'running')) {
       process.stderr.write(`${line}\n`);
       lastLine = line;

@@ -21,7 +21,8 @@ export interface Progress {
 
 const fmt = (x: number | undefined, digits = 3) => (x === undefined || !Number.isFinite(x) ? '-' : x.toFixed(digits));
 
-function formatEta(s: number | undefined): string {
+/** 75 → "1m15s", 42 → "42s", unknown → "-". */
+export function formatEta(s: number | undefined): string {
   if (s === undefined || !Number.isFinite(s)) return '-';
   const m = Math.floor(s / 60);
   return m > 0 ? `${m}m${String(Math.round(s % 60)).padStart(2, '0')}s` : `${Math.round(s)}s`;

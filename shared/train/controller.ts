@@ -185,7 +185,6 @@ export class RunController {
       this.metrics.append(row);
     }
     const s = this.state;
-    const perStep = this.stepsThisProcess > 0 ? this.stepSecondsThisProcess / this.stepsThisProcess : 0;
     this.progress.update({
       step: s.step,
       totalSteps: s.totalSteps,
@@ -193,8 +192,14 @@ export class RunController {
       loss: row.trainLoss,
       valLoss: this.lastValLoss,
       tokensPerSecond: row.tokensPerSecond,
-      etaSeconds: (s.totalSteps - s.step) * perStep,
+      etaSeconds: this.etaSeconds(),
     });
+  }
+
+  /** Seconds left at this process's mean step time so far (validation and checkpoints included); undefined before a step. */
+  etaSeconds(): number | undefined {
+    if (this.stepsThisProcess === 0) return undefined;
+    return (this.state.totalSteps - this.state.step) * (this.stepSecondsThisProcess / this.stepsThisProcess);
   }
 
   /** The validation loss before the first step (a metrics row at step 0). */
