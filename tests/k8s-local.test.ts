@@ -32,7 +32,8 @@ test('the coordinator and 2 workers, started with exactly the manifests\' comman
   const secretFile = path.join(dir, 'secret');
   fs.writeFileSync(secretFile, crypto.randomBytes(24).toString('base64'));
   const configFile = path.join(dir, 'run.json');
-  fs.copyFileSync('k8s/base/configs/run.json', configFile);
+  const configMap = ms.find((m) => m.kind === 'ConfigMap' && m.metadata.name === 'ttc-config') as unknown as { data: Record<string, string> };
+  fs.writeFileSync(configFile, configMap.data['run.json']!);
   const runsDir = path.join(dir, 'runs');
   const mapValue = (v: string, ip: string): string =>
     v === '/var/run/secrets/ttc/secret' ? secretFile

@@ -11,6 +11,8 @@ import { Deployment, StatefulSet } from 'kubernetes-models/apps/v1';
 import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
 import { kustomizeBuild, kustomizeBuildText, allContainers, podSpec, TEST_SECRET, type Manifest } from './kustomize.ts';
 import { loadConfig } from '../shared/config/load.ts';
+import { loadSweepConfig } from '../shared/config/sweep.ts';
+import { parse } from 'yaml';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { commands } from '../coordinator/cli.ts';
 import { serveOptions } from '../coordinator/commands/serve.ts';
@@ -201,6 +203,19 @@ for (const [name, ms] of Object.entries(sets)) {
     if (name === 'webgpu') t.true(String(caps).split(',').includes('graphics'));
   });
 }
+
+test('the ConfigMap ttc-config is configs/ itself: cluster.json as run.json and sweep.json, byte for byte, and both are valid', (t) => {
+  const kz = parse(fs.readFileSync(path.join(root, 'configs', 'kustomization.yaml'), 'utf8')) as { configMapGenerator: Array<{ name: string; files: string[] }> };
+  const files = kz.configMapGenerator.find((g) => g.name === 'ttc-config')!.files.map((f) => (f.includes('=') ? f.split('=') : [f, f]) as [string, string]);
+  t.deepEqual(files.map(([key]) => key).sort(), ['run.json', 'sweep.json']);
+  for (const name of Object.keys(sets)) {
+    const data = (one(sets[name]!, 'ConfigMap', 'ttc-config') as any).data as Record<string, string>;
+    t.deepEqual(Object.keys(data).sort(), ['run.json', 'sweep.json'], name);
+    for (const [key, file] of files) t.is(data[key], fs.readFileSync(path.join(root, 'configs', file), 'utf8'), `${name}: ${key} = configs/${file}`);
+  }
+  t.notThrows(() => loadConfig(path.join(root, 'configs', 'cluster.json')));
+  t.notThrows(() => loadSweepConfig(path.join(root, 'configs', 'sweep.json')));
+});
 
 test('the build refuses to run without k8s/base/secret.txt (no Secret is ever composed empty), and takes the real one', (t) => {
   t.throws(() => kustomizeBuildText('overlays/cuda', { secret: null }), { message: /secret\.txt/ });

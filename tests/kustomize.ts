@@ -31,17 +31,19 @@ export function kustomizeBinary(): string {
   }
 }
 
-/** `kustomize build` of a copy of k8s/ (so a real secret.txt is never read), returning stdout or throwing with stderr. */
-export function kustomizeBuildText(target: string, opts: { secret?: string | null; edit?: (k8sCopy: string) => void } = {}): string {
+/**
+ * `kustomize build` of a copy of k8s/ and configs/ (the base reads ../../configs), so a real
+ * secret.txt is never read; returns stdout or throws with kustomize's stderr.
+ */
+export function kustomizeBuildText(target: string, opts: { secret?: string | null } = {}): string {
   const copy = fs.mkdtempSync(path.join(os.tmpdir(), 'ttc-kustomize-'));
   try {
-    fs.cpSync(path.join(root, 'k8s'), copy, { recursive: true });
-    const secret = path.join(copy, 'base', 'secret.txt');
+    for (const dir of ['k8s', 'configs']) fs.cpSync(path.join(root, dir), path.join(copy, dir), { recursive: true });
+    const secret = path.join(copy, 'k8s', 'base', 'secret.txt');
     fs.rmSync(secret, { force: true });
     if (opts.secret !== null) fs.writeFileSync(secret, opts.secret ?? TEST_SECRET);
-    opts.edit?.(copy);
     try {
-      return execFileSync(kustomizeBinary(), ['build', path.join(copy, target)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+      return execFileSync(kustomizeBinary(), ['build', path.join(copy, 'k8s', target)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
     } catch (e) {
       const err = e as { stderr?: string; message: string };
       throw new Error(`kustomize build k8s/${target}: ${String(err.stderr ?? '').trim() || err.message}`);
