@@ -1,27 +1,30 @@
 /**
- * k8s/: the kustomize base and overlays (composed by the real `kustomize build`, tests/kustomize.ts) validate
- * against the Kubernetes schemas, agree with the CLI (env vars, flags, ports) and with each other,
- * and the Dockerfiles follow the rules (pinned base, npm ci, non-root, real ttc entrypoint).
+ * k8s/: the kustomize base and overlays, composed by the real `kustomize build` (tests/kustomize.ts;
+ * and by kubectl's own kustomize where a kubectl is on PATH), validate against the Kubernetes schemas
+ * (kubernetes-models), agree with the CLI (container args parsed by each command's own parseArgs
+ * options, env vars read by that command, ports) and with each other; the ConfigMap is configs/; the
+ * Dockerfiles lint clean (dockerfile-utils) and follow the rules (pinned base, npm ci, non-root,
+ * real ttc entrypoint).
  */
 import test from 'ava';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { DockerfileParser, Copy } from 'dockerfile-ast';
+import { validate as validateDockerfile } from 'dockerfile-utils';
 import { Namespace, Secret, ConfigMap, Service, PersistentVolumeClaim } from 'kubernetes-models/v1';
 import { Deployment, StatefulSet } from 'kubernetes-models/apps/v1';
 import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
-import { kubectlOnPath, kustomizeBuild, kustomizeBuildText, allContainers, podSpec, TEST_SECRET, type Manifest } from './kustomize.ts';
-import { execFileSync } from 'node:child_process';
-import { loadConfig } from '../shared/config/load.ts';
-import { loadSweepConfig } from '../shared/config/sweep.ts';
 import { parse } from 'yaml';
-import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { commands } from '../coordinator/cli.ts';
 import { serveOptions } from '../coordinator/commands/serve.ts';
 import { coordinatorOptions, workerOptions } from '../coordinator/commands/distributed.ts';
 import { tryLoadSecret } from '../shared/auth.ts';
+import { loadConfig } from '../shared/config/load.ts';
+import { loadSweepConfig } from '../shared/config/sweep.ts';
 import { tlsClientFromEnv, tlsServerFromEnv } from '../shared/net/tls-env.ts';
-import { DockerfileParser, Copy } from 'dockerfile-ast';
-import { validate as validateDockerfile } from 'dockerfile-utils';
+import { kubectlOnPath, kustomizeBuild, kustomizeBuildText, allContainers, podSpec, TEST_SECRET, type Manifest } from './kustomize.ts';
 
 const root = path.resolve(import.meta.dirname, '..');
 const k8s = path.join(root, 'k8s');
