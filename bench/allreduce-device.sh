@@ -18,7 +18,7 @@ if [ "${1:-}" = prepare ]; then
   [ -s .gpu/node.xz ] || bash ../shared/gpu/prepare.sh
   mkdir -p .gpu/allreduce
   npx esbuild bench/allreduce.ts --bundle --platform=node --format=esm "${EXTERNAL[@]}" --banner:js="$BANNER" --outfile=.gpu/allreduce/allreduce.mjs
-  npx esbuild bench/lib/collective-worker.ts --bundle --platform=node --format=esm "${EXTERNAL[@]}" --banner:js="$BANNER" --outfile=.gpu/allreduce/collective-worker.mjs
+  npx esbuild tests/kit/collective-worker.ts --bundle --platform=node --format=esm "${EXTERNAL[@]}" --banner:js="$BANNER" --outfile=.gpu/allreduce/collective-worker.mjs
   du -sh .gpu/allreduce
   exit 0
 fi

@@ -19,8 +19,8 @@
  */
 import { writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { spawnWorker, startGroup, stopGroup, type WorkerProc } from './lib/cluster.ts';
-import type { AllReduceStats } from '../worker/ring.ts';
+import { spawnWorker, startGroup, stopGroup, type WorkerProc } from '../tests/kit/cluster.ts';
+import type { AllReduceStats } from '../collective/ring.ts';
 
 const args = process.argv.slice(2);
 const flag = (name: string) => args.includes(`--${name}`);

@@ -1,17 +1,17 @@
 /**
- * Throughput of the compression primitives (shared/compress) on a 5.3M-parameter layout
+ * Throughput of the compression primitives (compression) on a 5.3M-parameter layout
  * (L4, d256, ffn 1024, vocab 8000, seqLen 128): quantization, global magnitude pruning, bit packing,
  * and encoding / decoding the compressed file format. MB/s are of float32 input (4 bytes per element
  * processed); medians over repeated runs.
  *
  *   node --import tsx bench/compress.ts [--quick] [--json]
  */
-import { paramLayout } from '../shared/model/spec.ts';
-import { Rng } from '../shared/rng.ts';
-import { quantizeTensor, dequantizeTensor, fakeQuantizeModel, quantizes, type Granularity } from '../shared/compress/quantize.ts';
-import { packBits, unpackBits } from '../shared/compress/bitpack.ts';
-import { globalMagnitudeMask, participatingCount } from '../shared/compress/prune.ts';
-import { encodeCompressed, decodeCompressed, compressedSizes, type CompressSpec } from '../shared/compress/format.ts';
+import { paramLayout } from '../ml/model/spec.ts';
+import { Rng } from '../core/rng.ts';
+import { quantizeTensor, dequantizeTensor, fakeQuantizeModel, quantizes, type Granularity } from '../compression/quantize.ts';
+import { packBits, unpackBits } from '../compression/bitpack.ts';
+import { globalMagnitudeMask, participatingCount } from '../compression/prune.ts';
+import { encodeCompressed, decodeCompressed, compressedSizes, type CompressSpec } from '../compression/format.ts';
 
 const argv = process.argv.slice(2);
 const QUICK = argv.includes('--quick');
@@ -130,10 +130,10 @@ for (const [name, spec] of formats) {
 // the npm start sweep's middle size, the real classification dev/test sets, the wasm + fast backend).
 const evalRows: Array<{ op: string; ms: number; rate: string }> = [];
 {
-  const { initBackend } = await import('../shared/backend.ts');
-  const { resolveConfig } = await import('../shared/config/load.ts');
-  const { loadEvalContext, evaluateCell, classifierAccuracy, mlmPerplexity } = await import('../shared/eval/index.ts');
-  const { initialWeights } = await import('../shared/model/weights.ts');
+  const { initBackend } = await import('../ml/backend.ts');
+  const { resolveConfig } = await import('../core/config/load.ts');
+  const { loadEvalContext, evaluateCell, classifierAccuracy, mlmPerplexity } = await import('../compression/eval/index.ts');
+  const { initialWeights } = await import('../ml/model/weights.ts');
   const backend = await initBackend('auto', { threads: 0 });
   const config = resolveConfig({ model: { layers: 2, hidden: 128, heads: 2, ffn: 512, seqLen: 64, vocab: 4000 }, data: { maxValidationSequences: 128 } });
   const ctx = await loadEvalContext({ config, classificationSeed: config.seed, maxDev: QUICK ? 200 : 1000, maxTest: QUICK ? 200 : 1000 });
@@ -160,7 +160,7 @@ if (JSON_OUT) {
   console.log(JSON.stringify({ dims, parameters: layout.total, rows, evaluation: evalRows }, null, 2));
 } else {
   const fmt = (x: number, d = 1) => x.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d });
-  console.log(`\nshared/compress throughput, ${layout.total.toLocaleString()}-parameter layout (L${dims.layers} d${dims.hidden} ffn${dims.ffn} V${dims.vocab}), node ${process.version}\n`);
+  console.log(`\ncompression throughput, ${layout.total.toLocaleString()}-parameter layout (L${dims.layers} d${dims.hidden} ffn${dims.ffn} V${dims.vocab}), node ${process.version}\n`);
   console.log('| operation | elements | ms | MB/s (f32 in) | file |');
   console.log('|:--|--:|--:|--:|:--|');
   for (const r of rows) console.log(`| ${r.op} | ${r.elements.toLocaleString()} | ${fmt(r.ms)} | ${fmt(r.mbps, 0)} | ${r.note ?? ''} |`);

@@ -12,7 +12,7 @@
 # nvidia-smi.txt, device.log (with what the Vulkan loader can see).
 # TTC_GPU_ARGS adds flags to both runs (e.g. "--allow-software --quick" to try this script on lavapipe).
 # Exit status: 0 when the check agreed and the bench ran on a GPU; 1 otherwise (the files say why).
-# "no GPU adapter: …" (from shared/backend.ts) in the outputs means Dawn saw no usable GPU: check
+# "no GPU adapter: …" (from ml/backend.ts) in the outputs means Dawn saw no usable GPU: check
 # VK_DRIVER_FILES (the NVIDIA driver's ICD file), which you may set yourself before running this.
 set -uo pipefail
 cd "$(dirname "$0")/.."

@@ -2,7 +2,7 @@
  * WebGPU benchmark: one full MLM training step (MlmTrainer.computeGradients = forward + loss +
  * backward, then Trainer.apply = clip + AdamW on the flat arrays + weight upload) at 3 sizes up to
  * BERT-base's shape, timed after warm-up steps (medians), with tokens/s and TFLOP/s from the
- * project's analytic FLOPs (shared/flops.ts), plus a matMul 4096² TFLOP/s probe; the smallest size
+ * project's analytic FLOPs (ml/flops.ts), plus a matMul 4096² TFLOP/s probe; the smallest size
  * also on the CPU fast path (wasm + onnxruntime matmul) when that loads.
  *
  *   npm run bench:gpu [-- --allow-software] [-- --quick] [-- --json FILE] [-- --sizes small,medium]
@@ -15,11 +15,11 @@
  * --cpu-only        only the CPU fast-path row (default size: small, or q-small with --quick), no GPU needed
  * --json FILE       also write the results as JSON
  * --check           instead of the bench: one training step on webgpu and on cpu from the same
- *                   weights and batch (bench/lib/one-step.ts), compared under its tolerance; exit 1
+ *                   weights and batch (tests/kit/one-step.ts), compared under its tolerance; exit 1
  *                   if they disagree
  * --check-model M   the model --check uses: tiny (default, L2 d32) or wide (L2 d256 T128, batch 8)
  *
- * Without a usable GPU adapter it prints "no GPU adapter: <reasons from shared/backend.ts>" and
+ * Without a usable GPU adapter it prints "no GPU adapter: <reasons from ml/backend.ts>" and
  * exits 0. Every measurement runs in a child process of this same file (`--cell`, `--one-step`),
  * so a bundle of it (docs/gpu.md: esbuild, only `webgpu` external) works on an offline GPU host.
  */
@@ -33,14 +33,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 
-import { BackendError, initBackend, type BackendChoice, type BackendInfo } from '../shared/backend.ts';
-import { numMaskedPerSeq } from '../shared/data/masking.ts';
-import { mlmStepFlops } from '../shared/flops.ts';
-import { paramLayout, type ModelDims } from '../shared/model/spec.ts';
-import { initialWeights } from '../shared/model/weights.ts';
-import { tf } from '../shared/tf.ts';
-import { MlmTrainer } from '../shared/train/trainer.ts';
-import { CHECK_DEFAULTS, CHECK_MODELS, compareOneStep, oneStepMain, readOneStep, syntheticBatch, TOLERANCE, type OneStepArgs } from './lib/one-step.ts';
+import { BackendError, initBackend, type BackendChoice, type BackendInfo } from '../ml/backend.ts';
+import { numMaskedPerSeq } from '../ml/data/masking.ts';
+import { mlmStepFlops } from '../ml/flops.ts';
+import { paramLayout, type ModelDims } from '../ml/model/spec.ts';
+import { initialWeights } from '../ml/model/weights.ts';
+import { tf } from '../ml/tf.ts';
+import { MlmTrainer } from '../ml/train/trainer.ts';
+import { CHECK_DEFAULTS, CHECK_MODELS, compareOneStep, oneStepMain, readOneStep, syntheticBatch, TOLERANCE, type OneStepArgs } from '../tests/kit/one-step.ts';
 import { printTable } from './lib/table.ts';
 import { benchArgs } from './lib/args.ts';
 
@@ -352,7 +352,7 @@ async function benchMain(): Promise<number> {
       `synthetic masked batches; ${rule.warmup} warm-up step(s), then ≥ ${rule.minSteps} steps and ≥ ${rule.minSeconds} s (or ${rule.maxSteps} steps, or ${rule.maxSeconds} s); medians` +
       `${quick ? ' (--quick sizes)' : ''}`,
   );
-  console.log('# TFLOP/s = analytic training FLOPs per step (shared/flops.ts: 3 × forward matmul FLOPs, MLM head on the masked positions) / median step time');
+  console.log('# TFLOP/s = analytic training FLOPs per step (ml/flops.ts: 3 × forward matmul FLOPs, MLM head on the masked positions) / median step time');
 
   // matMul probe (fresh process: a clean device)
   const mm = quick ? { n: 512, reps: 3 } : { n: 4096, reps: 10 };
@@ -468,7 +468,7 @@ function printResults(results: Row[], software: boolean): void {
   if (software) console.log('  SOFTWARE adapter (lavapipe: Vulkan on the CPU): a test of the webgpu code path, not GPU performance');
 }
 
-/** webgpu vs cpu, one step each in a child process of this file, compared (bench/lib/one-step.ts). */
+/** webgpu vs cpu, one step each in a child process of this file, compared (tests/kit/one-step.ts). */
 async function checkMain(): Promise<number> {
   const allowSoftware = flag('--allow-software');
   const jsonFile = opt('--json');

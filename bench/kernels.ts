@@ -1,10 +1,10 @@
 /**
- * GFLOP/s of model-shaped matmuls: the fast path (shared/kernels, onnxruntime MLAS) on the cpu and
+ * GFLOP/s of model-shaped matmuls: the fast path (ml/kernels, onnxruntime MLAS) on the cpu and
  * wasm backends, tfjs's own wasm and cpu kernels, and numpy (OpenBLAS) in a python3 subprocess.
  *
  *   node --import tsx bench/kernels.ts [--quick] [--threads N] [--no-cpu] [--reps N] [--step | --only-step] [--step-cpu]
  *
- * --step adds forward+backward of the project's MLM model (shared/model; L4, d256, B16×T64, V8000)
+ * --step adds forward+backward of the project's MLM model (ml/model; L4, d256, B16×T64, V8000)
  * on wasm and on wasm/cpu with the fast kernels; --step-cpu adds plain tfjs cpu (about a minute).
  *
  * Implementations are timed round-robin within each shape (noisy shared machines), medians shown.
@@ -17,7 +17,7 @@ import os from 'node:os';
 
 import '@tensorflow/tfjs-backend-wasm';
 
-import { tf } from '../shared/tf.ts';
+import { tf } from '../ml/tf.ts';
 import { printTable } from './lib/table.ts';
 import {
   fastKernelStats,
@@ -25,7 +25,7 @@ import {
   setFastKernelSpinning,
   setFastKernelThreads,
   unregisterFastCpuKernels,
-} from '../shared/kernels/index.ts';
+} from '../ml/kernels/index.ts';
 
 const argv = process.argv.slice(2);
 const flag = (name: string) => argv.includes(name);
@@ -286,9 +286,9 @@ async function stepBench(): Promise<void> {
   const dims = { layers: 4, hidden: 256, heads: 4, ffn: 1024, seqLen: 64, vocab: 8000 };
   const B = 16;
   try {
-    const { mlmLoss } = await import('../shared/model/transformer.ts');
-    const { paramLayout } = await import('../shared/model/spec.ts');
-    const { initialWeights, WeightTensors } = await import('../shared/model/weights.ts');
+    const { mlmLoss } = await import('../ml/model/transformer.ts');
+    const { paramLayout } = await import('../ml/model/spec.ts');
+    const { initialWeights, WeightTensors } = await import('../ml/model/weights.ts');
     const layout = paramLayout(dims);
     const flat = initialWeights(layout, 1, 0.02);
     const names = layout.specs.map((x) => x.name);

@@ -25,11 +25,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import type { BackendChoice } from '../shared/backend.ts';
-import { prepareDataset } from '../shared/data/dataset.ts';
-import { numMaskedPerSeq } from '../shared/data/masking.ts';
-import { mlmStepFlops } from '../shared/flops.ts';
-import { parameterCount, type ModelDims } from '../shared/model/spec.ts';
+import type { BackendChoice } from '../ml/backend.ts';
+import { prepareDataset } from '../ml/data/dataset.ts';
+import { numMaskedPerSeq } from '../ml/data/masking.ts';
+import { mlmStepFlops } from '../ml/flops.ts';
+import { parameterCount, type ModelDims } from '../ml/model/spec.ts';
 import type { ChildArgs, ChildResult, StepResult } from './lib/train-child.ts';
 import { printTable } from './lib/table.ts';
 import { benchArgs } from './lib/args.ts';

@@ -6,22 +6,22 @@
  * checkpoint: at most one checkpoint interval is lost, and the budget counts each step once.
  */
 import fs from 'node:fs';
-import type { TlsServerFiles } from '../shared/net/index.ts';
-import type { Message } from '../shared/protocol/index.ts';
+import type { TlsServerFiles } from '../wire/net/index.ts';
+import type { Message } from '../wire/protocol/index.ts';
 import { WorkerFailure, WorkerRegistry, type ToWorker, type WorkerEntry, type WorkerMsg } from './registry.ts';
 import { fetchState, formRing, loadState, type Collect } from './ring-formation.ts';
-import * as M from '../shared/protocol/training.ts';
-import { trainSeedOf, type Config } from '../shared/config/schema.ts';
-import { paramLayout, type ParamLayout } from '../shared/model/spec.ts';
-import { initialWeights } from '../shared/model/weights.ts';
-import { RunController, modelDims, type RunSummary } from '../shared/train/controller.ts';
-import { advancePosition } from '../shared/data/batches.ts';
-import { loadLatestCheckpoint, saveCheckpoint, type TrainingState } from '../shared/checkpoint/checkpoint.ts';
-import { MetricsWriter } from '../shared/run/metrics.ts';
-import type { RunDir } from '../shared/run/rundir.ts';
-import type { Logger } from '../shared/run/log.ts';
-import type { Progress } from '../shared/run/progress.ts';
-import type { SecretInput } from '../shared/auth.ts';
+import * as M from '../protocol/messages.ts';
+import { trainSeedOf, type Config } from '../core/config/schema.ts';
+import { paramLayout, type ParamLayout } from '../ml/model/spec.ts';
+import { initialWeights } from '../ml/model/weights.ts';
+import { RunController, modelDims, type RunSummary } from '../ml/train/controller.ts';
+import { advancePosition } from '../ml/data/batches.ts';
+import { loadLatestCheckpoint, saveCheckpoint, type TrainingState } from '../ml/checkpoint/checkpoint.ts';
+import { MetricsWriter } from '../core/run/metrics.ts';
+import type { RunDir } from '../core/run/rundir.ts';
+import type { Logger } from '../core/run/log.ts';
+import type { Progress } from '../core/run/progress.ts';
+import type { SecretInput } from '../wire/auth.ts';
 
 /** The run cannot continue (parameter divergence, no workers): stop everything. */
 export class RunError extends Error {

@@ -4,17 +4,17 @@
  * classifier weights (pretrained encoder + a seeded head), and each step every rank trains on its
  * slice of the global batch and all-reduces the gradients. The global batch, its order, the
  * schedule and the head's initialisation are exactly those of the single-process `finetune`
- * (shared/eval/finetune.ts), so the result matches it up to float rounding. A worker lost midway
+ * (compression/eval/finetune.ts), so the result matches it up to float rounding. A worker lost midway
  * restarts the fine-tuning on the remaining workers (fine-tunes are short: no checkpoints).
  */
-import * as M from '../shared/protocol/training.ts';
-import { deriveSeed } from '../shared/eval/finetune.ts';
-import { classifierWeightsFrom } from '../shared/train/classifier.ts';
-import { learningRate, warmupSteps } from '../shared/train/schedule.ts';
-import { paramLayout } from '../shared/model/spec.ts';
-import { NUM_CLASSES } from '../shared/data/classification.ts';
-import type { Config } from '../shared/config/schema.ts';
-import type { Logger } from '../shared/run/log.ts';
+import * as M from '../protocol/messages.ts';
+import { deriveSeed } from '../compression/eval/finetune.ts';
+import { classifierWeightsFrom } from '../ml/train/classifier.ts';
+import { learningRate, warmupSteps } from '../ml/train/schedule.ts';
+import { paramLayout } from '../ml/model/spec.ts';
+import { NUM_CLASSES } from '../ml/data/classification.ts';
+import type { Config } from '../core/config/schema.ts';
+import type { Logger } from '../core/run/log.ts';
 import type { EvalSelection } from '../worker/jobs.ts';
 import { WorkerFailure, type WorkerEntry, type WorkerMsg, type WorkerRegistry } from './registry.ts';
 import { fetchState, formRing, loadState, type Collect } from './ring-formation.ts';

@@ -4,9 +4,9 @@
  * and runs elsewhere (the worker is dropped); a job that fails on a worker is retried on another up
  * to `maxAttempts` times, then reported as failed with every reason.
  */
-import * as M from '../shared/protocol/training.ts';
-import { BlobAssembler, sendBlobs, type Blobs } from '../shared/protocol/blobs.ts';
-import type { Logger } from '../shared/run/log.ts';
+import * as M from '../protocol/messages.ts';
+import { BlobAssembler, sendBlobs, type Blobs } from '../protocol/blobs.ts';
+import type { Logger } from '../core/run/log.ts';
 import type { WorkerEntry, WorkerRegistry } from './registry.ts';
 
 export interface JobRequest {

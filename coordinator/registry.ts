@@ -6,11 +6,11 @@
  * or silence past a timeout.
  */
 import type { ServerResponse } from 'node:http';
-import { listen, type Connection, type PeerServer, type TlsServerFiles } from '../shared/net/index.ts';
-import { CloseCode, type Message } from '../shared/protocol/index.ts';
-import * as M from '../shared/protocol/training.ts';
-import type { Logger } from '../shared/run/log.ts';
-import type { SecretInput } from '../shared/auth.ts';
+import { listen, type Connection, type PeerServer, type TlsServerFiles } from '../wire/net/index.ts';
+import { CloseCode, type Message } from '../wire/protocol/index.ts';
+import * as M from '../protocol/messages.ts';
+import type { Logger } from '../core/run/log.ts';
+import type { SecretInput } from '../wire/auth.ts';
 
 export type FromWorker = (typeof M.fromWorker)[number] | (typeof M.fromCli)[number];
 export type WorkerMsg = Message<FromWorker>;

@@ -2,9 +2,9 @@
  * Forming a ring of workers and giving every member the same starting state: shared by the
  * training coordinator (pretraining) and the evaluation step (data-parallel fine-tuning).
  */
-import * as M from '../shared/protocol/training.ts';
-import type { Message } from '../shared/protocol/index.ts';
-import type { Logger } from '../shared/run/log.ts';
+import * as M from '../protocol/messages.ts';
+import type { Message } from '../wire/protocol/index.ts';
+import type { Logger } from '../core/run/log.ts';
 import type { WorkerEntry, WorkerMsg, WorkerRegistry } from './registry.ts';
 
 export type Collect = <T>(members: WorkerEntry[], what: string, pick: (msg: WorkerMsg) => T | undefined, timeoutMs: number) => Promise<Map<WorkerEntry, T>>;

@@ -8,20 +8,20 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import * as M from '../shared/protocol/training.ts';
-import { resolveConfig } from '../shared/config/load.ts';
-import type { Config } from '../shared/config/schema.ts';
-import { resolveSweepConfig, type SweepConfig } from '../shared/config/sweep.ts';
-import { createRunDir, openRunDir, runDirFor, timestamp } from '../shared/run/rundir.ts';
-import { createLogger, type Logger } from '../shared/run/log.ts';
-import { createProgress } from '../shared/run/progress.ts';
-import { writeReport } from '../shared/report/write.ts';
-import type { Connection, TlsServerFiles } from '../shared/net/index.ts';
-import type { SecretInput } from '../shared/auth.ts';
+import * as M from '../protocol/messages.ts';
+import { resolveConfig } from '../core/config/load.ts';
+import type { Config } from '../core/config/schema.ts';
+import { resolveSweepConfig, type SweepConfig } from './sweep-config.ts';
+import { createRunDir, openRunDir, runDirFor, timestamp } from '../core/run/rundir.ts';
+import { createLogger, type Logger } from '../core/run/log.ts';
+import { createProgress } from '../core/run/progress.ts';
+import { writeReport } from '../report/write.ts';
+import type { Connection, TlsServerFiles } from '../wire/net/index.ts';
+import type { SecretInput } from '../wire/auth.ts';
 import { WorkerRegistry, type CliMsg, type FromWorker } from './registry.ts';
 import { Coordinator } from './coordinator.ts';
-import { bestSizePerBudget, pretrainingReportData, readSummary, runSweep, writePretrainingResults, type MemberTrainer } from './commands/sweep.ts';
-import { evaluateSweep } from './commands/evaluate.ts';
+import { bestSizePerBudget, pretrainingReportData, readSummary, runSweep, writePretrainingResults, type MemberTrainer } from '../cli/commands/sweep.ts';
+import { evaluateSweep } from '../cli/commands/evaluate.ts';
 import { resultFiles } from './result-files.ts';
 
 export type RunState = 'queued' | 'running' | 'done' | 'failed' | 'cancelled';

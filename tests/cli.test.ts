@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { tempDir, TEST_CACHE_DIR, TINY_MODEL } from './helpers.ts';
+import { tempDir, TEST_CACHE_DIR, TINY_MODEL } from './kit/helpers.ts';
 
 const run = promisify(execFile);
 

@@ -2,10 +2,10 @@ import test from 'ava';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Rng } from '../shared/rng.ts';
-import { detokenize, lineWords, loadBrown, parseBrownFile } from '../shared/data/brown.ts';
-import { buildClassificationSet, reservedSynsetIds } from '../shared/data/classification.ts';
-import { brownDocuments, loadPretrainCorpus, splitDocuments, wordnetDocuments, wordnetDocumentText } from '../shared/data/corpus.ts';
+import { Rng } from '../core/rng.ts';
+import { detokenize, lineWords, loadBrown, parseBrownFile } from '../ml/data/brown.ts';
+import { buildClassificationSet, reservedSynsetIds } from '../ml/data/classification.ts';
+import { brownDocuments, loadPretrainCorpus, splitDocuments, wordnetDocuments, wordnetDocumentText } from '../ml/data/corpus.ts';
 import {
   datasetCacheKey,
   decodePacked,
@@ -14,9 +14,9 @@ import {
   encodeTokenizerFile,
   prepareDataset,
   sequenceOrder,
-} from '../shared/data/dataset.ts';
-import { maskBatch, numMaskedPerSeq } from '../shared/data/masking.ts';
-import { packSequences } from '../shared/data/packing.ts';
+} from '../ml/data/dataset.ts';
+import { maskBatch, numMaskedPerSeq } from '../ml/data/masking.ts';
+import { packSequences } from '../ml/data/packing.ts';
 import {
   CLS_ID,
   MASK_ID,
@@ -26,8 +26,8 @@ import {
   Tokenizer,
   UNK_ID,
   normalizeText,
-} from '../shared/data/tokenizer.ts';
-import { LEXNAMES, loadWordNet, splitGloss } from '../shared/data/wordnet.ts';
+} from '../ml/data/tokenizer.ts';
+import { LEXNAMES, loadWordNet, splitGloss } from '../ml/data/wordnet.ts';
 
 // ---------------------------------------------------------------- shared fixtures
 

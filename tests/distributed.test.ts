@@ -7,13 +7,13 @@ import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
-import { descendants, spawnTtc, waitGone, type Proc } from './procs.ts';
-import { tempDir, TEST_CACHE_DIR, TINY_MODEL } from './helpers.ts';
-import { readMetrics } from '../shared/run/metrics.ts';
-import { checkpointsDir, listCheckpointDirs, loadCheckpoint } from '../shared/checkpoint/checkpoint.ts';
-import { paramLayout } from '../shared/model/spec.ts';
-import { mlmStepFlops } from '../shared/flops.ts';
-import { numMaskedPerSeq } from '../shared/data/masking.ts';
+import { descendants, spawnTtc, waitGone, type Proc } from './kit/procs.ts';
+import { tempDir, TEST_CACHE_DIR, TINY_MODEL } from './kit/helpers.ts';
+import { readMetrics } from '../core/run/metrics.ts';
+import { checkpointsDir, listCheckpointDirs, loadCheckpoint } from '../ml/checkpoint/checkpoint.ts';
+import { paramLayout } from '../ml/model/spec.ts';
+import { mlmStepFlops } from '../ml/flops.ts';
+import { numMaskedPerSeq } from '../ml/data/masking.ts';
 
 const SECRET = crypto.randomBytes(24).toString('base64');
 const env = { TTC_SECRET: SECRET, TTC_SECRET_FILE: undefined };
@@ -169,9 +169,9 @@ test('a worker with a wrong secret is refused, with the reason logged on both si
 test('1,000+ random, malformed, wrong-schema and oversized frames at a coordinator process: each refused, no crash, the run still completes', async (t) => {
   const { default: WebSocket } = await import('ws');
   const { Packr } = await import('msgpackr');
-  const { connect } = await import('../shared/net/index.ts');
-  const M = await import('../shared/protocol/training.ts');
-  const { Rng } = await import('../shared/rng.ts');
+  const { connect } = await import('../wire/net/index.ts');
+  const M = await import('../protocol/messages.ts');
+  const { Rng } = await import('../core/rng.ts');
   const dir = tempDir('fuzz');
   const cfg = writeConfig(dir, { dist: { minWorkers: 1, waitForWorkersSeconds: 120 }, budget: { kind: 'steps', steps: 3 } });
   const { proc: coord, url } = await startCoordinator(['--config', cfg]);
@@ -228,7 +228,7 @@ test('ttc local killed with SIGKILL: its coordinator and workers stop by themsel
   t.is(tree.length, 3, `coordinator + 2 workers under ttc local: ${tree.join(', ')}`);
   local.kill('SIGKILL');
   await local.exited;
-  // they see their stdin pipe close (shared/run/parent-watch.ts) and stop as on Ctrl-C
+  // they see their stdin pipe close (core/run/parent-watch.ts) and stop as on Ctrl-C
   const left = await waitGone(tree, 20_000);
   t.deepEqual(left, [], `still running 20 s after ttc local was killed: ${left.join(', ')}`);
 });

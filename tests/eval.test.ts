@@ -2,13 +2,13 @@ import test from 'ava';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { tf } from '../shared/tf.ts';
-import { initBackend } from '../shared/backend.ts';
-import { loadTrainingData } from '../shared/train/data.ts';
-import { identityReducer, MlmTrainer } from '../shared/train/trainer.ts';
-import { initialWeights } from '../shared/model/weights.ts';
-import { silentLogger } from '../shared/run/log.ts';
-import { applyMask, fakeQuantizeModel, participatingCount, participatingKinds, prunedCount } from '../shared/compress/index.ts';
+import { tf } from '../ml/tf.ts';
+import { initBackend } from '../ml/backend.ts';
+import { loadTrainingData } from '../ml/train/data.ts';
+import { identityReducer, MlmTrainer } from '../ml/train/trainer.ts';
+import { initialWeights } from '../ml/model/weights.ts';
+import { silentLogger } from '../core/run/log.ts';
+import { applyMask, fakeQuantizeModel, participatingCount, participatingKinds, prunedCount } from '../compression/index.ts';
 import {
   cellLabel,
   CellSpecError,
@@ -25,8 +25,8 @@ import {
   type CellSpec,
   type EvalContext,
   type FinetuneResult,
-} from '../shared/eval/index.ts';
-import { tinyConfig } from './helpers.ts';
+} from '../compression/eval/index.ts';
+import { tinyConfig } from './kit/helpers.ts';
 
 // Small real setup: the tiny model pretrained for 100 MLM steps, fine-tuned on 600 of the real
 // classification examples, evaluated on 200 dev + 200 test examples.

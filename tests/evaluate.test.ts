@@ -7,15 +7,15 @@ import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
-import { spawnTtc } from './procs.ts';
-import { tempDir, TEST_CACHE_DIR, TINY_MODEL } from './helpers.ts';
-import { resolveSweepConfig, memberConfig } from '../shared/config/sweep.ts';
-import { runSweepMembersInProcess } from './sweep-fixture.ts';
-import { initBackend } from '../shared/backend.ts';
-import { loadEvalContext, evaluateCell, compressionGrid, cellLabel, finetune } from '../shared/eval/index.ts';
-import { decodeSafetensors } from '../shared/checkpoint/safetensors.ts';
-import { checkpointsDir, listCheckpointDirs, loadCheckpoint } from '../shared/checkpoint/checkpoint.ts';
-import { paramLayout } from '../shared/model/spec.ts';
+import { spawnTtc } from './kit/procs.ts';
+import { tempDir, TEST_CACHE_DIR, TINY_MODEL } from './kit/helpers.ts';
+import { resolveSweepConfig, memberConfig } from '../coordinator/sweep-config.ts';
+import { runSweepMembersInProcess } from './kit/sweep-fixture.ts';
+import { initBackend } from '../ml/backend.ts';
+import { loadEvalContext, evaluateCell, compressionGrid, cellLabel, finetune } from '../compression/eval/index.ts';
+import { decodeSafetensors } from '../ml/checkpoint/safetensors.ts';
+import { checkpointsDir, listCheckpointDirs, loadCheckpoint } from '../ml/checkpoint/checkpoint.ts';
+import { paramLayout } from '../ml/model/spec.ts';
 
 const env = { TTC_SECRET: crypto.randomBytes(24).toString('base64'), TTC_SECRET_FILE: undefined };
 

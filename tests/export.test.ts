@@ -3,12 +3,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { tinyConfig, newRun, quiet, tempDir, TINY_MODEL } from './helpers.ts';
-import { trainRun } from '../shared/train/run.ts';
-import { checkpointsDir, listCheckpointDirs, loadCheckpoint } from '../shared/checkpoint/checkpoint.ts';
-import { decodeSafetensors } from '../shared/checkpoint/safetensors.ts';
-import { paramLayout } from '../shared/model/spec.ts';
-import { decodeCompressed, encodeCompressed } from '../shared/compress/index.ts';
+import { tinyConfig, newRun, quiet, tempDir, TINY_MODEL } from './kit/helpers.ts';
+import { trainRun } from '../ml/train/run.ts';
+import { checkpointsDir, listCheckpointDirs, loadCheckpoint } from '../ml/checkpoint/checkpoint.ts';
+import { decodeSafetensors } from '../ml/checkpoint/safetensors.ts';
+import { paramLayout } from '../ml/model/spec.ts';
+import { decodeCompressed, encodeCompressed } from '../compression/index.ts';
 
 const run = promisify(execFile);
 

@@ -1,14 +1,14 @@
 import test from 'ava';
-import { tf } from '../shared/tf.ts';
-import { initBackend } from '../shared/backend.ts';
-import { prepareDataset } from '../shared/data/dataset.ts';
-import { buildClassificationSet } from '../shared/data/classification.ts';
-import { paramLayout } from '../shared/model/spec.ts';
-import { initialWeights } from '../shared/model/weights.ts';
-import { ClassifierTrainer, classifierWeightsFrom, encodeExamples, epochOrder, evalBatches, takeBatch } from '../shared/train/classifier.ts';
-import { identityReducer } from '../shared/train/trainer.ts';
-import { Rng } from '../shared/rng.ts';
-import { TEST_CACHE_DIR, TINY_MODEL } from './helpers.ts';
+import { tf } from '../ml/tf.ts';
+import { initBackend } from '../ml/backend.ts';
+import { prepareDataset } from '../ml/data/dataset.ts';
+import { buildClassificationSet } from '../ml/data/classification.ts';
+import { paramLayout } from '../ml/model/spec.ts';
+import { initialWeights } from '../ml/model/weights.ts';
+import { ClassifierTrainer, classifierWeightsFrom, encodeExamples, epochOrder, evalBatches, takeBatch } from '../ml/train/classifier.ts';
+import { identityReducer } from '../ml/train/trainer.ts';
+import { Rng } from '../core/rng.ts';
+import { TEST_CACHE_DIR, TINY_MODEL } from './kit/helpers.ts';
 
 const opts = { dims: TINY_MODEL, optimizer: { beta1: 0.9, beta2: 0.98, epsilon: 1e-6, weightDecay: 0.01 }, gradClipNorm: 1 };
 

@@ -9,9 +9,9 @@ import test from 'ava';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { kustomizeBuild, podSpec, type Manifest } from './kustomize.ts';
-import { spawnTtcWith } from './procs.ts';
-import { tempDir, TEST_CACHE_DIR } from './helpers.ts';
+import { kustomizeBuild, podSpec, type Manifest } from './kit/kustomize.ts';
+import { spawnTtcWith } from './kit/procs.ts';
+import { tempDir, TEST_CACHE_DIR } from './kit/helpers.ts';
 
 const COORDINATOR_IP = '127.0.0.10';
 const podIp = (i: number) => `127.0.0.${20 + i}`;

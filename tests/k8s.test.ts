@@ -1,5 +1,5 @@
 /**
- * k8s/: the kustomize base and overlays, composed by the real `kustomize build` (tests/kustomize.ts;
+ * k8s/: the kustomize base and overlays, composed by the real `kustomize build` (tests/kit/kustomize.ts;
  * and by kubectl's own kustomize where a kubectl is on PATH), validate against the Kubernetes schemas
  * (kubernetes-models), agree with the CLI (container args parsed by each command's own parseArgs
  * options, env vars read by that command, ports) and with each other; the ConfigMap is configs/; the
@@ -17,14 +17,14 @@ import { Namespace, Secret, ConfigMap, Service, PersistentVolumeClaim } from 'ku
 import { Deployment, StatefulSet } from 'kubernetes-models/apps/v1';
 import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
 import { parse } from 'yaml';
-import { commands } from '../coordinator/cli.ts';
-import { serveOptions } from '../coordinator/commands/serve.ts';
-import { coordinatorOptions, workerOptions } from '../coordinator/commands/distributed.ts';
-import { tryLoadSecret } from '../shared/auth.ts';
-import { loadConfig } from '../shared/config/load.ts';
-import { loadSweepConfig } from '../shared/config/sweep.ts';
-import { tlsClientFromEnv, tlsServerFromEnv } from '../shared/net/tls-env.ts';
-import { kubectlOnPath, kustomizeBuild, kustomizeBuildText, allContainers, podSpec, TEST_SECRET, type Manifest } from './kustomize.ts';
+import { commands } from '../cli/main.ts';
+import { serveOptions } from '../cli/commands/serve.ts';
+import { coordinatorOptions, workerOptions } from '../cli/commands/distributed.ts';
+import { tryLoadSecret } from '../wire/auth.ts';
+import { loadConfig } from '../core/config/load.ts';
+import { loadSweepConfig } from '../coordinator/sweep-config.ts';
+import { tlsClientFromEnv, tlsServerFromEnv } from '../wire/net/tls-env.ts';
+import { kubectlOnPath, kustomizeBuild, kustomizeBuildText, allContainers, podSpec, TEST_SECRET, type Manifest } from './kit/kustomize.ts';
 
 const root = path.resolve(import.meta.dirname, '..');
 const k8s = path.join(root, 'k8s');

@@ -1,5 +1,5 @@
 /**
- * The fast CPU matmul kernels (shared/kernels) against tfjs's own cpu (and wasm) kernels: every
+ * The fast CPU matmul kernels (ml/kernels) against tfjs's own cpu (and wasm) kernels: every
  * transpose combination, odd sizes, batch broadcasting, fused bias + activation, and gradients.
  * Real onnxruntime, real tfjs; each case is computed twice, with the fast kernels registered and
  * with the originals restored.
@@ -7,7 +7,7 @@
 import test from 'ava';
 import '@tensorflow/tfjs-backend-wasm';
 
-import { tf } from '../shared/tf.ts';
+import { tf } from '../ml/tf.ts';
 import {
   fastCpuKernelsActive,
   fastKernelStats,
@@ -16,7 +16,7 @@ import {
   resetFastKernelStats,
   setFastKernelThreads,
   unregisterFastCpuKernels,
-} from '../shared/kernels/index.ts';
+} from '../ml/kernels/index.ts';
 
 type T = tf.Tensor;
 

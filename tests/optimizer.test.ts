@@ -1,5 +1,5 @@
 /**
- * The optimizer update (shared/train/adamw.ts on ./update-task.ts, threads from ./update-pool.ts):
+ * The optimizer update (ml/train/adamw.ts on ./update-task.ts, threads from ./update-pool.ts):
  * the same bits for any thread count (replicas on machines with different core counts must not
  * drift apart), the AdamW + clip + decay arithmetic against a float64 reference, and a process
  * that used the threads still exits by itself.
@@ -11,11 +11,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
-import { paramLayout } from '../shared/model/spec.ts';
-import { initialWeights } from '../shared/model/weights.ts';
-import { AdamW, NORM_BLOCK, sharedFloat32, type AdamWOptions } from '../shared/train/adamw.ts';
-import { closeUpdatePools, parseCpuMax, resolveUpdateThreads } from '../shared/train/update-pool.ts';
-import { Rng } from '../shared/rng.ts';
+import { paramLayout } from '../ml/model/spec.ts';
+import { initialWeights } from '../ml/model/weights.ts';
+import { AdamW, NORM_BLOCK, sharedFloat32, type AdamWOptions } from '../ml/train/adamw.ts';
+import { closeUpdatePools, parseCpuMax, resolveUpdateThreads } from '../ml/train/update-pool.ts';
+import { Rng } from '../core/rng.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 // several NORM_BLOCKs and dense / non-dense runs in every thread's share
@@ -137,8 +137,8 @@ test('auto threads: one for small models, several for big ones, within the cgrou
 
 test('a process that ran the update on threads exits by itself (idle threads do not hold it)', (t) => {
   const script = `
-    import { paramLayout } from './shared/model/spec.ts';
-    import { AdamW, sharedFloat32 } from './shared/train/adamw.ts';
+    import { paramLayout } from './ml/model/spec.ts';
+    import { AdamW, sharedFloat32 } from './ml/train/adamw.ts';
     const layout = paramLayout(${JSON.stringify(dims)});
     const opt = new AdamW(layout, { beta1: 0.9, beta2: 0.98, epsilon: 1e-6, weightDecay: 0.01, threads: 2 });
     const w = sharedFloat32(layout.total), g = sharedFloat32(layout.total).fill(1e-3);
@@ -147,7 +147,7 @@ test('a process that ran the update on threads exits by itself (idle threads do 
   `;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ttc-update-exit-'));
   const file = path.join(dir, 'exit.mts'); // .mts: ESM outside the package (top-level await)
-  fs.writeFileSync(file, script.replaceAll("'./shared/", `'${pathToFileURL(root).href}/shared/`));
+  fs.writeFileSync(file, script.replaceAll("'./ml/", `'${pathToFileURL(root).href}/ml/`));
   const r = spawnSync(process.execPath, ['--import', 'tsx', file], { cwd: root, encoding: 'utf8', timeout: 30_000 });
   fs.rmSync(dir, { recursive: true, force: true });
   t.is(r.error, undefined, 'did not exit within 30 s');

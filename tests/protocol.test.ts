@@ -11,14 +11,14 @@ import * as v from 'valibot';
 import WebSocket, { WebSocketServer } from 'ws';
 import {
   clientProof, loadSecret, MIN_SECRET_BYTES, normalizeSecret, proofsEqual, SecretError, serverProof, tryLoadSecret,
-} from '../shared/auth.ts';
-import { connect, ConnectError, listen, type Connection } from '../shared/net/index.ts';
+} from '../wire/auth.ts';
+import { connect, ConnectError, listen, type Connection } from '../wire/net/index.ts';
 import {
   bytes, Challenge, CloseCode, decodeFrame, decodeMsgpack, defineMessage, encodeFrame, encodeMsgpack, ErrorMsg, float32Array,
   getMessageDef, Hello, MsgpackError, PROTOCOL_VERSION, ProtocolError, registeredTypes, u32, Welcome,
   type ProtocolErrorKind,
-} from '../shared/protocol/index.ts';
-import { badFrames, inLanes, rawSession, rawTcpGarbage, Rng, selfSignedCert } from '../bench/lib/netkit.ts';
+} from '../wire/protocol/index.ts';
+import { badFrames, inLanes, rawSession, rawTcpGarbage, Rng, selfSignedCert } from './kit/netkit.ts';
 
 const SECRET = 'test-secret-0123456789abcdef';
 const OTHER = 'another-secret-0123456789abcdef';

@@ -5,13 +5,13 @@
  */
 import test, { type ExecutionContext } from 'ava';
 import { rmSync } from 'node:fs';
-import { SecretError } from '../shared/auth.ts';
-import { CloseCode, encodeMsgpack } from '../shared/protocol/index.ts';
-import { referenceRingReduce, Ring, RingError, type ReduceOp, type RingOptions } from '../worker/ring.ts';
-import { Star } from '../worker/star.ts';
-import { spawnWorker, startGroup, stopGroup, type WorkerProc } from '../bench/lib/cluster.ts';
-import { makeInput } from '../bench/lib/inputs.ts';
-import { badFrames, inLanes, rawSession, selfSignedCert } from '../bench/lib/netkit.ts';
+import { SecretError } from '../wire/auth.ts';
+import { CloseCode, encodeMsgpack } from '../wire/protocol/index.ts';
+import { referenceRingReduce, Ring, RingError, type ReduceOp, type RingOptions } from '../collective/ring.ts';
+import { Star } from '../bench/star.ts';
+import { spawnWorker, startGroup, stopGroup, type WorkerProc } from './kit/cluster.ts';
+import { makeInput } from './kit/inputs.ts';
+import { badFrames, inLanes, rawSession, selfSignedCert } from './kit/netkit.ts';
 
 const SECRET = 'ring-test-secret-0123456789';
 

@@ -1,12 +1,12 @@
 import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
-import { descendants, spawnTtc, waitGone } from './procs.ts';
-import { tempDir, TEST_CACHE_DIR, TINY_MODEL } from './helpers.ts';
-import { resolveSweepConfig } from '../shared/config/sweep.ts';
-import { ConfigError } from '../shared/config/load.ts';
-import { mlmStepFlops } from '../shared/flops.ts';
-import { numMaskedPerSeq } from '../shared/data/masking.ts';
+import { descendants, spawnTtc, waitGone } from './kit/procs.ts';
+import { tempDir, TEST_CACHE_DIR, TINY_MODEL } from './kit/helpers.ts';
+import { resolveSweepConfig } from '../coordinator/sweep-config.ts';
+import { ConfigError } from '../core/config/load.ts';
+import { mlmStepFlops } from '../ml/flops.ts';
+import { numMaskedPerSeq } from '../ml/data/masking.ts';
 
 test('sweep config: grid expansion, BERT defaults, and clear errors', (t) => {
   const s = resolveSweepConfig({ grid: { layers: [1, 2], hidden: [64, 128] }, budgets: [{ kind: 'flops', value: 1e12 }] });

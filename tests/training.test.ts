@@ -1,20 +1,20 @@
 import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
-import { tf } from '../shared/tf.ts';
-import { trainRun } from '../shared/train/run.ts';
-import { readMetrics } from '../shared/run/metrics.ts';
-import { mlmStepFlops } from '../shared/flops.ts';
-import { numMaskedPerSeq } from '../shared/data/masking.ts';
-import { listCheckpointDirs, checkpointsDir } from '../shared/checkpoint/checkpoint.ts';
-import { learningRate, warmupSteps } from '../shared/train/schedule.ts';
-import { initBackend } from '../shared/backend.ts';
-import { prepareDataset } from '../shared/data/dataset.ts';
-import { BatchReader } from '../shared/data/batches.ts';
-import { paramLayout } from '../shared/model/spec.ts';
-import { initialWeights } from '../shared/model/weights.ts';
-import { MlmTrainer } from '../shared/train/trainer.ts';
-import { tinyConfig, newRun, quiet, TINY_MODEL, TEST_CACHE_DIR } from './helpers.ts';
+import { tf } from '../ml/tf.ts';
+import { trainRun } from '../ml/train/run.ts';
+import { readMetrics } from '../core/run/metrics.ts';
+import { mlmStepFlops } from '../ml/flops.ts';
+import { numMaskedPerSeq } from '../ml/data/masking.ts';
+import { listCheckpointDirs, checkpointsDir } from '../ml/checkpoint/checkpoint.ts';
+import { learningRate, warmupSteps } from '../ml/train/schedule.ts';
+import { initBackend } from '../ml/backend.ts';
+import { prepareDataset } from '../ml/data/dataset.ts';
+import { BatchReader } from '../ml/data/batches.ts';
+import { paramLayout } from '../ml/model/spec.ts';
+import { initialWeights } from '../ml/model/weights.ts';
+import { MlmTrainer } from '../ml/train/trainer.ts';
+import { tinyConfig, newRun, quiet, TINY_MODEL, TEST_CACHE_DIR } from './kit/helpers.ts';
 
 test('learning rate: warm-up to the peak, linear decay to exactly 0 at the last step', (t) => {
   const total = 50;

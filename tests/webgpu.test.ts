@@ -2,7 +2,7 @@
  * The webgpu code path, on lavapipe (Mesa's CPU Vulkan driver; .ci/run installs Mesa 25 from
  * bookworm-backports): one real MLM training step (MlmTrainer: forward, loss, gradients, clip +
  * AdamW) from the same weights on the same batch on `webgpu` and on `cpu` must agree within the
- * float32 tolerance of bench/lib/one-step.ts (TOLERANCE, justified there and in docs/gpu.md), and
+ * float32 tolerance of tests/kit/one-step.ts (TOLERANCE, justified there and in docs/gpu.md), and
  * so must a matMul check. Each side runs in its own process (bench/lib/one-step-child.ts): a tfjs
  * process holds one backend, and Dawn is process-global. The webgpu side is pinned to lavapipe
  * with VK_DRIVER_FILES, so a machine with a real GPU tests the same thing.
@@ -16,8 +16,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { CHECK_DEFAULTS, CHECK_MODEL, compareOneStep, readOneStep, runOneStep, TOLERANCE, type OneStepArgs, type OneStepResult } from '../bench/lib/one-step.ts';
-import { tempDir } from './helpers.ts';
+import { CHECK_DEFAULTS, CHECK_MODEL, compareOneStep, readOneStep, runOneStep, TOLERANCE, type OneStepArgs, type OneStepResult } from './kit/one-step.ts';
+import { tempDir } from './kit/helpers.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const CHILD = path.join(ROOT, 'bench/lib/one-step-child.ts');
@@ -142,7 +142,7 @@ test('the agreement check catches a 1% error in one small-gradient tensor and a 
   // in this process, cpu only: what the comparison flags is independent of where results come from
   const ref = await runOneStep({ backend: 'cpu', fastKernels: false, dims: CHECK_MODEL, ...CHECK_DEFAULTS });
   t.true(compareOneStep(ref, ref).ok);
-  const spec = (await import('../shared/model/spec.ts')).paramLayout(CHECK_MODEL).specs.find((s) => s.name === 'encoder.layer.1.attention.self.query.weight')!;
+  const spec = (await import('../ml/model/spec.ts')).paramLayout(CHECK_MODEL).specs.find((s) => s.name === 'encoder.layer.1.attention.self.query.weight')!;
   const grads = Float32Array.from(ref.grads);
   for (let i = spec.offset; i < spec.offset + spec.size; i++) grads[i] *= 1.01;
   const bad = compareOneStep({ ...ref, grads }, ref);

@@ -1,13 +1,13 @@
 /**
  * The jobs a worker runs for the compression + evaluation step: `cell` (one compression cell of a
  * fine-tuned model → accuracy, perplexity, real file bytes; iterative pruning fine-tunes inside the
- * job). It calls the same function as a single-process evaluation (shared/eval), so a job's result
+ * job). It calls the same function as a single-process evaluation (compression/eval), so a job's result
  * does not depend on which worker ran it. (Fine-tuning itself is data-parallel: coordinator/finetune.ts.)
  */
-import { resolveConfig } from '../shared/config/load.ts';
-import type { Config } from '../shared/config/schema.ts';
-import { evaluateCell, evaluateTrained, loadEvalContext, type CellSpec, type EvalContext, type RoundFinetuneOptions, type RoundResult } from '../shared/eval/index.ts';
-import type { Blobs } from '../shared/protocol/blobs.ts';
+import { resolveConfig } from '../core/config/load.ts';
+import type { Config } from '../core/config/schema.ts';
+import { evaluateCell, evaluateTrained, loadEvalContext, type CellSpec, type EvalContext, type RoundFinetuneOptions, type RoundResult } from '../compression/eval/index.ts';
+import type { Blobs } from '../protocol/blobs.ts';
 
 export interface EvalSelection {
   maxTrain?: number;

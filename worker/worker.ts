@@ -7,23 +7,23 @@
  */
 import crypto from 'node:crypto';
 import os from 'node:os';
-import { connect, tlsClientFromEnv, type Connection } from '../shared/net/index.ts';
-import { CloseCode, type Message } from '../shared/protocol/index.ts';
-import * as M from '../shared/protocol/training.ts';
-import { resolveConfig } from '../shared/config/load.ts';
-import type { Config } from '../shared/config/schema.ts';
-import { initBackend, type BackendInfo } from '../shared/backend.ts';
-import { paramLayout, type ParamLayout } from '../shared/model/spec.ts';
-import { MlmTrainer, type GradientReducer } from '../shared/train/trainer.ts';
-import { loadTrainingData, type TrainingData } from '../shared/train/data.ts';
-import { modelDims } from '../shared/train/controller.ts';
-import { Ring, RingError, type RingTls } from './ring.ts';
-import type { Logger } from '../shared/run/log.ts';
-import type { SecretInput } from '../shared/auth.ts';
-import { BlobAssembler, sendBlobs } from '../shared/protocol/blobs.ts';
+import { connect, tlsClientFromEnv, type Connection } from '../wire/net/index.ts';
+import { CloseCode, type Message } from '../wire/protocol/index.ts';
+import * as M from '../protocol/messages.ts';
+import { resolveConfig } from '../core/config/load.ts';
+import type { Config } from '../core/config/schema.ts';
+import { initBackend, type BackendInfo } from '../ml/backend.ts';
+import { paramLayout, type ParamLayout } from '../ml/model/spec.ts';
+import { MlmTrainer, type GradientReducer } from '../ml/train/trainer.ts';
+import { loadTrainingData, type TrainingData } from '../ml/train/data.ts';
+import { modelDims } from '../ml/train/controller.ts';
+import { Ring, RingError, type RingTls } from '../collective/ring.ts';
+import type { Logger } from '../core/run/log.ts';
+import type { SecretInput } from '../wire/auth.ts';
+import { BlobAssembler, sendBlobs } from '../protocol/blobs.ts';
 import { JobRunner, type EvalSelection } from './jobs.ts';
-import { ClassifierTrainer, epochOrder, takeBatch } from '../shared/train/classifier.ts';
-import type { EvalContext } from '../shared/eval/index.ts';
+import { ClassifierTrainer, epochOrder, takeBatch } from '../ml/train/classifier.ts';
+import type { EvalContext } from '../compression/eval/index.ts';
 
 export interface WorkerOptions {
   coordinatorUrl: string;

@@ -15,19 +15,19 @@
  * - otherwise it times steps itself (warm-up, then until minSteps and minSeconds, or maxSeconds)
  *   and prints the result line: {"result": {…}}.
  *
- * A step is what shared/train/run.ts times: MlmTrainer.computeGradients on a real masked batch
+ * A step is what ml/train/run.ts times: MlmTrainer.computeGradients on a real masked batch
  * (prepareDataset + BatchReader, read outside the timing) followed by trainer.apply(lr).
  */
 import { createInterface } from 'node:readline';
 
-import { BackendError, initBackend, type BackendChoice } from '../../shared/backend.ts';
-import { prepareDataset } from '../../shared/data/dataset.ts';
-import { BatchReader } from '../../shared/data/batches.ts';
-import { paramLayout, type ModelDims } from '../../shared/model/spec.ts';
-import { initialWeights } from '../../shared/model/weights.ts';
-import { MlmTrainer } from '../../shared/train/trainer.ts';
-import type { DataPosition } from '../../shared/checkpoint/checkpoint.ts';
-import { tf } from '../../shared/tf.ts';
+import { BackendError, initBackend, type BackendChoice } from '../../ml/backend.ts';
+import { prepareDataset } from '../../ml/data/dataset.ts';
+import { BatchReader } from '../../ml/data/batches.ts';
+import { paramLayout, type ModelDims } from '../../ml/model/spec.ts';
+import { initialWeights } from '../../ml/model/weights.ts';
+import { MlmTrainer } from '../../ml/train/trainer.ts';
+import type { DataPosition } from '../../ml/checkpoint/checkpoint.ts';
+import { tf } from '../../ml/tf.ts';
 
 export interface ChildArgs {
   backend: Exclude<BackendChoice, 'auto'>;

@@ -1,0 +1,48 @@
+/** `ttc export`: a checkpoint (or a compressed model file) → Hugging Face BERT safetensors + config.json. */
+import fs from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { loadCheckpoint, listCheckpointDirs, checkpointsDir } from '../../ml/checkpoint/checkpoint.ts';
+import { paramLayout, type ModelDims } from '../../ml/model/spec.ts';
+import { decodeCompressed } from '../../compression/index.ts';
+import { decodeSafetensors } from '../../ml/checkpoint/safetensors.ts';
+import { exportHuggingFace } from '../../ml/export/huggingface.ts';
+import { UsageError } from '../args.ts';
+
+export const exportUsage = `ttc export (--run runs/<id> | --checkpoint <checkpoint dir>) [--compressed <file>] --out <dir>
+
+Writes model.safetensors + config.json in the Hugging Face BERT layout (BertForMaskedLM, or
+BertForSequenceClassification for a fine-tuned classifier): load with from_pretrained(<dir>).
+  --run DIR          use the run's latest valid checkpoint
+  --checkpoint DIR   use this checkpoint directory
+  --compressed FILE  export this compressed model file instead (dequantized), with the model
+                     dimensions of the checkpoint it was made from
+  --out DIR          output directory`;
+
+export async function exportCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { run: { type: 'string' }, checkpoint: { type: 'string' }, compressed: { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
+  if (values.help) {
+    console.log(exportUsage);
+    return 0;
+  }
+  if (!values.out || (!values.run && !values.checkpoint)) throw new UsageError(`--out and one of --run / --checkpoint are required\n\n${exportUsage}`);
+  const dir = values.checkpoint ?? listCheckpointDirs(checkpointsDir(values.run!)).at(-1);
+  if (!dir) throw new Error(`${values.run} has no checkpoint`);
+  const dims = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as ModelDims;
+  let layout = paramLayout(dims);
+  let weights: Float32Array;
+  let source = dir;
+  if (values.compressed) {
+    const buf = fs.readFileSync(values.compressed);
+    // The file names its parameters: a classifier head means a fine-tuned model.
+    const head = decodeSafetensors(buf, values.compressed).tensors['classifier.out_proj.bias'];
+    if (head) layout = paramLayout(dims, { kind: 'classifier', numClasses: head.shape[0] });
+    weights = decodeCompressed(buf, layout);
+    source = values.compressed;
+  } else {
+    weights = loadCheckpoint(dir, layout).weights;
+  }
+  const files = exportHuggingFace(values.out, { dims, layout, weights, source: path.resolve(source) });
+  console.log(`exported ${source} → ${files.join(', ')}`);
+  return 0;
+}

@@ -1,0 +1,120 @@
+/**
+ * The run configuration: one convict schema, the single source of truth for every field,
+ * its default, its validation and its documentation (docs/config.md is generated from it
+ * by `npm run docs:config`, and a test keeps the two in sync).
+ */
+import convict from 'convict';
+
+const show = (v: unknown) => (typeof v === 'number' ? String(v) : JSON.stringify(v));
+function positiveInt(v: unknown): void {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new Error(`expected a positive integer, got ${show(v)}`);
+}
+
+function nonNegativeNumber(v: unknown): void {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) {
+    throw new Error(`expected a finite number >= 0, got ${show(v)}`);
+  }
+}
+
+function fraction(v: unknown): void {
+  if (typeof v !== 'number' || !(v >= 0 && v < 1)) throw new Error(`expected a number in [0, 1), got ${show(v)}`);
+}
+
+export const configSchema = {
+  runId: {
+    doc: 'Run identifier: results go to <outputDir>/<runId>/. Empty = derived from the config file name and a timestamp.',
+    format: String,
+    default: '',
+  },
+  outputDir: { doc: 'Directory that holds one sub-directory per run.', format: String, default: 'runs' },
+  cacheDir: { doc: 'Directory for the tokenizer and packed-data cache.', format: String, default: '.cache' },
+  seed: { doc: 'Seed for weights, data split, shuffling and masking.', format: 'int', default: 1234 },
+  trainSeed: {
+    doc: 'Seed for the weight initialisation, the training data order and its masks only (0 = seed). A sweep with seeds: n varies it, while seed (data split, tokenizer, validation set, classification split) stays.',
+    format: 'nat',
+    default: 0,
+  },
+  backend: {
+    doc: 'Compute backend. auto = tensorflow (tfjs-node-gpu/tfjs-node) → webgpu (real GPU adapter only) → fastest CPU path.',
+    format: ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'],
+    default: 'auto' as 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu',
+  },
+  fastKernels: {
+    doc: 'On CPU backends (wasm, cpu), run matrix products in the BLAS-class kernels of ml/kernels (onnxruntime MLAS) when they load; false = plain tfjs kernels.',
+    format: Boolean,
+    default: true,
+  },
+  threads: {
+    doc: 'CPU threads the compute backend may use (0 = all available cores).',
+    format: 'nat',
+    default: 0,
+  },
+  model: {
+    layers: { doc: 'Number of Transformer encoder layers.', format: positiveInt, default: 2 },
+    hidden: { doc: 'Hidden size d (must be divisible by model.heads).', format: positiveInt, default: 128 },
+    heads: { doc: 'Attention heads per layer.', format: positiveInt, default: 2 },
+    ffn: { doc: 'Feed-forward inner size (usually 4 × hidden).', format: positiveInt, default: 512 },
+    seqLen: { doc: 'Sequence length in tokens (also the number of learned positions).', format: positiveInt, default: 64 },
+    vocab: { doc: 'Subword vocabulary size (tokenizer trained to this size, specials included).', format: positiveInt, default: 4000 },
+    initStd: { doc: 'Standard deviation of the normal weight initialisation.', format: nonNegativeNumber, default: 0.02 },
+  },
+  data: {
+    validationFraction: { doc: 'Fraction of pretraining documents held out for validation.', format: fraction, default: 0.02 },
+    extraTextFiles: { doc: 'Extra UTF-8 text files added to the pretraining corpus.', format: Array, default: [] as string[] },
+    maxValidationSequences: { doc: 'Validation sequences evaluated each time (0 = all).', format: 'nat', default: 256 },
+  },
+  optimizer: {
+    lr: { doc: 'Peak learning rate (AdamW).', format: nonNegativeNumber, default: 1e-3 },
+    beta1: { doc: 'AdamW β1.', format: fraction, default: 0.9 },
+    beta2: { doc: 'AdamW β2.', format: fraction, default: 0.98 },
+    epsilon: { doc: 'AdamW ε.', format: nonNegativeNumber, default: 1e-6 },
+    weightDecay: { doc: 'Decoupled weight decay (not applied to biases, LayerNorm and embeddings).', format: nonNegativeNumber, default: 0.01 },
+    warmupFraction: { doc: 'Fraction of the budgeted steps spent in linear warm-up.', format: fraction, default: 0.06 },
+    gradClipNorm: { doc: 'Clip the global gradient norm to this value (0 = no clipping).', format: nonNegativeNumber, default: 1.0 },
+    threads: {
+      doc: "Worker threads for the optimizer update (gradient clip + AdamW, in JS on the CPU whatever the backend); 0 = auto: for models of at least 1M parameters up to 8, within the cores and the process's cgroup CPU limit (a pod's limits.cpu), else 1. The result is bit-identical for any value.",
+      format: 'nat',
+      default: 0,
+    },
+  },
+  train: {
+    batchSize: { doc: 'Sequences per optimizer step per worker.', format: positiveInt, default: 16 },
+    evalEvery: { doc: 'Evaluate validation loss every K steps (and at the last step).', format: positiveInt, default: 50 },
+    checkpointEvery: { doc: 'Write a checkpoint every K steps (and at the last step).', format: positiveInt, default: 100 },
+    logEvery: { doc: 'Write a metrics row for training loss every K steps.', format: positiveInt, default: 1 },
+  },
+  dist: {
+    minWorkers: { doc: 'The fewest workers a run continues with after a failure (and, unless dist.initialWorkers is set, the number waited for before the first ring).', format: positiveInt, default: 1 },
+    initialWorkers: { doc: 'Workers the coordinator waits for before it forms the first ring (0 = dist.minWorkers).', format: 'nat', default: 0 },
+    maxWorkers: { doc: 'Most workers put into one ring (0 = every connected worker).', format: 'nat', default: 0 },
+    waitForWorkersSeconds: { doc: 'How long the coordinator waits for minWorkers before it gives up (0 = forever).', format: nonNegativeNumber, default: 600 },
+    stepTimeoutSeconds: { doc: 'A step (or evaluation, checkpoint transfer) not reported by every worker within this time fails the ring formation; the stalled worker is named and dropped.', format: nonNegativeNumber, default: 300 },
+    ringTimeoutSeconds: { doc: 'A ring peer silent this long during an all-reduce is declared dead.', format: nonNegativeNumber, default: 30 },
+    hashEvery: { doc: 'Every K steps workers report a hash of their parameters; any divergence stops the run.', format: positiveInt, default: 25 },
+    segmentBytes: { doc: 'Ring all-reduce segment size in bytes (sending, receiving and adding overlap per segment).', format: positiveInt, default: 1048576 },
+  },
+  budget: {
+    kind: {
+      doc: 'What bounds the run: flops (total training FLOPs over all workers), seconds (wall clock) or steps.',
+      format: ['flops', 'seconds', 'steps'],
+      default: 'steps' as 'flops' | 'seconds' | 'steps',
+    },
+    flops: { doc: 'Total training FLOP budget (budget.kind = flops).', format: nonNegativeNumber, default: 0 },
+    seconds: { doc: 'Wall-clock budget in seconds of training (budget.kind = seconds).', format: nonNegativeNumber, default: 0 },
+    steps: { doc: 'Optimizer steps (budget.kind = steps).', format: 'nat', default: 100 },
+    calibrationSteps: {
+      doc: 'For a seconds budget: steps timed first to turn seconds into a step count (they count against the budget).',
+      format: positiveInt,
+      default: 3,
+    },
+  },
+};
+
+export type ConfigSchema = typeof configSchema;
+export const makeConvict = () => convict(configSchema);
+export type Config = ReturnType<ReturnType<typeof makeConvict>['getProperties']>;
+
+/** The seed of what a repeated run varies: initial weights, data order, masks (config.trainSeed, else config.seed). */
+export function trainSeedOf(config: Pick<Config, 'seed' | 'trainSeed'>): number {
+  return config.trainSeed || config.seed;
+}

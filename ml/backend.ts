@@ -1,0 +1,173 @@
+/**
+ * Compute-backend selection. `auto` tries, in order: tensorflow (tfjs-node-gpu, then tfjs-node:
+ * an optional dependency whose native binary is often missing), webgpu (only with a real GPU
+ * adapter: a software/CPU Vulkan adapter is slower than the CPU paths), then the fastest CPU
+ * path (tfjs cpu with the BLAS-class kernels of ml/kernels when they load, else wasm).
+ * Every choice and every skipped candidate is logged with its reason.
+ */
+import os from 'node:os';
+import { createRequire } from 'node:module';
+import { tf } from './tf.ts';
+
+export type BackendChoice = 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
+
+export interface BackendInfo {
+  /** tfjs backend name now active. */
+  name: string;
+  /** What runs the heavy kernels, e.g. "tfjs-node-gpu", "webgpu: vulkan / NVIDIA H200", "cpu + onnxruntime". */
+  detail: string;
+  /** Why each candidate was taken or skipped, in order. */
+  log: string[];
+}
+
+export class BackendError extends Error {
+  override name = 'BackendError';
+}
+
+const require = createRequire(import.meta.url);
+const errText = (e: unknown) => (e instanceof Error ? e.message.split('\n')[0] : String(e));
+
+async function tryTensorflow(log: string[]): Promise<string | null> {
+  for (const pkg of ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']) {
+    try {
+      // Loading registers the 'tensorflow' backend; a package whose libtensorflow binary was
+      // never downloaded throws here, and counts as absent.
+      require(pkg);
+      if (await tf.setBackend('tensorflow')) {
+        log.push(`tensorflow: using ${pkg}`);
+        return pkg;
+      }
+      log.push(`tensorflow: ${pkg} loaded but the backend did not initialise`);
+    } catch (e) {
+      log.push(`tensorflow: ${pkg} not usable (${errText(e)})`);
+    }
+  }
+  return null;
+}
+
+interface GpuAdapterLike {
+  info?: { vendor?: string; architecture?: string; device?: string; description?: string; type?: string; backendType?: string; adapterType?: string; isFallbackAdapter?: boolean };
+  isFallbackAdapter?: boolean;
+}
+
+/** Real GPU adapters only, unless allowSoftware (e.g. lavapipe in CI tests of the webgpu code path). */
+async function tryWebgpu(log: string[], allowSoftware: boolean): Promise<string | null> {
+  let adapter: GpuAdapterLike | null;
+  try {
+    type Gpu = { requestAdapter: () => Promise<GpuAdapterLike | null> };
+    // The tfjs webgpu backend looks for navigator.gpu before it is imported. An entry point that
+    // bundles that backend (bench/gpu.ts, see docs/gpu.md) sets navigator.gpu first: reuse it.
+    const nav = ((globalThis as { navigator?: object }).navigator ??= {}) as { gpu?: Gpu };
+    let gpu = nav.gpu;
+    if (typeof gpu?.requestAdapter !== 'function') {
+      const dawn = require('webgpu') as { create: (flags: string[]) => unknown; globals: Record<string, unknown> };
+      Object.assign(globalThis, dawn.globals);
+      gpu = dawn.create([]) as Gpu;
+      nav.gpu = gpu;
+    }
+    adapter = await gpu.requestAdapter();
+  } catch (e) {
+    log.push(`webgpu: Dawn not usable (${errText(e)})`);
+    return null;
+  }
+  if (!adapter) {
+    log.push('webgpu: no GPU adapter found (no Vulkan driver/GPU on this machine)');
+    return null;
+  }
+  const info = adapter.info ?? {};
+  const label = [info.backendType, info.vendor, info.device || info.description || info.architecture].filter(Boolean).join(' / ');
+  const software =
+    adapter.isFallbackAdapter === true || info.isFallbackAdapter === true || info.adapterType === 'cpu' || info.architecture === 'software' || /llvmpipe|lavapipe|swiftshader/i.test(label);
+  if (software && !allowSoftware) {
+    log.push(`webgpu: adapter "${label}" is a software (CPU) implementation, skipped`);
+    return null;
+  }
+  try {
+    // (already registered when an entry point imported it itself, e.g. a bundle with tfjs inside)
+    if (!tf.findBackendFactory('webgpu')) require('@tensorflow/tfjs-backend-webgpu');
+    if (!(await tf.setBackend('webgpu'))) throw new Error('setBackend returned false');
+  } catch (e) {
+    log.push(`webgpu: adapter "${label}" found but the tfjs webgpu backend failed (${errText(e)})`);
+    return null;
+  }
+  log.push(`webgpu: using adapter "${label}"`);
+  return `webgpu: ${label}`;
+}
+
+async function initWasm(log: string[]): Promise<boolean> {
+  try {
+    require('@tensorflow/tfjs-backend-wasm');
+    if (await tf.setBackend('wasm')) return true;
+    log.push('wasm: the tfjs wasm backend did not initialise');
+  } catch (e) {
+    log.push(`wasm: not usable (${errText(e)})`);
+  }
+  return false;
+}
+
+interface FastKernelResult {
+  ok: boolean;
+  impl: string;
+  reason?: string;
+}
+
+/** Re-registers the matmul kernels of the active CPU backend with BLAS-class ones (ml/kernels), if they load here. */
+async function tryFastKernels(log: string[], threads: number): Promise<FastKernelResult> {
+  const backend = tf.getBackend();
+  try {
+    const kernels = await import('./kernels/index.ts');
+    const r = await kernels.registerFastCpuKernels({ threads, backends: [backend] });
+    log.push(r.ok ? `${backend}: fast matmul kernels active (${r.impl}, ${threads} threads)` : `${backend}: fast matmul kernels unavailable (${r.reason ?? 'unknown reason'})`);
+    return r;
+  } catch (e) {
+    log.push(`${backend}: fast matmul kernels unavailable (${errText(e)})`);
+    return { ok: false, impl: '', reason: errText(e) };
+  }
+}
+
+export function threadCount(configured: number): number {
+  return configured > 0 ? configured : os.availableParallelism();
+}
+
+export interface BackendOptions {
+  threads: number;
+  /** Replace the CPU backends' matmul kernels with the fast ones (default true). */
+  fastKernels?: boolean;
+  /** Accept a software webgpu adapter (tests of the webgpu code path). Default: false for `auto`,
+   * true for `webgpu` (forcing webgpu takes any adapter unless this is explicitly false). */
+  allowSoftwareGpu?: boolean;
+}
+
+export async function initBackend(choice: BackendChoice, opts: BackendOptions): Promise<BackendInfo> {
+  const log: string[] = [];
+  const threads = threadCount(opts.threads);
+  const done = (detail: string): BackendInfo => ({ name: tf.getBackend(), detail, log });
+  if (choice === 'tensorflow' || choice === 'auto') {
+    const pkg = await tryTensorflow(log);
+    if (pkg) return done(pkg);
+    if (choice === 'tensorflow') throw new BackendError(`backend "tensorflow" requested but unavailable:\n  ${log.join('\n  ')}`);
+  }
+  if (choice === 'webgpu' || choice === 'auto') {
+    const label = await tryWebgpu(log, choice === 'webgpu' ? opts.allowSoftwareGpu !== false : opts.allowSoftwareGpu === true);
+    if (label) return done(label);
+    if (choice === 'webgpu') throw new BackendError(`backend "webgpu" requested but unavailable:\n  ${log.join('\n  ')}`);
+  }
+  // CPU paths. wasm (SIMD) runs element-wise kernels far faster than tfjs cpu, so auto prefers
+  // it; both get the fast matmul kernels when those load.
+  let plain: string;
+  if (choice === 'cpu' || !(await initWasm(log))) {
+    if (choice === 'wasm') throw new BackendError(`backend "wasm" requested but unavailable:\n  ${log.join('\n  ')}`);
+    await tf.setBackend('cpu');
+    plain = 'tfjs cpu kernels';
+  } else {
+    plain = 'tfjs wasm kernels (SIMD, 1 thread: tfjs disables wasm threads in Node)';
+  }
+  if (opts.fastKernels !== false) {
+    const fast = await tryFastKernels(log, threads);
+    if (fast.ok) return done(`${tf.getBackend()} + ${fast.impl} matmul`);
+  } else {
+    log.push('fast matmul kernels disabled by config (fastKernels: false)');
+  }
+  log.push(`${tf.getBackend()}: using plain ${plain}`);
+  return done(`${tf.getBackend()} (plain ${plain})`);
+}

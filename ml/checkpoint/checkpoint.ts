@@ -1,0 +1,176 @@
+/**
+ * Checkpoints: one directory per step holding
+ *   model.safetensors      weights by parameter name ([in, out] layout, see model/spec.ts)
+ *   optimizer.safetensors  AdamW moments as flat arrays (independent of world size)
+ *   state.json             step, schedule length, FLOPs/seconds/tokens used, data position, RNG state
+ *   config.json            the model dimensions
+ *   manifest.json          SHA-256 of every file above; written last
+ * The directory is written under a temporary name, fsynced and renamed, so a crash never leaves
+ * a half-written checkpoint under a real name. Loading verifies every checksum; a corrupt
+ * checkpoint is reported and skipped (never deleted), and the previous one is used.
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { decodeSafetensors, encodeSafetensors, type SafeTensor } from './safetensors.ts';
+import type { ModelDims, ParamLayout } from '../model/spec.ts';
+import type { AdamWState } from '../train/adamw.ts';
+import type { RngState } from '../../core/rng.ts';
+
+export const CHECKPOINT_FORMAT = 1;
+
+export interface DataPosition {
+  epoch: number;
+  offset: number;
+}
+
+export interface TrainingState {
+  /** Optimizer steps completed. */
+  step: number;
+  /** Step count the LR schedule is fitted to. */
+  totalSteps: number;
+  flopsUsed: number;
+  secondsUsed: number;
+  tokensSeen: number;
+  dataPosition: DataPosition;
+  rngState: RngState;
+  worldSize: number;
+}
+
+export interface Checkpoint {
+  dims: ModelDims;
+  weights: Float32Array;
+  optimizer: AdamWState;
+  state: TrainingState;
+}
+
+export class CheckpointError extends Error {
+  override name = 'CheckpointError';
+}
+
+const sha256 = (b: Uint8Array) => crypto.createHash('sha256').update(b).digest('hex');
+
+function writeFileSynced(file: string, data: Uint8Array | string): void {
+  const fd = fs.openSync(file, 'w');
+  try {
+    fs.writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+export function checkpointsDir(runDir: string): string {
+  return path.join(runDir, 'checkpoints');
+}
+
+const stepDirName = (step: number) => `step-${String(step).padStart(8, '0')}`;
+
+export function saveCheckpoint(runDir: string, layout: ParamLayout, ckpt: Checkpoint, keep = 3): string {
+  const root = checkpointsDir(runDir);
+  fs.mkdirSync(root, { recursive: true });
+  const finalDir = path.join(root, stepDirName(ckpt.state.step));
+  const tmpDir = `${finalDir}.tmp-${process.pid}-${Date.now()}`;
+  fs.mkdirSync(tmpDir);
+  const weights: Record<string, SafeTensor> = {};
+  for (const s of layout.specs) weights[s.name] = { dtype: 'F32', shape: s.shape, data: ckpt.weights.subarray(s.offset, s.offset + s.size) };
+  const files: Record<string, Uint8Array | string> = {
+    'model.safetensors': encodeSafetensors(weights, { format: 'ttc', layout: 'dense weights [in, out]' }),
+    'optimizer.safetensors': encodeSafetensors(
+      { 'adamw.m': { dtype: 'F32', shape: [ckpt.optimizer.m.length], data: ckpt.optimizer.m }, 'adamw.v': { dtype: 'F32', shape: [ckpt.optimizer.v.length], data: ckpt.optimizer.v } },
+      { t: String(ckpt.optimizer.t) },
+    ),
+    'state.json': JSON.stringify(ckpt.state, null, 2),
+    'config.json': JSON.stringify(ckpt.dims, null, 2),
+  };
+  const manifest: Record<string, string> = {};
+  for (const [name, data] of Object.entries(files)) {
+    const bytes = typeof data === 'string' ? Buffer.from(data) : data;
+    writeFileSynced(path.join(tmpDir, name), bytes);
+    manifest[name] = sha256(bytes);
+  }
+  writeFileSynced(path.join(tmpDir, 'manifest.json'), JSON.stringify({ format: CHECKPOINT_FORMAT, files: manifest }, null, 2));
+  fs.rmSync(finalDir, { recursive: true, force: true });
+  fs.renameSync(tmpDir, finalDir);
+  pruneCheckpoints(root, keep);
+  return finalDir;
+}
+
+function pruneCheckpoints(root: string, keep: number): void {
+  const dirs = listCheckpointDirs(root);
+  for (const d of dirs.slice(0, Math.max(0, dirs.length - keep))) fs.rmSync(d, { recursive: true, force: true });
+  // Leftover temporaries come from a crash mid-write: never valid, safe to remove.
+  for (const e of fs.readdirSync(root)) if (e.includes('.tmp-')) fs.rmSync(path.join(root, e), { recursive: true, force: true });
+}
+
+/** Checkpoint directories, oldest first. */
+export function listCheckpointDirs(root: string): string[] {
+  if (!fs.existsSync(root)) return [];
+  return fs
+    .readdirSync(root)
+    .filter((e) => /^step-\d{8}$/.test(e))
+    .sort()
+    .map((e) => path.join(root, e));
+}
+
+function readJson(file: string, bytes: Buffer): unknown {
+  try {
+    return JSON.parse(bytes.toString('utf8'));
+  } catch (e) {
+    throw new CheckpointError(`${file}: not valid JSON (${(e as Error).message})`);
+  }
+}
+
+export function loadCheckpoint(dir: string, layout: ParamLayout): Checkpoint {
+  const read = (name: string): Buffer => {
+    try {
+      return fs.readFileSync(path.join(dir, name));
+    } catch (e) {
+      throw new CheckpointError(`${dir}: cannot read ${name} (${(e as Error).message})`);
+    }
+  };
+  const manifest = readJson(path.join(dir, 'manifest.json'), read('manifest.json')) as { format?: unknown; files?: Record<string, unknown> };
+  if (manifest.format !== CHECKPOINT_FORMAT || typeof manifest.files !== 'object' || manifest.files === null) {
+    throw new CheckpointError(`${dir}: manifest.json has an unknown format`);
+  }
+  const files: Record<string, Buffer> = {};
+  for (const name of ['model.safetensors', 'optimizer.safetensors', 'state.json', 'config.json']) {
+    const bytes = read(name);
+    if (manifest.files[name] !== sha256(bytes)) throw new CheckpointError(`${dir}: checksum mismatch for ${name} (file is corrupt or was modified)`);
+    files[name] = bytes;
+  }
+  const model = decodeSafetensors(files['model.safetensors'], `${dir}/model.safetensors`);
+  const weights = new Float32Array(layout.total);
+  for (const s of layout.specs) {
+    const t = model.tensors[s.name];
+    if (!t || t.dtype !== 'F32' || t.shape.join(',') !== s.shape.join(',')) {
+      throw new CheckpointError(`${dir}: parameter ${s.name} is missing or has another shape than the model [${s.shape}]`);
+    }
+    weights.set(t.data as Float32Array, s.offset);
+  }
+  const opt = decodeSafetensors(files['optimizer.safetensors'], `${dir}/optimizer.safetensors`);
+  const m = opt.tensors['adamw.m']?.data;
+  const v = opt.tensors['adamw.v']?.data;
+  if (!(m instanceof Float32Array) || !(v instanceof Float32Array) || m.length !== layout.total || v.length !== layout.total) {
+    throw new CheckpointError(`${dir}: optimizer state does not match the model (${layout.total} parameters)`);
+  }
+  const state = readJson(`${dir}/state.json`, files['state.json']) as TrainingState;
+  const dims = readJson(`${dir}/config.json`, files['config.json']) as ModelDims;
+  return { dims, weights, optimizer: { m, v, t: Number(opt.metadata.t) }, state };
+}
+
+/**
+ * The newest checkpoint that loads and verifies; corrupt ones are reported through `warn` and
+ * skipped. Returns null when there is none.
+ */
+export function loadLatestCheckpoint(runDir: string, layout: ParamLayout, warn: (msg: string) => void): Checkpoint | null {
+  const dirs = listCheckpointDirs(checkpointsDir(runDir)).reverse();
+  for (const dir of dirs) {
+    try {
+      return loadCheckpoint(dir, layout);
+    } catch (e) {
+      warn(`skipping checkpoint ${dir}: ${(e as Error).message}`);
+    }
+  }
+  return null;
+}

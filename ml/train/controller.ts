@@ -1,0 +1,243 @@
+/**
+ * The run's bookkeeping, shared by the single-process loop (ml/train/run.ts) and the
+ * coordinator (coordinator/coordinator.ts): budget → step count, LR per step, FLOPs/seconds/
+ * tokens accounting, data position, metrics rows, evaluation and checkpoint cadence, summary.
+ * It never computes anything itself: whoever runs the steps reports them here.
+ */
+import type { Config } from '../../core/config/schema.ts';
+import { numMaskedPerSeq } from '../data/masking.ts';
+import { mlmStepFlops } from '../flops.ts';
+import { parameterCount, type ModelDims } from '../model/spec.ts';
+import { estimateStepsForSeconds, fixedStepBudget } from './budget.ts';
+import { learningRate, warmupSteps } from './schedule.ts';
+import type { TrainingState } from '../checkpoint/checkpoint.ts';
+import type { MetricsRow, MetricsWriter } from '../../core/run/metrics.ts';
+import type { Progress } from '../../core/run/progress.ts';
+
+export function modelDims(c: Config): ModelDims {
+  const { layers, hidden, heads, ffn, seqLen, vocab } = c.model;
+  return { layers, hidden, heads, ffn, seqLen, vocab };
+}
+
+export interface PlannedStep {
+  step: number; // 0-based index of the step to run
+  lr: number;
+  /** Position of the first sequence of this step's global batch. */
+  dataPosition: TrainingState['dataPosition'];
+}
+
+export interface RunSummary {
+  runId: string;
+  runDir: string;
+  backend: string;
+  backendDetail: string;
+  workers: number;
+  parameters: number;
+  flopsPerStep: number;
+  steps: number;
+  totalSteps: number;
+  flopsUsed: number;
+  budget: Config['budget'];
+  secondsUsed: number;
+  tokensSeen: number;
+  finalTrainLoss: number;
+  finalValLoss: number;
+  finalValPerplexity: number;
+  /** ln(vocab): the uniform baseline. */
+  unigramBaseline: number;
+  /** Cross-entropy of the validation targets under the training unigram frequencies (NaN if not computed). */
+  unigramEntropy: number;
+  completed: boolean;
+}
+
+export class RunController {
+  readonly dims: ModelDims;
+  state: TrainingState;
+  flopsPerStep: number;
+  lastTrainLoss = NaN;
+  lastValLoss = NaN;
+  private stepSecondsThisProcess = 0;
+  private stepsThisProcess = 0;
+  private calibratedPerStep = 0;
+  private readonly wallStart: number;
+
+  constructor(
+    readonly config: Config,
+    worldSize: number,
+    private readonly metrics: MetricsWriter,
+    private readonly progress: Progress,
+    resumed?: TrainingState,
+  ) {
+    this.dims = modelDims(config);
+    this.flopsPerStep = this.stepFlops(worldSize);
+    this.state = resumed ?? {
+      step: 0,
+      totalSteps: config.budget.kind === 'seconds' ? 0 : fixedStepBudget(config.budget, this.flopsPerStep),
+      flopsUsed: 0,
+      secondsUsed: 0,
+      tokensSeen: 0,
+      dataPosition: { epoch: 0, offset: 0 },
+      rngState: [0, 0, 0, 0],
+      worldSize,
+    };
+    if (resumed) {
+      this.metrics.truncateAfter(resumed.step);
+      if (resumed.worldSize !== worldSize) this.refit(worldSize);
+      this.calibratedPerStep = resumed.step > 0 ? resumed.secondsUsed / resumed.step : 0;
+    }
+    this.wallStart = Date.now() - this.state.secondsUsed * 1000;
+  }
+
+  private stepFlops(worldSize: number): number {
+    return mlmStepFlops(this.dims, this.config.train.batchSize, numMaskedPerSeq(this.dims.seqLen)).training * worldSize;
+  }
+
+  /** Back to a checkpointed state (after a failed ring): later metrics rows are dropped, a new world size re-fits the budget. */
+  restore(state: TrainingState, worldSize: number): void {
+    this.state = structuredClone(state);
+    this.metrics.truncateAfter(state.step);
+    if (state.worldSize !== worldSize) this.refit(worldSize);
+  }
+
+  get worldSize(): number {
+    return this.state.worldSize;
+  }
+
+  /**
+   * A new world size (a ring re-formed with fewer or more workers): the global batch and FLOPs per
+   * step change, so a FLOP budget's remaining steps are re-fitted to what is left of the budget.
+   */
+  refit(worldSize: number): void {
+    this.state.worldSize = worldSize;
+    this.flopsPerStep = this.stepFlops(worldSize);
+    if (this.config.budget.kind === 'flops') {
+      this.state.totalSteps = this.state.step + Math.floor((this.config.budget.flops - this.state.flopsUsed) / this.flopsPerStep);
+    }
+  }
+
+  /** For a seconds budget: the measured seconds of a (gradient-only) step before training starts, counted against the budget. */
+  calibrate(secondsPerStep: number, secondsSpent: number, flopsSpent: number): void {
+    this.calibratedPerStep = secondsPerStep;
+    this.state.secondsUsed += secondsSpent;
+    this.state.flopsUsed += flopsSpent;
+    this.state.totalSteps = estimateStepsForSeconds(this.config.budget.seconds, 0, this.state.secondsUsed, secondsPerStep);
+  }
+
+  needsCalibration(): boolean {
+    return this.config.budget.kind === 'seconds' && this.state.totalSteps === 0;
+  }
+
+  /** The next step to run, or null when the budget is spent. */
+  next(): PlannedStep | null {
+    const s = this.state;
+    if (this.config.budget.kind === 'seconds') {
+      const perStep = this.stepsThisProcess > 0 ? this.stepSecondsThisProcess / this.stepsThisProcess : this.calibratedPerStep;
+      s.totalSteps = estimateStepsForSeconds(this.config.budget.seconds, s.step, s.secondsUsed, perStep);
+    }
+    if (s.step >= s.totalSteps) return null;
+    const warm = warmupSteps(s.totalSteps, this.config.optimizer.warmupFraction);
+    return { step: s.step, lr: learningRate(s.step, s.totalSteps, warm, this.config.optimizer.lr), dataPosition: { ...s.dataPosition } };
+  }
+
+  /** Records a completed step; `advance` moves the data position by the global batch. */
+  completeStep(p: PlannedStep, r: { loss: number; seconds: number; gradNorm?: number; nextPosition: TrainingState['dataPosition'] }): MetricsRow {
+    const s = this.state;
+    const tokens = this.config.train.batchSize * this.dims.seqLen * s.worldSize;
+    s.step = p.step + 1;
+    s.flopsUsed += this.flopsPerStep;
+    s.secondsUsed += r.seconds;
+    s.tokensSeen += tokens;
+    s.dataPosition = r.nextPosition;
+    this.lastTrainLoss = r.loss;
+    this.stepsThisProcess += 1;
+    this.stepSecondsThisProcess += r.seconds;
+    return {
+      step: s.step,
+      tokens: s.tokensSeen,
+      flops: s.flopsUsed,
+      seconds: s.secondsUsed,
+      wallSeconds: (Date.now() - this.wallStart) / 1000,
+      lr: p.lr,
+      trainLoss: r.loss,
+      gradNorm: r.gradNorm,
+      tokensPerSecond: tokens / r.seconds,
+    };
+  }
+
+  get isLastStep(): boolean {
+    return this.state.step >= this.state.totalSteps;
+  }
+
+  shouldEvaluate(): boolean {
+    return this.isLastStep || this.state.step % this.config.train.evalEvery === 0;
+  }
+
+  shouldCheckpoint(): boolean {
+    return this.isLastStep || this.state.step % this.config.train.checkpointEvery === 0;
+  }
+
+  /** Writes the step's metrics row (with the validation loss when one was computed) and updates progress. */
+  record(row: MetricsRow, valLoss?: number): void {
+    if (valLoss !== undefined) {
+      this.lastValLoss = valLoss;
+      this.metrics.append({ ...row, valLoss, valPerplexity: Math.exp(valLoss) });
+    } else if (row.step % this.config.train.logEvery === 0) {
+      this.metrics.append(row);
+    }
+    const s = this.state;
+    this.progress.update({
+      step: s.step,
+      totalSteps: s.totalSteps,
+      budgetFraction: Math.min(1, this.budgetFraction()),
+      loss: row.trainLoss,
+      valLoss: this.lastValLoss,
+      tokensPerSecond: row.tokensPerSecond,
+      etaSeconds: this.etaSeconds(),
+    });
+  }
+
+  /** Seconds left at this process's mean step time so far (validation and checkpoints included); undefined before a step. */
+  etaSeconds(): number | undefined {
+    if (this.stepsThisProcess === 0) return undefined;
+    return (this.state.totalSteps - this.state.step) * (this.stepSecondsThisProcess / this.stepsThisProcess);
+  }
+
+  /** The validation loss before the first step (a metrics row at step 0). */
+  recordInitialEval(valLoss: number): void {
+    this.lastValLoss = valLoss;
+    this.metrics.append({ step: 0, tokens: 0, flops: 0, seconds: 0, wallSeconds: 0, lr: 0, valLoss, valPerplexity: Math.exp(valLoss) });
+  }
+
+  budgetFraction(): number {
+    const { budget } = this.config;
+    const s = this.state;
+    if (budget.kind === 'flops') return s.flopsUsed / budget.flops;
+    if (budget.kind === 'seconds') return s.secondsUsed / budget.seconds;
+    return s.step / Math.max(1, s.totalSteps);
+  }
+
+  summary(run: { id: string; dir: string }, backend: { name: string; detail: string }, unigramEntropy: number, completed: boolean): RunSummary {
+    const s = this.state;
+    return {
+      runId: run.id,
+      runDir: run.dir,
+      backend: backend.name,
+      backendDetail: backend.detail,
+      workers: s.worldSize,
+      parameters: parameterCount(this.dims),
+      flopsPerStep: this.flopsPerStep,
+      steps: s.step,
+      totalSteps: s.totalSteps,
+      flopsUsed: s.flopsUsed,
+      budget: this.config.budget,
+      secondsUsed: s.secondsUsed,
+      tokensSeen: s.tokensSeen,
+      finalTrainLoss: this.lastTrainLoss,
+      finalValLoss: this.lastValLoss,
+      finalValPerplexity: Math.exp(this.lastValLoss),
+      unigramBaseline: Math.log(this.dims.vocab),
+      unigramEntropy,
+      completed,
+    };
+  }
+}
