@@ -2,11 +2,7 @@
 import { loadConfig, resolveConfig } from '../core/config/load.ts';
 import type { Config } from '../core/config/schema.ts';
 import { createRunDir, openRunDir, type RunDir } from '../core/run/rundir.ts';
-
-/** A wrong or missing command-line flag: the CLI prints its message (and the usage), not a stack. */
-export class UsageError extends Error {
-  override name = 'UsageError';
-}
+import { UsageError } from '../core/errors.ts';
 
 export function parseValue(raw: string): unknown {
   try {

@@ -6,13 +6,17 @@ import { loadSecret } from '../wire/auth.ts';
 import { connect, tlsClientFromEnv, type Connection } from '../wire/net/index.ts';
 import type { Message } from '../wire/protocol/index.ts';
 import * as M from '../protocol/messages.ts';
-import { UsageError } from './args.ts';
+import { UsageError } from '../core/errors.ts';
+import { TtcError } from '../core/errors.ts';
 
 export type CliReply = Message<(typeof M.toCli)[number]>;
 
 /** The coordinator refused a request (bad config, unknown run, …): a clear error, not a crash. */
-export class RefusedError extends Error {
+export class RefusedError extends TtcError {
   override name = 'RefusedError';
+  constructor(message: string, options?: ErrorOptions) {
+    super('TTC_ERR_REFUSED', message, options);
+  }
 }
 
 /**

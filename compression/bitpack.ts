@@ -8,8 +8,12 @@
  * Signed codes are stored as k-bit two's complement (the low k bits of the code) and sign-extended
  * on unpacking; unsigned codes (e.g. a 1-bit mask, or offset codes c + qmax) are stored as is.
  */
-export class BitpackError extends Error {
+import { TtcError } from '../core/errors.ts';
+export class BitpackError extends TtcError {
   override name = 'BitpackError';
+  constructor(message: string, options?: ErrorOptions) {
+    super('TTC_ERR_COMPRESSION', message, options);
+  }
 }
 
 function checkWidth(bits: number): void {

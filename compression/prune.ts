@@ -12,9 +12,13 @@
  * mask. Three linear passes, no sort, no per-element allocation.
  */
 import type { ParamKind, ParamLayout, ParamSpec } from '../ml/model/spec.ts';
+import { TtcError } from '../core/errors.ts';
 
-export class PruneError extends Error {
+export class PruneError extends TtcError {
   override name = 'PruneError';
+  constructor(message: string, options?: ErrorOptions) {
+    super('TTC_ERR_COMPRESSION', message, options);
+  }
 }
 
 export interface PruneOptions {

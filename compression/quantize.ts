@@ -17,6 +17,7 @@
  * Pure functions over Float32Array; no tfjs. No per-element allocation.
  */
 import type { ParamKind, ParamLayout } from '../ml/model/spec.ts';
+import { TtcError } from '../core/errors.ts';
 
 export type Granularity = 'channel' | 'tensor';
 
@@ -38,8 +39,11 @@ export interface QuantSpec {
   embeddings?: boolean;
 }
 
-export class QuantizeError extends Error {
+export class QuantizeError extends TtcError {
   override name = 'QuantizeError';
+  constructor(message: string, options?: ErrorOptions) {
+    super('TTC_ERR_COMPRESSION', message, options);
+  }
 }
 
 export function checkBits(bits: number): void {

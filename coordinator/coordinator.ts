@@ -22,10 +22,14 @@ import type { RunDir } from '../core/run/rundir.ts';
 import type { Logger } from '../core/run/log.ts';
 import type { Progress } from '../core/run/progress.ts';
 import type { SecretInput } from '../wire/auth.ts';
+import { TtcError } from '../core/errors.ts';
 
 /** The run cannot continue (parameter divergence, no workers): stop everything. */
-export class RunError extends Error {
+export class RunError extends TtcError {
   override name = 'RunError';
+  constructor(message: string, options?: ErrorOptions) {
+    super('TTC_ERR_RUN', message, options);
+  }
 }
 
 /** The last checkpointed state: what a re-formed ring restarts from. */

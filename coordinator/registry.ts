@@ -11,6 +11,7 @@ import { CloseCode, type Message } from '../wire/protocol/index.ts';
 import * as M from '../protocol/messages.ts';
 import type { Logger } from '../core/run/log.ts';
 import type { SecretInput } from '../wire/auth.ts';
+import { TtcError } from '../core/errors.ts';
 
 export type FromWorker = (typeof M.fromWorker)[number] | (typeof M.fromCli)[number];
 export type WorkerMsg = Message<FromWorker>;
@@ -26,10 +27,10 @@ export interface WorkerEntry {
 }
 
 /** A set of workers failed at something: `culprits` (maybe empty) are the ones to drop. */
-export class WorkerFailure extends Error {
+export class WorkerFailure extends TtcError {
   override name = 'WorkerFailure';
   constructor(message: string, readonly culprits: WorkerEntry[]) {
-    super(message);
+    super('TTC_ERR_WORKER_FAILED', message);
   }
 }
 

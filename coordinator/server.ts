@@ -9,6 +9,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import * as M from '../protocol/messages.ts';
+import { writeJsonAtomic } from '../core/fs.ts';
 import { resolveConfig } from '../core/config/load.ts';
 import type { Config } from '../core/config/schema.ts';
 import { resolveSweepConfig, type SweepConfig } from './sweep-config.ts';
@@ -137,9 +138,7 @@ export class RunServer {
 
   private writeQueue(): void {
     const file = path.join(this.opts.outputDir, QUEUE_FILE);
-    const tmp = `${file}.tmp-${process.pid}`;
-    fs.writeFileSync(tmp, `${JSON.stringify({ runs: this.runs }, null, 2)}\n`);
-    fs.renameSync(tmp, file);
+    writeJsonAtomic(file, { runs: this.runs });
   }
 
   private update(r: RunRecord, fields: Partial<RunRecord>): void {

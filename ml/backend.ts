@@ -8,6 +8,7 @@
 import os from 'node:os';
 import { createRequire } from 'node:module';
 import { tf } from './tf.ts';
+import { TtcError } from '../core/errors.ts';
 
 export type BackendChoice = 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
 
@@ -20,8 +21,11 @@ export interface BackendInfo {
   log: string[];
 }
 
-export class BackendError extends Error {
+export class BackendError extends TtcError {
   override name = 'BackendError';
+  constructor(message: string, options?: ErrorOptions) {
+    super('TTC_ERR_BACKEND', message, options);
+  }
 }
 
 const require = createRequire(import.meta.url);

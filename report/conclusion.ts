@@ -18,7 +18,8 @@ import {
   type CellGroup,
   type Stats,
 } from './aggregate.ts';
-import { BYTES_VIEWS, type BytesView, type Method, type ReportData } from './types.ts';
+import { BYTES_VIEWS, type BytesView, type ReportData } from './types.ts';
+import type { Method } from '../compression/eval/cells.ts';
 
 export const VIEW_NAMES: Record<BytesView, string> = { total: 'total bytes', nonEmbedding: 'non-embedding bytes' };
 

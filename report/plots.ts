@@ -29,6 +29,7 @@ import {
 } from './aggregate.ts';
 import { bestSizePerBudget } from './conclusion.ts';
 import type { BytesView, ReportData } from './types.ts';
+import { TtcError } from '../core/errors.ts';
 
 export interface PlotSpec {
   /** file stem: plots/<name>.svg */
@@ -411,7 +412,12 @@ class CollectingLogger {
 }
 
 /** Thrown when Vega-Lite or Vega reports a problem with a spec. */
-export class PlotError extends Error {}
+export class PlotError extends TtcError {
+  override name = 'PlotError';
+  constructor(message: string) {
+    super('TTC_ERR_REPORT', message);
+  }
+}
 
 /**
  * Makes the SVG's ids unique to this plot (Vega numbers clip paths from a process-wide counter,

@@ -3,6 +3,7 @@
  * The sweep fills it; `writeReport` (write.ts) turns it into results.csv, report.md, report.html
  * and SVG plots; `conclude` (conclusion.ts) reads the answer off it.
  */
+import type { Method } from '../compression/eval/cells.ts';
 
 export type BudgetKind = 'flops' | 'seconds';
 
@@ -48,8 +49,6 @@ export interface Final {
   valLoss: number;
 }
 
-export const METHODS = ['none', 'quant', 'prune-oneshot', 'prune-iterative', 'prune+quant'] as const;
-export type Method = (typeof METHODS)[number];
 
 export interface Cell {
   sizeId: string;

@@ -27,6 +27,7 @@ import {
   type CellGroup,
   type Stats,
 } from './aggregate.ts';
+import { writeFileAtomic } from '../core/fs.ts';
 import { conclude, type Conclusion } from './conclusion.ts';
 import { renderPlots, type RenderedPlot } from './plots.ts';
 import type { Cell, Final, ReportData } from './types.ts';
@@ -393,12 +394,6 @@ function reportHtml(data: ReportData, c: Conclusion, t: Tables, plots: RenderedP
 
 // ---------------------------------------------------------------------------------------------
 
-function writeAtomic(file: string, content: string): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, content);
-  fs.renameSync(tmp, file);
-}
-
 /**
  * Writes every report file into `dir` (created if missing; existing report files are replaced)
  * and returns their paths and the conclusion's lines. Throws on inconsistent data.
@@ -423,7 +418,7 @@ export function writeReport(dir: string, data: ReportData): WriteReportResult {
   const files: string[] = [];
   for (const [f, content] of rel) {
     const p = path.join(dir, f);
-    writeAtomic(p, content);
+    writeFileAtomic(p, content);
     files.push(p);
   }
   return { files, conclusion: conclusion.lines };

@@ -20,12 +20,12 @@ import {
   finetune,
   initialClassifierWeights,
   loadEvalContext,
-  toReportCell,
   type CellResult,
   type CellSpec,
   type EvalContext,
   type FinetuneResult,
 } from '../compression/eval/index.ts';
+import { toReportCell } from '../report/cells.ts';
 import { tinyConfig } from './kit/helpers.ts';
 
 // Small real setup: the tiny model pretrained for 100 MLM steps, fine-tuned on 600 of the real

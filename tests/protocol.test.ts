@@ -230,7 +230,8 @@ test('net: wrong secret is refused, with the reason logged on both sides', async
   const { server } = await echoServer(t, { log: srv.log });
   const err = await t.throwsAsync(connect({ url: server.url, secret: OTHER, role: 'worker', name: 'w1', messages: [Ping], peerLabel: 'coordinator', log: cli.log }), { instanceOf: ConnectError });
   t.is(err?.kind, 'auth');
-  t.is(err?.code, CloseCode.AUTH_FAILED);
+  t.is(err?.closeCode, CloseCode.AUTH_FAILED);
+  t.is(err?.code, 'TTC_ERR_CONNECT_AUTH');
   t.regex(cli.lines.join('\n'), /coordinator at ws:\/\/127\.0\.0\.1:\d+ refused us: authentication failed — check TTC_SECRET/);
   t.regex(srv.lines.join('\n'), /auth failed: wrong secret from 127\.0\.0\.1:\d+ \(role=worker, name="w1"\)/);
   t.is(server.connections.size, 0);

@@ -7,12 +7,16 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { NONCE_BYTES } from './protocol/messages.ts';
+import { TtcError } from '../core/errors.ts';
 
 export const MIN_SECRET_BYTES = 16;
 const DOMAIN = 'ttc-auth-v1';
 
-export class SecretError extends Error {
+export class SecretError extends TtcError {
   override name = 'SecretError';
+  constructor(message: string, options?: ErrorOptions) {
+    super('TTC_ERR_SECRET', message, options);
+  }
 }
 
 /** Accepts a string (UTF-8) or bytes; at least {@link MIN_SECRET_BYTES} bytes. */

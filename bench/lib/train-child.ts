@@ -26,7 +26,7 @@ import { BatchReader } from '../../ml/data/batches.ts';
 import { paramLayout, type ModelDims } from '../../ml/model/spec.ts';
 import { initialWeights } from '../../ml/model/weights.ts';
 import { MlmTrainer } from '../../ml/train/trainer.ts';
-import type { DataPosition } from '../../ml/checkpoint/checkpoint.ts';
+import type { DataPosition } from '../../ml/data/batches.ts';
 import { tf } from '../../ml/tf.ts';
 
 export interface ChildArgs {

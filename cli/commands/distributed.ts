@@ -7,7 +7,8 @@ import { loadSecret } from '../../wire/auth.ts';
 import { tlsServerFromEnv } from '../../wire/net/index.ts';
 import { Coordinator } from '../../coordinator/coordinator.ts';
 import { Worker } from '../../worker/worker.ts';
-import { configAndRunDir, UsageError } from '../args.ts';
+import { configAndRunDir } from '../args.ts';
+import { UsageError } from '../../core/errors.ts';
 import { describeSummary } from './train.ts';
 
 export const coordinatorUsage = `ttc coordinator --config <file.json> [--host H] [--port P] [--set key=value ...]

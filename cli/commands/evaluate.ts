@@ -12,13 +12,15 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { resolveSweepConfig, memberConfig, type SweepConfig } from '../../coordinator/sweep-config.ts';
 import { loadSecret } from '../../wire/auth.ts';
+import { writeFileAtomic } from '../../core/fs.ts';
 import { tlsServerFromEnv } from '../../wire/net/index.ts';
 import * as M from '../../protocol/messages.ts';
 import { createLogger, type Logger } from '../../core/run/log.ts';
 import { checkpointsDir, listCheckpointDirs, loadCheckpoint } from '../../ml/checkpoint/checkpoint.ts';
 import { decodeSafetensors, encodeSafetensors } from '../../ml/checkpoint/safetensors.ts';
 import { paramLayout } from '../../ml/model/spec.ts';
-import { cellLabel, compressionGrid, toReportCell, type CellResult, type CellSpec, type RoundResult } from '../../compression/eval/cells.ts';
+import { toReportCell } from '../../report/cells.ts';
+import { cellLabel, compressionGrid, type CellResult, type CellSpec, type RoundResult } from '../../compression/eval/cells.ts';
 import { deriveSeed } from '../../compression/eval/finetune.ts';
 import { applyMask, globalMagnitudeMask, iterativeSchedule } from '../../compression/index.ts';
 import { NUM_CLASSES } from '../../ml/data/classification.ts';
@@ -28,7 +30,7 @@ import { WorkerRegistry } from '../../coordinator/registry.ts';
 import { runJobs, type JobRequest } from '../../coordinator/jobs.ts';
 import { pretrainingReportData, type MemberResult } from './sweep.ts';
 import { finetuneDistributed } from '../../coordinator/finetune.ts';
-import { UsageError } from '../args.ts';
+import { UsageError } from '../../core/errors.ts';
 
 /** How long `ttc evaluate` waits for the expected workers before it starts with fewer. */
 const EXPECT_WORKERS_SECONDS = 30;
@@ -66,12 +68,6 @@ function readCells(file: string): Map<string, CellRecord> {
     }
   }
   return out;
-}
-
-function writeFileAtomic(file: string, data: Uint8Array | string): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, data);
-  fs.renameSync(tmp, file);
 }
 
 /** Where the evaluation step is: a stage name and how much of it is done (for status views). */

@@ -7,7 +7,7 @@ import { paramLayout, type ModelDims } from '../../ml/model/spec.ts';
 import { decodeCompressed } from '../../compression/index.ts';
 import { decodeSafetensors } from '../../ml/checkpoint/safetensors.ts';
 import { exportHuggingFace } from '../../ml/export/huggingface.ts';
-import { UsageError } from '../args.ts';
+import { UsageError } from '../../core/errors.ts';
 
 export const exportUsage = `ttc export (--run runs/<id> | --checkpoint <checkpoint dir>) [--compressed <file>] --out <dir>
 

@@ -15,7 +15,8 @@ import { openRunDir } from '../../core/run/rundir.ts';
 import { childOfThisProcess } from '../../core/run/parent-watch.ts';
 import { resolveSweepConfig } from '../../coordinator/sweep-config.ts';
 import fs from 'node:fs';
-import { overridesFromSets, UsageError } from '../args.ts';
+import { overridesFromSets } from '../args.ts';
+import { UsageError } from '../../core/errors.ts';
 
 export const localUsage = `ttc local --workers N --config <file.json> [--set key=value ...]
 ttc local --workers N --resume <runs/ID>

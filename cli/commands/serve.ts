@@ -4,7 +4,8 @@ import { loadSecret } from '../../wire/auth.ts';
 import { tlsServerFromEnv } from '../../wire/net/index.ts';
 import { createLogger } from '../../core/run/log.ts';
 import { RunServer } from '../../coordinator/server.ts';
-import { overridesFromSets, UsageError } from '../args.ts';
+import { overridesFromSets } from '../args.ts';
+import { UsageError } from '../../core/errors.ts';
 import { resolveConfig } from '../../core/config/load.ts';
 
 export const serveUsage = `ttc serve [--host H] [--port P] [--output-dir DIR] [--set key=value ...]

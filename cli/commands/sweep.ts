@@ -18,7 +18,7 @@ import { writeReport } from '../../report/write.ts';
 import type { ReportData } from '../../report/types.ts';
 import type { Config } from '../../core/config/schema.ts';
 import { timestamp } from '../../core/run/rundir.ts';
-import { UsageError } from '../args.ts';
+import { UsageError } from '../../core/errors.ts';
 
 export const sweepUsage = `ttc sweep --config <sweep.json> [--workers N]
 ttc sweep --resume <runs/ID>

@@ -18,17 +18,19 @@ import {
   sparsityOf,
   type CompressSpec,
 } from '../index.ts';
-import type { Cell, Method } from '../../report/types.ts';
 import { ClassifierTrainer } from '../../ml/train/classifier.ts';
 import { MlmTrainer } from '../../ml/train/trainer.ts';
 import type { EvalContext } from './context.ts';
 import { deriveSeed, finetuneClassifier, type FinetuneOptions } from './finetune.ts';
+import { TtcError } from '../../core/errors.ts';
 
-export type CellMethod = Method; // 'none' | 'quant' | 'prune-oneshot' | 'prune-iterative' | 'prune+quant'
+/** The compression methods of the grid, in the report's order. */
+export const METHODS = ['none', 'quant', 'prune-oneshot', 'prune-iterative', 'prune+quant'] as const;
+export type Method = (typeof METHODS)[number];
 export type Granularity = 'channel' | 'tensor';
 
 export interface CellSpec {
-  method: CellMethod;
+  method: Method;
   /** quant, prune+quant: bits per weight, 2…8 */
   bits?: number;
   /** quant, prune+quant: one scale per output channel or per tensor */
@@ -105,20 +107,22 @@ export interface CellResult {
   artifacts?: CellArtifacts;
 }
 
-export class CellSpecError extends Error {
+export class CellSpecError extends TtcError {
   override name = 'CellSpecError';
+  constructor(message: string, options?: ErrorOptions) {
+    super('TTC_ERR_CELL_SPEC', message, options);
+  }
 }
 
-const METHODS: readonly CellMethod[] = ['none', 'quant', 'prune-oneshot', 'prune-iterative', 'prune+quant'];
-const quantizes = (m: CellMethod) => m === 'quant' || m === 'prune+quant';
-const prunes = (m: CellMethod) => m === 'prune-oneshot' || m === 'prune-iterative' || m === 'prune+quant';
+export const quantizes = (m: Method) => m === 'quant' || m === 'prune+quant';
+export const prunes = (m: Method) => m === 'prune-oneshot' || m === 'prune-iterative' || m === 'prune+quant';
 
 /** Throws a CellSpecError naming the field when the spec is incomplete or out of range. */
 export function checkCellSpec(spec: CellSpec): void {
   const bad = (why: string): never => {
     throw new CellSpecError(`cell ${JSON.stringify(spec)}: ${why}`);
   };
-  if (!METHODS.includes(spec.method)) bad(`method must be one of ${METHODS.join(', ')}`);
+  if (!(METHODS as readonly string[]).includes(spec.method)) bad(`method must be one of ${METHODS.join(', ')}`);
   if (typeof spec.embeddings !== 'boolean') bad('embeddings must be a boolean');
   if (quantizes(spec.method)) {
     if (!Number.isInteger(spec.bits) || spec.bits! < 2 || spec.bits! > 8) bad('bits must be an integer in [2, 8]');
@@ -243,26 +247,6 @@ export async function evaluateCell(ctx: EvalContext, finetuned: Float32Array, pr
   return evaluateTrained(ctx, trained, mask, pretrainedMlm, spec, opts, rounds);
 }
 
-/** A CellResult as a report row (report/types.ts). `sparsity` is the cell's target. */
-export function toReportCell(r: CellResult, ids: { sizeId: string; budgetId: string; seed?: number }): Cell {
-  const cell: Cell = {
-    sizeId: ids.sizeId,
-    budgetId: ids.budgetId,
-    method: r.spec.method,
-    level: r.level,
-    embeddingsCompressed: r.spec.method !== 'none' && r.spec.embeddings,
-    bytesTotal: r.bytesTotal,
-    bytesNonEmbedding: r.bytesNonEmbedding,
-    devAccuracy: r.devAccuracy,
-    testAccuracy: r.testAccuracy,
-    valPerplexity: r.valPerplexity,
-  };
-  if (r.spec.bits !== undefined && quantizes(r.spec.method)) cell.bits = r.spec.bits;
-  if (r.spec.granularity !== undefined && quantizes(r.spec.method)) cell.granularity = r.spec.granularity;
-  if (r.spec.sparsity !== undefined && prunes(r.spec.method)) cell.sparsity = r.spec.sparsity;
-  if (ids.seed !== undefined) cell.seed = ids.seed;
-  return cell;
-}
 
 
 /**

@@ -7,12 +7,12 @@
  */
 import type { Config } from '../../core/config/schema.ts';
 import { datasetFor } from '../../ml/train/data.ts';
-import { validationBatches, type PackedSequences } from '../../ml/data/batches.ts';
+import { validationBatches, type MaskedBatch, type PackedSequences } from '../../ml/data/batches.ts';
 import { buildClassificationSet, type Example } from '../../ml/data/classification.ts';
 import type { Tokenizer } from '../../ml/data/tokenizer.ts';
 import { paramLayout, type ModelDims, type ParamLayout } from '../../ml/model/spec.ts';
 import { encodeExamples, evalBatches, type ClassBatch, type EncodedExamples } from '../../ml/train/classifier.ts';
-import type { MaskedBatch, TrainerOptions } from '../../ml/train/trainer.ts';
+import type { TrainerOptions } from '../../ml/train/trainer.ts';
 
 export interface LoadEvalContextOptions {
   /** The resolved run config of the pretrained model (model dims, data, optimizer, seed, cacheDir). */

@@ -5,9 +5,13 @@
  */
 import fs from 'node:fs';
 import { makeConvict, type Config } from './schema.ts';
+import { TtcError } from '../errors.ts';
 
-export class ConfigError extends Error {
+export class ConfigError extends TtcError {
   override name = 'ConfigError';
+  constructor(message: string, options?: ErrorOptions) {
+    super('TTC_ERR_CONFIG', message, options);
+  }
 }
 
 export type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? (T[K] extends unknown[] ? T[K] : DeepPartial<T[K]>) : T[K] };

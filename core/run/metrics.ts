@@ -1,5 +1,6 @@
 /** runs/<id>/metrics.jsonl: one JSON object per line, appended as training goes. */
 import fs from 'node:fs';
+import { writeFileAtomic } from '../fs.ts';
 
 export interface MetricsRow {
   step: number;
@@ -26,9 +27,7 @@ export class MetricsWriter {
   truncateAfter(step: number): void {
     if (!fs.existsSync(this.file)) return;
     const kept = readMetrics(this.file).filter((r) => r.step <= step);
-    const tmp = `${this.file}.tmp`;
-    fs.writeFileSync(tmp, kept.map((r) => `${JSON.stringify(r)}\n`).join(''));
-    fs.renameSync(tmp, this.file);
+    writeFileAtomic(this.file, kept.map((r) => `${JSON.stringify(r)}\n`).join(''));
   }
 }
 

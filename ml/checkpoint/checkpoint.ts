@@ -14,15 +14,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { decodeSafetensors, encodeSafetensors, type SafeTensor } from './safetensors.ts';
 import type { ModelDims, ParamLayout } from '../model/spec.ts';
-import type { AdamWState } from '../train/adamw.ts';
+import type { DataPosition } from '../data/batches.ts';
 import type { RngState } from '../../core/rng.ts';
+import { writeFileSynced } from '../../core/fs.ts';
+import { TtcError } from '../../core/errors.ts';
 
 export const CHECKPOINT_FORMAT = 1;
-
-export interface DataPosition {
-  epoch: number;
-  offset: number;
-}
 
 export interface TrainingState {
   /** Optimizer steps completed. */
@@ -37,28 +34,28 @@ export interface TrainingState {
   worldSize: number;
 }
 
+/** AdamW's state: first and second moments (flat, the model's layout) and the step count. */
+export interface OptimizerState {
+  m: Float32Array;
+  v: Float32Array;
+  t: number;
+}
+
 export interface Checkpoint {
   dims: ModelDims;
   weights: Float32Array;
-  optimizer: AdamWState;
+  optimizer: OptimizerState;
   state: TrainingState;
 }
 
-export class CheckpointError extends Error {
+export class CheckpointError extends TtcError {
   override name = 'CheckpointError';
+  constructor(message: string, options?: ErrorOptions) {
+    super('TTC_ERR_CHECKPOINT', message, options);
+  }
 }
 
 const sha256 = (b: Uint8Array) => crypto.createHash('sha256').update(b).digest('hex');
-
-function writeFileSynced(file: string, data: Uint8Array | string): void {
-  const fd = fs.openSync(file, 'w');
-  try {
-    fs.writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
 
 export function checkpointsDir(runDir: string): string {
   return path.join(runDir, 'checkpoints');

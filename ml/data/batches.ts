@@ -8,8 +8,21 @@
 import { Rng } from '../../core/rng.ts';
 import { maskBatch, numMaskedPerSeq } from './masking.ts';
 import { sequenceOrder } from './dataset.ts';
-import type { MaskedBatch } from '../train/trainer.ts';
-import type { DataPosition } from '../checkpoint/checkpoint.ts';
+
+/** A masked batch as plain typed arrays (what data loading produces and the wire can carry). */
+export interface MaskedBatch {
+  batch: number;
+  seqLen: number;
+  inputIds: Int32Array; // [B*T]
+  maskedPositions: Int32Array; // [M], flat indices into B*T
+  maskedLabels: Int32Array; // [M]
+}
+
+/** Where the next sequence of a global batch comes from: the epoch and the offset in its order. */
+export interface DataPosition {
+  epoch: number;
+  offset: number;
+}
 
 export interface PackedSequences {
   data: Int32Array; // count × seqLen

@@ -13,11 +13,12 @@
  * (A tokenizer.json that verifies is kept when only the packed files are bad, since it
  * depends on exactly the inputs of the key.)
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { endianness } from 'node:os';
 import { join } from 'node:path';
 import { Rng } from '../../core/rng.ts';
+import { writeFileAtomic } from '../../core/fs.ts';
 import { corpusFiles, loadPretrainCorpus } from './corpus.ts';
 import { packSequences } from './packing.ts';
 import { Tokenizer } from './tokenizer.ts';
@@ -67,26 +68,6 @@ export function datasetCacheKey(opts: Omit<PrepareDatasetOptions, 'cacheDir' | '
 }
 
 const sha256 = (b: Uint8Array | string): string => createHash('sha256').update(b).digest('hex');
-
-/** Writes `data` to `path` atomically (temp file in the same directory, fsync, rename). */
-export function writeFileAtomic(path: string, data: Uint8Array | string): void {
-  const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  const fd = openSync(tmp, 'w');
-  try {
-    const buf = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
-    let off = 0;
-    while (off < buf.byteLength) off += writeSync(fd, buf, off, buf.byteLength - off);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  try {
-    renameSync(tmp, path);
-  } catch (e) {
-    rmSync(tmp, { force: true });
-    throw e;
-  }
-}
 
 interface PackedHeader {
   format: number;

@@ -6,6 +6,7 @@
  * threads (./update-pool.ts) for big models: the result is bit-identical for any thread count.
  */
 import type { ParamLayout } from '../model/spec.ts';
+import type { OptimizerState } from '../checkpoint/checkpoint.ts';
 import { resolveUpdateThreads, runUpdateJobs } from './update-pool.ts';
 import { updateTask, type AdamWJob, type SumSquaresJob } from './update-task.ts';
 
@@ -16,12 +17,6 @@ export interface AdamWOptions {
   weightDecay: number;
   /** threads for the update (optimizer.threads): 0 or absent = auto (resolveUpdateThreads) */
   threads?: number;
-}
-
-export interface AdamWState {
-  m: Float32Array;
-  v: Float32Array;
-  t: number;
 }
 
 /** A zeroed Float32Array that worker threads can share (the update's threads write into it). */
@@ -102,12 +97,12 @@ export class AdamW {
     return norm;
   }
 
-  getState(): AdamWState {
+  getState(): OptimizerState {
     return { m: this.m, v: this.v, t: this.t };
   }
 
   /** Copies a saved state in (the moment buffers stay the shared ones the threads write). */
-  setState(s: AdamWState): void {
+  setState(s: OptimizerState): void {
     if (s.m.length !== this.m.length || s.v.length !== this.v.length) {
       throw new Error(`optimizer state has ${s.m.length} entries, the model has ${this.m.length}`);
     }

@@ -1,9 +1,8 @@
 /** Loads what a trainer reads: packed train/validation sequences, the batch reader, fixed validation batches. */
 import { trainSeedOf, type Config } from '../../core/config/schema.ts';
 import { prepareDataset } from '../data/dataset.ts';
-import { BatchReader, validationBatches, type PackedSequences } from '../data/batches.ts';
+import { BatchReader, validationBatches, type MaskedBatch, type PackedSequences } from '../data/batches.ts';
 import { unigramCrossEntropy } from '../data/unigram.ts';
-import type { MaskedBatch } from './trainer.ts';
 import type { Logger } from '../../core/run/log.ts';
 
 export interface TrainingData {

@@ -10,15 +10,7 @@ import { AdamW, sharedFloat32, type AdamWOptions } from './adamw.ts';
 import { mlmLoss, type Params } from '../model/transformer.ts';
 import { paramLayout, type ModelDims, type ParamLayout } from '../model/spec.ts';
 import { WeightTensors } from '../model/weights.ts';
-
-/** A masked batch as plain typed arrays (what data loading produces and the wire can carry). */
-export interface MaskedBatch {
-  batch: number;
-  seqLen: number;
-  inputIds: Int32Array; // [B*T]
-  maskedPositions: Int32Array; // [M], flat indices into B*T
-  maskedLabels: Int32Array; // [M]
-}
+import type { MaskedBatch } from '../data/batches.ts';
 
 /** Sums or averages gradients across replicas, in place. */
 export interface GradientReducer {

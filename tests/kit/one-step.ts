@@ -21,7 +21,8 @@ import { paramLayout, type ModelDims } from '../../ml/model/spec.ts';
 import { initialWeights } from '../../ml/model/weights.ts';
 import { Rng } from '../../core/rng.ts';
 import { tf } from '../../ml/tf.ts';
-import { MlmTrainer, type MaskedBatch } from '../../ml/train/trainer.ts';
+import { MlmTrainer } from '../../ml/train/trainer.ts';
+import type { MaskedBatch } from '../../ml/data/batches.ts';
 
 export interface OneStepArgs {
   backend: BackendChoice;

@@ -11,6 +11,7 @@ import {
 } from '../protocol/index.ts';
 import { closeReason, Connection, defaultLogger, describeClose, type Logger } from './connection.ts';
 import { DEFAULTS } from './defaults.ts';
+import { TtcError, type ErrorCode } from '../../core/errors.ts';
 
 export interface TlsClientFiles {
   /** PEM CA bundle path to verify the server (a self-signed cluster CA); default: system CAs */
@@ -52,10 +53,20 @@ export interface ConnectOptions<In extends MessageDef> {
 
 export type ConnectErrorKind = 'unreachable' | 'auth' | 'version' | 'timeout' | 'protocol' | 'closed';
 
-export class ConnectError extends Error {
+const CONNECT_CODES: Record<ConnectErrorKind, ErrorCode> = {
+  unreachable: 'TTC_ERR_CONNECT_UNREACHABLE',
+  auth: 'TTC_ERR_CONNECT_AUTH',
+  version: 'TTC_ERR_CONNECT_VERSION',
+  timeout: 'TTC_ERR_CONNECT_TIMEOUT',
+  protocol: 'TTC_ERR_CONNECT_PROTOCOL',
+  closed: 'TTC_ERR_CONNECT_REFUSED',
+};
+
+export class ConnectError extends TtcError {
   override name = 'ConnectError';
-  constructor(readonly kind: ConnectErrorKind, message: string, readonly code?: number) {
-    super(message);
+  /** `closeCode`: the WebSocket close code the server refused us with, when there was one */
+  constructor(readonly kind: ConnectErrorKind, message: string, readonly closeCode?: number) {
+    super(CONNECT_CODES[kind], message);
   }
 }
 
@@ -108,7 +119,7 @@ function connectOnce<In extends MessageDef>(opts: ConnectOptions<In>): Promise<C
       if (logIt) log(err.message);
       reject(err);
       if (ws.readyState === WebSocket.CONNECTING || ws.readyState === WebSocket.OPEN) {
-        try { ws.close(err.code && err.code >= 4000 ? err.code : CloseCode.NORMAL, closeReason(err.kind === 'auth' ? 'authentication failed' : err.kind)); } catch { ws.terminate(); }
+        try { ws.close(err.closeCode && err.closeCode >= 4000 ? err.closeCode : CloseCode.NORMAL, closeReason(err.kind === 'auth' ? 'authentication failed' : err.kind)); } catch { ws.terminate(); }
         setTimeout(() => ws.terminate(), 2000).unref();
       }
     };

@@ -6,6 +6,7 @@ import * as v from 'valibot';
 import { decodeMsgpack, encodeMsgpack, MsgpackError, type DecodeLimits } from './msgpack.ts';
 import { getMessageDef, toMessageSet, type Fields, type Message, type MessageDef, type MessageSet } from './registry.ts';
 import { PROTOCOL_VERSION } from './version.ts';
+import { TtcError } from '../../core/errors.ts';
 
 /** WebSocket close codes used by ttc (4xxx = application range; 1009 is set by ws itself). */
 export const CloseCode = {
@@ -49,11 +50,11 @@ const CLOSE_FOR_KIND: Record<ProtocolErrorKind, number> = {
   closed: CloseCode.GOING_AWAY,
 };
 
-export class ProtocolError extends Error {
+export class ProtocolError extends TtcError {
   override name = 'ProtocolError';
   readonly closeCode: number;
   constructor(readonly kind: ProtocolErrorKind, message: string, closeCode?: number) {
-    super(message);
+    super('TTC_ERR_PROTOCOL', message);
     this.closeCode = closeCode ?? CLOSE_FOR_KIND[kind];
   }
 }

@@ -19,9 +19,13 @@
  * at an offset that is a multiple of its element size — so on the receiving side a large
  * Float32Array is a view into the received frame.
  */
+import { TtcError } from '../../core/errors.ts';
 
-export class MsgpackError extends Error {
+export class MsgpackError extends TtcError {
   override name = 'MsgpackError';
+  constructor(message: string, options?: ErrorOptions) {
+    super('TTC_ERR_PROTOCOL', message, options);
+  }
 }
 
 export interface DecodeLimits {

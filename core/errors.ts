@@ -1,0 +1,78 @@
+/**
+ * Errors with stable codes, in the style of `ws`'s `WS_ERR_*`: every failure a user, a file or a
+ * peer can cause carries a `TTC_ERR_*` code. The CLI prints a coded error as its message alone
+ * (no stack) and exits non-zero; an error without a code is a bug and gets its stack. Codes also
+ * travel on the wire (a worker's refusal, a failed step) so the other side can act on them.
+ * docs/errors.md lists every code; a test keeps that list and this table equal.
+ */
+
+export const ERROR_CODES = {
+  TTC_ERR_USAGE: 'a wrong or missing command-line flag',
+  TTC_ERR_CONFIG: 'an invalid run or sweep config: the field, the value and what was expected',
+  TTC_ERR_RUN_DIR: 'a run or sweep directory that is missing, not what it should be, or already taken',
+  TTC_ERR_SECRET: 'no shared secret, or an unusable one (TTC_SECRET, TTC_SECRET_FILE)',
+  TTC_ERR_CONNECT_UNREACHABLE: 'the server did not answer (not up, wrong address)',
+  TTC_ERR_CONNECT_AUTH: 'the handshake failed: the two sides do not share the secret',
+  TTC_ERR_CONNECT_VERSION: 'the two sides speak different protocol versions',
+  TTC_ERR_CONNECT_TIMEOUT: 'the handshake did not complete in time',
+  TTC_ERR_CONNECT_PROTOCOL: 'the server answered something that is not the ttc handshake (or a TLS problem)',
+  TTC_ERR_CONNECT_REFUSED: 'the server closed the connection during the handshake (e.g. 1013 try again later)',
+  TTC_ERR_PROTOCOL: 'a frame that is malformed, too large, of an unknown type or fails its schema',
+  TTC_ERR_UNEXPECTED_MESSAGE: 'a message the receiver does not accept in its current state (a protocol bug, named)',
+  TTC_ERR_STALE_FORMATION: 'a message for a ring formation the receiver is not in',
+  TTC_ERR_REFUSED: 'the coordinator refused a request (a bad submission, an unknown run, …), with the reason',
+  TTC_ERR_COLLECTIVE: 'a collective operation failed: a peer died, stalled or broke the protocol (the culprit rank is named)',
+  TTC_ERR_WORKER_FAILED: 'a worker failed, disconnected or stalled during a step of a run (it is named and dropped)',
+  TTC_ERR_RUN: 'a run cannot continue (too few workers, parameters diverged, cancelled)',
+  TTC_ERR_JOB: 'an evaluation job failed on every attempt',
+  TTC_ERR_CHECKPOINT: 'a checkpoint that is missing, corrupt or does not match the model',
+  TTC_ERR_SAFETENSORS: 'a safetensors file that is malformed or inconsistent',
+  TTC_ERR_COMPRESSED_FORMAT: 'a compressed model file that is malformed or does not match the model',
+  TTC_ERR_COMPRESSION: 'a quantization, pruning or bit-packing request that cannot be carried out',
+  TTC_ERR_CELL_SPEC: 'a compression cell that is incomplete or out of range',
+  TTC_ERR_BUDGET: 'a budget that cannot be turned into steps',
+  TTC_ERR_BACKEND: 'the requested compute backend is not available here (the reasons are listed)',
+  TTC_ERR_DATA: 'training or evaluation data that cannot be built (empty corpus, unreadable file, too few examples)',
+  TTC_ERR_REPORT: 'report data that is inconsistent, or a plot that cannot be rendered',
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+export const ERROR_CODE_LIST = Object.keys(ERROR_CODES) as ErrorCode[];
+
+/** An expected failure with a stable code; subclasses name the area (ConfigError, CheckpointError, …). */
+export class TtcError extends Error {
+  override name = 'TtcError';
+  constructor(readonly code: ErrorCode, message: string, options?: ErrorOptions) {
+    super(message, options);
+  }
+}
+
+/** Whether `e` carries one of our codes (so the CLI prints its message, not a stack). */
+export function isTtcError(e: unknown): e is Error & { code: ErrorCode } {
+  const code = (e as { code?: unknown } | null)?.code;
+  return e instanceof Error && typeof code === 'string' && code in ERROR_CODES;
+}
+
+/** A wrong or missing command-line flag: the CLI prints its message (and the usage), not a stack. */
+export class UsageError extends TtcError {
+  override name = 'UsageError';
+  constructor(message: string) {
+    super('TTC_ERR_USAGE', message);
+  }
+}
+
+/** A run or sweep directory that cannot be used as asked. */
+export class RunDirError extends TtcError {
+  override name = 'RunDirError';
+  constructor(message: string) {
+    super('TTC_ERR_RUN_DIR', message);
+  }
+}
+
+/** Data that cannot be built. */
+export class DataError extends TtcError {
+  override name = 'DataError';
+  constructor(message: string) {
+    super('TTC_ERR_DATA', message);
+  }
+}
