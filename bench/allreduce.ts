@@ -3,6 +3,7 @@
  *
  *   node --import tsx bench/allreduce.ts            # N = 2,3,4 × 1,16,64 MiB, 5 reps (≈ 2–4 min on 2 cores)
  *   node --import tsx bench/allreduce.ts --quick    # N = 2,4 × 1,16 MiB, 3 reps
+ *   node --import tsx bench/allreduce.ts --help     # the options
  *   options: --ranks 2,3,4  --sizes 1,16,64 (MiB)  --reps 5  --segment 1048576 (bytes)  --json out.json
  *
  * For each N the ring, the star and the raw-TCP ring run side by side (all processes up at once)
@@ -20,11 +21,24 @@
 import { writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { spawnWorker, startGroup, stopGroup, type WorkerProc } from '../tests/kit/cluster.ts';
-import type { AllReduceStats } from '../collective/ring.ts';
+import type { CollectiveStats } from '../collective/index.ts';
 
 const args = process.argv.slice(2);
 const flag = (name: string) => args.includes(`--${name}`);
 const opt = (name: string, def: string) => { const i = args.indexOf(`--${name}`); return i >= 0 && args[i + 1] ? args[i + 1]! : def; };
+if (flag('help') || flag('h')) {
+  console.log([
+    'usage: node --import tsx bench/allreduce.ts [options]   (npm run bench:allreduce -- [options])',
+    '  ring all-reduce vs the star baseline vs raw TCP, real worker processes on 127.0.0.1',
+    '  --quick           N = 2,4 × 1,16 MiB, 3 reps (default: N = 2,3,4 × 1,16,64 MiB, 5 reps)',
+    '  --ranks 2,3,4     world sizes',
+    '  --sizes 1,16,64   buffer sizes, MiB',
+    '  --reps 5          timed repetitions per (N, size), after one warm-up',
+    '  --segment 1048576 segment size, bytes',
+    '  --json out.json   also write every number as JSON',
+  ].join('\n'));
+  process.exit(0);
+}
 const quick = flag('quick');
 const ranks = opt('ranks', quick ? '2,4' : '2,3,4').split(',').map(Number);
 const sizesMiB = opt('sizes', quick ? '1,16' : '1,16,64').split(',').map(Number);
@@ -74,16 +88,16 @@ interface Row {
 }
 
 /** One timed all-reduce on every rank (after a 1-element barrier); returns the slowest rank's time and all stats. */
-async function collective(procs: WorkerProc[], size: number): Promise<{ ms: number; stats: AllReduceStats[] }> {
+async function collective(procs: WorkerProc[], size: number): Promise<{ ms: number; stats: CollectiveStats[] }> {
   const length = (size * MiB) / 4;
   const res = await Promise.all(procs.map((p) => p.request({ cmd: 'reduce', length, op: 'sum', reps: 1, barrier: true, input: 'constant' }, 'reduced', 180_000)));
   return { ms: Math.max(...res.map((r) => r.times[0]!)), stats: res.map((r) => r.stats[0]!) };
 }
 
-function row(kind: 'ring' | 'star', N: number, size: number, times: number[], stats: AllReduceStats[]): Row {
+function row(kind: 'ring' | 'star', N: number, size: number, times: number[], stats: CollectiveStats[]): Row {
   const ms = median(times);
   const bytes = size * MiB;
-  const med = (f: (s: AllReduceStats) => number) => median(stats.map(f).filter(Number.isFinite));
+  const med = (f: (s: CollectiveStats) => number) => median(stats.map(f).filter(Number.isFinite));
   return {
     kind, N, MiB: size, ms, msAll: times,
     algbw: bytes / 1e6 / (ms / 1e3), busbw: ((2 * (N - 1)) / N) * (bytes / 1e6 / (ms / 1e3)),
@@ -113,7 +127,7 @@ try {
         await collective(star, size);
         await tcpRing.run(size);
         const rt: number[] = [], st: number[] = [], tt: number[] = [];
-        const rs: AllReduceStats[] = [], ss: AllReduceStats[] = [];
+        const rs: CollectiveStats[] = [], ss: CollectiveStats[] = [];
         for (let i = 0; i < reps; i++) {
           const r = await collective(ring, size); rt.push(r.ms); rs.push(...r.stats);
           const s = await collective(star, size); st.push(s.ms); ss.push(...s.stats);

@@ -1,15 +1,17 @@
 /**
- * Star all-reduce: the baseline the ring is measured against. Every rank sends its whole buffer
- * to rank 0, which adds the contributions in rank order (0, 1, …, N−1, float32), divides by N for
- * `mean`, and sends the result back to every rank. Segmented and pipelined like the ring (rank 0
- * reduces and broadcasts segment k as soon as all ranks' segment k arrived), but rank 0 moves
- * 2(N−1) × bytes through its one network interface, against 2(N−1)/N × bytes per rank in a ring.
+ * Star all-reduce: the baseline the ring is measured against (bench/allreduce.ts), not production
+ * code. Every rank sends its whole buffer to rank 0, which adds the contributions in rank order
+ * (0, 1, …, N−1, float32), divides by N for `mean`, and sends the result back to every rank.
+ * Segmented and pipelined like the ring (rank 0 reduces and broadcasts segment k as soon as all
+ * ranks' segment k arrived), but rank 0 moves 2(N−1) × bytes through its one network interface,
+ * against 2(N−1)/N × bytes per rank in a ring. All-reduce only; it uses the collective library only
+ * through its public interface (collective/index.ts) and has its own messages, abort included.
  */
 import { normalizeSecret, type SecretInput } from '../wire/auth.ts';
-import { connect, defaultLogger, describeClose, listen, type Connection, type Logger, type PeerServer } from '../wire/net/index.ts';
-import { CloseCode, defineMessage, encodeFrame, float32Array, u32, type Message } from '../wire/protocol/index.ts';
+import { connect, defaultLogger, describeClose, FramePool, listen, type Connection, type Logger, type PeerServer } from '../wire/net/index.ts';
+import { CloseCode, defineMessage, encodeFrame, float32Array, shortString, u32, type Message } from '../wire/protocol/index.ts';
 import * as v from 'valibot';
-import { addInto, DEFAULT_SEGMENT_BYTES, divideInPlace, FramePool, RingAbort, RingError, type AllReduceStats, type ReduceOp, type RingTls } from '../collective/ring.ts';
+import { addInto, CollectiveError, DEFAULT_SEGMENT_BYTES, divideInPlace, type CollectiveStats, type ReduceOp, type RingTls } from '../collective/index.ts';
 
 export const StarJoin = defineMessage('star-join', {
   rank: u32(),
@@ -28,7 +30,15 @@ export const StarChunk = defineMessage('star-chunk', {
   data: float32Array(),
 });
 
-type StarMsg = typeof StarJoin | typeof StarStart | typeof StarChunk | typeof RingAbort;
+/** The star failed; rank 0 tells every leaf, a leaf tells rank 0 (which tells the others). */
+export const StarAbort = defineMessage('star-abort', {
+  origin: u32(),
+  failedRank: v.optional(u32()),
+  failedAddress: v.optional(shortString(300)),
+  reason: v.pipe(v.string(), v.maxLength(1024)),
+});
+
+type StarMsg = typeof StarJoin | typeof StarStart | typeof StarChunk | typeof StarAbort;
 
 export interface StarOptions {
   rank: number;
@@ -49,19 +59,19 @@ interface RootCall {
   seq: number; buf: Float32Array; op: ReduceOp; segs: number; segElems: number;
   started: Set<number>; parts: (Float32Array | undefined)[][]; have: number[]; done: number; pendingSends: number;
   t0: number; cpu0: NodeJS.CpuUsage; busyMs: number; addMs: number; encodeMs: number; sendMs: number; framesSent: number; bytesSent: number;
-  resolve: (s: AllReduceStats) => void; reject: (e: Error) => void;
+  resolve: (s: CollectiveStats) => void; reject: (e: Error) => void;
 }
 interface LeafCall {
   seq: number; buf: Float32Array; op: ReduceOp; segs: number; segElems: number; got: Uint8Array; done: number; pendingSends: number;
   t0: number; cpu0: NodeJS.CpuUsage; busyMs: number; addMs: number; encodeMs: number; sendMs: number; framesSent: number; bytesSent: number;
-  resolve: (s: AllReduceStats) => void; reject: (e: Error) => void;
+  resolve: (s: CollectiveStats) => void; reject: (e: Error) => void;
 }
 
 export class Star {
   readonly rank: number;
   readonly worldSize: number;
   readonly segmentBytes: number;
-  lastStats: AllReduceStats | undefined;
+  lastStats: CollectiveStats | undefined;
   private readonly opts: StarOptions;
   private readonly secret: Buffer;
   private readonly log: Logger;
@@ -74,7 +84,7 @@ export class Star {
   private allJoined: (() => void) | undefined;
   private formed = false;
   private closed = false;
-  private failure: RingError | undefined;
+  private failure: CollectiveError | undefined;
   private seq = 0;
   private rootCall: RootCall | undefined;
   private leafCall: LeafCall | undefined;
@@ -102,7 +112,7 @@ export class Star {
     if (star.rank === 0 && star.worldSize > 1) {
       star.server = await listen<StarMsg>({
         host: opts.listen?.host ?? '127.0.0.1', port: opts.listen?.port ?? 0, secret: star.secret,
-        role: 'peer', name: 'star/rank-0', messages: [StarJoin, StarStart, StarChunk, RingAbort],
+        role: 'peer', name: 'star/rank-0', messages: [StarJoin, StarStart, StarChunk, StarAbort],
         maxPayload: star.segmentBytes + 4096, log: star.log,
         ...(opts.handshakeTimeoutMs ? { handshakeTimeoutMs: opts.handshakeTimeoutMs } : {}),
         ...(opts.tls ? { tls: { cert: opts.tls.cert, key: opts.tls.key } } : {}),
@@ -123,7 +133,7 @@ export class Star {
         let timer: NodeJS.Timeout | undefined;
         await Promise.race([
           new Promise<void>((r) => { this.allJoined = r; }),
-          new Promise<void>((_, rej) => { timer = setTimeout(() => rej(new RingError(`star: only ${this.leaves.size} of ${this.worldSize - 1} ranks joined within ${timeout} ms`, undefined, undefined, 0)), timeout); }),
+          new Promise<void>((_, rej) => { timer = setTimeout(() => rej(new CollectiveError(`star: only ${this.leaves.size} of ${this.worldSize - 1} ranks joined within ${timeout} ms`, undefined, undefined, 0)), timeout); }),
         ]).finally(() => clearTimeout(timer));
       }
     } else {
@@ -132,7 +142,7 @@ export class Star {
       const tls = this.opts.tls;
       const conn = await connect<StarMsg>({
         url: `${tls ? 'wss' : 'ws'}://${root.host}:${root.port}`, secret: this.secret, role: 'peer', name: `star/rank-${this.rank}`,
-        messages: [StarChunk, RingAbort], peerLabel: 'star root rank 0', zeroMask: true, maxPayload: this.segmentBytes + 4096,
+        messages: [StarChunk, StarAbort], peerLabel: 'star root rank 0', zeroMask: true, maxPayload: this.segmentBytes + 4096,
         retryForMs: timeout, log: this.log,
         ...(tls ? { tls: { ...(tls.ca ? { ca: tls.ca } : {}), ...(tls.rejectUnauthorized === false ? { rejectUnauthorized: false } : {}) } } : {}),
       });
@@ -170,12 +180,12 @@ export class Star {
 
   private fail(failedRank: number | undefined, addr: string | undefined, reason: string, origin = this.rank): void {
     if (this.failure || this.closed) return;
-    this.failure = new RingError(`star all-reduce failed: ${reason}${origin !== this.rank ? ` [detected by rank ${origin}]` : ''}`, failedRank, addr, origin);
+    this.failure = new CollectiveError(`star all-reduce failed: ${reason}${origin !== this.rank ? ` [detected by rank ${origin}]` : ''}`, failedRank, addr, origin);
     if (this.rootCall || this.leafCall) this.log(`star rank ${this.rank}: ${this.failure.message}`);
     if (this.watchdog) clearInterval(this.watchdog);
     const abort = { origin, reason: reason.slice(0, 1024), ...(failedRank !== undefined ? { failedRank } : {}), ...(addr ? { failedAddress: addr.slice(0, 300) } : {}) };
     for (const c of [...this.leaves.values(), this.root]) {
-      if (c?.isOpen) { c.send(RingAbort, abort); c.close(CloseCode.ABORTED, 'star aborted'); }
+      if (c?.isOpen) { c.send(StarAbort, abort); c.close(CloseCode.ABORTED, 'star aborted'); }
     }
     const rc = this.rootCall, lc = this.leafCall;
     this.rootCall = this.leafCall = undefined;
@@ -199,7 +209,7 @@ export class Star {
   }
 
   private onFromRoot(msg: Message<StarMsg>): void {
-    if (msg.t === 'ring-abort') return this.fail(msg.failedRank, msg.failedAddress, msg.reason, msg.origin);
+    if (msg.t === 'star-abort') return this.fail(msg.failedRank, msg.failedAddress, msg.reason, msg.origin);
     const call = this.leafCall;
     if (msg.t !== 'star-chunk' || !call || msg.seq !== call.seq || msg.segment >= call.segs || call.got[msg.segment]) {
       return this.fail(0, this.rootAddr, `protocol violation by rank 0: unexpected ${msg.t}`);
@@ -218,7 +228,7 @@ export class Star {
   }
 
   private onFromLeaf(rank: number, msg: Message<StarMsg>): void {
-    if (msg.t === 'ring-abort') return this.fail(msg.failedRank, msg.failedAddress, msg.reason, msg.origin);
+    if (msg.t === 'star-abort') return this.fail(msg.failedRank, msg.failedAddress, msg.reason, msg.origin);
     const call = this.rootCall;
     if (msg.t === 'star-join') return this.fail(rank, undefined, `protocol violation by rank ${rank}: duplicate star-join`);
     if (!call || msg.seq !== call.seq) {
@@ -266,14 +276,14 @@ export class Star {
     call.busyMs += performance.now() - t0;
   }
 
-  private stats(call: RootCall | LeafCall, decodeMs: number, framesIn: number, bytesIn: number): AllReduceStats {
+  private stats(call: RootCall | LeafCall, decodeMs: number, framesIn: number, bytesIn: number): CollectiveStats {
     const totalMs = performance.now() - call.t0;
     const bytes = call.buf.length * 4;
     const N = this.worldSize;
     const alg = bytes / 1e6 / (totalMs / 1e3);
     const cpu = process.cpuUsage(call.cpu0);
     return {
-      seq: call.seq, op: call.op, worldSize: N, elements: call.buf.length, bytes, totalMs,
+      kind: 'allReduce', seq: call.seq, op: call.op, worldSize: N, elements: call.buf.length, bytes, totalMs,
       waitMs: Math.max(0, totalMs - call.busyMs - decodeMs), addMs: call.addMs, encodeMs: call.encodeMs, decodeMs, sendMs: call.sendMs,
       cpuUserMs: cpu.user / 1000, cpuSystemMs: cpu.system / 1000,
       framesSent: call.framesSent, bytesSent: call.bytesSent, framesReceived: framesIn, bytesReceived: bytesIn,
@@ -307,11 +317,11 @@ export class Star {
   }
 
   /** Same contract as Ring.allReduce. */
-  allReduce(buf: Float32Array, op: ReduceOp = 'sum'): Promise<AllReduceStats> {
+  allReduce(buf: Float32Array, op: ReduceOp = 'sum'): Promise<CollectiveStats> {
     if (!(buf instanceof Float32Array)) return Promise.reject(new TypeError('allReduce: buf must be a Float32Array'));
     if (this.failure) return Promise.reject(this.failure);
-    if (this.closed || !this.formed) return Promise.reject(new RingError('star is not connected', undefined, undefined, this.rank));
-    if (this.rootCall || this.leafCall) return Promise.reject(new RingError('a call is already in progress', undefined, undefined, this.rank));
+    if (this.closed || !this.formed) return Promise.reject(new CollectiveError('star is not connected', undefined, undefined, this.rank));
+    if (this.rootCall || this.leafCall) return Promise.reject(new CollectiveError('a call is already in progress', undefined, undefined, this.rank));
     const seq = this.seq++;
     const segElems = this.segmentBytes / 4;
     const segs = Math.ceil(buf.length / segElems);
@@ -321,7 +331,7 @@ export class Star {
     if (this.worldSize === 1) {
       return Promise.resolve(this.lastStats = this.stats({ ...base, got: new Uint8Array(0), resolve: () => {}, reject: () => {} }, 0, 0, 0));
     }
-    return new Promise<AllReduceStats>((resolve, reject) => {
+    return new Promise<CollectiveStats>((resolve, reject) => {
       if (this.rank === 0) {
         const call: RootCall = { ...base, started: new Set(), parts: Array.from({ length: segs }, () => []), have: new Array<number>(segs).fill(0), resolve, reject };
         this.rootCall = call;
@@ -358,7 +368,7 @@ export class Star {
     if (this.closed) return;
     this.closed = true;
     if (this.watchdog) clearInterval(this.watchdog);
-    const err = new RingError('star closed during all-reduce', undefined, undefined, this.rank);
+    const err = new CollectiveError('star closed during all-reduce', undefined, undefined, this.rank);
     this.rootCall?.reject(err);
     this.leafCall?.reject(err);
     this.rootCall = this.leafCall = undefined;

@@ -1,8 +1,24 @@
-/** Helpers for CLI flags: `--set a.b=value` overrides, and `--config` / `--resume` run sources. */
+/**
+ * Flag handling shared by the commands: node's parseArgs with its errors turned into usage errors,
+ * `--set a.b=value` overrides, the `--config` / `--resume` run sources, ports and worker counts.
+ */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { loadConfig, resolveConfig } from '../core/config/load.ts';
 import type { Config } from '../core/config/schema.ts';
-import { createRunDir, openRunDir, type RunDir } from '../core/run/rundir.ts';
 import { UsageError } from '../core/errors.ts';
+import { createRunDir, openRunDir, type RunDir } from '../core/run/rundir.ts';
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+/** parseArgs (strict: an unknown flag or a missing value is a usage error, with the command's usage). */
+export function parseFlags<O extends Options>(argv: string[], options: O, usage: string) {
+  try {
+    return parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values;
+  } catch (e) {
+    if (String((e as { code?: unknown }).code ?? '').startsWith('ERR_PARSE_ARGS')) throw new UsageError(`${(e as Error).message}\n\n${usage}`);
+    throw e;
+  }
+}
 
 export function parseValue(raw: string): unknown {
   try {
@@ -20,19 +36,34 @@ export function overridesFromSets(sets: string[]): Record<string, unknown> {
     const keys = s.slice(0, eq).split('.');
     let node = out;
     for (const k of keys.slice(0, -1)) node = (node[k] ??= {}) as Record<string, unknown>;
-    node[keys[keys.length - 1]] = parseValue(s.slice(eq + 1));
+    node[keys[keys.length - 1]!] = parseValue(s.slice(eq + 1));
   }
   return out;
 }
 
-/** `--config FILE` (a new run directory) or `--resume DIR` (its stored config), with `--set` overrides. */
-export function configAndRunDir(values: { config?: string; resume?: string; set?: string[] }, usage: string): { config: Config; run: RunDir } {
+/** `--config FILE` (a new run directory) or `--resume DIR` (its stored config), with `--set` overrides (and `extra` ones on top). */
+export function configAndRunDir(values: { config?: string; resume?: string; set?: string[] }, usage: string, extra: (c: Config) => Record<string, unknown> = () => ({})): { config: Config; run: RunDir } {
   const overrides = overridesFromSets(values.set ?? []);
   if (values.resume) {
     const opened = openRunDir(values.resume);
-    return { config: resolveConfig(opened.storedConfig, overrides), run: opened.run };
+    const stored = resolveConfig(opened.storedConfig, overrides);
+    return { config: resolveConfig(stored, extra(stored)), run: opened.run };
   }
   if (!values.config) throw new UsageError(`--config or --resume is required\n\n${usage}`);
-  const config = loadConfig(values.config, overrides);
+  const loaded = loadConfig(values.config, overrides);
+  // Validated (with every override) before the run directory is created.
+  const config = resolveConfig(loaded, extra(loaded));
   return { config, run: createRunDir(config, values.config) };
+}
+
+export function parsePort(raw: string | undefined, flag = '--port'): number {
+  const port = Number(raw);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`${flag}: expected 0..65535, got "${raw}"`);
+  return port;
+}
+
+export function parseWorkers(raw: string | undefined): number {
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1 || n > 64) throw new UsageError(`--workers: expected an integer 1..64, got "${raw}"`);
+  return n;
 }

@@ -5,17 +5,16 @@
 import { loadSecret } from '../wire/auth.ts';
 import { connect, tlsClientFromEnv, type Connection } from '../wire/net/index.ts';
 import type { Message } from '../wire/protocol/index.ts';
-import * as M from '../protocol/messages.ts';
-import { UsageError } from '../core/errors.ts';
-import { TtcError } from '../core/errors.ts';
+import { M, type Status } from '../protocol/index.ts';
+import { TtcError, UsageError, type ErrorCode } from '../core/errors.ts';
 
 export type CliReply = Message<(typeof M.toCli)[number]>;
 
 /** The coordinator refused a request (bad config, unknown run, …): a clear error, not a crash. */
 export class RefusedError extends TtcError {
   override name = 'RefusedError';
-  constructor(message: string, options?: ErrorOptions) {
-    super('TTC_ERR_REFUSED', message, options);
+  constructor(code: ErrorCode, message: string) {
+    super(code, message);
   }
 }
 
@@ -25,11 +24,24 @@ export class RefusedError extends TtcError {
  */
 export function coordinatorUrl(raw: string): string {
   const url = /^[a-z]+:\/\//i.test(raw) ? raw : `ws://${raw}`;
-  const parsed = new URL(url);
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new UsageError(`--coordinator: "${raw}" is not a URL (expected ws://, wss://, http://, https:// or host:port)`);
+  }
   const scheme = { 'ws:': 'ws:', 'wss:': 'wss:', 'http:': 'ws:', 'https:': 'wss:' }[parsed.protocol];
   if (!scheme) throw new UsageError(`--coordinator: expected ws://, wss://, http:// or https://, got "${raw}"`);
   parsed.protocol = scheme;
   return parsed.toString().replace(/\/$/, '');
+}
+
+/** The `--coordinator URL` flag of the client commands (env TTC_COORDINATOR). */
+export const coordinatorFlag = { coordinator: { type: 'string' as const, default: process.env.TTC_COORDINATOR } };
+
+export function requireCoordinator(url: string | undefined, usage: string): string {
+  if (!url) throw new UsageError(`--coordinator (or TTC_COORDINATOR) is required\n\n${usage}`);
+  return url;
 }
 
 export class CliSession {
@@ -42,14 +54,14 @@ export class CliSession {
       if (!w) return;
       if (msg.t === 'coord.refused') {
         this.waiting = undefined;
-        w.reject(new RefusedError(`the coordinator refused: ${msg.reason}`));
+        w.reject(new RefusedError(msg.code, `the coordinator refused: ${msg.reason}`));
       } else if (w.accept(msg)) {
         this.waiting = undefined;
         w.resolve(msg);
       }
     });
     conn.onClose((info) => {
-      this.closedWith = new Error(`the coordinator closed the connection (${info.code}${info.reason ? `: ${info.reason}` : ''})`);
+      this.closedWith = new TtcError('TTC_ERR_CONNECTION_LOST', `the coordinator closed the connection (${info.code}${info.reason ? `: ${info.reason}` : ''})`);
       this.waiting?.reject(this.closedWith);
       this.waiting = undefined;
     });
@@ -71,7 +83,7 @@ export class CliSession {
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiting = undefined;
-        reject(new Error(`the coordinator did not answer within ${timeoutMs / 1000} s`));
+        reject(new TtcError('TTC_ERR_CONNECTION_LOST', `the coordinator did not answer within ${timeoutMs / 1000} s`));
       }, timeoutMs);
       this.waiting = {
         accept: (m) => {
@@ -93,9 +105,9 @@ export class CliSession {
     });
   }
 
-  async status(runId?: string): Promise<Record<string, unknown>> {
+  async status(runId?: string): Promise<Status> {
     const reply = await this.request(() => this.conn.send(M.StatusRequest, runId ? { runId } : {}), (m): m is Message<typeof M.StatusReply> => m.t === 'coord.status');
-    return JSON.parse(reply.status) as Record<string, unknown>;
+    return reply.status;
   }
 
   close(): void {

@@ -1,29 +1,33 @@
-/** The `ttc` command line: one sub-command per job. */
+/**
+ * The `ttc` command line: one sub-command per job, each in its own file under cli/commands/
+ * (parse the arguments, call the runtime, print), loaded only when it runs — `ttc status` never
+ * loads TensorFlow.js. A coded error (TTC_ERR_*, core/errors.ts) is printed as its message, without
+ * a stack; anything else is a bug and gets its stack.
+ */
 import { pathToFileURL } from 'node:url';
-import { trainCommand, trainUsage } from './commands/train.ts';
-import { localCommand, localUsage } from './commands/local.ts';
-import { sweepCommand, sweepUsage } from './commands/sweep.ts';
-import { exportCommand, exportUsage } from './commands/export.ts';
-import { evaluateCommand, evaluateUsage } from './commands/evaluate.ts';
-import { coordinatorCommand, coordinatorUsage, workerCommand, workerUsage } from './commands/distributed.ts';
-import { serveCommand, serveUsage } from './commands/serve.ts';
-import { cancelCommand, cancelUsage, reportCommand, reportUsage, runCommand, runUsage, statusCommand, statusUsage } from './commands/runs.ts';
-import { ConfigError } from '../core/config/load.ts';
+import { isTtcError } from '../core/errors.ts';
 import { stopWhenParentDies } from '../core/run/parent-watch.ts';
 
-export const commands: Record<string, { run: (argv: string[]) => Promise<number>; usage: string }> = {
-  train: { run: trainCommand, usage: trainUsage },
-  local: { run: localCommand, usage: localUsage },
-  sweep: { run: sweepCommand, usage: sweepUsage },
-  evaluate: { run: evaluateCommand, usage: evaluateUsage },
-  export: { run: exportCommand, usage: exportUsage },
-  coordinator: { run: coordinatorCommand, usage: coordinatorUsage },
-  worker: { run: workerCommand, usage: workerUsage },
-  serve: { run: serveCommand, usage: serveUsage },
-  run: { run: runCommand, usage: runUsage },
-  status: { run: statusCommand, usage: statusUsage },
-  report: { run: reportCommand, usage: reportUsage },
-  cancel: { run: cancelCommand, usage: cancelUsage },
+export interface Command {
+  /** the full usage; its first line is the command's synopsis */
+  usage: string;
+  run(argv: string[]): Promise<number>;
+}
+
+/** Every command: its synopsis (the first line of its usage) and how to load it. */
+export const commands: Record<string, { synopsis: string; load: () => Promise<Command> }> = {
+  train: { synopsis: 'ttc train --config <file.json> [--set key=value ...]', load: () => import('./commands/train.ts') },
+  local: { synopsis: 'ttc local --workers N --config <file.json> [--set key=value ...]', load: () => import('./commands/local.ts') },
+  sweep: { synopsis: 'ttc sweep --config <sweep.json> [--workers N]', load: () => import('./commands/sweep.ts') },
+  evaluate: { synopsis: 'ttc evaluate --sweep runs/<id> [--host H] [--port P] [--workers N]', load: () => import('./commands/evaluate.ts') },
+  export: { synopsis: 'ttc export (--run runs/<id> | --checkpoint <checkpoint dir>) [--compressed <file>] --out <dir>', load: () => import('./commands/export.ts') },
+  coordinator: { synopsis: 'ttc coordinator --config <file.json> [--host H] [--port P] [--set key=value ...]', load: () => import('./commands/coordinator.ts') },
+  worker: { synopsis: 'ttc worker --coordinator ws://host:port [--name N] [--listen-host H] [--advertise-host H] [--ring-port P]', load: () => import('./commands/worker.ts') },
+  serve: { synopsis: 'ttc serve [--host H] [--port P] [--output-dir DIR] [--set key=value ...]', load: () => import('./commands/serve.ts') },
+  run: { synopsis: 'ttc run --coordinator URL --config <file.json> [--set key=value ...] [--name N] [--detach] [--report-dir DIR]', load: () => import('./commands/run.ts') },
+  status: { synopsis: 'ttc status --coordinator URL [--run ID] [--follow] [--json]', load: () => import('./commands/status.ts') },
+  report: { synopsis: 'ttc report --coordinator URL --run ID [--out DIR]', load: () => import('./commands/report.ts') },
+  cancel: { synopsis: 'ttc cancel --coordinator URL --run ID', load: () => import('./commands/cancel.ts') },
 };
 
 const usage = `ttc — train large, then compress
@@ -31,7 +35,7 @@ const usage = `ttc — train large, then compress
 usage: ttc <command> [options]    (ttc <command> --help for details)
 
 commands:
-${Object.values(commands).map((c) => `  ${c.usage.split('\n')[0]}`).join('\n')}`;
+${Object.values(commands).map((c) => `  ${c.synopsis}`).join('\n')}`;
 
 export async function main(argv: string[]): Promise<number> {
   stopWhenParentDies();
@@ -40,18 +44,21 @@ export async function main(argv: string[]): Promise<number> {
     console.log(usage);
     return name ? 0 : 1;
   }
-  const cmd = commands[name];
-  if (!cmd) {
+  const entry = Object.hasOwn(commands, name) ? commands[name] : undefined;
+  if (!entry) {
     console.error(`ttc: unknown command "${name}"\n\n${usage}`);
     return 2;
   }
   try {
+    const cmd = await entry.load();
+    if (rest.includes('--help') || rest.includes('-h')) {
+      console.log(cmd.usage);
+      return 0;
+    }
     return await cmd.run(rest);
   } catch (e) {
-    const err = e as Error;
-    // Expected failures (bad config, bad flags, bad files) get their message, not a stack.
-    const expected = err instanceof ConfigError || String((err as { code?: unknown }).code ?? '').startsWith('ERR_PARSE_ARGS') || err.name.endsWith('Error') && err.name !== 'Error' && err.name !== 'TypeError';
-    console.error(`ttc ${name}: ${expected ? err.message : err.stack ?? err.message}`);
+    // Expected failures (bad flags, config, files, peers) get their message; a bug gets its stack.
+    console.error(`ttc ${name}: ${isTtcError(e) ? e.message : ((e as Error).stack ?? String(e))}`);
     return 1;
   }
 }

@@ -8,13 +8,9 @@
  * Signed codes are stored as k-bit two's complement (the low k bits of the code) and sign-extended
  * on unpacking; unsigned codes (e.g. a 1-bit mask, or offset codes c + qmax) are stored as is.
  */
-import { TtcError } from '../core/errors.ts';
-export class BitpackError extends TtcError {
-  override name = 'BitpackError';
-  constructor(message: string, options?: ErrorOptions) {
-    super('TTC_ERR_COMPRESSION', message, options);
-  }
-}
+import { codedError } from '../core/errors.ts';
+export const BitpackError = codedError('BitpackError', 'TTC_ERR_COMPRESSION');
+export type BitpackError = InstanceType<typeof BitpackError>;
 
 function checkWidth(bits: number): void {
   if (!Number.isInteger(bits) || bits < 1 || bits > 8) throw new BitpackError(`bit width must be an integer in 1..8, got ${bits}`);

@@ -26,7 +26,7 @@ import type { ParamKind, ParamLayout, ParamSpec } from '../ml/model/spec.ts';
 import { packBits, packedByteLength, paddingIsZero, unpackBits } from './bitpack.ts';
 import { channelInfo, checkBits, dequantizeTensor, fakeQuantizeModel, quantizes, quantizeTensor, type Granularity } from './quantize.ts';
 import { applyMask } from './prune.ts';
-import { TtcError } from '../core/errors.ts';
+import { codedError } from '../core/errors.ts';
 
 export const FORMAT_NAME = 'ttc-compressed';
 export const FORMAT_VERSION = '1';
@@ -55,12 +55,8 @@ export interface TensorEntry {
   nnz?: number;
 }
 
-export class CompressedFormatError extends TtcError {
-  override name = 'CompressedFormatError';
-  constructor(message: string, options?: ErrorOptions) {
-    super('TTC_ERR_COMPRESSED_FORMAT', message, options);
-  }
-}
+export const CompressedFormatError = codedError('CompressedFormatError', 'TTC_ERR_COMPRESSED_FORMAT');
+export type CompressedFormatError = InstanceType<typeof CompressedFormatError>;
 
 function fail(why: string): never {
   throw new CompressedFormatError(`compressed model: ${why}`);

@@ -12,14 +12,10 @@
  * mask. Three linear passes, no sort, no per-element allocation.
  */
 import type { ParamKind, ParamLayout, ParamSpec } from '../ml/model/spec.ts';
-import { TtcError } from '../core/errors.ts';
+import { codedError } from '../core/errors.ts';
 
-export class PruneError extends TtcError {
-  override name = 'PruneError';
-  constructor(message: string, options?: ErrorOptions) {
-    super('TTC_ERR_COMPRESSION', message, options);
-  }
-}
+export const PruneError = codedError('PruneError', 'TTC_ERR_COMPRESSION');
+export type PruneError = InstanceType<typeof PruneError>;
 
 export interface PruneOptions {
   /** kinds that take part (default ['dense']); embeddings are added by `embeddings: true` */

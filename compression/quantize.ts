@@ -17,7 +17,7 @@
  * Pure functions over Float32Array; no tfjs. No per-element allocation.
  */
 import type { ParamKind, ParamLayout } from '../ml/model/spec.ts';
-import { TtcError } from '../core/errors.ts';
+import { codedError } from '../core/errors.ts';
 
 export type Granularity = 'channel' | 'tensor';
 
@@ -39,12 +39,8 @@ export interface QuantSpec {
   embeddings?: boolean;
 }
 
-export class QuantizeError extends TtcError {
-  override name = 'QuantizeError';
-  constructor(message: string, options?: ErrorOptions) {
-    super('TTC_ERR_COMPRESSION', message, options);
-  }
-}
+export const QuantizeError = codedError('QuantizeError', 'TTC_ERR_COMPRESSION');
+export type QuantizeError = InstanceType<typeof QuantizeError>;
 
 export function checkBits(bits: number): void {
   if (!Number.isInteger(bits) || bits < 2 || bits > 8) throw new QuantizeError(`bits must be an integer in 2..8, got ${bits}`);

@@ -1,26 +1,23 @@
 /**
- * Runs independent jobs on the connected workers: one job per worker at a time, inputs sent as
- * blobs, results and output blobs gathered. A job whose worker disconnects or stalls is re-queued
- * and runs elsewhere (the worker is dropped); a job that fails on a worker is retried on another up
- * to `maxAttempts` times, then reported as failed with every reason.
+ * Runs independent evaluation jobs on the connected workers: one job per worker at a time, its
+ * inputs sent as a blob stream, its typed result gathered. A job whose worker disconnects or stalls
+ * is re-queued and runs elsewhere (the worker is dropped); a job that fails on a worker is retried
+ * on another up to `maxAttempts` times, then reported as failed with every reason.
  */
-import * as M from '../protocol/messages.ts';
-import { BlobAssembler, sendBlobs, type Blobs } from '../protocol/blobs.ts';
 import type { Logger } from '../core/run/log.ts';
+import { M, sendBlobs, type Blobs, type CellResultWire, type JobSpec } from '../protocol/index.ts';
 import type { WorkerEntry, WorkerRegistry } from './registry.ts';
 
 export interface JobRequest {
   id: string;
-  kind: string;
-  spec: unknown;
+  job: JobSpec;
   inputs: Blobs;
 }
 
 export interface JobOutcome {
   id: string;
   ok: boolean;
-  result?: unknown;
-  outputs: Blobs;
+  result?: CellResultWire;
   worker?: string;
   errors: string[];
 }
@@ -38,7 +35,7 @@ export async function runJobs(reg: WorkerRegistry, jobs: JobRequest[], opts: Job
   const pending = [...jobs];
   const attempts = new Map<string, string[]>();
   const outcomes = new Map<string, JobOutcome>();
-  const busy = new Map<WorkerEntry, { job: JobRequest; timer: NodeJS.Timeout; outputs: BlobAssembler }>();
+  const busy = new Map<WorkerEntry, { job: JobRequest; timer: NodeJS.Timeout }>();
   let wake: () => void = () => {};
 
   const finish = (o: JobOutcome) => {
@@ -50,7 +47,7 @@ export async function runJobs(reg: WorkerRegistry, jobs: JobRequest[], opts: Job
     const errs = attempts.get(job.id) ?? [];
     errs.push(why);
     attempts.set(job.id, errs);
-    if (errs.length >= opts.maxAttempts) finish({ id: job.id, ok: false, outputs: {}, errors: errs });
+    if (errs.length >= opts.maxAttempts) finish({ id: job.id, ok: false, errors: errs });
     else {
       log.warn(`job ${job.id} re-queued (attempt ${errs.length + 1}): ${why}`);
       pending.unshift(job);
@@ -66,27 +63,15 @@ export async function runJobs(reg: WorkerRegistry, jobs: JobRequest[], opts: Job
   const offFrame = reg.onFrame((w, msg) => {
     const b = busy.get(w);
     if (!b) return;
-    if (msg.t === 'coord.job-blob' && msg.jobId === b.job.id) {
-      try {
-        b.outputs.add(msg.name, msg.offset, msg.total, msg.data);
-      } catch (e) {
-        release(w);
-        reg.drop(w, `bad job output: ${(e as Error).message}`);
-        retry(b.job, `${reg.who(w)} sent a bad output: ${(e as Error).message}`);
-      }
-    } else if (msg.t === 'coord.job-done' && msg.jobId === b.job.id) {
+    if (msg.t === 'coord.job-done' && msg.jobId === b.job.id) {
       release(w);
-      let result: unknown;
-      try {
-        result = JSON.parse(msg.result);
-      } catch {
-        retry(b.job, `${reg.who(w)} sent a result that is not JSON`);
-        return;
-      }
-      finish({ id: b.job.id, ok: true, result, outputs: b.outputs.blobs, worker: w.name, errors: attempts.get(b.job.id) ?? [] });
+      finish({ id: b.job.id, ok: true, result: msg.result, worker: w.name, errors: attempts.get(b.job.id) ?? [] });
     } else if (msg.t === 'coord.job-failed' && msg.jobId === b.job.id) {
       release(w);
-      retry(b.job, `${reg.who(w)}: ${msg.reason}`);
+      retry(b.job, `${reg.who(w)}: ${msg.reason}${msg.code ? ` (${msg.code})` : ''}`);
+    } else if (msg.t === 'worker.refused') {
+      release(w);
+      retry(b.job, `${reg.who(w)} refused ${msg.refused}: ${msg.reason} (${msg.code})`);
     }
   });
   const offClose = reg.onWorkerClose((w, why) => {
@@ -101,16 +86,16 @@ export async function runJobs(reg: WorkerRegistry, jobs: JobRequest[], opts: Job
       const idle = [...reg.workers.values()].filter((w) => !busy.has(w));
       if (pending.length > 0 && idle.length > 0) {
         const job = pending.shift()!;
-        const w = idle[0];
+        const w = idle[0]!;
         const timer = setTimeout(() => {
           log.error(`job ${job.id}: no result from ${reg.who(w)} within ${opts.timeoutMs / 1000} s: dropping it as stalled`);
           release(w);
           reg.drop(w, 'job timed out');
           retry(job, `${reg.who(w)} stalled`);
         }, opts.timeoutMs);
-        busy.set(w, { job, timer, outputs: new BlobAssembler() });
-        void sendBlobs(job.inputs, (name, offset, total, data) => new Promise((resolve, reject) => w.conn.send(M.JobBlob, { jobId: job.id, name, offset, total, data }, (err) => (err ? reject(err) : resolve()))))
-          .then(() => w.conn.send(M.Job, { jobId: job.id, kind: job.kind, spec: JSON.stringify(job.spec) }))
+        busy.set(w, { job, timer });
+        void sendBlobs(w.conn, `job/${job.id}`, job.inputs)
+          .then(() => w.conn.send(M.Job, { jobId: job.id, job: job.job }))
           .catch(() => {}); // a send failure shows up as the worker's close
         continue;
       }

@@ -8,7 +8,7 @@
 import type { ServerResponse } from 'node:http';
 import { listen, type Connection, type PeerServer, type TlsServerFiles } from '../wire/net/index.ts';
 import { CloseCode, type Message } from '../wire/protocol/index.ts';
-import * as M from '../protocol/messages.ts';
+import { M, type Status, type WorkerView } from '../protocol/index.ts';
 import type { Logger } from '../core/run/log.ts';
 import type { SecretInput } from '../wire/auth.ts';
 import { TtcError } from '../core/errors.ts';
@@ -42,7 +42,7 @@ export interface RegistryOptions {
   /** this coordinator's name in the handshake (the run id) */
   name: string;
   log: Logger;
-  status: (runId?: string) => Record<string, unknown>;
+  status: (runId?: string) => Status;
   phase: () => string;
   /**
    * Requests from the CLI beyond status (run submissions, cancellations, reports): a run server
@@ -105,9 +105,9 @@ export class WorkerRegistry {
       conn.onFrame((msg) => {
         if (!cliTypes.has(msg.t)) return conn.fail(CloseCode.UNEXPECTED, `a cli does not send ${msg.t}`);
         const cli = msg as CliMsg;
-        if (cli.t === 'coord.status-request' && !this.opts.cli) return conn.send(M.StatusReply, { status: JSON.stringify(this.opts.status(cli.runId)) });
+        if (cli.t === 'coord.status-request' && !this.opts.cli) return conn.send(M.StatusReply, { status: this.opts.status(cli.runId) });
         if (this.opts.cli) return this.opts.cli(conn, cli);
-        conn.send(M.Refused, { reason: 'this coordinator drives a single run (`ttc coordinator`); submit runs to a run server started with `ttc serve`' });
+        conn.send(M.Refused, { code: 'TTC_ERR_REFUSED', reason: 'this coordinator drives a single run (`ttc coordinator`); submit runs to a run server started with `ttc serve`' });
       });
       return;
     }
@@ -124,6 +124,7 @@ export class WorkerRegistry {
       }
       if (!entry) return conn.fail(CloseCode.UNEXPECTED, `${msg.t} before coord.register`);
       if (cliTypes.has(msg.t)) return conn.fail(CloseCode.UNEXPECTED, `workers do not send ${msg.t}`);
+      if (msg.t === 'worker.refused') log.warn(`${this.who(entry)} refused ${msg.refused}: ${msg.reason} (${msg.code})`);
       for (const l of this.frameListeners) l(entry, msg);
     });
     conn.onClose((info) => {
@@ -162,7 +163,7 @@ export class WorkerRegistry {
     what: string,
     pick: (msg: WorkerMsg) => T | undefined,
     timeoutMs: number,
-    failed: (w: WorkerEntry, msg: WorkerMsg) => WorkerFailure | undefined = () => undefined,
+    failed: (w: WorkerEntry, msg: WorkerMsg) => Error | undefined = () => undefined,
   ): Promise<Map<WorkerEntry, T>> {
     const got = new Map<WorkerEntry, T>();
     return new Promise((resolve, reject) => {
@@ -193,7 +194,6 @@ export class WorkerRegistry {
     });
   }
 
-  /** Resolves with the registered workers (oldest first) once at least `min` are connected. */
   /** Waits until `want` workers are connected or `seconds` have passed, whichever is first; returns how many are. */
   async waitUpTo(want: number, seconds: number): Promise<number> {
     try {
@@ -204,13 +204,15 @@ export class WorkerRegistry {
     return this.workers.size;
   }
 
+  /** Resolves with the registered workers (oldest first) once at least `min` are connected. */
   async waitFor(min: number, waitSeconds: number, signal?: AbortSignal): Promise<WorkerEntry[]> {
     const deadline = waitSeconds > 0 ? Date.now() + waitSeconds * 1000 : Infinity;
-    if (this.workers.size < min) this.opts.log.info(`waiting for ${min} worker(s) (${this.workers.size} connected)`);
+    const waited = this.workers.size < min;
+    if (waited) this.opts.log.info(`waiting for ${min} worker(s) (${this.workers.size} connected)`);
     while (this.workers.size < min) {
-      if (signal?.aborted) throw new Error(`cancelled while waiting for workers (${this.workers.size} of ${min} connected)`);
+      if (signal?.aborted) throw new TtcError('TTC_ERR_RUN', `cancelled while waiting for workers (${this.workers.size} of ${min} connected)`);
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`only ${this.workers.size} of the ${min} workers needed connected within ${waitSeconds} s`);
+      if (left <= 0) throw new TtcError('TTC_ERR_RUN', `only ${this.workers.size} of the ${min} workers needed connected within ${waitSeconds} s`);
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, Math.min(left, 1000));
         this.changed = () => {
@@ -219,13 +221,25 @@ export class WorkerRegistry {
         };
       });
     }
-    // Give workers that connect together a moment to register, so one ring takes them all.
-    await new Promise((r) => setTimeout(r, 300));
+    // Workers that start together register within moments of each other: when this call had to
+    // wait for them, give the rest of the group that moment, so one ring takes them all.
+    if (waited) await new Promise((r) => setTimeout(r, 300));
     return [...this.workers.values()].sort((a, b) => a.id - b.id);
   }
 
   broadcast<D extends ToWorker>(members: WorkerEntry[], def: D, fields: (w: WorkerEntry) => Omit<Message<D>, 'v' | 't'>): void {
     for (const w of members) w.conn.send(def, fields(w) as never);
+  }
+
+  /** Tells every connected worker to exit (`ok`: the job is done; a stop after success is not logged as a loss). */
+  stopAll(ok: boolean, reason: string): void {
+    if (ok) this.quiet = true;
+    this.broadcast([...this.workers.values()], M.Stop, () => ({ reason: reason.slice(0, 1000), ok }));
+  }
+
+  /** The connected workers as status views. */
+  workerViews(): WorkerView[] {
+    return [...this.workers.values()].map((w) => ({ name: w.name, rank: w.rank ?? null, remote: w.conn.remote, backend: w.backend ?? null }));
   }
 
   /** Closes a worker's connection after a failure and forgets it. */

@@ -8,42 +8,23 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import * as M from '../protocol/messages.ts';
-import { writeJsonAtomic } from '../core/fs.ts';
+import * as v from 'valibot';
 import { resolveConfig } from '../core/config/load.ts';
-import type { Config } from '../core/config/schema.ts';
-import { resolveSweepConfig, type SweepConfig } from './sweep-config.ts';
-import { createRunDir, openRunDir, runDirFor, timestamp } from '../core/run/rundir.ts';
+import { RunDirError, TtcError, isTtcError } from '../core/errors.ts';
+import { writeJsonAtomic } from '../core/fs.ts';
 import { createLogger, type Logger } from '../core/run/log.ts';
 import { createProgress } from '../core/run/progress.ts';
-import { writeReport } from '../report/write.ts';
-import type { Connection, TlsServerFiles } from '../wire/net/index.ts';
+import { createRunDir, openRunDir, runDirFor, timestamp } from '../core/run/rundir.ts';
+import { readSummary } from '../ml/loop/pretrain.ts';
+import { M, RUN_ID, runRecordSchema, type RunRecord, type ServerStatus } from '../protocol/index.ts';
 import type { SecretInput } from '../wire/auth.ts';
+import type { Connection, TlsServerFiles } from '../wire/net/index.ts';
+import { Driver } from './formation.ts';
+import { PretrainRun } from './pretrain.ts';
 import { WorkerRegistry, type CliMsg, type FromWorker } from './registry.ts';
-import { Coordinator } from './coordinator.ts';
-import { bestSizePerBudget, pretrainingReportData, readSummary, runSweep, writePretrainingResults, type MemberTrainer } from '../cli/commands/sweep.ts';
-import { evaluateSweep } from '../cli/commands/evaluate.ts';
 import { resultFiles } from './result-files.ts';
-
-export type RunState = 'queued' | 'running' | 'done' | 'failed' | 'cancelled';
-
-export interface RunRecord {
-  id: string;
-  kind: 'train' | 'sweep';
-  dir: string;
-  state: RunState;
-  submittedAt: string;
-  startedAt?: string;
-  finishedAt?: string;
-  /** the failure or cancellation reason */
-  error?: string;
-  /** what the run is doing now, and how far that stage is */
-  stage?: string;
-  stageDone?: number;
-  stageTotal?: number;
-  /** the end result in one line (final validation loss, or the sweep's best sizes) */
-  result?: string;
-}
+import { resolveSweepConfig, type SweepConfig } from './sweep-config.ts';
+import { runSweep } from './sweep.ts';
 
 export interface RunServerOptions {
   secret: SecretInput;
@@ -61,16 +42,24 @@ export interface RunServerOptions {
 }
 
 const QUEUE_FILE = 'queue.json';
-/** what the protocol accepts as a run id (coord.submitted, coord.status-request) */
-const RUN_ID = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
 const now = () => new Date().toISOString();
+/** queue.json */
+const queueSchema = v.strictObject({ runs: v.array(runRecordSchema) });
+
+/** A submission, cancellation or report request this server will not carry out (the reason goes back to the CLI). */
+class Refusal extends TtcError {
+  override name = 'Refusal';
+  constructor(message: string) {
+    super('TTC_ERR_REFUSED', message);
+  }
+}
 
 export class RunServer {
   readonly registry: WorkerRegistry;
+  private readonly driver: Driver;
   private runs: RunRecord[] = [];
-  private live: Coordinator | undefined;
+  private live: PretrainRun | undefined;
   private abort: AbortController | undefined;
-  private formations = 0;
   private wake: () => void = () => {};
   private closed = false;
   private loop: Promise<void> | undefined;
@@ -88,6 +77,7 @@ export class RunServer {
       phase: () => this.phase(),
       cli: (conn, msg) => this.onCli(conn, msg),
     });
+    this.driver = new Driver(this.registry, opts.log);
     this.runs = this.readQueue();
     for (const r of this.runs) {
       if (r.state === 'running') {
@@ -124,9 +114,9 @@ export class RunServer {
     const file = path.join(this.opts.outputDir, QUEUE_FILE);
     if (!fs.existsSync(file)) return [];
     try {
-      const parsed = JSON.parse(fs.readFileSync(file, 'utf8')) as { runs?: RunRecord[] };
-      if (!Array.isArray(parsed.runs)) throw new Error('no "runs" list');
-      return parsed.runs;
+      const parsed = v.safeParse(queueSchema, JSON.parse(fs.readFileSync(file, 'utf8')));
+      if (!parsed.success) throw new Error(`${parsed.issues[0].message} at ${v.getDotPath(parsed.issues[0]) ?? 'the top level'}`);
+      return parsed.output.runs;
     } catch (e) {
       // Keep the unreadable file for inspection rather than overwrite what it may still say.
       const kept = `${file}.corrupt-${Date.now()}`;
@@ -137,12 +127,12 @@ export class RunServer {
   }
 
   private writeQueue(): void {
-    const file = path.join(this.opts.outputDir, QUEUE_FILE);
-    writeJsonAtomic(file, { runs: this.runs });
+    writeJsonAtomic(path.join(this.opts.outputDir, QUEUE_FILE), { runs: this.runs });
   }
 
   private update(r: RunRecord, fields: Partial<RunRecord>): void {
     Object.assign(r, fields);
+    for (const k of Object.keys(fields) as Array<keyof RunRecord>) if (fields[k] === undefined) delete r[k];
     this.writeQueue();
   }
 
@@ -154,24 +144,24 @@ export class RunServer {
     try {
       raw = JSON.parse(configJson);
     } catch (e) {
-      throw new Error(`the config is not JSON: ${(e as Error).message}`);
+      throw new Refusal(`the config is not JSON: ${(e as Error).message}`);
     }
-    if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new Error('the config must be a JSON object');
+    if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new Refusal('the config must be a JSON object');
     let record: RunRecord;
     if (kind === 'train') {
       // The server decides where results go; everything else is the submitter's config, validated again here.
       const config = resolveConfig(raw, { ...this.opts.overrides, outputDir: this.opts.outputDir });
-      if (config.runId && !RUN_ID.test(config.runId)) throw new Error(`runId "${config.runId}": use letters, digits, ".", "_" and "-" (it names a directory on the server)`);
+      if (config.runId && !RUN_ID.test(config.runId)) throw new Refusal(`runId "${config.runId}": use letters, digits, ".", "_" and "-" (it names a directory on the server)`);
       const run = createRunDir(config, `${name}.json`);
       record = { id: run.id, kind, dir: run.dir, state: 'queued', submittedAt: now() };
     } else {
       const sweep = resolveSweepConfig(raw, `submitted sweep "${name}"`);
       sweep.base = resolveConfig(sweep.base, { ...this.opts.overrides, outputDir: this.opts.outputDir });
-      if (sweep.sweepId && !RUN_ID.test(sweep.sweepId)) throw new Error(`sweepId "${sweep.sweepId}": use letters, digits, ".", "_" and "-" (it names a directory on the server)`);
+      if (sweep.sweepId && !RUN_ID.test(sweep.sweepId)) throw new Refusal(`sweepId "${sweep.sweepId}": use letters, digits, ".", "_" and "-" (it names a directory on the server)`);
       const id = uniqueId(this.opts.outputDir, sweep.sweepId || `${name}-${timestamp()}`, sweep.sweepId !== '');
       const dir = path.join(this.opts.outputDir, id);
       fs.mkdirSync(dir, { recursive: true });
-      fs.writeFileSync(path.join(dir, 'sweep.json'), `${JSON.stringify({ ...sweep, sweepId: id, outputDir: this.opts.outputDir }, null, 2)}\n`);
+      writeJsonAtomic(path.join(dir, 'sweep.json'), { ...sweep, sweepId: id, outputDir: this.opts.outputDir });
       record = { id, kind, dir, state: 'queued', submittedAt: now() };
     }
     this.runs.push(record);
@@ -187,10 +177,10 @@ export class RunServer {
 
   cancel(id: string): RunRecord {
     const r = this.runs.find((x) => x.id === id);
-    if (!r) throw new Error(`no run "${id}" on this server`);
+    if (!r) throw new Refusal(`no run "${id}" on this server`);
     if (r.state === 'queued') this.update(r, { state: 'cancelled', finishedAt: now(), error: 'cancelled before it started' });
     else if (r.state === 'running') this.abort?.abort('cancelled by `ttc cancel`');
-    else throw new Error(`run ${id} is already ${r.state}`);
+    else throw new Refusal(`run ${id} is already ${r.state}`);
     this.opts.log.warn(`run ${id}: cancellation requested (${r.state})`);
     return r;
   }
@@ -221,75 +211,48 @@ export class RunServer {
         }
         const cancelled = this.abort.signal.aborted;
         this.update(next, { state: cancelled ? 'cancelled' : 'failed', finishedAt: now(), error: (e as Error).message });
-        this.opts.log.error(`run ${next.id} ${cancelled ? 'cancelled' : 'failed'}: ${(e as Error).message}`);
+        this.opts.log.error(`run ${next.id} ${cancelled ? 'cancelled' : 'failed'}: ${isTtcError(e) ? e.message : (e as Error).stack}`);
       } finally {
         this.live = undefined;
       }
     }
   }
 
-  private coordinator(config: Config, dir: string, log: Logger): Coordinator {
-    const c = new Coordinator({
-      config,
-      run: runDirFor(dir),
-      secret: this.opts.secret,
-      host: this.opts.host,
-      port: this.opts.port,
-      log,
-      progress: createProgress(path.basename(dir)),
-      registry: this.registry,
-      nextFormation: () => ++this.formations,
-      signal: this.abort!.signal,
-    });
-    this.live = c;
-    return c;
-  }
-
   private async runTraining(r: RunRecord, log: Logger): Promise<string> {
-    const { storedConfig } = openRunDir(r.dir);
-    const config = resolveConfig(storedConfig);
+    const config = resolveConfig(openRunDir(r.dir).storedConfig);
     this.update(r, { stage: 'training' });
-    const summary = await this.coordinator(config, r.dir, log).run();
+    this.live = new PretrainRun({ config, run: runDirFor(r.dir), driver: this.driver, log, progress: createProgress(path.basename(r.dir)), signal: this.abort!.signal });
+    const summary = await this.live.run();
     return `final validation loss ${summary.finalValLoss.toFixed(4)} after ${summary.steps} steps (${summary.flopsUsed.toExponential(3)} FLOPs, ${summary.secondsUsed.toFixed(1)} s)`;
   }
 
   private async runSweepRecord(r: RunRecord, log: Logger): Promise<string> {
     const stored = path.join(r.dir, 'sweep.json');
     const sweep: SweepConfig = resolveSweepConfig(JSON.parse(fs.readFileSync(stored, 'utf8')), stored);
-    const signal = this.abort!.signal;
-    const train: MemberTrainer = async ({ config, runDir, resume, label, index, total }) => {
-      if (signal.aborted) throw new Error(`cancelled before ${label}`);
-      this.update(r, { stage: `pretraining ${label}`, stageDone: index - 1, stageTotal: total });
-      const runConfig = resume ? resolveConfig(openRunDir(runDir).storedConfig) : config;
-      if (!resume) createRunDir(config);
-      await this.coordinator(runConfig, runDir, log).run();
-      this.live = undefined;
-    };
-    const results = await runSweep(sweep, r.dir, (l) => log.info(l), train);
-    writePretrainingResults(r.dir, sweep, results);
-    this.update(r, { stage: 'pretraining done', stageDone: results.length, stageTotal: results.length });
-    const data = pretrainingReportData(r.id, sweep, results);
-    if (sweep.evaluation) {
-      if (signal.aborted) throw new Error('cancelled before the compression + evaluation step');
-      const { cells, failures } = await evaluateSweep(r.dir, sweep, this.registry, log, (stage, done, total) => {
+    const out = await runSweep(sweep, r.dir, {
+      driver: this.driver,
+      log,
+      signal: this.abort!.signal,
+      onMember: (m) => (this.live = m),
+      progress: (stage, done, total) => {
         if (r.stage !== stage || r.stageDone !== done) this.update(r, { stage, stageDone: done, stageTotal: total });
-      });
-      data.cells = cells;
-      if (failures.length > 0) throw new Error(`${failures.length} evaluation job(s) failed: ${failures.join('; ')}`);
-    }
-    const report = writeReport(r.dir, data);
-    const best = [...bestSizePerBudget(results)].map(([b, m]) => `budget ${b}: ${m.sizeId} (val ${m.valLoss.toFixed(4)})`);
-    return [`${results.length} members`, ...best, ...report.conclusion.slice(0, 1)].join('; ');
+      },
+    });
+    if (out.failures.length > 0) throw new TtcError('TTC_ERR_JOB', `${out.failures.length} evaluation job(s) failed: ${out.failures.join('; ')}`);
+    return [`${out.members.length} members`, ...out.best, ...out.conclusion.slice(0, 1)].join('; ');
   }
 
   // ---- CLI requests -----------------------------------------------------------------------------
 
   private onCli(conn: Connection<FromWorker>, msg: CliMsg): void {
-    const refuse = (e: unknown) => conn.send(M.Refused, { reason: (e as Error).message.slice(0, 8000) });
+    const refuse = (e: unknown) => {
+      if (!isTtcError(e)) this.opts.log.error(`request ${msg.t} failed: ${(e as Error).stack}`);
+      conn.send(M.Refused, { code: isTtcError(e) ? e.code : 'TTC_ERR_REFUSED', reason: (e as Error).message.slice(0, 8000) });
+    };
     switch (msg.t) {
       case 'coord.status-request':
-        if (msg.runId && !this.runs.some((r) => r.id === msg.runId)) return refuse(new Error(`no run "${msg.runId}" on this server`));
-        return conn.send(M.StatusReply, { status: JSON.stringify(this.status(msg.runId)) });
+        if (msg.runId && !this.runs.some((r) => r.id === msg.runId)) return refuse(new Refusal(`no run "${msg.runId}" on this server`));
+        return conn.send(M.StatusReply, { status: this.status(msg.runId) });
       case 'coord.submit':
         try {
           const r = this.submit(msg.kind, msg.name, msg.config);
@@ -302,7 +265,7 @@ export class RunServer {
       case 'coord.cancel':
         try {
           const r = this.cancel(msg.runId);
-          conn.send(M.Cancelled, { runId: r.id, state: r.state === 'running' ? 'cancelling' : r.state });
+          conn.send(M.Cancelled, { runId: r.id, state: r.state === 'running' ? 'cancelling' : 'cancelled' });
         } catch (e) {
           refuse(e);
         }
@@ -315,46 +278,42 @@ export class RunServer {
 
   private async sendFiles(conn: Connection<FromWorker>, id: string): Promise<void> {
     const r = this.runs.find((x) => x.id === id);
-    if (!r) throw new Error(`no run "${id}" on this server`);
+    if (!r) throw new Refusal(`no run "${id}" on this server`);
     const files = resultFiles(r.dir);
-    if (files.length === 0) throw new Error(`run ${id} (${r.state}) has no result files yet`);
+    if (files.length === 0) throw new Refusal(`run ${id} (${r.state}) has no result files yet`);
     for (const name of files) {
       const data = fs.readFileSync(path.join(r.dir, name));
       for (let off = 0; off === 0 || off < data.length; off += M.FILE_PART_BYTES) {
-        const part = data.subarray(off, Math.min(data.length, off + M.FILE_PART_BYTES));
-        // Wait for each part to reach the socket: bounded memory for large reports.
-        await new Promise<void>((resolve, reject) => conn.send(M.FilePart, { name, offset: off, total: data.length, data: part }, (err) => (err ? reject(err) : resolve())));
+        // Awaited per part: bounded memory for large reports.
+        await conn.sendAsync(M.FilePart, { name, offset: off, total: data.length, data: data.subarray(off, Math.min(data.length, off + M.FILE_PART_BYTES)) });
         if (data.length === 0) break;
       }
     }
     conn.send(M.FilesDone, { runId: id, count: files.length, state: r.state });
   }
 
-  status(id?: string): Record<string, unknown> {
-    const runs = this.runs.map((r) => ({ ...r, position: r.state === 'queued' ? this.position(r) : undefined }));
+  status(id?: string): ServerStatus {
+    const runs = this.runs.map((r) => ({ ...r, ...(r.state === 'queued' ? { position: this.position(r) } : {}) }));
     const current = this.runs.find((r) => r.state === 'running');
-    const live = current && this.live ? this.live.status() : undefined;
+    const workers = this.registry.workerViews();
+    const record = id ? this.runs.find((r) => r.id === id) : undefined;
+    const summary = record?.kind === 'train' ? readSummary(record.dir) : undefined;
     return {
-      server: true,
+      kind: 'server',
       phase: this.phase(),
       outputDir: this.opts.outputDir,
       overrides: this.opts.overrides ?? {},
-      workers: [...this.registry.workers.values()].map((w) => ({ name: w.name, rank: w.rank ?? null, remote: w.conn.remote, backend: w.backend ?? null })),
+      workers,
       runs: id ? runs.filter((r) => r.id === id) : runs,
-      current: current ? { id: current.id, training: live } : null,
-      summary: id ? readRunSummary(this.runs.find((r) => r.id === id)) : undefined,
+      current: current ? { id: current.id, ...(this.live ? { training: this.live.status(workers) } : {}) } : null,
+      ...(summary ? { summary: JSON.parse(JSON.stringify(summary)) } : {}),
     };
   }
-}
-
-function readRunSummary(r: RunRecord | undefined): unknown {
-  if (!r || r.kind !== 'train') return undefined;
-  return readSummary(r.dir);
 }
 
 /** A directory name under `dir` that is not taken yet; an explicit id that is taken is an error. */
 function uniqueId(dir: string, base: string, explicit: boolean): string {
   if (!fs.existsSync(path.join(dir, base))) return base;
-  if (explicit) throw new Error(`a run directory named ${base} already exists on the server: choose another sweepId`);
+  if (explicit) throw new RunDirError(`a run directory named ${base} already exists on the server: choose another sweepId`);
   for (let i = 2; ; i++) if (!fs.existsSync(path.join(dir, `${base}-${i}`))) return `${base}-${i}`;
 }

@@ -3,8 +3,11 @@
  * more total budgets. Every (size, budget) member is the base config with that size and budget.
  * Validated with the same clear errors as run configs (field, value, expectation).
  */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { ConfigError, readConfigFile, resolveConfig } from '../core/config/load.ts';
-import { compressionGrid, type GridOptions } from '../compression/eval/cells.ts';
+import { RunDirError } from '../core/errors.ts';
+import { compressionGrid, type GridOptions } from '../compression/grid.ts';
 import type { Config } from '../core/config/schema.ts';
 
 export interface SweepSize {
@@ -168,6 +171,13 @@ function parseSeeds(raw: unknown, errors: string[]): number[] {
 
 export function loadSweepConfig(path: string): SweepConfig {
   return resolveSweepConfig(readConfigFile(path), path);
+}
+
+/** The resolved sweep config stored in a sweep directory (its sweep.json). */
+export function readSweepDir(dir: string): SweepConfig {
+  const stored = join(dir, 'sweep.json');
+  if (!existsSync(stored)) throw new RunDirError(`${dir} is not a sweep directory (no sweep.json)`);
+  return resolveSweepConfig(readConfigFile(stored), stored);
 }
 
 /** The seeds a sweep trains every member with: its list, or the base's own (undefined = no trainSeed override). */

@@ -17,6 +17,7 @@ export const ERROR_CODES = {
   TTC_ERR_CONNECT_TIMEOUT: 'the handshake did not complete in time',
   TTC_ERR_CONNECT_PROTOCOL: 'the server answered something that is not the ttc handshake (or a TLS problem)',
   TTC_ERR_CONNECT_REFUSED: 'the server closed the connection during the handshake (e.g. 1013 try again later)',
+  TTC_ERR_CONNECTION_LOST: 'the other side closed the connection or stopped answering',
   TTC_ERR_PROTOCOL: 'a frame that is malformed, too large, of an unknown type or fails its schema',
   TTC_ERR_UNEXPECTED_MESSAGE: 'a message the receiver does not accept in its current state (a protocol bug, named)',
   TTC_ERR_STALE_FORMATION: 'a message for a ring formation the receiver is not in',
@@ -53,26 +54,22 @@ export function isTtcError(e: unknown): e is Error & { code: ErrorCode } {
   return e instanceof Error && typeof code === 'string' && code in ERROR_CODES;
 }
 
+/** A TtcError class of one area: a fixed name and code (`export const XError = codedError('XError', 'TTC_ERR_X')`). */
+export function codedError(name: string, code: ErrorCode) {
+  return class extends TtcError {
+    override name = name;
+    constructor(message: string, options?: ErrorOptions) {
+      super(code, message, options);
+    }
+  };
+}
+
 /** A wrong or missing command-line flag: the CLI prints its message (and the usage), not a stack. */
-export class UsageError extends TtcError {
-  override name = 'UsageError';
-  constructor(message: string) {
-    super('TTC_ERR_USAGE', message);
-  }
-}
-
+export const UsageError = codedError('UsageError', 'TTC_ERR_USAGE');
+export type UsageError = InstanceType<typeof UsageError>;
 /** A run or sweep directory that cannot be used as asked. */
-export class RunDirError extends TtcError {
-  override name = 'RunDirError';
-  constructor(message: string) {
-    super('TTC_ERR_RUN_DIR', message);
-  }
-}
-
+export const RunDirError = codedError('RunDirError', 'TTC_ERR_RUN_DIR');
+export type RunDirError = InstanceType<typeof RunDirError>;
 /** Data that cannot be built. */
-export class DataError extends TtcError {
-  override name = 'DataError';
-  constructor(message: string) {
-    super('TTC_ERR_DATA', message);
-  }
-}
+export const DataError = codedError('DataError', 'TTC_ERR_DATA');
+export type DataError = InstanceType<typeof DataError>;

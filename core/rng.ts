@@ -74,3 +74,10 @@ export class Rng {
     return [this.a, this.b, this.c, this.d];
   }
 }
+
+/** A seed for one purpose derived from a base seed (so e.g. a head's initialisation and a data order are unrelated streams). */
+export function deriveSeed(seed: number, tag: number): number {
+  let h = Math.imul((seed >>> 0) ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(tag + 1, 0x27d4eb2f);
+  h = Math.imul(h ^ (h >>> 15), 0xc2b2ae35);
+  return (h ^ (h >>> 13)) >>> 0;
+}

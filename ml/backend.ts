@@ -8,7 +8,7 @@
 import os from 'node:os';
 import { createRequire } from 'node:module';
 import { tf } from './tf.ts';
-import { TtcError } from '../core/errors.ts';
+import { codedError } from '../core/errors.ts';
 
 export type BackendChoice = 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
 
@@ -21,12 +21,8 @@ export interface BackendInfo {
   log: string[];
 }
 
-export class BackendError extends TtcError {
-  override name = 'BackendError';
-  constructor(message: string, options?: ErrorOptions) {
-    super('TTC_ERR_BACKEND', message, options);
-  }
-}
+export const BackendError = codedError('BackendError', 'TTC_ERR_BACKEND');
+export type BackendError = InstanceType<typeof BackendError>;
 
 const require = createRequire(import.meta.url);
 const errText = (e: unknown) => (e instanceof Error ? e.message.split('\n')[0] : String(e));

@@ -1,31 +1,52 @@
 /**
- * Coordinator ↔ worker (and CLI) messages of a training run. Frames carry a `formation` number:
- * each ring formation gets a new one, and anything tagged with an old formation is ignored, so a
- * message delayed past a re-formation cannot confuse the new ring. Configs and run state travel
- * as JSON text and are validated again (convict schema) after parsing; tensors travel as binary.
+ * ttc's application protocol: the messages between the coordinator and its workers, and between
+ * the CLI and a coordinator, each a strict valibot schema (wire/protocol validates every frame
+ * against it before anyone sees it). Ring traffic carries a `formation` number: each ring
+ * formation gets a new one, and a worker refuses a message for a formation it is not in
+ * (TTC_ERR_STALE_FORMATION) or one its lifecycle state does not accept
+ * (TTC_ERR_UNEXPECTED_MESSAGE, worker/lifecycle.ts) with `worker.refused`, never silently.
+ * Configs travel as JSON text and are validated again by the config schema on receipt; tensors and
+ * other bulk data travel as binary blobs (protocol/blobs.ts), never as JSON numbers.
  */
 import * as v from 'valibot';
-import { bytes, defineMessage, float32Array, shortString, u32 } from '../wire/protocol/registry.ts';
+import { ERROR_CODE_LIST } from '../core/errors.ts';
+import { bytes, defineMessage, float32Array, shortString, u32 } from '../wire/protocol/index.ts';
+import { cellResultSchema, configJson, jobSpecSchema, taskSpecSchema } from './specs.ts';
+import { statusSchema } from './status.ts';
 
-const json = (max = 1 << 20) => v.pipe(v.string(), v.maxLength(max));
 const finite = () => v.pipe(v.number(), v.finite());
 const host = () => shortString(255);
-/** Largest tensor part per frame: 2 Mi floats = 8 MiB, well under maxPayload. */
-export const STATE_PART_FLOATS = 2 * 1024 * 1024;
-const stateKind = () => v.picklist(['weights', 'm', 'v']);
-/** what a coordinator may load into a ring: the state, plus a pruning mask (1 = keep, as floats) to hold through training */
-const loadKind = () => v.picklist(['weights', 'm', 'v', 'mask']);
+const reason = (max = 2048) => v.pipe(v.string(), v.maxLength(max));
+const errorCode = () => v.picklist(ERROR_CODE_LIST);
+/** Largest blob part per frame: 2 Mi floats = 8 MiB, well under maxPayload. */
+export const BLOB_PART_FLOATS = 2 * 1024 * 1024;
+
+// ---- bulk data, either direction ---------------------------------------------------------------
+/**
+ * One part of a named Float32Array of a stream: the weights and optimizer state a coordinator
+ * loads into a ring (stream `load/<formation>`), the state it fetches back (`state/<formation>/<step>`),
+ * a job's inputs and outputs (`job/<id>`).
+ */
+export const Blob = defineMessage('coord.blob', {
+  stream: shortString(256),
+  name: shortString(64),
+  offset: u32(),
+  total: u32(),
+  data: float32Array(BLOB_PART_FLOATS),
+});
 
 // ---- worker → coordinator ----------------------------------------------------------------------
 export const Register = defineMessage('coord.register', {
   name: shortString(128),
   pid: u32(),
-  /** host:port other workers reach this worker's ring listener at is sent later, per formation */
+  /** the host other workers reach this worker's ring listener at (its port is sent per formation) */
   advertiseHost: host(),
   ringPort: u32(),
 });
-export const RingReady = defineMessage('coord.ring-ready', { formation: u32(), host: host(), port: u32(), backend: shortString(300), trainSequences: u32() });
+export const RingReady = defineMessage('coord.ring-ready', { formation: u32(), host: host(), port: u32(), backend: shortString(300), trainCount: u32() });
 export const RingUp = defineMessage('coord.ring-up', { formation: u32() });
+/** The state sent with `coord.load` is in place on this rank (broadcast from rank 0 over the ring). */
+export const Loaded = defineMessage('coord.loaded', { formation: u32() });
 export const StepDone = defineMessage('coord.step-done', {
   formation: u32(),
   step: u32(),
@@ -35,23 +56,24 @@ export const StepDone = defineMessage('coord.step-done', {
   reduceMs: finite(),
   applyMs: finite(),
 });
+/** A ring operation failed on this rank (a peer died or stalled): `failedRank` is the culprit when known. */
 export const StepFailed = defineMessage('coord.step-failed', {
   formation: u32(),
   step: u32(),
-  reason: v.pipe(v.string(), v.maxLength(2048)),
+  code: errorCode(),
+  reason: reason(),
   failedRank: v.optional(u32()),
 });
 export const Calibrated = defineMessage('coord.calibrated', { formation: u32(), seconds: finite() });
-export const EvalDone = defineMessage('coord.eval-done', { formation: u32(), step: u32(), loss: finite(), unigramEntropy: v.optional(finite()), accuracy: v.optional(finite()) });
+export const EvalDone = defineMessage('coord.eval-done', { formation: u32(), step: u32(), loss: v.optional(finite()), accuracy: v.optional(finite()), unigramEntropy: v.optional(finite()) });
 export const ParamHash = defineMessage('coord.param-hash', { formation: u32(), step: u32(), hash: shortString(64) });
-export const StatePart = defineMessage('coord.state-part', {
-  formation: u32(),
-  step: u32(),
-  kind: stateKind(),
-  offset: u32(),
-  data: float32Array(STATE_PART_FLOATS),
-});
+/** The blobs of stream `state/<formation>/<step>` (weights, m, v) were sent. */
 export const StateDone = defineMessage('coord.state-done', { formation: u32(), step: u32(), adamT: u32() });
+/** A message the worker does not accept now (its type, the worker's state, a stale formation): a protocol bug, named. */
+export const WorkerRefused = defineMessage('worker.refused', { code: errorCode(), refused: shortString(64), reason: reason(), formation: v.optional(u32()) });
+/** The job's result (its output blobs, if any, were sent before). */
+export const JobDone = defineMessage('coord.job-done', { jobId: shortString(200), result: cellResultSchema });
+export const JobFailed = defineMessage('coord.job-failed', { jobId: shortString(200), code: v.optional(errorCode()), reason: reason() });
 
 // ---- coordinator → worker ----------------------------------------------------------------------
 export const Assign = defineMessage('coord.assign', {
@@ -59,54 +81,44 @@ export const Assign = defineMessage('coord.assign', {
   rank: u32(),
   worldSize: u32(),
   ringId: shortString(128),
-  /** the resolved run config, JSON */
-  config: json(),
-  /** what the ring trains: MLM pretraining (default) or classification fine-tuning (spec JSON) */
-  task: v.optional(v.picklist(['mlm', 'classify'])),
-  taskSpec: v.optional(json()),
+  /** the resolved run config */
+  config: configJson(),
+  task: taskSpecSchema,
 });
 export const RingConnect = defineMessage('coord.ring-connect', { formation: u32(), host: host(), port: u32() });
-export const LoadPart = defineMessage('coord.load-part', { formation: u32(), kind: loadKind(), offset: u32(), data: float32Array(STATE_PART_FLOATS) });
-export const LoadDone = defineMessage('coord.load-done', { formation: u32(), adamT: u32(), total: u32() });
-export const Step = defineMessage('coord.step', {
-  formation: u32(),
-  step: u32(),
-  lr: finite(),
-  epoch: u32(),
-  offset: u32(),
-});
+/**
+ * Load a state: rank 0 received it as the blobs of stream `load/<formation>` (the weights; m and v
+ * when `moments`, else they start at zero; with `mask`, a pruning mask as 0/1 floats to hold through
+ * training); every rank gets it from rank 0 by a broadcast over the ring, then answers `coord.loaded`.
+ */
+export const Load = defineMessage('coord.load', { formation: u32(), adamT: u32(), total: u32(), moments: v.boolean(), mask: v.boolean() });
+export const Step = defineMessage('coord.step', { formation: u32(), step: u32(), lr: finite(), epoch: u32(), offset: u32() });
 /** Seconds budgets: time `count` gradient computations + all-reduces without applying them. */
 export const Calibrate = defineMessage('coord.calibrate', { formation: u32(), count: u32(), epoch: u32(), offset: u32() });
 export const EvalRequest = defineMessage('coord.eval', { formation: u32(), step: u32() });
 export const HashRequest = defineMessage('coord.hash', { formation: u32(), step: u32() });
 export const StateRequest = defineMessage('coord.state', { formation: u32(), step: u32() });
-/** Leave the current ring (it is being re-formed) and wait for a new assignment. */
-export const Reset = defineMessage('coord.reset', { formation: u32(), reason: v.pipe(v.string(), v.maxLength(1024)) });
-/** The run is over (or failed): the worker exits. */
-export const Stop = defineMessage('coord.stop', { reason: v.pipe(v.string(), v.maxLength(1024)), ok: v.boolean() });
+/** Leave the ring (it is being re-formed, or its work is done) and wait for a new assignment. */
+export const Reset = defineMessage('coord.reset', { formation: u32(), reason: reason(1024) });
+/** The coordinator is done with this worker: it exits (`ok` = with status 0). */
+export const Stop = defineMessage('coord.stop', { reason: reason(1024), ok: v.boolean() });
+/** Run an evaluation job (its input blobs, stream `job/<jobId>`, were sent before). */
+export const Job = defineMessage('coord.job', { jobId: shortString(200), job: jobSpecSchema });
 
-// ---- jobs (compression + evaluation step): either direction ----------------------------------------
-/** A named float32 input (coordinator → worker) or output (worker → coordinator) of a job, in parts. */
-export const JobBlob = defineMessage('coord.job-blob', { jobId: shortString(200), name: shortString(64), offset: u32(), total: u32(), data: float32Array(STATE_PART_FLOATS) });
-/** coordinator → worker: run a job (its blobs were sent before). */
-export const Job = defineMessage('coord.job', { jobId: shortString(200), kind: shortString(64), spec: json() });
-/** worker → coordinator: the job's result (its output blobs were sent before). */
-export const JobDone = defineMessage('coord.job-done', { jobId: shortString(200), result: json() });
-export const JobFailed = defineMessage('coord.job-failed', { jobId: shortString(200), reason: v.pipe(v.string(), v.maxLength(2048)) });
-
-// ---- CLI ↔ coordinator ---------------------------------------------------------------------------
+// ---- CLI ↔ coordinator -------------------------------------------------------------------------
 /** A run id as the server names run directories: no path separators, no leading dot. */
-const runId = () => v.pipe(v.string(), v.regex(/^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/, 'a run id (letters, digits, . _ -)'));
+export const RUN_ID = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
+const runId = () => v.pipe(v.string(), v.regex(RUN_ID, 'a run id (letters, digits, . _ -)'));
 /** Status of the coordinator; a run server answers for one run when `runId` is given. */
 export const StatusRequest = defineMessage('coord.status-request', { runId: v.optional(runId()) });
-export const StatusReply = defineMessage('coord.status', { status: json() });
+export const StatusReply = defineMessage('coord.status', { status: statusSchema });
 /** Submit a run (one training run) or a sweep to a run server (`ttc serve`); the config is the resolved JSON. */
-export const Submit = defineMessage('coord.submit', { kind: v.picklist(['train', 'sweep']), name: runId(), config: json(4 << 20) });
-export const Submitted = defineMessage('coord.submitted', { runId: runId(), position: u32(), dir: v.pipe(v.string(), v.maxLength(4096)) });
+export const Submit = defineMessage('coord.submit', { kind: v.picklist(['train', 'sweep']), name: runId(), config: v.pipe(v.string(), v.maxLength(4 << 20)) });
+export const Submitted = defineMessage('coord.submitted', { runId: runId(), position: u32(), dir: reason(4096) });
 /** A submission, cancellation or report request that the coordinator will not carry out, and why. */
-export const Refused = defineMessage('coord.refused', { reason: v.pipe(v.string(), v.maxLength(8192)) });
+export const Refused = defineMessage('coord.refused', { code: errorCode(), reason: reason(8192) });
 export const Cancel = defineMessage('coord.cancel', { runId: runId() });
-export const Cancelled = defineMessage('coord.cancelled', { runId: runId(), state: shortString(32) });
+export const Cancelled = defineMessage('coord.cancelled', { runId: runId(), state: v.picklist(['cancelled', 'cancelling']) });
 /** Ask for a run's result files (report, tables, plots, summary, metrics; never checkpoints). */
 export const ReportRequest = defineMessage('coord.report-request', { runId: runId() });
 /** Largest piece of a file per frame. */
@@ -120,7 +132,7 @@ export const FilePart = defineMessage('coord.file', {
 });
 export const FilesDone = defineMessage('coord.files-done', { runId: runId(), count: u32(), state: shortString(32) });
 
-export const fromWorker = [Register, RingReady, RingUp, StepDone, StepFailed, Calibrated, EvalDone, ParamHash, StatePart, StateDone, JobBlob, JobDone, JobFailed] as const;
-export const toWorker = [Assign, RingConnect, LoadPart, LoadDone, Step, Calibrate, EvalRequest, HashRequest, StateRequest, Reset, Stop, JobBlob, Job] as const;
+export const fromWorker = [Register, RingReady, RingUp, Loaded, StepDone, StepFailed, Calibrated, EvalDone, ParamHash, StateDone, WorkerRefused, Blob, JobDone, JobFailed] as const;
+export const toWorker = [Assign, RingConnect, Blob, Load, Step, Calibrate, EvalRequest, HashRequest, StateRequest, Reset, Stop, Job] as const;
 export const fromCli = [StatusRequest, Submit, Cancel, ReportRequest] as const;
 export const toCli = [StatusReply, Submitted, Refused, Cancelled, FilePart, FilesDone] as const;

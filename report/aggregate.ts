@@ -3,7 +3,7 @@
  * number formats, averaging over seeds, and the Pareto front. Plots, tables and the conclusion all
  * read the data through these functions so they agree on what a "cell" and its numbers are.
  */
-import { METHODS, type Method } from '../compression/eval/cells.ts';
+import { METHODS, type Method } from '../compression/grid.ts';
 import type { Budget, BytesView, Cell, Final, ReportData, Size } from './types.ts';
 
 // ---------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 /** The report's row of one evaluated compression cell. */
-import { prunes, quantizes, type CellResult } from '../compression/eval/cells.ts';
+import type { CellResult } from '../compression/eval/cells.ts';
+import { prunes, quantizes } from '../compression/grid.ts';
 import type { Cell } from './types.ts';
 
 /** A compression cell's result (compression/eval) as a report row. `sparsity` is the cell's target. */

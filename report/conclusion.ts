@@ -19,7 +19,7 @@ import {
   type Stats,
 } from './aggregate.ts';
 import { BYTES_VIEWS, type BytesView, type ReportData } from './types.ts';
-import type { Method } from '../compression/eval/cells.ts';
+import type { Method } from '../compression/grid.ts';
 
 export const VIEW_NAMES: Record<BytesView, string> = { total: 'total bytes', nonEmbedding: 'non-embedding bytes' };
 

@@ -29,7 +29,7 @@ import {
 } from './aggregate.ts';
 import { bestSizePerBudget } from './conclusion.ts';
 import type { BytesView, ReportData } from './types.ts';
-import { TtcError } from '../core/errors.ts';
+import { codedError } from '../core/errors.ts';
 
 export interface PlotSpec {
   /** file stem: plots/<name>.svg */
@@ -412,12 +412,8 @@ class CollectingLogger {
 }
 
 /** Thrown when Vega-Lite or Vega reports a problem with a spec. */
-export class PlotError extends TtcError {
-  override name = 'PlotError';
-  constructor(message: string) {
-    super('TTC_ERR_REPORT', message);
-  }
-}
+export const PlotError = codedError('PlotError', 'TTC_ERR_REPORT');
+export type PlotError = InstanceType<typeof PlotError>;
 
 /**
  * Makes the SVG's ids unique to this plot (Vega numbers clip paths from a process-wide counter,

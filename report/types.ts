@@ -3,7 +3,7 @@
  * The sweep fills it; `writeReport` (write.ts) turns it into results.csv, report.md, report.html
  * and SVG plots; `conclude` (conclusion.ts) reads the answer off it.
  */
-import type { Method } from '../compression/eval/cells.ts';
+import type { Method } from '../compression/grid.ts';
 
 export type BudgetKind = 'flops' | 'seconds';
 

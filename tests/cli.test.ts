@@ -65,3 +65,44 @@ test('ttc train refuses a bad config value naming the field, and an unknown comm
     t.notRegex(m.stderr, /at .*\.ts:\d+/, 'no stack trace for a usage error');
   }
 });
+
+test('commands load lazily: `ttc status` loads no TensorFlow.js (`ttc train --help` does, so the trace sees it)', async (t) => {
+  const dir = tempDir('cli-lazy');
+  const traced = async (args: string[]) => {
+    const file = path.join(dir, `${args[0]}.txt`);
+    const r = await run(process.execPath, ['--import', './tests/kit/trace-imports.mjs', 'bin/ttc.mjs', ...args], { timeout: 120_000, env: { ...process.env, TTC_TRACE_IMPORTS: file, TTC_SECRET: 'a-secret-of-at-least-16-bytes' } }).catch((e: { code: number; stderr: string }) => e);
+    return { r, urls: fs.readFileSync(file, 'utf8').split('\n').filter(Boolean) };
+  };
+  const status = await traced(['status', '--coordinator', '127.0.0.1:1']);
+  t.regex(String(status.r.stderr), /^ttc status: coordinator at ws:\/\/127\.0\.0\.1:1 unreachable/m);
+  t.true(status.urls.some((u) => u.endsWith('/cli/commands/status.ts')), 'the trace saw the command module');
+  t.deepEqual(status.urls.filter((u) => /@tensorflow|\/ml\//.test(u)), [], "ttc status loaded TensorFlow.js or ml/");
+  t.false(status.urls.some((u) => /\/cli\/commands\/(train|sweep|local)\.ts$/.test(u)), 'only the command that runs is loaded');
+  const train = await traced(['train', '--help']);
+  t.true(train.urls.some((u) => u.includes('@tensorflow/tfjs')), 'ttc train loads TensorFlow.js');
+});
+
+test('every command\'s usage begins with its synopsis in the command list, and `--help` prints it', async (t) => {
+  const { commands } = await import('../cli/main.ts');
+  for (const [name, c] of Object.entries(commands)) {
+    t.is((await c.load()).usage.split('\n')[0], c.synopsis, name);
+  }
+  const h = await ttc(['serve', '--help']);
+  t.is(h.code, 0);
+  t.true(h.stdout.startsWith(commands.serve!.synopsis));
+});
+
+test('expected failures print one coded message and no stack: a missing run or sweep directory, an unreachable coordinator, an unknown flag', async (t) => {
+  for (const [args, message] of [
+    [['train', '--resume', '/nonexistent/run'], /^ttc train: \/nonexistent\/run is not a ttc run directory \(no config\.json\)$/m],
+    [['sweep', '--resume', '/nonexistent/sweep'], /^ttc sweep: \/nonexistent\/sweep is not a sweep directory \(no sweep\.json\)$/m],
+    [['local', '--workers', '0', '--config', 'x.json'], /^ttc local: --workers: expected an integer 1\.\.64, got "0"$/m],
+    [['train', '--config', 'x.json', '--frobnicate'], /^ttc train: Unknown option '--frobnicate'/m],
+    [['status', '--coordinator', 'ftp://x:1'], /^ttc status: --coordinator: expected ws:\/\/, wss:\/\/, http:\/\/ or https:\/\//m],
+  ] as const) {
+    const r = await ttc([...args], { TTC_SECRET: 'a-secret-of-at-least-16-bytes' });
+    t.is(r.code, 1, args.join(' '));
+    t.regex(r.stderr, message, args.join(' '));
+    t.notRegex(r.stderr, /\n\s+at /, `no stack trace: ${args.join(' ')}`);
+  }
+});

@@ -10,22 +10,18 @@ import { initialWeights } from '../ml/model/weights.ts';
 import { silentLogger } from '../core/run/log.ts';
 import { applyMask, fakeQuantizeModel, participatingCount, participatingKinds, prunedCount } from '../compression/index.ts';
 import {
-  cellLabel,
-  CellSpecError,
-  checkCellSpec,
   classifierAccuracy,
   classifierPredictions,
-  compressionGrid,
   evaluateCell,
   finetune,
   initialClassifierWeights,
   loadEvalContext,
   type CellResult,
-  type CellSpec,
   type EvalContext,
   type FinetuneResult,
 } from '../compression/eval/index.ts';
 import { toReportCell } from '../report/cells.ts';
+import { cellLabel, CellSpecError, checkCellSpec, compressionGrid, type CellSpec } from '../compression/grid.ts';
 import { tinyConfig } from './kit/helpers.ts';
 
 // Small real setup: the tiny model pretrained for 100 MLM steps, fine-tuned on 600 of the real

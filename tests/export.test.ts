@@ -4,7 +4,7 @@ import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { tinyConfig, newRun, quiet, tempDir, TINY_MODEL } from './kit/helpers.ts';
-import { trainRun } from '../ml/train/run.ts';
+import { trainRun } from '../ml/loop/run.ts';
 import { checkpointsDir, listCheckpointDirs, loadCheckpoint } from '../ml/checkpoint/checkpoint.ts';
 import { decodeSafetensors } from '../ml/checkpoint/safetensors.ts';
 import { paramLayout } from '../ml/model/spec.ts';

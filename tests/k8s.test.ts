@@ -19,11 +19,13 @@ import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
 import { parse } from 'yaml';
 import { commands } from '../cli/main.ts';
 import { serveOptions } from '../cli/commands/serve.ts';
-import { coordinatorOptions, workerOptions } from '../cli/commands/distributed.ts';
+import { coordinatorOptions } from '../cli/commands/coordinator.ts';
+import { workerOptions } from '../cli/commands/worker.ts';
 import { tryLoadSecret } from '../wire/auth.ts';
 import { loadConfig } from '../core/config/load.ts';
 import { loadSweepConfig } from '../coordinator/sweep-config.ts';
 import { tlsClientFromEnv, tlsServerFromEnv } from '../wire/net/tls-env.ts';
+import { importGraph, runtimeClosure } from './kit/imports.ts';
 import { kubectlOnPath, kustomizeBuild, kustomizeBuildText, allContainers, podSpec, TEST_SECRET, type Manifest } from './kit/kustomize.ts';
 
 const root = path.resolve(import.meta.dirname, '..');
@@ -240,6 +242,7 @@ test('the build refuses to run without k8s/base/secret.txt (no Secret is ever co
 });
 
 // ---- Dockerfiles: parsed by dockerfile-ast, linted by dockerfile-utils (the VS Code Docker extension's validator) ----
+const sourceFolders = [...new Set([...runtimeClosure(importGraph(root, ['cli', 'coordinator', 'worker', 'protocol', 'collective', 'compression', 'report', 'ml', 'wire', 'core']), 'cli/main.ts')].map((f) => f.split('/')[0]!))].sort();
 for (const f of ['Dockerfile.coordinator', 'Dockerfile.worker-cuda', 'Dockerfile.worker-webgpu']) {
   test(`${f}: lints clean; pinned bases, npm ci, non-root user before the ttc entrypoint`, (t) => {
     const text = fs.readFileSync(path.join(k8s, 'docker', f), 'utf8');
@@ -275,9 +278,15 @@ for (const f of ['Dockerfile.coordinator', 'Dockerfile.worker-cuda', 'Dockerfile
       const envNames = dockerfile.getENVs().flatMap((e) => e.getProperties().map((p) => p.getName()));
       for (const e of envNames.filter((n) => n.startsWith('TTC_'))) t.true(commandEnv(args[0]).has(e), `ENV ${e} is not read by ttc ${args[0]}`);
     }
+    const copied = new Set<string>();
     for (const copy of ins.filter((i) => i.op === 'COPY' && !i.flags.includes('from'))) {
-      for (const src of copy.args.split(/\s+/).slice(0, -1)) t.true(fs.existsSync(path.join(root, src)), `COPY ${src}`);
+      for (const src of copy.args.split(/\s+/).slice(0, -1)) {
+        t.true(fs.existsSync(path.join(root, src)), `COPY ${src}`);
+        copied.add(src.replace(/\/$/, ''));
+      }
     }
+    // Every source folder the `ttc` command can load (its import closure, lazily loaded commands included) is in the image.
+    for (const folder of sourceFolders) t.true(copied.has(folder), `${f} copies ${folder}/ (ttc imports it)`);
     if (f.includes('cuda')) t.true(ins.some((i) => i.op === 'FROM' && /^nvidia\/cuda:11\.2\.\d+-cudnn8-runtime-ubuntu\d+\.\d+$/.test(i.args)));
     if (f.includes('webgpu')) t.regex(runs, /libvulkan1/);
   });

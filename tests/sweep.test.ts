@@ -1,7 +1,7 @@
 import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
-import { descendants, spawnTtc, waitGone } from './kit/procs.ts';
+import { cmdline, descendants, spawnTtc, waitGone } from './kit/procs.ts';
 import { tempDir, TEST_CACHE_DIR, TINY_MODEL } from './kit/helpers.ts';
 import { resolveSweepConfig } from '../coordinator/sweep-config.ts';
 import { ConfigError } from '../core/config/load.ts';
@@ -31,15 +31,12 @@ test('a sweep trains every size × budget member within its budget, and a killed
   }));
   const first = spawnTtc(['sweep', '--config', cfg]);
   await first.waitFor(/member 2\/4 .*starting/, 240_000);
-  let tree: number[] = []; // its `ttc local` (and whatever that started already), once spawned
-  for (let i = 0; i < 100 && tree.length === 0; i++) {
-    tree = descendants(first.child.pid!);
-    if (tree.length === 0) await new Promise((r) => setTimeout(r, 50));
-  }
+  // One orchestration path: the sweep drives every member in-process on the 2 workers it started once.
+  const tree = descendants(first.child.pid!);
+  t.deepEqual(tree.map((pid) => / worker --coordinator ws:\/\/127\.0\.0\.1:\d+ --name worker-\d$/.test(cmdline(pid))), [true, true], `ttc sweep's children: ${tree.map(cmdline).join(' | ')}`);
   first.kill('SIGKILL');
   await first.exited;
-  // the member's processes stop by themselves (they would otherwise race the resumed sweep)
-  t.true(tree.length >= 1, 'ttc sweep had started the member');
+  // its workers stop by themselves (they would otherwise race the resumed sweep)
   const left = await waitGone(tree, 20_000);
   t.deepEqual(left, [], `still running 20 s after ttc sweep was killed: ${left.join(', ')}`);
   const sweepDir = path.join(dir, 'sw');
@@ -48,6 +45,7 @@ test('a sweep trains every size × budget member within its budget, and a killed
   const out = second.lines.join('\n');
   t.regex(out, /member 1\/4 L1-d32_b0 .*already complete, skipped/);
   t.regex(out, /best size/);
+  t.is(second.lines.filter((l) => /worker worker-\d: connected to coordinator/.test(l)).length, 2, 'the resumed sweep started its 2 workers once for its 3 remaining members');
   const results = JSON.parse(fs.readFileSync(path.join(sweepDir, 'pretraining.json'), 'utf8'));
   t.is(results.members.length, 4);
   for (const m of results.members) {

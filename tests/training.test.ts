@@ -2,7 +2,7 @@ import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
 import { tf } from '../ml/tf.ts';
-import { trainRun } from '../ml/train/run.ts';
+import { trainRun } from '../ml/loop/run.ts';
 import { readMetrics } from '../core/run/metrics.ts';
 import { mlmStepFlops } from '../ml/flops.ts';
 import { numMaskedPerSeq } from '../ml/data/masking.ts';

@@ -7,17 +7,13 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { NONCE_BYTES } from './protocol/messages.ts';
-import { TtcError } from '../core/errors.ts';
+import { codedError } from '../core/errors.ts';
 
 export const MIN_SECRET_BYTES = 16;
 const DOMAIN = 'ttc-auth-v1';
 
-export class SecretError extends TtcError {
-  override name = 'SecretError';
-  constructor(message: string, options?: ErrorOptions) {
-    super('TTC_ERR_SECRET', message, options);
-  }
-}
+export const SecretError = codedError('SecretError', 'TTC_ERR_SECRET');
+export type SecretError = InstanceType<typeof SecretError>;
 
 /** Accepts a string (UTF-8) or bytes; at least {@link MIN_SECRET_BYTES} bytes. */
 export type SecretInput = string | Uint8Array;

@@ -1,29 +1,27 @@
 /**
  * The worker process (`ttc worker --coordinator ws://host:port`): registers with the coordinator,
- * joins the ring it is assigned to, and runs what the coordinator asks — training steps
- * (compute gradients → ring all-reduce → apply), evaluation, parameter hashes, state transfers.
- * It never decides the schedule. When the coordinator goes away it drops its ring and reconnects
- * (with retries) so a restarted coordinator finds it again.
+ * then does what it is told, in order, as its lifecycle allows (worker/lifecycle.ts): join a ring
+ * formation with a task (ring-member.ts, tasks.ts), load a state, run training steps (compute
+ * gradients → ring all-reduce → apply), evaluations, parameter hashes and state transfers, or run
+ * evaluation jobs (jobs.ts) between rings. It never decides the schedule. A message its state does
+ * not accept is refused with a stable code. When the coordinator goes away it leaves its ring and
+ * reconnects (with retries), so a restarted coordinator finds it again.
  */
-import crypto from 'node:crypto';
 import os from 'node:os';
-import { connect, tlsClientFromEnv, type Connection } from '../wire/net/index.ts';
-import { CloseCode, type Message } from '../wire/protocol/index.ts';
-import * as M from '../protocol/messages.ts';
+import { CollectiveError, type RingTls } from '../collective/index.ts';
+import { isTtcError, type ErrorCode } from '../core/errors.ts';
 import { resolveConfig } from '../core/config/load.ts';
 import type { Config } from '../core/config/schema.ts';
-import { initBackend, type BackendInfo } from '../ml/backend.ts';
-import { paramLayout, type ParamLayout } from '../ml/model/spec.ts';
-import { MlmTrainer, type GradientReducer } from '../ml/train/trainer.ts';
-import { loadTrainingData, type TrainingData } from '../ml/train/data.ts';
-import { modelDims } from '../ml/train/controller.ts';
-import { Ring, RingError, type RingTls } from '../collective/ring.ts';
 import type { Logger } from '../core/run/log.ts';
+import { initBackend, type BackendInfo } from '../ml/backend.ts';
+import { BlobStreams, M, sendBlobs, type toWorker } from '../protocol/index.ts';
 import type { SecretInput } from '../wire/auth.ts';
-import { BlobAssembler, sendBlobs } from '../protocol/blobs.ts';
-import { JobRunner, type EvalSelection } from './jobs.ts';
-import { ClassifierTrainer, epochOrder, takeBatch } from '../ml/train/classifier.ts';
-import type { EvalContext } from '../compression/eval/index.ts';
+import { connect, tlsClientFromEnv, type Connection } from '../wire/net/index.ts';
+import { CloseCode, type Message } from '../wire/protocol/index.ts';
+import { runJob } from './jobs.ts';
+import { Lifecycle, type Refusal, type WorkerInMsg } from './lifecycle.ts';
+import { RingMember } from './ring-member.ts';
+import { TaskFactory } from './tasks.ts';
 
 export interface WorkerOptions {
   coordinatorUrl: string;
@@ -40,7 +38,8 @@ export interface WorkerOptions {
   log: Logger;
 }
 
-type InMsg = Message<(typeof M.toWorker)[number]>;
+/** The largest blob a coordinator may send this worker (a model of 2^30 parameters). */
+const MAX_BLOB_FLOATS = 2 ** 30;
 
 /** Ring links use TLS when the worker has a certificate (TTC_TLS_CERT/KEY; TTC_TLS_CA verifies peers, TTC_TLS_INSECURE=1 skips that). */
 function ringTlsFromEnv(env: NodeJS.ProcessEnv = process.env): RingTls | undefined {
@@ -48,46 +47,21 @@ function ringTlsFromEnv(env: NodeJS.ProcessEnv = process.env): RingTls | undefin
   return { cert: env.TTC_TLS_CERT, key: env.TTC_TLS_KEY, ...(env.TTC_TLS_CA ? { ca: env.TTC_TLS_CA } : {}), rejectUnauthorized: env.TTC_TLS_INSECURE !== '1' };
 }
 
-const hashWeights = (w: Float32Array) => crypto.createHash('sha256').update(new Uint8Array(w.buffer, w.byteOffset, w.byteLength)).digest('hex');
-
-/** Everything tied to one ring formation; replaced on every `assign`. */
-interface Formation {
-  id: number;
-  rank: number;
-  worldSize: number;
-  config: Config;
-  layout: ParamLayout;
-  ring: Ring;
-  load: { weights: Float32Array; m: Float32Array; v: Float32Array; mask?: Float32Array };
-  /** what this ring trains: MLM pretraining on `data`, or fine-tuning on `task` */
-  data?: TrainingData;
-  task?: { ctx: EvalContext; spec: ClassifyTaskSpec; order?: { epoch: number; order: Int32Array } };
-  trainer?: MlmTrainer | ClassifierTrainer;
-}
-
-/** A fine-tuning ring's task: the classification set and the global batch order. */
-export interface ClassifyTaskSpec {
-  classificationSeed: number;
-  eval: EvalSelection;
-  /** global batch (all workers); each worker takes batchSize / worldSize */
-  batchSize: number;
-  orderSeed: number;
-}
-
 export class Worker {
-  private conn: Connection<(typeof M.toWorker)[number]> | undefined;
-  private formation: Formation | undefined;
+  private conn: Connection<(typeof toWorker)[number]> | undefined;
+  private readonly life = new Lifecycle();
+  private member: RingMember | undefined;
   private backend: BackendInfo | undefined;
   private backendAsked: string | undefined;
-  private dataCache: { key: string; data: TrainingData } | undefined;
+  private readonly tasks: TaskFactory;
+  private readonly blobs = new BlobStreams(MAX_BLOB_FLOATS);
   private queue: Promise<void> = Promise.resolve();
   private stopped: { ok: boolean; reason: string } | undefined;
-  private readonly jobs = new JobRunner();
-  private jobInputs = new Map<string, BlobAssembler>();
   readonly name: string;
 
   constructor(private readonly opts: WorkerOptions) {
     this.name = opts.name ?? `${os.hostname()}-${process.pid}`;
+    this.tasks = new TaskFactory(opts.log);
   }
 
   private get log(): Logger {
@@ -97,7 +71,7 @@ export class Worker {
   /** Runs until the coordinator says stop; returns the process exit code. */
   async run(): Promise<number> {
     while (!this.stopped) {
-      let conn: Connection<(typeof M.toWorker)[number]>;
+      let conn: Connection<(typeof toWorker)[number]>;
       try {
         conn = await connect({
           url: this.opts.coordinatorUrl,
@@ -121,186 +95,169 @@ export class Worker {
         resolve();
       }));
       conn.onFrame((msg) => {
-        this.queue = this.queue.then(() => this.handle(msg as InMsg)).catch((e) => this.fatal(e as Error));
+        // A reset or stop interrupts a running step at once (its ring is closed, so a collective
+        // blocked on a dead peer fails now instead of at its timeout); the rest waits its turn.
+        if ((msg.t === 'coord.reset' || msg.t === 'coord.stop') && this.life.state === 'stepping') void this.member?.ring.close();
+        this.queue = this.queue.then(() => this.handle(msg)).catch((e) => this.fatal(e as Error));
       });
       conn.send(M.Register, { name: this.name, pid: process.pid, advertiseHost: this.opts.advertiseHost, ringPort: this.opts.ringPort });
       await closed;
       await this.queue;
       await this.leaveFormation();
+      this.blobs.dropPrefix('');
     }
     return this.stopped.ok ? 0 : 1;
   }
 
   private fatal(e: Error): void {
-    // An internal error (bad assignment, bug) ends this worker: retrying would fail the same way.
+    // A bug ends this worker: retrying would fail the same way.
     this.log.error(`worker ${this.name}: ${e.stack ?? e.message}`);
     this.stopped = { ok: false, reason: e.message };
     this.conn?.fail(CloseCode.INTERNAL, `worker error: ${e.message}`.slice(0, 120));
   }
 
+  private send<D extends (typeof M.fromWorker)[number]>(def: D, fields: Omit<Message<D>, 'v' | 't'>): void {
+    this.conn?.send(def, fields as never);
+  }
+
+  private refuse(msg: WorkerInMsg, r: Refusal): void {
+    this.log.warn(`refusing ${msg.t}: ${r.reason} (${r.code})`);
+    const formation = this.life.formation ?? ('formation' in msg ? msg.formation : undefined);
+    this.send(M.WorkerRefused, { code: r.code, refused: msg.t, reason: r.reason.slice(0, 2000), ...(formation !== undefined ? { formation } : {}) });
+  }
+
   private async leaveFormation(): Promise<void> {
-    const f = this.formation;
-    this.formation = undefined;
-    if (!f) return;
-    f.trainer?.dispose();
-    await f.ring.close().catch(() => {});
+    const m = this.member;
+    this.member = undefined;
+    if (m) {
+      this.blobs.dropPrefix(`load/${m.formation}`);
+      await m.close();
+    }
+    if (this.life.state !== 'stopped') this.life.to('idle');
   }
 
-  private current(formation: number): Formation | undefined {
-    return this.formation && this.formation.id === formation ? this.formation : undefined;
-  }
-
-  private async handle(msg: InMsg): Promise<void> {
-    const conn = this.conn!;
+  private async handle(msg: WorkerInMsg): Promise<void> {
+    const refusal = this.life.check(msg);
+    if (refusal) return this.refuse(msg, refusal);
     switch (msg.t) {
       case 'coord.assign':
         return this.assign(msg);
-      case 'coord.ring-connect': {
-        const f = this.current(msg.formation);
-        if (!f) return;
+      case 'coord.ring-connect':
+        return this.ringOp(0, async (m) => {
+          await m.connect({ host: msg.host, port: msg.port });
+          this.life.to('ring-up');
+          this.send(M.RingUp, { formation: m.formation });
+        });
+      case 'coord.blob': {
+        // Load parts (ring-up, rank 0) belong to this formation's load stream; job inputs (idle) to a job's.
+        const expected = this.life.state === 'ring-up' ? `load/${this.life.formation}` : 'job/';
+        if (!msg.stream.startsWith(expected)) return this.refuse(msg, { code: 'TTC_ERR_UNEXPECTED_MESSAGE', reason: `a blob of stream "${msg.stream}" in state "${this.life.state}" (expected ${expected}…)` });
         try {
-          await f.ring.connect({ host: msg.host, port: msg.port });
-          conn.send(M.RingUp, { formation: f.id });
+          this.blobs.add(msg);
         } catch (e) {
-          conn.send(M.StepFailed, { formation: f.id, step: 0, reason: `ring connect failed: ${(e as Error).message}`, failedRank: (e as RingError).failedRank });
+          if (!isTtcError(e)) throw e;
+          this.refuse(msg, { code: e.code, reason: e.message });
         }
         return;
       }
-      case 'coord.load-part': {
-        const f = this.current(msg.formation);
-        if (!f) return;
-        if (msg.kind === 'mask') f.load.mask ??= new Float32Array(f.layout.total);
-        const target = msg.kind === 'mask' ? f.load.mask! : f.load[msg.kind];
-        if (msg.offset + msg.data.length > target.length) throw new Error(`load-part ${msg.kind} [${msg.offset}, +${msg.data.length}) is outside the model (${target.length})`);
-        target.set(msg.data, msg.offset);
-        return;
-      }
-      case 'coord.load-done': {
-        const f = this.current(msg.formation);
-        if (!f) return;
-        if (msg.total !== f.layout.total) throw new Error(`coordinator sent a model of ${msg.total} parameters, this config has ${f.layout.total}`);
-        f.trainer?.dispose();
-        const { config } = f;
-        f.trainer = f.task
-          ? new ClassifierTrainer(f.task.ctx.trainerOptions, f.task.ctx.numClasses, f.load.weights)
-          : new MlmTrainer({ dims: modelDims(config), optimizer: config.optimizer, gradClipNorm: config.optimizer.gradClipNorm }, f.load.weights);
-        f.trainer.optimizer.setState({ m: Float32Array.from(f.load.m), v: Float32Array.from(f.load.v), t: msg.adamT });
-        if (f.load.mask) f.trainer.setMask(Uint8Array.from(f.load.mask));
-        return;
-      }
+      case 'coord.load':
+        return this.ringOp(0, async (m) => {
+          await m.load(this.blobs.take(`load/${m.formation}`), msg);
+          this.life.to('loaded');
+          this.send(M.Loaded, { formation: m.formation });
+        });
       case 'coord.step':
-        return this.step(msg);
-      case 'coord.calibrate': {
-        const f = this.current(msg.formation);
-        if (!f?.data || !(f.trainer instanceof MlmTrainer)) return;
-        const B = f.config.train.batchSize;
-        const batch = f.data.reader.read({ epoch: msg.epoch, offset: msg.offset }, f.rank * B, B);
-        const t0 = performance.now();
-        try {
-          for (let i = 0; i < msg.count; i++) {
-            await f.trainer.computeGradients(batch);
-            await f.ring.allReduce(f.trainer.grads, 'mean');
-          }
-        } catch (e) {
-          if (!(e instanceof RingError)) throw e;
-          conn.send(M.StepFailed, { formation: f.id, step: 0, reason: e.message.slice(0, 2000), failedRank: e.failedRank });
-          return;
-        }
-        conn.send(M.Calibrated, { formation: f.id, seconds: (performance.now() - t0) / 1000 });
-        return;
-      }
-      case 'coord.eval': {
-        const f = this.current(msg.formation);
-        if (!f?.trainer) return;
-        if (f.trainer instanceof ClassifierTrainer && f.task) {
-          const devBatches = f.task.ctx.devBatches;
-          conn.send(M.EvalDone, { formation: f.id, step: msg.step, loss: await f.trainer.evaluate(devBatches), accuracy: await f.trainer.accuracy(devBatches) });
-        } else if (f.trainer instanceof MlmTrainer && f.data) {
-          conn.send(M.EvalDone, { formation: f.id, step: msg.step, loss: await f.trainer.evaluate(f.data.valBatches), unigramEntropy: f.data.unigramEntropy });
-        }
-        return;
-      }
-      case 'coord.hash': {
-        const f = this.current(msg.formation);
-        if (!f?.trainer) return;
-        conn.send(M.ParamHash, { formation: f.id, step: msg.step, hash: hashWeights(f.trainer.weights) });
-        return;
-      }
+        return this.stepping(msg.step, async (m) => {
+          const r = await m.loaded.step(msg.step, msg.lr, { epoch: msg.epoch, offset: msg.offset });
+          this.send(M.StepDone, { formation: m.formation, step: msg.step, loss: r.loss, gradNorm: r.gradNorm, computeMs: r.computeMs, reduceMs: r.reduceMs, applyMs: r.applyMs });
+        });
+      case 'coord.calibrate':
+        return this.stepping(0, async (m) => {
+          const t0 = performance.now();
+          await m.loaded.calibrate(msg.count, { epoch: msg.epoch, offset: msg.offset });
+          this.send(M.Calibrated, { formation: m.formation, seconds: (performance.now() - t0) / 1000 });
+        });
+      case 'coord.eval':
+        return this.stepping(msg.step, async (m) => {
+          const e = await m.loaded.evaluate();
+          this.send(M.EvalDone, { formation: m.formation, step: msg.step, ...e });
+        });
+      case 'coord.hash':
+        return this.stepping(msg.step, async (m) => this.send(M.ParamHash, { formation: m.formation, step: msg.step, hash: m.loaded.hash() }));
       case 'coord.state':
-        return this.sendState(msg);
+        return this.stepping(msg.step, async (m) => {
+          const { weights, m: mom1, v, t } = await m.loaded.state();
+          await sendBlobs(this.conn!, `state/${m.formation}/${msg.step}`, { weights, m: mom1, v });
+          this.send(M.StateDone, { formation: m.formation, step: msg.step, adamT: t });
+        });
       case 'coord.reset':
-        this.log.warn(`leaving ring formation ${msg.formation}: ${msg.reason}`);
-        if (this.formation && this.formation.id <= msg.formation) await this.leaveFormation();
+        if (this.life.formation !== undefined && this.life.formation <= msg.formation) {
+          this.log.warn(`leaving ring formation ${this.life.formation}: ${msg.reason}`);
+          await this.leaveFormation();
+        }
         return;
-      case 'coord.job-blob': {
-        let a = this.jobInputs.get(msg.jobId);
-        if (!a) this.jobInputs.set(msg.jobId, (a = new BlobAssembler()));
-        a.add(msg.name, msg.offset, msg.total, msg.data);
-        return;
-      }
       case 'coord.job':
-        return this.runJob(msg);
+        return this.job(msg);
       case 'coord.stop':
         this.stopped = { ok: msg.ok, reason: msg.reason };
         this.log.info(`coordinator: stop (${msg.reason})`);
         await this.leaveFormation();
-        conn.close(CloseCode.NORMAL, 'stopped');
+        this.life.to('stopped');
+        this.conn?.close(CloseCode.NORMAL, 'stopped');
         return;
     }
   }
 
-  private async assign(msg: Message<typeof M.Assign>): Promise<void> {
-    await this.leaveFormation();
-    const config = resolveConfig(JSON.parse(msg.config));
-    const backend = await this.ensureBackend(config);
-    let data: TrainingData | undefined;
-    let task: Formation['task'];
-    let layout: ParamLayout;
-    let trainSequences: number;
-    if (msg.task === 'classify') {
-      const spec = JSON.parse(msg.taskSpec ?? '{}') as ClassifyTaskSpec;
-      if (!(spec.batchSize % msg.worldSize === 0)) throw new Error(`fine-tuning batch ${spec.batchSize} does not split over ${msg.worldSize} workers`);
-      const ctx = await this.jobs.context(config, spec.classificationSeed, spec.eval ?? {}, (c) => this.ensureBackend(c));
-      task = { ctx, spec };
-      layout = ctx.clsLayout;
-      trainSequences = ctx.train.count;
-    } else {
-      const key = JSON.stringify([config.seed, config.trainSeed, config.model, config.data, config.cacheDir, config.train.batchSize]);
-      if (this.dataCache?.key !== key) this.dataCache = { key, data: await loadTrainingData(config, this.log) };
-      data = this.dataCache.data;
-      layout = paramLayout(modelDims(config));
-      trainSequences = data.train.count;
+  /** Runs a ring operation; a collective failure (a dead or stalled peer) is reported to the coordinator, naming the culprit. */
+  private async ringOp(step: number, body: (m: RingMember) => Promise<void>): Promise<void> {
+    const m = this.member!;
+    try {
+      await body(m);
+    } catch (e) {
+      if (!(e instanceof CollectiveError)) throw e;
+      if (this.member !== m) return; // the formation was left meanwhile (a reset interrupted it)
+      this.log.warn(`formation ${m.formation}: ${e.message}`);
+      this.send(M.StepFailed, { formation: m.formation, step, code: e.code, reason: e.message.slice(0, 2000), ...(e.failedRank !== undefined ? { failedRank: e.failedRank } : {}) });
     }
-    const ring = await Ring.open({
-      rank: msg.rank,
-      worldSize: msg.worldSize,
-      listen: { host: this.opts.listenHost, port: this.opts.ringPort },
-      secret: this.opts.secret,
-      timeoutMs: config.dist.ringTimeoutSeconds * 1000,
-      segmentBytes: config.dist.segmentBytes,
-      ringId: msg.ringId,
-      tls: ringTlsFromEnv(),
-      log: (l) => this.log.info(l),
-    });
-    this.formation = {
-      id: msg.formation,
-      rank: msg.rank,
-      worldSize: msg.worldSize,
-      config,
-      layout,
-      ring,
-      data,
-      task,
-      load: { weights: new Float32Array(layout.total), m: new Float32Array(layout.total), v: new Float32Array(layout.total) },
-    };
-    this.log.info(`formation ${msg.formation}: rank ${msg.rank} of ${msg.worldSize}, ring listener on ${this.opts.advertiseHost}:${ring.port}`);
-    this.conn!.send(M.RingReady, {
-      formation: msg.formation,
-      host: this.opts.advertiseHost,
-      port: ring.port,
-      backend: `${backend.name}: ${backend.detail}`.slice(0, 300),
-      trainSequences,
-    });
+  }
+
+  /** A step (or evaluation, hash, state transfer) of the loaded replica: state `stepping` while it runs. */
+  private async stepping(step: number, body: (m: RingMember) => Promise<void>): Promise<void> {
+    this.life.to('stepping');
+    try {
+      await this.ringOp(step, body);
+    } finally {
+      if (this.life.state === 'stepping') this.life.to('loaded');
+    }
+  }
+
+  private async assign(msg: Message<typeof M.Assign>): Promise<void> {
+    let member: RingMember;
+    try {
+      const config = resolveConfig(JSON.parse(msg.config));
+      const backend = await this.ensureBackend(config);
+      const task = await this.tasks.create(config, msg.task);
+      member = await RingMember.open({
+        formation: msg.formation,
+        rank: msg.rank,
+        worldSize: msg.worldSize,
+        ringId: msg.ringId,
+        config,
+        task,
+        listen: { host: this.opts.listenHost, port: this.opts.ringPort },
+        secret: this.opts.secret,
+        tls: ringTlsFromEnv(),
+        log: this.log,
+      });
+      this.member = member;
+      this.life.to('assigned', msg.formation);
+      this.log.info(`formation ${msg.formation}: rank ${msg.rank} of ${msg.worldSize}, ${msg.task.kind} task, ring listener on ${this.opts.advertiseHost}:${member.ring.port}`);
+      this.send(M.RingReady, { formation: msg.formation, host: this.opts.advertiseHost, port: member.ring.port, backend: `${backend.name}: ${backend.detail}`.slice(0, 300), trainCount: task.trainCount });
+    } catch (e) {
+      // A bad assignment (an invalid config, a backend this machine lacks, data it cannot build) is refused, named; a bug is fatal.
+      if (!isTtcError(e) && !(e instanceof SyntaxError)) throw e;
+      this.refuse(msg, { code: isTtcError(e) ? e.code : 'TTC_ERR_CONFIG', reason: `cannot take formation ${msg.formation}: ${(e as Error).message}` });
+    }
   }
 
   /** The compute backend, started once per process from the first config this worker receives. */
@@ -316,65 +273,20 @@ export class Worker {
     return this.backend;
   }
 
-  private async step(msg: Message<typeof M.Step>): Promise<void> {
-    const f = this.current(msg.formation);
-    if (!f?.trainer) return;
-    const reducer: GradientReducer = { worldSize: f.worldSize, reduce: async (g) => void (await f.ring.allReduce(g, 'mean')) };
-    try {
-      let r;
-      if (f.trainer instanceof ClassifierTrainer && f.task) {
-        // Fine-tuning: the global batch is positions [offset, offset + batchSize) of the epoch's order; this rank takes its slice.
-        const t = f.task;
-        if (t.order?.epoch !== msg.epoch) t.order = { epoch: msg.epoch, order: epochOrder(t.ctx.train.count, msg.epoch, t.spec.orderSeed) };
-        const b = t.spec.batchSize / f.worldSize;
-        const start = msg.offset + f.rank * b;
-        r = await f.trainer.step(takeBatch(t.ctx.train, t.order.order.subarray(start, start + b)), msg.lr, reducer);
-      } else if (f.trainer instanceof MlmTrainer && f.data) {
-        // Pretraining: this worker's shard of the global batch, sequences [rank·B, (rank+1)·B) after the step's position.
-        const B = f.config.train.batchSize;
-        r = await f.trainer.step(f.data.reader.read({ epoch: msg.epoch, offset: msg.offset }, f.rank * B, B), msg.lr, reducer);
-      } else {
-        return;
-      }
-      this.conn!.send(M.StepDone, { formation: f.id, step: msg.step, loss: r.loss, gradNorm: r.gradNorm, computeMs: r.computeMs, reduceMs: r.reduceMs, applyMs: r.applyMs });
-    } catch (e) {
-      if (!(e instanceof RingError)) throw e;
-      this.log.warn(`step ${msg.step} failed: ${e.message}`);
-      this.conn!.send(M.StepFailed, { formation: f.id, step: msg.step, reason: e.message.slice(0, 2000), failedRank: e.failedRank });
-    }
-  }
-
-  private async runJob(msg: Message<typeof M.Job>): Promise<void> {
-    const conn = this.conn!;
-    const inputs = this.jobInputs.get(msg.jobId)?.blobs ?? {};
-    this.jobInputs.delete(msg.jobId);
+  private async job(msg: Message<typeof M.Job>): Promise<void> {
+    const inputs = this.blobs.take(`job/${msg.jobId}`);
     const t0 = Date.now();
-    let out;
     try {
-      out = await this.jobs.run(msg.kind, msg.spec, inputs, (c) => this.ensureBackend(c));
+      const config = resolveConfig(JSON.parse(msg.job.config));
+      await this.ensureBackend(config);
+      const result = await runJob(msg.job, config, inputs, this.tasks);
+      this.send(M.JobDone, { jobId: msg.jobId, result });
+      this.log.info(`job ${msg.jobId} (${msg.job.kind}) done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     } catch (e) {
       // A job that fails is reported, not fatal: the coordinator decides whether to retry it elsewhere.
-      this.log.warn(`job ${msg.jobId} (${msg.kind}) failed: ${(e as Error).message}`);
-      conn.send(M.JobFailed, { jobId: msg.jobId, reason: (e as Error).message.slice(0, 2000) });
-      return;
+      const code: ErrorCode | undefined = isTtcError(e) ? e.code : undefined;
+      this.log.warn(`job ${msg.jobId} (${msg.job.kind}) failed: ${(e as Error).message}`);
+      this.send(M.JobFailed, { jobId: msg.jobId, reason: (e as Error).message.slice(0, 2000), ...(code ? { code } : {}) });
     }
-    await sendBlobs(out.blobs, (name, offset, total, data) => new Promise((resolve, reject) => conn.send(M.JobBlob, { jobId: msg.jobId, name, offset, total, data }, (err) => (err ? reject(err) : resolve()))));
-    conn.send(M.JobDone, { jobId: msg.jobId, result: JSON.stringify(out.result) });
-    this.log.info(`job ${msg.jobId} (${msg.kind}) done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-  }
-
-  private async sendState(msg: Message<typeof M.StateRequest>): Promise<void> {
-    const f = this.current(msg.formation);
-    if (!f?.trainer) return;
-    const { m, v, t } = f.trainer.optimizer.getState();
-    const parts: Array<['weights' | 'm' | 'v', Float32Array]> = [['weights', f.trainer.weights], ['m', m], ['v', v]];
-    for (const [kind, arr] of parts) {
-      for (let off = 0; off < arr.length; off += M.STATE_PART_FLOATS) {
-        const data = arr.subarray(off, Math.min(arr.length, off + M.STATE_PART_FLOATS));
-        // Wait for each part to reach the socket: bounded memory for large models.
-        await new Promise<void>((resolve, reject) => this.conn!.send(M.StatePart, { formation: f.id, step: msg.step, kind, offset: off, data }, (err) => (err ? reject(err) : resolve())));
-      }
-    }
-    this.conn!.send(M.StateDone, { formation: f.id, step: msg.step, adamT: t });
   }
 }

@@ -1,15 +1,15 @@
 /** `ttc export`: a checkpoint (or a compressed model file) → Hugging Face BERT safetensors + config.json. */
 import fs from 'node:fs';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
-import { loadCheckpoint, listCheckpointDirs, checkpointsDir } from '../../ml/checkpoint/checkpoint.ts';
-import { paramLayout, type ModelDims } from '../../ml/model/spec.ts';
+import { RunDirError, UsageError } from '../../core/errors.ts';
 import { decodeCompressed } from '../../compression/index.ts';
+import { checkpointsDir, listCheckpointDirs, loadCheckpoint, readCheckpointDims } from '../../ml/checkpoint/checkpoint.ts';
 import { decodeSafetensors } from '../../ml/checkpoint/safetensors.ts';
 import { exportHuggingFace } from '../../ml/export/huggingface.ts';
-import { UsageError } from '../../core/errors.ts';
+import { paramLayout } from '../../ml/model/spec.ts';
+import { parseFlags } from '../args.ts';
 
-export const exportUsage = `ttc export (--run runs/<id> | --checkpoint <checkpoint dir>) [--compressed <file>] --out <dir>
+export const usage = `ttc export (--run runs/<id> | --checkpoint <checkpoint dir>) [--compressed <file>] --out <dir>
 
 Writes model.safetensors + config.json in the Hugging Face BERT layout (BertForMaskedLM, or
 BertForSequenceClassification for a fine-tuned classifier): load with from_pretrained(<dir>).
@@ -19,24 +19,25 @@ BertForSequenceClassification for a fine-tuned classifier): load with from_pretr
                      dimensions of the checkpoint it was made from
   --out DIR          output directory`;
 
-export async function exportCommand(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { run: { type: 'string' }, checkpoint: { type: 'string' }, compressed: { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
-  if (values.help) {
-    console.log(exportUsage);
-    return 0;
-  }
-  if (!values.out || (!values.run && !values.checkpoint)) throw new UsageError(`--out and one of --run / --checkpoint are required\n\n${exportUsage}`);
+export async function run(argv: string[]): Promise<number> {
+  const values = parseFlags(argv, { run: { type: 'string' }, checkpoint: { type: 'string' }, compressed: { type: 'string' }, out: { type: 'string' } }, usage);
+  if (!values.out || (!values.run && !values.checkpoint)) throw new UsageError(`--out and one of --run / --checkpoint are required\n\n${usage}`);
   const dir = values.checkpoint ?? listCheckpointDirs(checkpointsDir(values.run!)).at(-1);
-  if (!dir) throw new Error(`${values.run} has no checkpoint`);
-  const dims = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as ModelDims;
+  if (!dir) throw new RunDirError(`${values.run} has no checkpoint`);
+  const dims = readCheckpointDims(dir);
   let layout = paramLayout(dims);
   let weights: Float32Array;
   let source = dir;
   if (values.compressed) {
-    const buf = fs.readFileSync(values.compressed);
+    let buf: Buffer;
+    try {
+      buf = fs.readFileSync(values.compressed);
+    } catch (e) {
+      throw new UsageError(`--compressed: cannot read ${values.compressed} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    }
     // The file names its parameters: a classifier head means a fine-tuned model.
     const head = decodeSafetensors(buf, values.compressed).tensors['classifier.out_proj.bias'];
-    if (head) layout = paramLayout(dims, { kind: 'classifier', numClasses: head.shape[0] });
+    if (head) layout = paramLayout(dims, { kind: 'classifier', numClasses: head.shape[0]! });
     weights = decodeCompressed(buf, layout);
     source = values.compressed;
   } else {

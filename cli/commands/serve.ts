@@ -1,14 +1,12 @@
 /** `ttc serve`: the long-running run server of a cluster (coordinator/server.ts). */
-import { parseArgs } from 'node:util';
-import { loadSecret } from '../../wire/auth.ts';
-import { tlsServerFromEnv } from '../../wire/net/index.ts';
+import { resolveConfig } from '../../core/config/load.ts';
 import { createLogger } from '../../core/run/log.ts';
 import { RunServer } from '../../coordinator/server.ts';
-import { overridesFromSets } from '../args.ts';
-import { UsageError } from '../../core/errors.ts';
-import { resolveConfig } from '../../core/config/load.ts';
+import { loadSecret } from '../../wire/auth.ts';
+import { tlsServerFromEnv } from '../../wire/net/index.ts';
+import { overridesFromSets, parseFlags, parsePort } from '../args.ts';
 
-export const serveUsage = `ttc serve [--host H] [--port P] [--output-dir DIR] [--set key=value ...]
+export const usage = `ttc serve [--host H] [--port P] [--output-dir DIR] [--set key=value ...]
 
 Runs a long-running coordinator: workers (ttc worker) connect once and stay; runs and sweeps are
 submitted with \`ttc run --coordinator URL --config FILE\`, followed with \`ttc status\`, cancelled
@@ -30,18 +28,12 @@ export function serveOptions(env: NodeJS.ProcessEnv = process.env) {
     port: { type: 'string' as const, default: env.TTC_PORT ?? '7070' },
     'output-dir': { type: 'string' as const, default: env.TTC_OUTPUT_DIR ?? 'runs' },
     set: { type: 'string' as const, multiple: true as const },
-    help: { type: 'boolean' as const, short: 'h' },
   };
 }
 
-export async function serveCommand(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: serveOptions() });
-  if (values.help) {
-    console.log(serveUsage);
-    return 0;
-  }
-  const port = Number(values.port);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port: expected 0..65535, got "${values.port}"`);
+export async function run(argv: string[]): Promise<number> {
+  const values = parseFlags(argv, serveOptions(), usage);
+  const port = parsePort(values.port);
   const log = createLogger('serve');
   const overrides = overridesFromSets(values.set ?? []);
   // A bad cluster setting fails here, at start-up, not with every submission.

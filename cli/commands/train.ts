@@ -1,10 +1,11 @@
 /** `ttc train`: one process trains one model under its budget (no workers, no network). */
-import { parseArgs } from 'node:util';
 import { createLogger } from '../../core/run/log.ts';
-import { trainRun, type RunSummary } from '../../ml/train/run.ts';
-import { configAndRunDir } from '../args.ts';
+import { trainRun } from '../../ml/loop/run.ts';
+import { configAndRunDir, parseFlags } from '../args.ts';
+import { onInterrupt } from '../interrupt.ts';
+import { describeSummary } from '../summary.ts';
 
-export const trainUsage = `ttc train --config <file.json> [--set key=value ...]
+export const usage = `ttc train --config <file.json> [--set key=value ...]
 ttc train --resume <runs/ID>
 
 Trains one model in this process under the config's budget and writes runs/<id>/
@@ -14,44 +15,18 @@ Trains one model in this process under the config's budget and writes runs/<id>/
   --resume DIR      continue an interrupted run from its latest valid checkpoint
 Ctrl-C finishes the current step, writes a checkpoint and exits; --resume continues it.`;
 
-export function describeSummary(s: RunSummary): string {
-  const verdict = s.finalValLoss < s.unigramBaseline ? 'below' : 'NOT below';
-  return [
-    `run ${s.runId} ${s.completed ? 'completed its budget' : 'stopped early (resumable)'}: ${s.steps}/${s.totalSteps} steps, ${s.flopsUsed.toExponential(3)} FLOPs, ${s.secondsUsed.toFixed(1)} s of training, ${s.tokensSeen.toLocaleString('en')} tokens`,
-    `backend: ${s.backend} (${s.backendDetail}); model ${s.parameters.toLocaleString('en')} parameters`,
-    `validation loss ${s.finalValLoss.toFixed(4)} (perplexity ${s.finalValPerplexity.toFixed(1)}), ${verdict} the uniform baseline ln(vocab) = ${s.unigramBaseline.toFixed(4)}; unigram-frequency baseline ${s.unigramEntropy.toFixed(4)}`,
-    `results: ${s.runDir}/ (config.json, metrics.jsonl, checkpoints/, summary.json, train.log)`,
-  ].join('\n');
-}
-
-export async function trainCommand(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: { config: { type: 'string' }, set: { type: 'string', multiple: true }, resume: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
-    strict: true,
-  });
-  if (values.help) {
-    console.log(trainUsage);
-    return 0;
-  }
-  const { config, run } = configAndRunDir(values, trainUsage);
-  const log = createLogger('', run.logFile);
-  log.info(`run ${run.id}: ${run.dir}`);
-  let stopRequested = false;
-  const onSigint = () => {
-    if (stopRequested) process.exit(130);
-    stopRequested = true;
-    log.warn('interrupt: finishing this step and writing a checkpoint (Ctrl-C again to quit at once)');
-  };
-  process.on('SIGINT', onSigint);
-  process.on('SIGTERM', onSigint);
+export async function run(argv: string[]): Promise<number> {
+  const values = parseFlags(argv, { config: { type: 'string' }, set: { type: 'string', multiple: true }, resume: { type: 'string' } }, usage);
+  const { config, run: runDir } = configAndRunDir(values, usage);
+  const log = createLogger('', runDir.logFile);
+  log.info(`run ${runDir.id}: ${runDir.dir}`);
+  const interrupt = onInterrupt(log, 'interrupt: finishing this step and writing a checkpoint (Ctrl-C again to quit at once)');
   try {
-    const summary = await trainRun(config, run, { log, shouldStop: () => stopRequested });
+    const summary = await trainRun(config, runDir, { log, shouldStop: interrupt.requested });
     console.log(describeSummary(summary));
-    if (!summary.completed) console.log(`resume with: ttc train --resume ${run.dir}`);
+    if (!summary.completed) console.log(`resume with: ttc train --resume ${runDir.dir}`);
     return 0;
   } finally {
-    process.off('SIGINT', onSigint);
-    process.off('SIGTERM', onSigint);
+    interrupt.dispose();
   }
 }

@@ -1,12 +1,16 @@
 /**
- * Fine-tuning on the downstream classification task: the pretrained encoder plus a fresh
- * classifier head, AdamW with linear warm-up and linear decay to exactly 0 at the last step
- * (ml/train/schedule.ts), batches drawn in a per-epoch shuffled order (epochOrder), a pruning
- * mask held at zero when given. Deterministic from the inputs and the seed.
+ * Fine-tuning on the downstream classification task in this process: the pretrained encoder plus a
+ * fresh classifier head (drawn from deriveSeed(seed, 1)), one Replica of the classification task
+ * (batches in a per-epoch shuffled order from deriveSeed(seed, 2)) and the fine-tuning loop
+ * (ml/loop/finetune.ts: warm-up, linear decay to exactly 0 at the last step), a pruning mask held at
+ * zero when given. Deterministic from the inputs and the seed; the evaluation step's data-parallel
+ * fine-tuning (coordinator/finetune.ts) runs the same loop on the same task over a ring.
  */
-import { ClassifierTrainer, classifierWeightsFrom, epochOrder, takeBatch } from '../../ml/train/classifier.ts';
-import { identityReducer } from '../../ml/train/trainer.ts';
-import { learningRate, warmupSteps } from '../../ml/train/schedule.ts';
+import { deriveSeed } from '../../core/rng.ts';
+import { freshState, Replica } from '../../ml/loop/executor.ts';
+import { finetuneLoop, type FinetuneOutcome } from '../../ml/loop/finetune.ts';
+import { ClassifyTask } from '../../ml/tasks/classify.ts';
+import { classifierWeightsFrom } from '../../ml/train/classifier.ts';
 import type { EvalContext } from './context.ts';
 
 export interface FinetuneOptions {
@@ -24,21 +28,8 @@ export interface FinetuneOptions {
   mask?: Uint8Array;
 }
 
-export interface FinetuneResult {
-  /** Final weights, classifier layout (ctx.clsLayout). */
-  weights: Float32Array;
-  /** Mean training loss over the last max(1, round(steps / 10)) steps. */
-  trainLoss: number;
-  /** Dev accuracy of the final weights. */
-  devAccuracy: number;
-}
-
-/** A seed for one purpose derived from a base seed (so head init and data order are unrelated streams). */
-export function deriveSeed(seed: number, tag: number): number {
-  let h = Math.imul((seed >>> 0) ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(tag + 1, 0x27d4eb2f);
-  h = Math.imul(h ^ (h >>> 15), 0xc2b2ae35);
-  return (h ^ (h >>> 13)) >>> 0;
-}
+/** Final weights (classifier layout, ctx.clsLayout), the mean training loss of the last tenth of the steps, the dev accuracy. */
+export type FinetuneResult = FinetuneOutcome;
 
 function checkOptions(ctx: EvalContext, o: FinetuneOptions): void {
   if (!Number.isInteger(o.steps) || o.steps < 1) throw new RangeError(`finetune steps must be a positive integer, got ${o.steps}`);
@@ -59,36 +50,20 @@ export function initialClassifierWeights(ctx: EvalContext, pretrainedMlmWeights:
   return classifierWeightsFrom(ctx.mlmLayout, pretrainedMlmWeights, ctx.clsLayout, deriveSeed(seed, 1), ctx.initStd);
 }
 
+/** The classification task of a fine-tuning run: its global batch and its order seed. */
+export function finetuneTask(ctx: EvalContext, o: Pick<FinetuneOptions, 'batchSize' | 'seed'>): ClassifyTask {
+  return new ClassifyTask(ctx, { batchSize: o.batchSize, orderSeed: deriveSeed(o.seed, 2) });
+}
+
 /** Fine-tunes classifier weights (ctx.clsLayout) that already exist, e.g. between rounds of iterative pruning. */
 export async function finetuneClassifier(ctx: EvalContext, initial: Float32Array, opts: FinetuneOptions): Promise<FinetuneResult> {
   checkOptions(ctx, opts);
   if (initial.length !== ctx.clsLayout.total) throw new RangeError(`classifier weights: expected ${ctx.clsLayout.total} floats, got ${initial.length}`);
-  const trainer = new ClassifierTrainer(ctx.trainerOptions, ctx.numClasses, initial);
+  const replica = new Replica(finetuneTask(ctx, opts), freshState(initial), 0, undefined, opts.mask);
   try {
-    if (opts.mask) trainer.setMask(opts.mask);
-    const { steps, batchSize: B } = opts;
-    const warmup = warmupSteps(steps, opts.warmupFraction);
-    const orderSeed = deriveSeed(opts.seed, 2);
-    const tail = Math.max(1, Math.round(steps / 10));
-    let tailLoss = 0;
-    let epoch = 0;
-    let order = epochOrder(ctx.train.count, epoch, orderSeed);
-    let pos = 0;
-    for (let step = 0; step < steps; step++) {
-      if (pos + B > ctx.train.count) {
-        order = epochOrder(ctx.train.count, ++epoch, orderSeed);
-        pos = 0;
-      }
-      const batch = takeBatch(ctx.train, order.subarray(pos, pos + B));
-      pos += B;
-      const { loss } = await trainer.step(batch, learningRate(step, steps, warmup, opts.lr), identityReducer);
-      if (!Number.isFinite(loss)) throw new Error(`fine-tuning diverged: loss ${loss} at step ${step}`);
-      if (step >= steps - tail) tailLoss += loss;
-    }
-    const devAccuracy = await trainer.accuracy(ctx.devBatches);
-    return { weights: Float32Array.from(trainer.weights), trainLoss: tailLoss / tail, devAccuracy };
+    return await finetuneLoop(replica, opts);
   } finally {
-    trainer.dispose();
+    replica.dispose();
   }
 }
 

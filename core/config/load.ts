@@ -5,14 +5,10 @@
  */
 import fs from 'node:fs';
 import { makeConvict, type Config } from './schema.ts';
-import { TtcError } from '../errors.ts';
+import { codedError } from '../errors.ts';
 
-export class ConfigError extends TtcError {
-  override name = 'ConfigError';
-  constructor(message: string, options?: ErrorOptions) {
-    super('TTC_ERR_CONFIG', message, options);
-  }
-}
+export const ConfigError = codedError('ConfigError', 'TTC_ERR_CONFIG');
+export type ConfigError = InstanceType<typeof ConfigError>;
 
 export type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? (T[K] extends unknown[] ? T[K] : DeepPartial<T[K]>) : T[K] };
 

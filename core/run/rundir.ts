@@ -2,6 +2,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Config } from '../config/schema.ts';
+import { RunDirError } from '../errors.ts';
 
 export interface RunDir {
   id: string;
@@ -33,7 +34,7 @@ export function createRunDir(config: Config, configPath?: string): RunDir {
   const base = config.runId || `${configPath ? path.basename(configPath, '.json') : 'run'}-${timestamp()}`;
   let dir = path.join(config.outputDir, base);
   for (let i = 2; fs.existsSync(dir); i++) {
-    if (config.runId) throw new Error(`run directory ${dir} already exists: resume it with \`ttc train --resume ${dir}\` or choose another runId`);
+    if (config.runId) throw new RunDirError(`run directory ${dir} already exists: resume it with \`ttc train --resume ${dir}\` or choose another runId`);
     dir = path.join(config.outputDir, `${base}-${i}`);
   }
   fs.mkdirSync(dir, { recursive: true });
@@ -45,6 +46,6 @@ export function createRunDir(config: Config, configPath?: string): RunDir {
 /** An existing run directory and the config stored in it. */
 export function openRunDir(dir: string): { run: RunDir; storedConfig: unknown } {
   const run = runDirFor(dir);
-  if (!fs.existsSync(run.configFile)) throw new Error(`${dir} is not a ttc run directory (no config.json)`);
+  if (!fs.existsSync(run.configFile)) throw new RunDirError(`${dir} is not a ttc run directory (no config.json)`);
   return { run, storedConfig: JSON.parse(fs.readFileSync(run.configFile, 'utf8')) };
 }

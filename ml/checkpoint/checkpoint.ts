@@ -17,7 +17,7 @@ import type { ModelDims, ParamLayout } from '../model/spec.ts';
 import type { DataPosition } from '../data/batches.ts';
 import type { RngState } from '../../core/rng.ts';
 import { writeFileSynced } from '../../core/fs.ts';
-import { TtcError } from '../../core/errors.ts';
+import { codedError } from '../../core/errors.ts';
 
 export const CHECKPOINT_FORMAT = 1;
 
@@ -48,12 +48,8 @@ export interface Checkpoint {
   state: TrainingState;
 }
 
-export class CheckpointError extends TtcError {
-  override name = 'CheckpointError';
-  constructor(message: string, options?: ErrorOptions) {
-    super('TTC_ERR_CHECKPOINT', message, options);
-  }
-}
+export const CheckpointError = codedError('CheckpointError', 'TTC_ERR_CHECKPOINT');
+export type CheckpointError = InstanceType<typeof CheckpointError>;
 
 const sha256 = (b: Uint8Array) => crypto.createHash('sha256').update(b).digest('hex');
 
@@ -116,6 +112,17 @@ function readJson(file: string, bytes: Buffer): unknown {
   } catch (e) {
     throw new CheckpointError(`${file}: not valid JSON (${(e as Error).message})`);
   }
+}
+
+/** The model dimensions a checkpoint was written for (its config.json), before its layout is known. */
+export function readCheckpointDims(dir: string): ModelDims {
+  let bytes: Buffer;
+  try {
+    bytes = fs.readFileSync(path.join(dir, 'config.json'));
+  } catch (e) {
+    throw new CheckpointError(`${dir} is not a checkpoint: cannot read config.json (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  return readJson(`${dir}/config.json`, bytes) as ModelDims;
 }
 
 export function loadCheckpoint(dir: string, layout: ParamLayout): Checkpoint {

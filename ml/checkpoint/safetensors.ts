@@ -5,7 +5,7 @@
  * nothing executable. The reader validates every field before it touches the data.
  * (No maintained safetensors package exists on npm for Node; the format is this small.)
  */
-import { TtcError } from '../../core/errors.ts';
+import { codedError } from '../../core/errors.ts';
 export type SafeDtype = 'F32' | 'I32' | 'U8' | 'I8' | 'F16' | 'U32';
 
 const BYTES: Record<SafeDtype, number> = { F32: 4, I32: 4, U8: 1, I8: 1, F16: 2, U32: 4 };
@@ -17,12 +17,8 @@ export interface SafeTensor {
   data: Uint8Array | Int8Array | Int32Array | Float32Array | Uint32Array | Uint16Array;
 }
 
-export class SafetensorsError extends TtcError {
-  override name = 'SafetensorsError';
-  constructor(message: string, options?: ErrorOptions) {
-    super('TTC_ERR_SAFETENSORS', message, options);
-  }
-}
+export const SafetensorsError = codedError('SafetensorsError', 'TTC_ERR_SAFETENSORS');
+export type SafetensorsError = InstanceType<typeof SafetensorsError>;
 
 export function encodeSafetensors(tensors: Record<string, SafeTensor>, metadata: Record<string, string> = {}): Buffer {
   const header: Record<string, unknown> = {};

@@ -6,6 +6,7 @@
  * workers or on where a run was resumed: N workers × batch b see exactly what 1 worker × N·b sees.
  */
 import { Rng } from '../../core/rng.ts';
+import { DataError } from '../../core/errors.ts';
 import { maskBatch, numMaskedPerSeq } from './masking.ts';
 import { sequenceOrder } from './dataset.ts';
 
@@ -68,7 +69,7 @@ export class BatchReader {
   private order: Uint32Array = new Uint32Array(0);
 
   constructor(private readonly seqs: PackedSequences, private readonly seed: number, private readonly vocab: number) {
-    if (seqs.count < 1) throw new Error('no training sequences: the corpus is smaller than one sequence');
+    if (seqs.count < 1) throw new DataError('no training sequences: the corpus is smaller than one sequence');
   }
 
   private orderFor(epoch: number): Uint32Array {

@@ -2,7 +2,7 @@
  * Turns a budget (FLOPs, seconds or steps) into the number of optimizer steps the schedule is
  * fitted to. FLOPs are the total over all workers: flopsPerStep must already include every worker.
  */
-import { TtcError } from '../../core/errors.ts';
+import { codedError } from '../../core/errors.ts';
 export type BudgetKind = 'flops' | 'seconds' | 'steps';
 
 export interface BudgetConfig {
@@ -13,12 +13,8 @@ export interface BudgetConfig {
   calibrationSteps: number;
 }
 
-export class BudgetError extends TtcError {
-  override name = 'BudgetError';
-  constructor(message: string, options?: ErrorOptions) {
-    super('TTC_ERR_BUDGET', message, options);
-  }
-}
+export const BudgetError = codedError('BudgetError', 'TTC_ERR_BUDGET');
+export type BudgetError = InstanceType<typeof BudgetError>;
 
 /** Steps for a FLOPs or steps budget: the largest count that does not exceed the budget. */
 export function fixedStepBudget(b: BudgetConfig, flopsPerStep: number): number {

@@ -1,6 +1,6 @@
 /**
- * The run's bookkeeping, shared by the single-process loop (ml/train/run.ts) and the
- * coordinator (coordinator/coordinator.ts): budget → step count, LR per step, FLOPs/seconds/
+ * The run's bookkeeping, used by the one pretraining loop (ml/loop/pretrain.ts) whatever executes
+ * its steps: budget → step count, LR per step, FLOPs/seconds/
  * tokens accounting, data position, metrics rows, evaluation and checkpoint cadence, summary.
  * It never computes anything itself: whoever runs the steps reports them here.
  */
@@ -55,7 +55,11 @@ export class RunController {
   state: TrainingState;
   flopsPerStep: number;
   lastTrainLoss = NaN;
+  /** seconds of the last step (NaN before the first) */
+  lastStepSeconds = NaN;
   lastValLoss = NaN;
+  /** cross-entropy of the validation targets under the training unigram frequencies (a baseline), once an evaluation reported it */
+  unigramEntropy = NaN;
   private stepSecondsThisProcess = 0;
   private stepsThisProcess = 0;
   private calibratedPerStep = 0;
@@ -149,6 +153,7 @@ export class RunController {
     s.tokensSeen += tokens;
     s.dataPosition = r.nextPosition;
     this.lastTrainLoss = r.loss;
+    this.lastStepSeconds = r.seconds;
     this.stepsThisProcess += 1;
     this.stepSecondsThisProcess += r.seconds;
     return {
@@ -202,6 +207,12 @@ export class RunController {
     return (this.state.totalSteps - this.state.step) * (this.stepSecondsThisProcess / this.stepsThisProcess);
   }
 
+  /** What an evaluation reported: the validation loss and the unigram baseline. */
+  recordEval(v: { loss?: number; unigramEntropy?: number }): void {
+    if (v.loss !== undefined) this.lastValLoss = v.loss;
+    if (v.unigramEntropy !== undefined) this.unigramEntropy = v.unigramEntropy;
+  }
+
   /** The validation loss before the first step (a metrics row at step 0). */
   recordInitialEval(valLoss: number): void {
     this.lastValLoss = valLoss;
@@ -216,7 +227,7 @@ export class RunController {
     return s.step / Math.max(1, s.totalSteps);
   }
 
-  summary(run: { id: string; dir: string }, backend: { name: string; detail: string }, unigramEntropy: number, completed: boolean): RunSummary {
+  summary(run: { id: string; dir: string }, backend: { name: string; detail: string }, completed: boolean): RunSummary {
     const s = this.state;
     return {
       runId: run.id,
@@ -236,7 +247,7 @@ export class RunController {
       finalValLoss: this.lastValLoss,
       finalValPerplexity: Math.exp(this.lastValLoss),
       unigramBaseline: Math.log(this.dims.vocab),
-      unigramEntropy,
+      unigramEntropy: this.unigramEntropy,
       completed,
     };
   }

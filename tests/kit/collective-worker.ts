@@ -1,13 +1,13 @@
 /**
- * A child process that runs one rank of a ring or star all-reduce (or one end of a raw TCP
- * throughput test), driven by its parent over IPC. Used by bench/allreduce.ts and the tests.
+ * A child process that runs one rank of a ring (any collective) or star all-reduce (or one end of
+ * a raw TCP throughput test), driven by its parent over IPC. Used by bench/allreduce.ts and the tests.
  * Start with child_process.fork(this file, { execArgv: ['--import', 'tsx'], serialization: 'advanced' })
  * and TTC_SECRET in the environment (tests/kit/cluster.ts does). Log lines go to the parent as
  * `log` events; TTC_WORKER_STDERR=1 also prints them.
  */
 import net from 'node:net';
 import { loadSecret } from '../../wire/auth.ts';
-import { Ring, type AllReduceStats, type RingTls, RingError } from '../../collective/ring.ts';
+import { CollectiveError, Ring, type CollectiveKind, type CollectiveStats, type ReduceOp, type RingTls } from '../../collective/index.ts';
 import { Star } from '../../bench/star.ts';
 import { makeInput } from './inputs.ts';
 
@@ -15,6 +15,8 @@ export type WorkerCommand =
   | { cmd: 'open'; kind: 'ring' | 'star'; rank: number; worldSize: number; segmentBytes?: number; timeoutMs?: number; joinTimeoutMs?: number; connectTimeoutMs?: number; handshakeTimeoutMs?: number; tls?: RingTls; ringId?: string }
   | { cmd: 'connect'; host: string; port: number }
   | { cmd: 'reduce'; length: number; op: 'sum' | 'mean'; reps: number; warmup?: number; barrier?: boolean; input: 'random' | 'constant'; seed?: number; returnResult?: boolean }
+  /** a sequence of collectives on the ring; the input of call i is makeInput(rank, length, seed) */
+  | { cmd: 'sequence'; calls: SequenceCall[] }
   | { cmd: 'close' }
   /** busy-wait synchronously (a blocking training step): no event loop, no heartbeats */
   | { cmd: 'block'; ms: number }
@@ -25,10 +27,22 @@ export type WorkerCommand =
   | { cmd: 'tcpring-connect'; port: number }
   | { cmd: 'tcpring-run'; bytes: number };
 
+export interface SequenceCall {
+  kind: CollectiveKind;
+  length: number;
+  op?: ReduceOp;
+  root?: number;
+  seed: number;
+  /** wait this long (event loop free) before issuing the call: staggers the ranks */
+  delayMs?: number;
+}
+
 export type WorkerEvent =
   | { ev: 'opened'; port: number }
   | { ev: 'connected' }
-  | { ev: 'reduced'; times: number[]; cpuMs: number[]; stats: AllReduceStats[]; result?: Float32Array }
+  | { ev: 'reduced'; times: number[]; cpuMs: number[]; stats: CollectiveStats[]; result?: Float32Array }
+  /** per call: the buffer afterwards (empty for a barrier) and the stats (none for a barrier) */
+  | { ev: 'sequenced'; results: Float32Array[]; stats: (CollectiveStats | null)[] }
   | { ev: 'error'; message: string; name: string; failedRank?: number; failedAddress?: string }
   | { ev: 'log'; line: string }
   | { ev: 'closed' }
@@ -46,7 +60,7 @@ const tcpRing: { out?: net.Socket; inbound?: net.Socket; got: number; want: numb
 
 function reportError(err: unknown): void {
   const e = err as Error;
-  send({ ev: 'error', message: e.message, name: e.name, ...(err instanceof RingError ? { ...(err.failedRank !== undefined ? { failedRank: err.failedRank } : {}), ...(err.failedAddress ? { failedAddress: err.failedAddress } : {}) } : {}) });
+  send({ ev: 'error', message: e.message, name: e.name, ...(err instanceof CollectiveError ? { ...(err.failedRank !== undefined ? { failedRank: err.failedRank } : {}), ...(err.failedAddress ? { failedAddress: err.failedAddress } : {}) } : {}) });
 }
 
 async function handle(m: WorkerCommand): Promise<void> {
@@ -74,7 +88,7 @@ async function handle(m: WorkerCommand): Promise<void> {
       const tiny = new Float32Array(1);
       const times: number[] = [];
       const cpuMs: number[] = [];
-      const stats: AllReduceStats[] = [];
+      const stats: CollectiveStats[] = [];
       for (let i = 0; i < (m.warmup ?? 0) + m.reps; i++) {
         if (m.input === 'constant') buf.fill(rank + 1);
         else if (i > 0) buf.set(makeInput(rank, m.length, m.seed ?? 0));
@@ -87,6 +101,25 @@ async function handle(m: WorkerCommand): Promise<void> {
         if (i >= (m.warmup ?? 0)) { times.push(dt); stats.push(s); cpuMs.push((c.user + c.system) / 1000); }
       }
       send({ ev: 'reduced', times, cpuMs, stats, ...(m.returnResult ? { result: buf } : {}) });
+      return;
+    }
+    case 'sequence': {
+      if (!(node instanceof Ring)) throw new Error('sequence: only a ring runs every collective');
+      const ring = node;
+      const results: Float32Array[] = [];
+      const stats: (CollectiveStats | null)[] = [];
+      for (const c of m.calls) {
+        if (c.delayMs) await new Promise((r) => setTimeout(r, c.delayMs));
+        if (c.kind === 'barrier') { await ring.barrier(); results.push(new Float32Array(0)); stats.push(null); continue; }
+        const buf = makeInput(rank, c.length, c.seed);
+        const s = c.kind === 'allReduce' ? await ring.allReduce(buf, c.op)
+          : c.kind === 'reduceScatter' ? await ring.reduceScatter(buf, c.op)
+            : c.kind === 'allGather' ? await ring.allGather(buf)
+              : await ring.broadcast(buf, c.root ?? 0);
+        results.push(buf);
+        stats.push(s);
+      }
+      send({ ev: 'sequenced', results, stats });
       return;
     }
     case 'block': {

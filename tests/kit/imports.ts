@@ -31,6 +31,7 @@ export const LAYERS: ReadonlyArray<{ layer: string; rank: number }> = [
   { layer: 'ml/checkpoint', rank: 35 },
   { layer: 'ml/train', rank: 36 },
   { layer: 'ml/tasks', rank: 37 }, { layer: 'ml/export', rank: 37 },
+  { layer: 'ml/loop', rank: 38 },
   { layer: 'compression/eval', rank: 41 }, { layer: 'compression', rank: 40 },
   { layer: 'report', rank: 50 },
   { layer: 'protocol', rank: 60 },
@@ -112,7 +113,7 @@ export function layerViolations(edges: ImportEdge[], layers = LAYERS): string[] 
   return out;
 }
 
-/** Every repository file reachable from `entry` through imports that exist at run time (type-only imports are erased). */
+/** Every repository file reachable from `entry` through imports that exist at run time (type-only imports are erased; packages are not followed). */
 export function runtimeClosure(edges: ImportEdge[], entry: string): Set<string> {
   const byFrom = new Map<string, ImportEdge[]>();
   for (const e of edges) byFrom.set(e.from, [...(byFrom.get(e.from) ?? []), e]);
@@ -120,7 +121,7 @@ export function runtimeClosure(edges: ImportEdge[], entry: string): Set<string> 
   const visit = (f: string) => {
     if (seen.has(f)) return;
     seen.add(f);
-    for (const e of byFrom.get(f) ?? []) if (!e.typeOnly) visit(e.to);
+    for (const e of byFrom.get(f) ?? []) if (!e.typeOnly && !e.external) visit(e.to);
   };
   visit(entry);
   return seen;

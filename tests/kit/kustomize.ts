@@ -14,7 +14,7 @@ import { parseAllDocuments } from 'yaml';
 
 export type Manifest = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; [k: string]: unknown }; [k: string]: unknown };
 
-const root = path.resolve(import.meta.dirname, '..');
+const root = path.resolve(import.meta.dirname, '..', '..');
 /** The stand-in for the git-ignored k8s/base/secret.txt (>= 16 bytes, like a real one). */
 export const TEST_SECRET = 'test-secret-0123456789abcdef';
 

@@ -99,6 +99,15 @@ function procStat(pid: number): { state: string; ppid: number } | undefined {
   }
 }
 
+/** A process's command line, arguments joined by spaces ('' once it is gone). */
+export function cmdline(pid: number): string {
+  try {
+    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' ');
+  } catch {
+    return '';
+  }
+}
+
 /** Whether a process still runs (exists and is not a zombie). */
 export const running = (pid: number) => {
   const st = procStat(pid);

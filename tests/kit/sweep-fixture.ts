@@ -4,10 +4,10 @@ import path from 'node:path';
 import type { SweepConfig } from '../../coordinator/sweep-config.ts';
 import { memberConfig, memberSeeds } from '../../coordinator/sweep-config.ts';
 import { createRunDir } from '../../core/run/rundir.ts';
-import { trainRun } from '../../ml/train/run.ts';
+import { trainRun } from '../../ml/loop/run.ts';
 import { readMetrics } from '../../core/run/metrics.ts';
 import { nonEmbeddingParameterCount, parameterCount } from '../../ml/model/spec.ts';
-import { writePretrainingResults, type MemberResult } from '../../cli/commands/sweep.ts';
+import { writePretrainingResults, type MemberResult } from '../../coordinator/sweep.ts';
 import { quiet } from './helpers.ts';
 
 export async function runSweepMembersInProcess(sweep: SweepConfig, sweepDir: string): Promise<MemberResult[]> {

@@ -160,6 +160,11 @@ export class Connection<In extends MessageDef = MessageDef> {
     this.sendEncoded(encodeFrame(def, fields, opts), cb);
   }
 
+  /** send(), resolved once the frame was handed to the kernel (rejected when the connection is closed): streaming with bounded memory. */
+  sendAsync<D extends MessageDef>(def: D, fields: Fields<D>): Promise<void> {
+    return new Promise((resolve, reject) => this.send(def, fields, (err) => (err ? reject(err) : resolve())));
+  }
+
   /** Send an already-encoded frame; `cb` runs once it was handed to the kernel (or failed). */
   sendEncoded(frame: Uint8Array, cb?: (err?: Error) => void): void {
     if (this.ws.readyState !== 1) {

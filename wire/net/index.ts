@@ -6,3 +6,4 @@ export {
 } from './connection.ts';
 export { DEFAULTS } from './defaults.ts';
 export { tlsServerFromEnv, tlsClientFromEnv } from './tls-env.ts';
+export { FramePool } from './frame-pool.ts';

@@ -4,6 +4,7 @@
  *   TTC_TLS_CA                 CA bundle (PEM path) clients verify the server with
  *   TTC_TLS_INSECURE=1         clients skip certificate verification (testing; HMAC still applies)
  */
+import { TtcError } from '../../core/errors.ts';
 import type { TlsServerFiles } from './server.ts';
 import type { TlsClientFiles } from './client.ts';
 
@@ -11,7 +12,7 @@ export function tlsServerFromEnv(env: NodeJS.ProcessEnv = process.env): TlsServe
   const cert = env.TTC_TLS_CERT;
   const key = env.TTC_TLS_KEY;
   if (!cert && !key) return undefined;
-  if (!cert || !key) throw new Error('TLS: set both TTC_TLS_CERT and TTC_TLS_KEY (or neither)');
+  if (!cert || !key) throw new TtcError('TTC_ERR_CONFIG', 'TLS: set both TTC_TLS_CERT and TTC_TLS_KEY (or neither)');
   return { cert, key, ...(env.TTC_TLS_CA ? { ca: env.TTC_TLS_CA } : {}) };
 }
 

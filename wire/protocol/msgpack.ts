@@ -19,14 +19,10 @@
  * at an offset that is a multiple of its element size — so on the receiving side a large
  * Float32Array is a view into the received frame.
  */
-import { TtcError } from '../../core/errors.ts';
+import { codedError } from '../../core/errors.ts';
 
-export class MsgpackError extends TtcError {
-  override name = 'MsgpackError';
-  constructor(message: string, options?: ErrorOptions) {
-    super('TTC_ERR_PROTOCOL', message, options);
-  }
-}
+export const MsgpackError = codedError('MsgpackError', 'TTC_ERR_PROTOCOL');
+export type MsgpackError = InstanceType<typeof MsgpackError>;
 
 export interface DecodeLimits {
   /** nesting depth of arrays/maps (top level = 1) */

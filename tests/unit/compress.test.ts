@@ -3,8 +3,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-import { paramLayout, type ParamLayout, type ParamKind } from '../ml/model/spec.ts';
-import { Rng } from '../core/rng.ts';
+import { paramLayout, type ParamLayout, type ParamKind } from '../../ml/model/spec.ts';
+import { Rng } from '../../core/rng.ts';
 import {
   quantizeTensor,
   dequantizeTensor,
@@ -13,8 +13,8 @@ import {
   qmaxOf,
   QuantizeError,
   type Granularity,
-} from '../compression/quantize.ts';
-import { packBits, unpackBits, packedByteLength, paddingIsZero, BitpackError } from '../compression/bitpack.ts';
+} from '../../compression/quantize.ts';
+import { packBits, unpackBits, packedByteLength, paddingIsZero, BitpackError } from '../../compression/bitpack.ts';
 import {
   globalMagnitudeMask,
   applyMask,
@@ -23,7 +23,7 @@ import {
   iterativeSchedule,
   participatingCount,
   PruneError,
-} from '../compression/prune.ts';
+} from '../../compression/prune.ts';
 import {
   encodeCompressed,
   decodeCompressed,
@@ -33,8 +33,8 @@ import {
   encodingFor,
   CompressedFormatError,
   type CompressSpec,
-} from '../compression/format.ts';
-import { encodeSafetensors, decodeSafetensors } from '../ml/checkpoint/safetensors.ts';
+} from '../../compression/format.ts';
+import { encodeSafetensors, decodeSafetensors } from '../../ml/checkpoint/safetensors.ts';
 
 const DIMS = { layers: 2, hidden: 32, heads: 4, ffn: 64, seqLen: 16, vocab: 101 };
 const layout = paramLayout(DIMS);

@@ -1,15 +1,15 @@
 import test from 'ava';
-import { tf } from '../ml/tf.ts';
-import { initBackend } from '../ml/backend.ts';
-import { mlmStepFlops, classifierStepFlops } from '../ml/flops.ts';
-import { paramLayout, type ModelDims } from '../ml/model/spec.ts';
-import { initialWeights, WeightTensors } from '../ml/model/weights.ts';
-import { MlmTrainer } from '../ml/train/trainer.ts';
-import { classifierLogits } from '../ml/model/transformer.ts';
-import { crossEntropy } from '../ml/model/ops.ts';
-import { maskRows } from '../ml/data/batches.ts';
-import { numMaskedPerSeq } from '../ml/data/masking.ts';
-import { Rng } from '../core/rng.ts';
+import { tf } from '../../ml/tf.ts';
+import { initBackend } from '../../ml/backend.ts';
+import { mlmStepFlops, classifierStepFlops } from '../../ml/flops.ts';
+import { paramLayout, type ModelDims } from '../../ml/model/spec.ts';
+import { initialWeights, WeightTensors } from '../../ml/model/weights.ts';
+import { MlmTrainer } from '../../ml/train/trainer.ts';
+import { classifierLogits } from '../../ml/model/transformer.ts';
+import { crossEntropy } from '../../ml/model/ops.ts';
+import { maskRows } from '../../ml/data/batches.ts';
+import { numMaskedPerSeq } from '../../ml/data/masking.ts';
+import { Rng } from '../../core/rng.ts';
 
 /** Wraps the matmul kernels of the active backend to add up 2·m·n·k per executed product. */
 function countMatmulFlops(): { flops: () => number; restore: () => void } {

@@ -7,7 +7,7 @@
 import test from 'ava';
 import '@tensorflow/tfjs-backend-wasm';
 
-import { tf } from '../ml/tf.ts';
+import { tf } from '../../ml/tf.ts';
 import {
   fastCpuKernelsActive,
   fastKernelStats,
@@ -16,7 +16,7 @@ import {
   resetFastKernelStats,
   setFastKernelThreads,
   unregisterFastCpuKernels,
-} from '../ml/kernels/index.ts';
+} from '../../ml/kernels/index.ts';
 
 type T = tf.Tensor;
 

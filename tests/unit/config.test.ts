@@ -1,10 +1,10 @@
 import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
-import { resolveConfig, loadConfig, ConfigError } from '../core/config/load.ts';
-import { renderConfigDocs } from '../core/config/docs.ts';
-import { loadSweepConfig } from '../coordinator/sweep-config.ts';
-import { tempDir } from './kit/helpers.ts';
+import { resolveConfig, loadConfig, ConfigError } from '../../core/config/load.ts';
+import { renderConfigDocs } from '../../core/config/docs.ts';
+import { loadSweepConfig } from '../../coordinator/sweep-config.ts';
+import { tempDir } from '../kit/helpers.ts';
 
 const refuses = (t: import('ava').ExecutionContext, layer: unknown, ...fragments: string[]) => {
   const err = t.throws(() => resolveConfig(layer), { instanceOf: ConfigError });

@@ -4,7 +4,7 @@
  * lower layers load no TensorFlow.js, and the rule checker itself catches an injected upward import.
  */
 import test from 'ava';
-import { importGraph, importsOf, layerOf, layerViolations, sourceFiles } from './kit/imports.ts';
+import { importGraph, importsOf, layerOf, layerViolations, sourceFiles } from '../kit/imports.ts';
 
 const ROOT = process.cwd();
 const PRODUCT = ['core', 'wire', 'collective', 'ml', 'compression', 'report', 'protocol', 'worker', 'coordinator', 'cli'];

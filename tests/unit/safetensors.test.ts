@@ -1,6 +1,6 @@
 import test from 'ava';
-import { encodeSafetensors, decodeSafetensors, SafetensorsError } from '../ml/checkpoint/safetensors.ts';
-import { Rng } from '../core/rng.ts';
+import { encodeSafetensors, decodeSafetensors, SafetensorsError } from '../../ml/checkpoint/safetensors.ts';
+import { Rng } from '../../core/rng.ts';
 
 test('safetensors round-trip keeps names, dtypes, shapes, values and metadata', (t) => {
   const w = Float32Array.from({ length: 12 }, (_, i) => i / 7);

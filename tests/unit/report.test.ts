@@ -2,12 +2,12 @@ import test from 'ava';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { groupCells, paretoFront, validateReportData } from '../report/aggregate.ts';
-import { bestSizePerBudget, bestUnder, conclude } from '../report/conclusion.ts';
-import { plotSpecs, renderPlotsAsync, renderPlots } from '../report/plots.ts';
-import { syntheticReportData } from '../report/synthetic.ts';
-import type { Cell, Final, ReportData, Size } from '../report/types.ts';
-import { RESULTS_COLUMNS, htmlEscape, writeReport } from '../report/write.ts';
+import { groupCells, paretoFront, validateReportData } from '../../report/aggregate.ts';
+import { bestSizePerBudget, bestUnder, conclude } from '../../report/conclusion.ts';
+import { plotSpecs, renderPlotsAsync, renderPlots } from '../../report/plots.ts';
+import { syntheticReportData } from '../../report/synthetic.ts';
+import type { Cell, Final, ReportData, Size } from '../../report/types.ts';
+import { RESULTS_COLUMNS, htmlEscape, writeReport } from '../../report/write.ts';
 
 function tempDir(name: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `ttc-report-${name}-`));

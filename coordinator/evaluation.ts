@@ -1,0 +1,152 @@
+/**
+ * The compression + evaluation step of a sweep, on the connected workers: every pretrained member
+ * is fine-tuned data-parallel on the classification task (finetune.ts: one ring of all workers),
+ * then every (member × compression cell) is evaluated as a job, one cell per worker at a time
+ * (jobs.ts). Iterative pruning is driven here: prune (a pure function of the weights), fine-tune the
+ * round data-parallel with the mask held, prune more, then measure the result as a job. Results
+ * are saved as they arrive (finetuned/*.safetensors, cells.jsonl), so a killed step continues where
+ * it stopped; a job lost with its worker runs again elsewhere.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { writeFileAtomic } from '../core/fs.ts';
+import type { Logger } from '../core/run/log.ts';
+import { applyMask, globalMagnitudeMask, iterativeSchedule } from '../compression/index.ts';
+import type { RoundResult } from '../compression/eval/cells.ts';
+import { cellLabel, compressionGrid, type CellSpec } from '../compression/grid.ts';
+import { deriveSeed } from '../core/rng.ts';
+import { checkpointsDir, listCheckpointDirs, loadCheckpoint } from '../ml/checkpoint/checkpoint.ts';
+import { decodeSafetensors, encodeSafetensors } from '../ml/checkpoint/safetensors.ts';
+import { NUM_CLASSES } from '../ml/data/classification.ts';
+import { paramLayout } from '../ml/model/spec.ts';
+import type { CellResultWire, Selection } from '../protocol/index.ts';
+import { toReportCell } from '../report/cells.ts';
+import type { Cell } from '../report/types.ts';
+import { finetuneDistributed } from './finetune.ts';
+import { RunError, type Driver } from './formation.ts';
+import { runJobs, type JobRequest } from './jobs.ts';
+import { memberConfig, type SweepConfig } from './sweep-config.ts';
+import type { MemberResult } from './sweep.ts';
+
+/** Where the evaluation step is: a stage name and how much of it is done (for status views). */
+export type EvaluationProgress = (stage: string, done: number, total: number) => void;
+
+/** One line of cells.jsonl. */
+interface CellRecord {
+  key: string;
+  sizeId: string;
+  budgetId: string;
+  /** the member's training seed (sweeps with `seeds`) */
+  seed?: number;
+  result: CellResultWire;
+}
+
+const cellKey = (member: string, spec: CellSpec) => `${member}|${spec.method}|${cellLabel(spec)}`;
+
+function readCells(file: string): Map<string, CellRecord> {
+  const out = new Map<string, CellRecord>();
+  if (!fs.existsSync(file)) return out;
+  for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
+    if (!line.trim()) continue;
+    try {
+      const r = JSON.parse(line) as CellRecord;
+      out.set(r.key, r);
+    } catch {
+      // a line cut short by a crash: that cell runs again
+    }
+  }
+  return out;
+}
+
+export async function evaluateSweep(sweepDir: string, sweep: SweepConfig, members: MemberResult[], driver: Driver, log: Logger, progress: EvaluationProgress = () => {}): Promise<{ cells: Cell[]; failures: string[] }> {
+  const evaluation = sweep.evaluation;
+  if (!evaluation) throw new RunError(`${sweepDir}: the sweep config has no "evaluation" section`);
+  const grid = compressionGrid(evaluation.compression);
+  const ftDir = path.join(sweepDir, 'finetuned');
+  fs.mkdirSync(ftDir, { recursive: true });
+  const cellsFile = path.join(sweepDir, 'cells.jsonl');
+  const seed = sweep.base.seed;
+  const selection: Selection = { maxTrain: evaluation.maxTrain, maxDev: evaluation.maxDev, maxTest: evaluation.maxTest };
+  const timeoutMs = sweep.base.dist.stepTimeoutSeconds * 1000;
+  const waitForWorkersSeconds = sweep.base.dist.waitForWorkersSeconds;
+  const failures: string[] = [];
+
+  const memberInfo = members.map((m) => {
+    const size = sweep.sizes.find((s) => s.id === m.sizeId)!;
+    const budget = sweep.budgets.find((b) => b.id === m.budgetId)!;
+    const config = memberConfig(sweep, size, budget, path.dirname(m.runDir), m.seed);
+    const last = listCheckpointDirs(checkpointsDir(m.runDir)).at(-1);
+    if (!last) throw new RunError(`member ${config.runId} has no checkpoint in ${m.runDir}`);
+    // A repeated member fine-tunes with its own seed too (head initialisation, batch order); the classification split stays.
+    const ftSeed = m.seed ?? seed;
+    return { m, config, id: config.runId, ftSeed, pretrained: loadCheckpoint(last, paramLayout(config.model)).weights, ftFile: path.join(ftDir, `${config.runId}.safetensors`) };
+  });
+  type Member = (typeof memberInfo)[number];
+  const finetuneRound = (x: Member, label: string, from: { pretrained: Float32Array } | { initial: Float32Array; mask: Uint8Array }, opts: { steps: number; seed: number }) =>
+    finetuneDistributed(driver, { config: x.config, ...from, classificationSeed: seed, selection, opts: { ...evaluation.finetune, ...opts }, label, timeoutMs, waitForWorkersSeconds });
+
+  // Phase 1: fine-tune every member, data-parallel on all connected workers.
+  const todo = memberInfo.filter((x) => !fs.existsSync(x.ftFile));
+  log.info(`fine-tuning ${todo.length} member(s) (${memberInfo.length - todo.length} already done)`);
+  let finetuned = memberInfo.length - todo.length;
+  for (const x of todo) {
+    progress(`fine-tuning ${x.id}`, finetuned++, memberInfo.length);
+    const r = await finetuneRound(x, x.id, { pretrained: x.pretrained }, { steps: evaluation.finetune.steps, seed: x.ftSeed });
+    writeFileAtomic(x.ftFile, encodeSafetensors({ weights: { dtype: 'F32', shape: [r.weights.length], data: r.weights } }, { trainLoss: String(r.trainLoss), devAccuracy: String(r.devAccuracy), workers: String(r.workers) }));
+    log.info(`fine-tuned ${x.id} on ${r.workers} worker(s): dev accuracy ${(100 * r.devAccuracy).toFixed(1)}%, train loss ${r.trainLoss.toFixed(4)}`);
+  }
+
+  // Phase 2: every (member × cell) not yet in cells.jsonl.
+  const done = readCells(cellsFile);
+  const cellJobs: JobRequest[] = [];
+  for (const x of memberInfo) {
+    if (!fs.existsSync(x.ftFile)) continue;
+    const finetunedWeights = decodeSafetensors(fs.readFileSync(x.ftFile), x.ftFile).tensors.weights!.data as Float32Array;
+    const common = { config: JSON.stringify(x.config), classificationSeed: seed, selection };
+    for (const spec of grid) {
+      const key = cellKey(x.id, spec);
+      if (done.has(key)) continue;
+      if (spec.method !== 'prune-iterative') {
+        cellJobs.push({ id: `cell/${key}`, job: { kind: 'cell', ...common, cell: spec, seed: x.ftSeed, finetune: { batchSize: evaluation.finetune.batchSize, lr: evaluation.finetune.lr, warmupFraction: evaluation.finetune.warmupFraction } }, inputs: { pretrained: x.pretrained, finetuned: finetunedWeights } });
+        continue;
+      }
+      // Iterative pruning: prune here (a pure function of the weights), fine-tune each round
+      // data-parallel with the mask held, then measure the result as a job.
+      const clsLayout = paramLayout(x.config.model, { kind: 'classifier', numClasses: NUM_CLASSES });
+      let current: Float32Array = Float32Array.from(finetunedWeights);
+      let mask: Uint8Array | undefined;
+      const rounds: RoundResult[] = [];
+      const targets = iterativeSchedule(spec.sparsity!, spec.rounds!);
+      for (let r = 0; r < targets.length; r++) {
+        progress(`iterative pruning ${key}, round ${r + 1}/${targets.length}`, r, targets.length);
+        mask = globalMagnitudeMask(current, clsLayout, targets[r]!, { embeddings: spec.embeddings, previousMask: mask });
+        applyMask(current, mask);
+        const ft = await finetuneRound(x, `${key}/round-${r + 1}`, { initial: current, mask }, { steps: spec.stepsPerRound!, seed: deriveSeed(x.ftSeed, 100 + r) });
+        current = ft.weights;
+        rounds.push({ round: r + 1, sparsity: targets[r]!, trainLoss: ft.trainLoss, devAccuracy: ft.devAccuracy });
+      }
+      log.info(`iterative pruning ${key}: ${rounds.map((r) => `round ${r.round} sparsity ${r.sparsity.toFixed(3)} dev ${(100 * r.devAccuracy).toFixed(1)}%`).join(', ')}`);
+      cellJobs.push({ id: `cell/${key}`, job: { kind: 'cell-trained', ...common, cell: spec, rounds }, inputs: { pretrained: x.pretrained, trained: current, mask: Float32Array.from(mask!) } });
+    }
+  }
+  log.info(`evaluating ${cellJobs.length} compression cell(s) (${done.size} already done) on ${driver.registry.size} worker(s)`);
+  const cellsTotal = done.size + cellJobs.length;
+  progress('compression cells', done.size, cellsTotal);
+  await runJobs(driver.registry, cellJobs, {
+    timeoutMs: 3_600_000,
+    maxAttempts: 3,
+    minWorkers: 1,
+    waitForWorkersSeconds,
+    onOutcome: (o) => {
+      if (!o.ok) return void failures.push(`${o.id}: ${o.errors.join('; ')}`);
+      const key = o.id.slice('cell/'.length);
+      const x = memberInfo.find((i) => key.startsWith(`${i.id}|`))!;
+      const rec: CellRecord = { key, sizeId: x.m.sizeId, budgetId: x.m.budgetId, ...(x.m.seed !== undefined ? { seed: x.m.seed } : {}), result: o.result! };
+      fs.appendFileSync(cellsFile, `${JSON.stringify(rec)}\n`);
+      done.set(key, rec);
+      progress('compression cells', done.size, cellsTotal);
+    },
+  }, log);
+  const cells = [...readCells(cellsFile).values()].map((r) => toReportCell(r.result, { sizeId: r.sizeId, budgetId: r.budgetId, ...(r.seed !== undefined ? { seed: r.seed } : {}) }));
+  return { cells, failures };
+}

@@ -1,0 +1,129 @@
+/**
+ * Distributed pretraining of one run, as a short driver over the distributed driver
+ * (formation.ts) and the one pretraining loop (ml/loop/pretrain.ts): it keeps the run's restart
+ * point (its last checkpoint), forms a ring of the connected workers, loads that point into it and
+ * runs the loop on it; when a worker fails, the ring is re-formed from the remaining (or newly
+ * joined) workers and training resumes from the restart point, so at most one checkpoint interval
+ * is redone and the budget counts every step once. It never computes gradients.
+ */
+import type { Config } from '../core/config/schema.ts';
+import type { Logger } from '../core/run/log.ts';
+import { MetricsWriter } from '../core/run/metrics.ts';
+import type { Progress } from '../core/run/progress.ts';
+import type { RunDir } from '../core/run/rundir.ts';
+import { pretrainLoop, startingPoint, writeSummary, type RunSnapshot } from '../ml/loop/pretrain.ts';
+import { RunController, type RunSummary } from '../ml/train/controller.ts';
+import { orNull, type TrainingView } from '../protocol/index.ts';
+import { RunError, type Driver, type RingFormation } from './formation.ts';
+
+export interface PretrainRunOptions {
+  config: Config;
+  run: RunDir;
+  driver: Driver;
+  log: Logger;
+  progress: Progress;
+  /** aborts the run between steps (`ttc cancel`, a shutdown); its last checkpoint stays */
+  signal?: AbortSignal;
+  /** finish the current step, write a checkpoint and end the run as not completed (Ctrl-C) */
+  shouldStop?: () => boolean;
+}
+
+export class PretrainRun {
+  private readonly ctl: RunController;
+  private snapshot: RunSnapshot;
+  private ring: RingFormation | undefined;
+  private phaseNow = 'waiting for workers';
+  private readonly startedAt = Date.now();
+  readonly failures: string[] = [];
+
+  constructor(private readonly opts: PretrainRunOptions) {
+    const { config, run, log } = opts;
+    const start = startingPoint(config, run, log);
+    this.ctl = new RunController(config, start.training?.worldSize ?? config.dist.minWorkers, new MetricsWriter(run.metricsFile), opts.progress, start.training);
+    this.snapshot = { trainer: start.trainer, training: structuredClone(this.ctl.state) };
+  }
+
+  /** What the run is doing, in a few words (for /healthz and status views). */
+  get phase(): string {
+    return this.phaseNow;
+  }
+
+  /** Runs the budget (or until stopped); writes summary.json and returns it. */
+  async run(): Promise<RunSummary> {
+    const { config, run, log, driver, signal } = this.opts;
+    const { dist } = config;
+    const timeoutMs = dist.stepTimeoutSeconds * 1000;
+    try {
+      const completed = await driver.withRing(
+        // Joining may build the tokenizer and data cache first: allow for that.
+        { config, task: { kind: 'mlm' }, label: run.id, timeoutMs, setupTimeoutMs: Math.max(timeoutMs, 180_000) },
+        {
+          maxAttempts: Infinity,
+          // The first ring waits for dist.initialWorkers; after a failure the run goes on with dist.minWorkers.
+          minWorkers: (attempt) => (attempt === 1 && dist.initialWorkers > 0 ? Math.max(dist.initialWorkers, dist.minWorkers) : dist.minWorkers),
+          waitSeconds: dist.waitForWorkersSeconds,
+          choose: (all) => (dist.maxWorkers > 0 ? all.slice(0, dist.maxWorkers) : all),
+          signal,
+          onFailure: (e) => {
+            this.failures.push(e.message);
+            log.warn(`re-forming the ring from the checkpoint at step ${this.snapshot.training.step} (steps after it are redone; the budget counts them once)`);
+          },
+        },
+        async (ring) => {
+          this.ring = ring;
+          this.phaseNow = `forming ring ${ring.id} with ${ring.worldSize} worker(s)`;
+          // Every worker starts from the same bytes: the last checkpoint (or the initial weights).
+          await ring.load(this.snapshot.trainer);
+          this.ctl.restore(this.snapshot.training, ring.worldSize);
+          this.phaseNow = 'training';
+          return pretrainLoop(this.ctl, ring, {
+            run,
+            log,
+            beforeStep: () => this.beforeStep(),
+            shouldStop: this.opts.shouldStop,
+            onCheckpoint: (s) => (this.snapshot = s),
+          });
+        },
+      );
+      this.phaseNow = completed ? 'done' : 'stopped (resumable)';
+      return writeSummary(this.ctl, run, { name: this.ring?.backend.split(':')[0] ?? '', detail: this.ring?.backend ?? '' }, completed, { failures: this.failures });
+    } catch (e) {
+      this.phaseNow = `failed: ${(e as Error).message}`;
+      throw e;
+    } finally {
+      this.opts.progress.stop();
+    }
+  }
+
+  private beforeStep(): void {
+    const signal = this.opts.signal;
+    if (signal?.aborted) throw new RunError(`cancelled${signal.reason ? `: ${String(signal.reason)}` : ''} (the last checkpoint is at step ${this.snapshot.training.step})`);
+  }
+
+  /** The live view for `ttc status`. */
+  status(workers: TrainingView['workers']): TrainingView {
+    const s = this.ctl.state;
+    const { config, run } = this.opts;
+    return {
+      runId: run.id,
+      runDir: run.dir,
+      phase: this.phaseNow,
+      formation: this.ring?.id ?? 0,
+      uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
+      workers,
+      step: s.step,
+      totalSteps: s.totalSteps,
+      budget: config.budget,
+      budgetFraction: orNull(Math.min(1, this.ctl.budgetFraction())),
+      etaSeconds: orNull(this.ctl.etaSeconds()),
+      flopsUsed: s.flopsUsed,
+      secondsUsed: s.secondsUsed,
+      tokensSeen: s.tokensSeen,
+      trainLoss: orNull(this.ctl.lastTrainLoss),
+      valLoss: orNull(this.ctl.lastValLoss),
+      tokensPerSecond: orNull((config.train.batchSize * config.model.seqLen * s.worldSize) / this.ctl.lastStepSeconds),
+      lastCheckpointStep: this.snapshot.training.step,
+      failures: this.failures,
+    };
+  }
+}

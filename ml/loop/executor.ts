@@ -1,0 +1,115 @@
+/**
+ * Where training steps run, behind one interface: a `StepExecutor` runs optimizer steps on the
+ * global batch at a data position, evaluates, hands out its state and checks that its replicas
+ * agree. The training loops (pretrain.ts, finetune.ts) are written once against it; a `Replica`
+ * (this file) executes in this process, and the coordinator's ring formation
+ * (coordinator/formation.ts) executes on a ring of workers — each worker being itself a Replica
+ * whose reducer is the ring all-reduce.
+ */
+import crypto from 'node:crypto';
+import type { DataPosition } from '../data/batches.ts';
+import type { OptimizerState } from '../checkpoint/checkpoint.ts';
+import { identityReducer, type GradientReducer, type StepResult, type Trainer } from '../train/trainer.ts';
+import type { EvalResult, TrainingTask } from '../tasks/task.ts';
+
+/** Weights and optimizer state of a model replica (flat, in the task's layout). */
+export interface TrainerState extends OptimizerState {
+  weights: Float32Array;
+}
+
+export interface StepOutcome {
+  loss: number;
+  gradNorm: number;
+}
+
+export interface StepExecutor {
+  /** replicas that share each global batch */
+  readonly worldSize: number;
+  /** examples in one epoch of the training data (where data positions wrap) */
+  readonly trainCount: number;
+  /** examples in one global batch */
+  readonly globalBatch: number;
+  /** one optimizer step (compute gradients → reduce → apply) on the global batch that starts at `pos` */
+  step(step: number, lr: number, pos: DataPosition): Promise<StepOutcome>;
+  /** `count` gradient computations (and reductions) on the batch at `pos`, not applied: a seconds budget's step-time probe */
+  calibrate(count: number, pos: DataPosition): Promise<void>;
+  evaluate(step: number): Promise<EvalResult>;
+  /** throws when the replicas no longer hold identical parameters (a no-op for one replica) */
+  verify(step: number): Promise<void>;
+  /** the weights and optimizer state after `step` (a Replica's are views: copy what you keep past its next step) */
+  state(step: number): Promise<TrainerState>;
+}
+
+/** SHA-256 of a weight buffer's bytes (replicas compare these). */
+export const hashWeights = (w: Float32Array): string => crypto.createHash('sha256').update(new Uint8Array(w.buffer, w.byteOffset, w.byteLength)).digest('hex');
+
+/**
+ * One model replica of a task: its trainer, its rank's share of every global batch and its
+ * gradient reducer (the identity alone; the ring all-reduce in a worker).
+ */
+export class Replica<B, T extends Trainer<B> = Trainer<B>> implements StepExecutor {
+  readonly trainer: T;
+  /** where the last step spent its time */
+  lastStep: StepResult | undefined;
+
+  constructor(
+    readonly task: TrainingTask<B, T>,
+    start: TrainerState,
+    readonly rank = 0,
+    readonly reducer: GradientReducer = identityReducer,
+    /** pruning mask (task layout, 1 = keep) held through training */
+    mask?: Uint8Array,
+  ) {
+    this.trainer = task.createTrainer(start.weights);
+    this.trainer.optimizer.setState(start);
+    if (mask) this.trainer.setMask(mask);
+  }
+
+  get worldSize(): number {
+    return this.reducer.worldSize;
+  }
+
+  get trainCount(): number {
+    return this.task.trainCount;
+  }
+
+  get globalBatch(): number {
+    return this.task.globalBatch(this.worldSize);
+  }
+
+  async step(_step: number, lr: number, pos: DataPosition): Promise<StepResult> {
+    this.lastStep = await this.trainer.step(this.task.batch(pos, this.rank, this.worldSize), lr, this.reducer);
+    return this.lastStep;
+  }
+
+  async calibrate(count: number, pos: DataPosition): Promise<void> {
+    const batch = this.task.batch(pos, this.rank, this.worldSize);
+    for (let i = 0; i < count; i++) {
+      await this.trainer.computeGradients(batch);
+      await this.reducer.reduce(this.trainer.grads);
+    }
+  }
+
+  evaluate(): Promise<EvalResult> {
+    return this.task.evaluate(this.trainer);
+  }
+
+  async verify(): Promise<void> {}
+
+  async state(): Promise<TrainerState> {
+    return { weights: this.trainer.weights, ...this.trainer.optimizer.getState() };
+  }
+
+  hash(): string {
+    return hashWeights(this.trainer.weights);
+  }
+
+  dispose(): void {
+    this.trainer.dispose();
+  }
+}
+
+/** A fresh optimizer state for `weights` (zero moments, step 0). */
+export function freshState(weights: Float32Array): TrainerState {
+  return { weights, m: new Float32Array(weights.length), v: new Float32Array(weights.length), t: 0 };
+}

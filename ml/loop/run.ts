@@ -1,0 +1,47 @@
+/**
+ * The single-process training run behind `ttc train`: backend → data → one Replica of the MLM task
+ * → the budgeted pretraining loop (ml/loop/pretrain.ts, the same loop the coordinator drives over
+ * a ring) → summary.json. Resumes from the run's latest checkpoint.
+ */
+import type { Config } from '../../core/config/schema.ts';
+import type { RunDir } from '../../core/run/rundir.ts';
+import type { Logger } from '../../core/run/log.ts';
+import { MetricsWriter } from '../../core/run/metrics.ts';
+import { createProgress, type Progress } from '../../core/run/progress.ts';
+import { initBackend } from '../backend.ts';
+import { tf } from '../tf.ts';
+import { RunController, type RunSummary } from '../train/controller.ts';
+import { loadTrainingData } from '../train/data.ts';
+import { MlmTask } from '../tasks/mlm.ts';
+import { Replica } from './executor.ts';
+import { pretrainLoop, startingPoint, writeSummary } from './pretrain.ts';
+
+export interface TrainOptions {
+  log: Logger;
+  progress?: Progress;
+  /** Stop (with a checkpoint) after this many steps in this process: used to test resume. */
+  stopAfterSteps?: number;
+  /** Set by a signal handler: finish the current step, checkpoint, return. */
+  shouldStop?: () => boolean;
+}
+
+export async function trainRun(config: Config, run: RunDir, opts: TrainOptions): Promise<RunSummary> {
+  const { log } = opts;
+  const backend = await initBackend(config.backend, { threads: config.threads, fastKernels: config.fastKernels });
+  for (const line of backend.log) log.info(`backend: ${line}`);
+  log.info(`backend: running on "${backend.name}" (${backend.detail})`);
+  const task = new MlmTask(config, await loadTrainingData(config, log));
+  const start = startingPoint(config, run, log);
+  const replica = new Replica(task, start.trainer);
+  const progress = opts.progress ?? createProgress(run.id);
+  const ctl = new RunController(config, 1, new MetricsWriter(run.metricsFile), progress, start.training);
+  log.info(`model: ${start.layout.total.toLocaleString('en')} parameters, ${ctl.flopsPerStep.toExponential(3)} training FLOPs per step (batch ${config.train.batchSize})`);
+  try {
+    const completed = await pretrainLoop(ctl, replica, { run, log, shouldStop: opts.shouldStop, stopAfterSteps: opts.stopAfterSteps });
+    progress.stop();
+    return writeSummary(ctl, run, backend, completed);
+  } finally {
+    replica.dispose();
+    log.info(`tensors still allocated: ${tf.memory().numTensors}`);
+  }
+}

@@ -1,0 +1,36 @@
+/**
+ * Error codes (core/errors.ts): docs/errors.md lists exactly the codes the code has, every code is
+ * raised somewhere, and no error class of the product escapes the coded hierarchy.
+ */
+import test from 'ava';
+import fs from 'node:fs';
+import { ERROR_CODES, isTtcError, TtcError, UsageError } from '../../core/errors.ts';
+import { sourceFiles } from '../kit/imports.ts';
+
+const PRODUCT = ['core', 'wire', 'collective', 'ml', 'compression', 'report', 'protocol', 'worker', 'coordinator', 'cli'];
+const sources = sourceFiles(process.cwd(), PRODUCT).map((f) => ({ f, text: fs.readFileSync(f, 'utf8') }));
+
+test('docs/errors.md lists every code with its meaning, and nothing else', (t) => {
+  const rows = [...fs.readFileSync('docs/errors.md', 'utf8').matchAll(/^\| `(TTC_ERR_\w+)` \| (.*) \|$/gm)].map((m) => [m[1], m[2]]);
+  t.deepEqual(Object.fromEntries(rows), { ...ERROR_CODES });
+});
+
+test('every code is raised somewhere in the product', (t) => {
+  const all = sources.filter((s) => s.f !== 'core/errors.ts').map((s) => s.text).join('\n');
+  const unused = Object.keys(ERROR_CODES).filter((c) => !all.includes(`'${c}'`) && !all.includes(`"${c}"`));
+  // the connect codes are built from the kind of a ConnectError (wire/net/client.ts's table) and the errors.ts classes use theirs
+  t.deepEqual(unused.filter((c) => !fs.readFileSync('core/errors.ts', 'utf8').includes(`super('${c}'`)), []);
+});
+
+test('no product error class extends Error directly (each has a code)', (t) => {
+  t.deepEqual(sources.filter((s) => /class (?!TtcError\b)\w+ extends Error\b/.test(s.text)).map((s) => s.f), []);
+});
+
+test('isTtcError: coded errors only', (t) => {
+  t.true(isTtcError(new UsageError('x')));
+  t.true(isTtcError(new TtcError('TTC_ERR_DATA', 'x')));
+  t.false(isTtcError(new Error('x')));
+  t.false(isTtcError(Object.assign(new Error('x'), { code: 'ENOENT' })));
+  t.false(isTtcError({ code: 'TTC_ERR_DATA', message: 'not an Error' }));
+  t.is(new UsageError('x').name, 'UsageError');
+});
