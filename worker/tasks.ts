@@ -27,7 +27,9 @@ export class TaskFactory {
   }
 
   async trainingData(config: Config): Promise<TrainingData> {
-    const key = JSON.stringify([config.seed, config.trainSeed, config.model, config.data, config.cacheDir, config.train.batchSize]);
+    // What the corpus, its batches and the validation set depend on (not the model's width or depth:
+    // the members of a sweep share it).
+    const key = JSON.stringify([config.seed, config.trainSeed, config.model.seqLen, config.model.vocab, config.data, config.cacheDir, config.train.batchSize]);
     if (this.mlmData?.key !== key) this.mlmData = { key, data: await loadTrainingData(config, this.log) };
     return this.mlmData.data;
   }

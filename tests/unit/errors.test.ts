@@ -16,10 +16,9 @@ test('docs/errors.md lists every code with its meaning, and nothing else', (t) =
 });
 
 test('every code is raised somewhere in the product', (t) => {
-  const all = sources.filter((s) => s.f !== 'core/errors.ts').map((s) => s.text).join('\n');
-  const unused = Object.keys(ERROR_CODES).filter((c) => !all.includes(`'${c}'`) && !all.includes(`"${c}"`));
-  // the connect codes are built from the kind of a ConnectError (wire/net/client.ts's table) and the errors.ts classes use theirs
-  t.deepEqual(unused.filter((c) => !fs.readFileSync('core/errors.ts', 'utf8').includes(`super('${c}'`)), []);
+  // every source file, the table of codes itself left out
+  const all = sources.map((s) => (s.f === 'core/errors.ts' ? s.text.replace(/export const ERROR_CODES = \{[\s\S]*?\n\} as const;/, '') : s.text)).join('\n');
+  t.deepEqual(Object.keys(ERROR_CODES).filter((c) => !all.includes(`'${c}'`)), []);
 });
 
 test('no product error class extends Error directly (each has a code)', (t) => {
