@@ -143,7 +143,7 @@ export class Worker {
       case 'coord.assign':
         return this.assign(msg);
       case 'coord.ring-connect':
-        return this.ringOp(0, async (m) => {
+        return this.ringOp(msg, 0, async (m) => {
           await m.connect({ host: msg.host, port: msg.port });
           this.life.to('ring-up');
           this.send(M.RingUp, { formation: m.formation });
@@ -161,31 +161,31 @@ export class Worker {
         return;
       }
       case 'coord.load':
-        return this.ringOp(0, async (m) => {
+        return this.ringOp(msg, 0, async (m) => {
           await m.load(this.blobs.take(`load/${m.formation}`), msg);
           this.life.to('loaded');
           this.send(M.Loaded, { formation: m.formation });
         });
       case 'coord.step':
-        return this.stepping(msg.step, async (m) => {
+        return this.stepping(msg, msg.step, async (m) => {
           const r = await m.loaded.step(msg.step, msg.lr, { epoch: msg.epoch, offset: msg.offset });
           this.send(M.StepDone, { formation: m.formation, step: msg.step, loss: r.loss, gradNorm: r.gradNorm, computeMs: r.computeMs, reduceMs: r.reduceMs, applyMs: r.applyMs });
         });
       case 'coord.calibrate':
-        return this.stepping(0, async (m) => {
+        return this.stepping(msg, 0, async (m) => {
           const t0 = performance.now();
           await m.loaded.calibrate(msg.count, { epoch: msg.epoch, offset: msg.offset });
           this.send(M.Calibrated, { formation: m.formation, seconds: (performance.now() - t0) / 1000 });
         });
       case 'coord.eval':
-        return this.stepping(msg.step, async (m) => {
+        return this.stepping(msg, msg.step, async (m) => {
           const e = await m.loaded.evaluate();
           this.send(M.EvalDone, { formation: m.formation, step: msg.step, ...e });
         });
       case 'coord.hash':
-        return this.stepping(msg.step, async (m) => this.send(M.ParamHash, { formation: m.formation, step: msg.step, hash: m.loaded.hash() }));
+        return this.stepping(msg, msg.step, async (m) => this.send(M.ParamHash, { formation: m.formation, step: msg.step, hash: m.loaded.hash() }));
       case 'coord.state':
-        return this.stepping(msg.step, async (m) => {
+        return this.stepping(msg, msg.step, async (m) => {
           const { weights, m: mom1, v, t } = await m.loaded.state();
           await sendBlobs(this.conn!, `state/${m.formation}/${msg.step}`, { weights, m: mom1, v });
           this.send(M.StateDone, { formation: m.formation, step: msg.step, adamT: t });
@@ -208,24 +208,29 @@ export class Worker {
     }
   }
 
-  /** Runs a ring operation; a collective failure (a dead or stalled peer) is reported to the coordinator, naming the culprit. */
-  private async ringOp(step: number, body: (m: RingMember) => Promise<void>): Promise<void> {
+  /**
+   * Runs a ring operation. A collective failure (a dead or stalled peer) is reported to the
+   * coordinator, naming the culprit; another coded error (a state that does not fit the task, a
+   * batch that does not split) refuses the message; anything else is a bug.
+   */
+  private async ringOp(msg: WorkerInMsg, step: number, body: (m: RingMember) => Promise<void>): Promise<void> {
     const m = this.member!;
     try {
       await body(m);
     } catch (e) {
-      if (!(e instanceof CollectiveError)) throw e;
+      if (!isTtcError(e)) throw e;
       if (this.member !== m) return; // the formation was left meanwhile (a reset interrupted it)
+      if (!(e instanceof CollectiveError)) return this.refuse(msg, { code: e.code, reason: e.message });
       this.log.warn(`formation ${m.formation}: ${e.message}`);
       this.send(M.StepFailed, { formation: m.formation, step, code: e.code, reason: e.message.slice(0, 2000), ...(e.failedRank !== undefined ? { failedRank: e.failedRank } : {}) });
     }
   }
 
   /** A step (or evaluation, hash, state transfer) of the loaded replica: state `stepping` while it runs. */
-  private async stepping(step: number, body: (m: RingMember) => Promise<void>): Promise<void> {
+  private async stepping(msg: WorkerInMsg, step: number, body: (m: RingMember) => Promise<void>): Promise<void> {
     this.life.to('stepping');
     try {
-      await this.ringOp(step, body);
+      await this.ringOp(msg, step, body);
     } finally {
       if (this.life.state === 'stepping') this.life.to('loaded');
     }
