@@ -1,11 +1,13 @@
 /**
  * Ctrl-C (or SIGTERM, e.g. a parent that is gone) for the commands that train: the first asks the
- * job to finish its current step, write a checkpoint and stop (resumable); a second one exits at
- * once (the last checkpoint stays).
+ * job to stop — training finishes its current step and writes a checkpoint (resumable), a wait for
+ * workers ends at once; a second one exits at once (the last checkpoint stays).
  */
 import type { Logger } from '../core/run/log.ts';
 
 export interface Interrupt {
+  /** aborted at the first signal */
+  readonly signal: AbortSignal;
   /** true once a stop was asked for */
   readonly requested: () => boolean;
   dispose(): void;
@@ -13,19 +15,20 @@ export interface Interrupt {
 
 /** `message` is logged at the first signal; `beforeExit` runs before the second one exits (e.g. to kill child processes). */
 export function onInterrupt(log: Logger, message: string, beforeExit: () => void = () => {}): Interrupt {
-  let requested = false;
+  const stop = new AbortController();
   const handler = () => {
-    if (requested) {
+    if (stop.signal.aborted) {
       beforeExit();
       process.exit(130);
     }
-    requested = true;
+    stop.abort('interrupted');
     log.warn(message);
   };
   process.on('SIGINT', handler);
   process.on('SIGTERM', handler);
   return {
-    requested: () => requested,
+    signal: stop.signal,
+    requested: () => stop.signal.aborted,
     dispose: () => {
       process.off('SIGINT', handler);
       process.off('SIGTERM', handler);

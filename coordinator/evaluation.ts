@@ -58,7 +58,20 @@ function readCells(file: string): Map<string, CellRecord> {
   return out;
 }
 
-export async function evaluateSweep(sweepDir: string, sweep: SweepConfig, members: MemberResult[], driver: Driver, log: Logger, progress: EvaluationProgress = () => {}): Promise<{ cells: Cell[]; failures: string[] }> {
+export interface EvaluationOptions {
+  driver: Driver;
+  log: Logger;
+  progress?: EvaluationProgress;
+  /** ends the step between fine-tunings and jobs (cancel, Ctrl-C); what is finished is kept */
+  signal?: AbortSignal;
+}
+
+export async function evaluateSweep(sweepDir: string, sweep: SweepConfig, members: MemberResult[], o: EvaluationOptions): Promise<{ cells: Cell[]; failures: string[] }> {
+  const { driver, log, signal } = o;
+  const progress = o.progress ?? (() => {});
+  const checkStopped = () => {
+    if (signal?.aborted) throw new RunError(`the compression + evaluation step stopped (${String(signal.reason ?? 'cancelled')}); finished fine-tunings and cells are kept`);
+  };
   const evaluation = sweep.evaluation;
   if (!evaluation) throw new RunError(`${sweepDir}: the sweep config has no "evaluation" section`);
   const grid = compressionGrid(evaluation.compression);
@@ -82,8 +95,10 @@ export async function evaluateSweep(sweepDir: string, sweep: SweepConfig, member
     return { m, config, id: config.runId, ftSeed, pretrained: loadCheckpoint(last, paramLayout(config.model)).weights, ftFile: path.join(ftDir, `${config.runId}.safetensors`) };
   });
   type Member = (typeof memberInfo)[number];
-  const finetuneRound = (x: Member, label: string, from: { pretrained: Float32Array } | { initial: Float32Array; mask: Uint8Array }, opts: { steps: number; seed: number }) =>
-    finetuneDistributed(driver, { config: x.config, ...from, classificationSeed: seed, selection, opts: { ...evaluation.finetune, ...opts }, label, timeoutMs, waitForWorkersSeconds });
+  const finetuneRound = (x: Member, label: string, from: { pretrained: Float32Array } | { initial: Float32Array; mask: Uint8Array }, opts: { steps: number; seed: number }) => {
+    checkStopped();
+    return finetuneDistributed(driver, { config: x.config, ...from, classificationSeed: seed, selection, opts: { ...evaluation.finetune, ...opts }, label, timeoutMs, waitForWorkersSeconds });
+  };
 
   // Phase 1: fine-tune every member, data-parallel on all connected workers.
   const todo = memberInfo.filter((x) => !fs.existsSync(x.ftFile));
@@ -133,6 +148,7 @@ export async function evaluateSweep(sweepDir: string, sweep: SweepConfig, member
   const cellsTotal = done.size + cellJobs.length;
   progress('compression cells', done.size, cellsTotal);
   await runJobs(driver.registry, cellJobs, {
+    signal,
     timeoutMs: 3_600_000,
     maxAttempts: 3,
     minWorkers: 1,
@@ -147,6 +163,7 @@ export async function evaluateSweep(sweepDir: string, sweep: SweepConfig, member
       progress('compression cells', done.size, cellsTotal);
     },
   }, log);
+  checkStopped();
   const cells = [...readCells(cellsFile).values()].map((r) => toReportCell(r.result, { sizeId: r.sizeId, budgetId: r.budgetId, ...(r.seed !== undefined ? { seed: r.seed } : {}) }));
   return { cells, failures };
 }

@@ -29,6 +29,8 @@ export interface JobRunOptions {
   waitForWorkersSeconds: number;
   /** called as each job finishes (to persist results as they come: a killed step loses nothing done) */
   onOutcome?: (o: JobOutcome) => void;
+  /** no new job starts once aborted; the running ones are waited for */
+  signal?: AbortSignal;
 }
 
 export async function runJobs(reg: WorkerRegistry, jobs: JobRequest[], opts: JobRunOptions, log: Logger): Promise<JobOutcome[]> {
@@ -83,8 +85,9 @@ export async function runJobs(reg: WorkerRegistry, jobs: JobRequest[], opts: Job
 
   try {
     while (outcomes.size < jobs.length) {
+      if (opts.signal?.aborted && busy.size === 0) break;
       const idle = [...reg.workers.values()].filter((w) => !busy.has(w));
-      if (pending.length > 0 && idle.length > 0) {
+      if (pending.length > 0 && idle.length > 0 && !opts.signal?.aborted) {
         const job = pending.shift()!;
         const w = idle[0]!;
         const timer = setTimeout(() => {
@@ -99,7 +102,7 @@ export async function runJobs(reg: WorkerRegistry, jobs: JobRequest[], opts: Job
           .catch(() => {}); // a send failure shows up as the worker's close
         continue;
       }
-      if (pending.length > 0 && busy.size === 0 && reg.size < opts.minWorkers) await reg.waitFor(opts.minWorkers, opts.waitForWorkersSeconds);
+      if (pending.length > 0 && busy.size === 0 && reg.size < opts.minWorkers) await reg.waitFor(opts.minWorkers, opts.waitForWorkersSeconds, opts.signal);
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, 500);
         wake = () => {
@@ -113,5 +116,5 @@ export async function runJobs(reg: WorkerRegistry, jobs: JobRequest[], opts: Job
     offClose();
     for (const b of busy.values()) clearTimeout(b.timer);
   }
-  return jobs.map((j) => outcomes.get(j.id)!);
+  return jobs.flatMap((j) => outcomes.get(j.id) ?? []);
 }

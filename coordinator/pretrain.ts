@@ -24,8 +24,11 @@ export interface PretrainRunOptions {
   progress: Progress;
   /** aborts the run between steps (`ttc cancel`, a shutdown); its last checkpoint stays */
   signal?: AbortSignal;
-  /** finish the current step, write a checkpoint and end the run as not completed (Ctrl-C) */
-  shouldStop?: () => boolean;
+  /**
+   * Ctrl-C: the run finishes its current step, writes a checkpoint and ends as not completed
+   * (resumable); a wait for workers ends at once.
+   */
+  stop?: AbortSignal;
 }
 
 export class PretrainRun {
@@ -50,7 +53,7 @@ export class PretrainRun {
 
   /** Runs the budget (or until stopped); writes summary.json and returns it. */
   async run(): Promise<RunSummary> {
-    const { config, run, log, driver, signal } = this.opts;
+    const { config, run, log, driver, signal, stop } = this.opts;
     const { dist } = config;
     const timeoutMs = dist.stepTimeoutSeconds * 1000;
     try {
@@ -63,7 +66,7 @@ export class PretrainRun {
           minWorkers: (attempt) => (attempt === 1 && dist.initialWorkers > 0 ? Math.max(dist.initialWorkers, dist.minWorkers) : dist.minWorkers),
           waitSeconds: dist.waitForWorkersSeconds,
           choose: (all) => (dist.maxWorkers > 0 ? all.slice(0, dist.maxWorkers) : all),
-          signal,
+          signal: signal && stop ? AbortSignal.any([signal, stop]) : (signal ?? stop),
           onFailure: (e) => {
             this.failures.push(e.message);
             log.warn(`re-forming the ring from the checkpoint at step ${this.snapshot.training.step} (steps after it are redone; the budget counts them once)`);
@@ -80,7 +83,7 @@ export class PretrainRun {
             run,
             log,
             beforeStep: () => this.beforeStep(),
-            shouldStop: this.opts.shouldStop,
+            shouldStop: () => stop?.aborted === true,
             onCheckpoint: (s) => (this.snapshot = s),
           });
         },

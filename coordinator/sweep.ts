@@ -21,7 +21,7 @@ import { nonEmbeddingParameterCount, parameterCount } from '../ml/model/spec.ts'
 import { bestSizePerBudget } from '../report/conclusion.ts';
 import type { Cell, ReportData } from '../report/types.ts';
 import { writeReport } from '../report/write.ts';
-import { evaluateSweep, type EvaluationProgress } from './evaluation.ts';
+import { evaluateSweep, type EvaluationOptions, type EvaluationProgress } from './evaluation.ts';
 import { RunError, type Driver } from './formation.ts';
 import { PretrainRun } from './pretrain.ts';
 import { memberConfig, memberSeeds, type SweepConfig } from './sweep-config.ts';
@@ -54,7 +54,7 @@ export interface SweepRunOptions {
   /** cancels between steps and between stages (`ttc cancel`, shutdown) */
   signal?: AbortSignal;
   /** Ctrl-C: the member in training stops at its next step with a checkpoint, and the sweep stops (resumable) */
-  shouldStop?: () => boolean;
+  stop?: AbortSignal;
 }
 
 export interface SweepOutcome {
@@ -102,7 +102,7 @@ export async function pretrainMembers(sweep: SweepConfig, sweepDir: string, o: S
           o.log.info(`${label}: ${resume ? 'resuming' : 'starting'}`);
           const run = resume ? runDirFor(runDir) : createRunDir(config);
           const runConfig: Config = resume ? resolveConfig(openRunDir(runDir).storedConfig) : config;
-          const member = new PretrainRun({ config: runConfig, run, driver: o.driver, log: createLogger(config.runId, run.logFile), progress: createProgress(run.id), signal: o.signal, shouldStop: o.shouldStop });
+          const member = new PretrainRun({ config: runConfig, run, driver: o.driver, log: createLogger(config.runId, run.logFile), progress: createProgress(run.id), signal: o.signal, stop: o.stop });
           o.onMember?.(member);
           try {
             summary = await member.run();
@@ -184,9 +184,9 @@ export function bestSizeLines(data: ReportData): string[] {
 }
 
 /** The compression + evaluation step of a sweep whose pretraining is done (`ttc evaluate`), then its full report. */
-export async function evaluateSweepDir(sweepDir: string, sweep: SweepConfig, o: Pick<SweepRunOptions, 'driver' | 'log' | 'progress'>): Promise<{ conclusion: string[]; cells: number; failures: string[] }> {
+export async function evaluateSweepDir(sweepDir: string, sweep: SweepConfig, o: EvaluationOptions): Promise<{ conclusion: string[]; cells: number; failures: string[] }> {
   const members = readPretrainingResults(sweepDir);
-  const { cells, failures } = await evaluateSweep(sweepDir, sweep, members, o.driver, o.log, o.progress);
+  const { cells, failures } = await evaluateSweep(sweepDir, sweep, members, o);
   const report = writeReport(sweepDir, sweepReportData(path.basename(sweepDir), sweep, members, cells));
   return { conclusion: report.conclusion, cells: cells.length, failures };
 }
@@ -203,7 +203,8 @@ export async function runSweep(sweep: SweepConfig, sweepDir: string, o: SweepRun
   if (sweep.evaluation) {
     checkCancelled(o.signal, 'the compression + evaluation step');
     o.log.info(`compression + evaluation step on ${o.driver.registry.size} workers`);
-    ({ cells, failures } = await evaluateSweep(sweepDir, sweep, members, o.driver, createLogger('evaluate', path.join(sweepDir, 'evaluate.log')), o.progress));
+    const signal = o.signal && o.stop ? AbortSignal.any([o.signal, o.stop]) : (o.signal ?? o.stop);
+    ({ cells, failures } = await evaluateSweep(sweepDir, sweep, members, { ...o, log: createLogger('evaluate', path.join(sweepDir, 'evaluate.log')), signal }));
   }
   const data = sweepReportData(path.basename(sweepDir), sweep, members, cells);
   const report = writeReport(sweepDir, data);

@@ -234,3 +234,36 @@ test('ttc local killed with SIGKILL: its workers stop by themselves (no orphan t
   const left = await waitGone(tree, 20_000);
   t.deepEqual(left, [], `still running 20 s after ttc local was killed: ${left.join(', ')}`);
 });
+
+test('Ctrl-C on ttc local finishes the step, writes a checkpoint and stops every process; --resume continues the run to its budget', async (t) => {
+  const dir = tempDir('interrupt');
+  const cfg = writeConfig(dir, { budget: { kind: 'steps', steps: 40 }, train: { batchSize: 4, evalEvery: 100, checkpointEvery: 100 } });
+  const local = spawnTtc(['local', '--workers', '2', '--config', cfg], env);
+  await local.waitFor(/step 0: validation loss/, 120_000);
+  const tree = descendants(local.child.pid!);
+  local.kill('SIGINT');
+  t.is(await local.exited, 130, local.lines.slice(-20).join('\n'));
+  const out = local.lines.join('\n');
+  t.regex(out, /interrupted: finishing this step and writing a checkpoint/);
+  t.regex(out, /stopped early \(resumable\)/);
+  const runDir = runDirOf(local);
+  const summary = JSON.parse(fs.readFileSync(path.join(runDir, 'summary.json'), 'utf8'));
+  t.false(summary.completed);
+  const stoppedAt = summary.steps as number;
+  t.true(stoppedAt < 40);
+  t.is(path.basename(listCheckpointDirs(checkpointsDir(runDir)).at(-1)!), `step-${String(stoppedAt).padStart(8, '0')}`, 'a checkpoint at the step it stopped');
+  t.deepEqual(await waitGone(tree, 20_000), [], 'the workers stopped with it');
+  const resumed = spawnTtc(['local', '--workers', '2', '--resume', runDir], env);
+  t.is(await resumed.exited, 0, resumed.lines.slice(-20).join('\n'));
+  t.regex(resumed.lines.join('\n'), new RegExp(`resuming run \\S+ from its checkpoint at step ${stoppedAt}/40`));
+  t.regex(resumed.lines.join('\n'), /completed its budget: 40\/40 steps/);
+});
+
+test('a coordinator waiting for workers stops at once on SIGTERM, with a one-line reason', async (t) => {
+  const dir = tempDir('waiting');
+  const { proc } = await startCoordinator(['--config', writeConfig(dir, { dist: { minWorkers: 2, waitForWorkersSeconds: 600 } })]);
+  await proc.waitFor(/waiting for 2 worker\(s\)/);
+  proc.kill('SIGTERM');
+  t.is(await proc.exited, 1);
+  t.regex(proc.lines.join('\n'), /^ttc coordinator: cancelled while waiting for workers \(0 of 2 connected\)$/m);
+});

@@ -18,6 +18,7 @@ import { Star } from '../bench/star.ts';
 import { spawnWorker, startGroup, stopGroup, type WorkerProc } from './kit/cluster.ts';
 import { makeInput } from './kit/inputs.ts';
 import { badFrames, inLanes, rawSession, selfSignedCert } from './kit/netkit.ts';
+import { OPENSSL, testIf } from './kit/tools.ts';
 
 const SECRET = 'ring-test-secret-0123456789';
 
@@ -179,9 +180,9 @@ test('ring: a peer speaking another protocol version is refused with 4406; the r
   check(t, inputs, bufs, 'sum', 'after version probe');
 });
 
-test('ring over wss:// (TLS) is correct', async (t) => {
+testIf(OPENSSL, 'openssl not installed')('ring over wss:// (TLS) is correct', async (t) => {
   const tls = selfSignedCert();
-  if (!tls) { t.log('openssl not available: TLS ring test skipped'); t.pass(); return; }
+  if (!tls) throw new Error('openssl could not make a certificate');
   t.teardown(() => rmSync(tls.dir, { recursive: true, force: true }));
   const nodes = await ring(t, 3, { tls: { cert: tls.cert, key: tls.key, ca: tls.cert }, segmentBytes: 16 * 1024 });
   t.true(nodes[0]!.url.startsWith('wss://'));

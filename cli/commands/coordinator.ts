@@ -52,11 +52,11 @@ export async function run(argv: string[]): Promise<number> {
     phase: () => live?.phase ?? 'starting',
   });
   const driver = new Driver(registry, log);
-  live = new PretrainRun({ config, run: runDir, driver, log, progress: createProgress(runDir.id), shouldStop: () => interrupt.requested() });
+  const interrupt = onInterrupt(log, `interrupted: finishing this step and writing a checkpoint; continue with \`ttc coordinator --resume ${runDir.dir}\` (Ctrl-C again to quit at once)`);
+  live = new PretrainRun({ config, run: runDir, driver, log, progress: createProgress(runDir.id), stop: interrupt.signal });
   const url = await registry.listen();
   log.info(`run ${runDir.id} (${runDir.dir}): listening on ${url}`);
   console.log(`TTC_COORDINATOR_URL=${url}`);
-  const interrupt = onInterrupt(log, `interrupted: finishing this step and writing a checkpoint; continue with \`ttc coordinator --resume ${runDir.dir}\` (Ctrl-C again to quit at once)`);
   try {
     const summary = await live.run();
     console.log(describeSummary(summary));

@@ -12,6 +12,7 @@ import { evaluateSweepDir } from '../../coordinator/sweep.ts';
 import { loadSecret } from '../../wire/auth.ts';
 import { tlsServerFromEnv } from '../../wire/net/index.ts';
 import { parseFlags, parsePort, parseWorkers } from '../args.ts';
+import { onInterrupt } from '../interrupt.ts';
 import { printEvaluation } from '../sweep-output.ts';
 
 /** How long `ttc evaluate` waits for the expected workers before it starts with fewer. */
@@ -37,12 +38,13 @@ export async function run(argv: string[]): Promise<number> {
   const registry: WorkerRegistry = new WorkerRegistry({ secret: loadSecret(), host: values.host!, port, tls: tlsServerFromEnv(), name: path.basename(sweepDir), log, status: () => ({ kind: 'evaluation', runId: path.basename(sweepDir), phase, workers: registry.workerViews() }), phase: () => phase });
   const url = await registry.listen();
   console.log(`TTC_COORDINATOR_URL=${url}`);
+  const interrupt = onInterrupt(log, `interrupted: stopping after the running jobs; finished fine-tunings and cells are kept (rerun to continue; Ctrl-C again to stop at once)`);
   try {
     phase = 'waiting for workers';
     const got = await registry.waitUpTo(expected, EXPECT_WORKERS_SECONDS);
     if (got < expected) log.warn(`${got} of the ${expected} expected workers connected within ${EXPECT_WORKERS_SECONDS} s: going on with those`);
     phase = 'evaluating';
-    const out = await evaluateSweepDir(sweepDir, sweep, { driver: new Driver(registry, log), log, progress: (stage, done, total) => (phase = `${stage} [${done}/${total}]`) });
+    const out = await evaluateSweepDir(sweepDir, sweep, { driver: new Driver(registry, log), log, signal: interrupt.signal, progress: (stage, done, total) => (phase = `${stage} [${done}/${total}]`) });
     phase = 'done';
     registry.stopAll(true, 'evaluation complete');
     return printEvaluation(sweepDir, out);
@@ -50,6 +52,7 @@ export async function run(argv: string[]): Promise<number> {
     registry.stopAll(false, `evaluation failed: ${(e as Error).message}`);
     throw e;
   } finally {
+    interrupt.dispose();
     await registry.close();
   }
 }

@@ -51,7 +51,7 @@ async function trainLocally(values: { config?: string; resume?: string; set?: st
   log.info(`run ${runDir.id} (${runDir.dir}): coordinator on ${cluster.url}, ${n} local worker(s)`);
   console.log(`TTC_COORDINATOR_URL=${cluster.url}`);
   try {
-    live = new PretrainRun({ config, run: runDir, driver: cluster.driver, log, progress: createProgress(runDir.id), shouldStop: interrupt.requested });
+    live = new PretrainRun({ config, run: runDir, driver: cluster.driver, log, progress: createProgress(runDir.id), stop: interrupt.signal });
     const summary = await live.run();
     console.log(describeSummary(summary));
     if (!summary.completed) console.log(`continue with: ttc local --workers ${n} --resume ${runDir.dir}`);
@@ -70,13 +70,16 @@ async function evaluateLocally(sweepDir: string, n: number): Promise<number> {
   const log = createLogger('evaluate', path.join(sweepDir, 'evaluate.log'));
   let phase = 'starting';
   const cluster = await LocalCluster.start({ workers: n, name: path.basename(sweepDir), log, status: () => ({ kind: 'evaluation', runId: path.basename(sweepDir), phase, workers: cluster.registry.workerViews() }), phase: () => phase });
+  const interrupt = onInterrupt(log, `interrupted: stopping after the running jobs; finished fine-tunings and cells are kept (continue with \`ttc local --evaluate ${sweepDir}\`; Ctrl-C again to stop at once)`, () => cluster.kill());
   try {
-    await cluster.driver.waitForWorkers(n, sweep.base.dist.waitForWorkersSeconds);
-    const out = await evaluateSweepDir(sweepDir, sweep, { driver: cluster.driver, log, progress: (stage, done, total) => (phase = `${stage} [${done}/${total}]`) });
+    await cluster.driver.waitForWorkers(n, sweep.base.dist.waitForWorkersSeconds, interrupt.signal);
+    const out = await evaluateSweepDir(sweepDir, sweep, { driver: cluster.driver, log, signal: interrupt.signal, progress: (stage, done, total) => (phase = `${stage} [${done}/${total}]`) });
     await cluster.stop(true, 'evaluation complete');
     return printEvaluation(sweepDir, out);
   } catch (e) {
     await cluster.stop(false, `evaluation failed: ${(e as Error).message}`);
     throw e;
+  } finally {
+    interrupt.dispose();
   }
 }

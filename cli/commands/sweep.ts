@@ -56,12 +56,12 @@ export async function run(argv: string[]): Promise<number> {
   });
   const interrupt = onInterrupt(log, `interrupted: finishing this step and writing a checkpoint; continue with \`ttc sweep --resume ${sweepDir}\` (Ctrl-C again to stop at once)`, () => cluster.kill());
   try {
-    await cluster.driver.waitForWorkers(sweep.workers, sweep.base.dist.waitForWorkersSeconds);
+    await cluster.driver.waitForWorkers(sweep.workers, sweep.base.dist.waitForWorkersSeconds, interrupt.signal);
     const out = await runSweep(sweep, sweepDir, {
       driver: cluster.driver,
       log,
       memberOverrides: localRunOverrides(sweep.base, sweep.workers),
-      shouldStop: interrupt.requested,
+      stop: interrupt.signal,
       onMember: (m) => (live = m),
       progress: (stage, done, total) => (phase = `${stage} [${done}/${total}]`),
     });
