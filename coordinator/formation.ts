@@ -22,6 +22,12 @@ import { WorkerFailure, type ToWorker, type WorkerEntry, type WorkerMsg, type Wo
 export const RunError = codedError('RunError', 'TTC_ERR_RUN');
 export type RunError = InstanceType<typeof RunError>;
 
+/** One signal aborted by whichever of the given ones aborts first (undefined when none is given). */
+export function anySignal(...signals: Array<AbortSignal | undefined>): AbortSignal | undefined {
+  const given = signals.filter((s): s is AbortSignal => s !== undefined);
+  return given.length > 1 ? AbortSignal.any(given) : given[0];
+}
+
 /** What a ring is formed for. */
 export interface RingSpec {
   /** the resolved run config the workers train with */

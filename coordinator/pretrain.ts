@@ -14,7 +14,7 @@ import type { RunDir } from '../core/run/rundir.ts';
 import { pretrainLoop, startingPoint, writeSummary, type RunSnapshot } from '../ml/loop/pretrain.ts';
 import { RunController, type RunSummary } from '../ml/train/controller.ts';
 import { orNull, type TrainingView } from '../protocol/index.ts';
-import { RunError, type Driver, type RingFormation } from './formation.ts';
+import { anySignal, RunError, type Driver, type RingFormation } from './formation.ts';
 
 export interface PretrainRunOptions {
   config: Config;
@@ -66,7 +66,7 @@ export class PretrainRun {
           minWorkers: (attempt) => (attempt === 1 && dist.initialWorkers > 0 ? Math.max(dist.initialWorkers, dist.minWorkers) : dist.minWorkers),
           waitSeconds: dist.waitForWorkersSeconds,
           choose: (all) => (dist.maxWorkers > 0 ? all.slice(0, dist.maxWorkers) : all),
-          signal: signal && stop ? AbortSignal.any([signal, stop]) : (signal ?? stop),
+          signal: anySignal(signal, stop),
           onFailure: (e) => {
             this.failures.push(e.message);
             log.warn(`re-forming the ring from the checkpoint at step ${this.snapshot.training.step} (steps after it are redone; the budget counts them once)`);

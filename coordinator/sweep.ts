@@ -22,7 +22,7 @@ import { bestSizePerBudget } from '../report/conclusion.ts';
 import type { Cell, ReportData } from '../report/types.ts';
 import { writeReport } from '../report/write.ts';
 import { evaluateSweep, type EvaluationOptions, type EvaluationProgress } from './evaluation.ts';
-import { RunError, type Driver } from './formation.ts';
+import { anySignal, RunError, type Driver } from './formation.ts';
 import { PretrainRun } from './pretrain.ts';
 import { memberConfig, memberSeeds, type SweepConfig } from './sweep-config.ts';
 
@@ -203,8 +203,7 @@ export async function runSweep(sweep: SweepConfig, sweepDir: string, o: SweepRun
   if (sweep.evaluation) {
     checkCancelled(o.signal, 'the compression + evaluation step');
     o.log.info(`compression + evaluation step on ${o.driver.registry.size} workers`);
-    const signal = o.signal && o.stop ? AbortSignal.any([o.signal, o.stop]) : (o.signal ?? o.stop);
-    ({ cells, failures } = await evaluateSweep(sweepDir, sweep, members, { ...o, log: createLogger('evaluate', path.join(sweepDir, 'evaluate.log')), signal }));
+    ({ cells, failures } = await evaluateSweep(sweepDir, sweep, members, { ...o, log: createLogger('evaluate', path.join(sweepDir, 'evaluate.log')), signal: anySignal(o.signal, o.stop) }));
   }
   const data = sweepReportData(path.basename(sweepDir), sweep, members, cells);
   const report = writeReport(sweepDir, data);

@@ -7,7 +7,7 @@ import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
-import { descendants, spawnTtc, waitGone, type Proc } from './kit/procs.ts';
+import { children, cmdline, descendants, spawnTtc, waitGone, type Proc } from './kit/procs.ts';
 import { tempDir, TEST_CACHE_DIR, TINY_MODEL } from './kit/helpers.ts';
 import { readMetrics } from '../core/run/metrics.ts';
 import { checkpointsDir, listCheckpointDirs, loadCheckpoint } from '../ml/checkpoint/checkpoint.ts';
@@ -226,8 +226,9 @@ test('ttc local killed with SIGKILL: its workers stop by themselves (no orphan t
   const local = spawnTtc(['local', '--workers', '2', '--config', cfg], env);
   await local.waitFor(/step 0: validation loss/, 120_000);
   // the coordinator runs inside ttc local; its 2 workers are its only child processes
+  const kids = children(local.child.pid!);
+  t.deepEqual(kids.map((pid) => / worker --coordinator /.test(cmdline(pid))), [true, true], `2 workers under ttc local: ${kids.map(cmdline).join(' | ')}`);
   const tree = descendants(local.child.pid!);
-  t.is(tree.length, 2, `2 workers under ttc local: ${tree.join(', ')}`);
   local.kill('SIGKILL');
   await local.exited;
   // they see their stdin pipe close (core/run/parent-watch.ts) and stop as on Ctrl-C

@@ -69,6 +69,14 @@ export function spawnTtcWith(args: string[], env: Record<string, string | undefi
   };
 }
 
+/** Live child processes of a process (not their own children); zombies count as gone. */
+export function children(pid: number): number[] {
+  return fs.readdirSync('/proc').filter((e) => /^\d+$/.test(e)).map(Number).filter((c) => {
+    const st = procStat(c);
+    return st !== undefined && st.state !== 'Z' && st.ppid === pid;
+  });
+}
+
 /** Live descendants of a process (Linux /proc), children first; zombies count as gone. */
 export function descendants(pid: number): number[] {
   const parentOf = new Map<number, number>();
