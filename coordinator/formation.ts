@@ -120,7 +120,6 @@ export class RingFormation implements StepExecutor {
     readonly id: number,
     readonly members: WorkerEntry[],
     private readonly spec: RingSpec,
-    private readonly globalBatchOf: (n: number) => number,
   ) {}
 
   get worldSize(): number {
@@ -128,7 +127,8 @@ export class RingFormation implements StepExecutor {
   }
 
   get globalBatch(): number {
-    return this.globalBatchOf(this.worldSize);
+    const { task, config } = this.spec;
+    return task.kind === 'mlm' ? this.worldSize * config.train.batchSize : task.batchSize;
   }
 
   private get registry(): WorkerRegistry {
@@ -138,8 +138,7 @@ export class RingFormation implements StepExecutor {
   /** Assigns ranks, waits for every listener, wires each rank to its successor. */
   static async form(driver: Driver, id: number, members: WorkerEntry[], spec: RingSpec): Promise<RingFormation> {
     const { task, config } = spec;
-    const perRank = config.train.batchSize;
-    const ring = new RingFormation(driver, id, members, spec, (n) => (task.kind === 'mlm' ? n * perRank : task.batchSize));
+    const ring = new RingFormation(driver, id, members, spec);
     const N = members.length;
     const log = driver.log;
     members.forEach((w, rank) => (w.rank = rank));
@@ -161,8 +160,8 @@ export class RingFormation implements StepExecutor {
     return ring;
   }
 
-  private broadcast<D extends ToWorker>(def: D, fields: (w: WorkerEntry) => Omit<Message<D>, 'v' | 't'>, to = this.members): void {
-    this.registry.broadcast(to, def, fields);
+  private broadcast<D extends ToWorker>(def: D, fields: (w: WorkerEntry) => Omit<Message<D>, 'v' | 't'>): void {
+    this.registry.broadcast(this.members, def, fields);
   }
 
   /**

@@ -5,7 +5,6 @@
  * docs/protocol.md describes the sequences.
  */
 export * as M from './messages.ts';
-export { BLOB_PART_FLOATS, FILE_PART_BYTES, RUN_ID, fromWorker, toWorker, fromCli, toCli } from './messages.ts';
 export * from './specs.ts';
 export * from './status.ts';
 export { sendBlobs, BlobStreams, type Blobs } from './blobs.ts';

@@ -12,11 +12,11 @@
  * protocol bug names itself at once instead of showing up as a step timeout.
  */
 import type { ErrorCode } from '../core/errors.ts';
-import type { toWorker } from '../protocol/index.ts';
+import type { M } from '../protocol/index.ts';
 import type { Message } from '../wire/protocol/index.ts';
 
 export type WorkerState = 'idle' | 'assigned' | 'ring-up' | 'loaded' | 'stepping' | 'stopped';
-export type WorkerInMsg = Message<(typeof toWorker)[number]>;
+export type WorkerInMsg = Message<(typeof M.toWorker)[number]>;
 type InType = WorkerInMsg['t'];
 
 const ANY: readonly InType[] = ['coord.reset', 'coord.stop'];

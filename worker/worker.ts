@@ -14,7 +14,7 @@ import { resolveConfig } from '../core/config/load.ts';
 import type { Config } from '../core/config/schema.ts';
 import type { Logger } from '../core/run/log.ts';
 import { initBackend, type BackendInfo } from '../ml/backend.ts';
-import { BlobStreams, M, sendBlobs, type toWorker } from '../protocol/index.ts';
+import { BlobStreams, M, sendBlobs } from '../protocol/index.ts';
 import type { SecretInput } from '../wire/auth.ts';
 import { connect, tlsClientFromEnv, type Connection } from '../wire/net/index.ts';
 import { CloseCode, type Message } from '../wire/protocol/index.ts';
@@ -48,7 +48,7 @@ function ringTlsFromEnv(env: NodeJS.ProcessEnv = process.env): RingTls | undefin
 }
 
 export class Worker {
-  private conn: Connection<(typeof toWorker)[number]> | undefined;
+  private conn: Connection<(typeof M.toWorker)[number]> | undefined;
   private readonly life = new Lifecycle();
   private member: RingMember | undefined;
   private backend: BackendInfo | undefined;
@@ -71,7 +71,7 @@ export class Worker {
   /** Runs until the coordinator says stop; returns the process exit code. */
   async run(): Promise<number> {
     while (!this.stopped) {
-      let conn: Connection<(typeof toWorker)[number]>;
+      let conn: Connection<(typeof M.toWorker)[number]>;
       try {
         conn = await connect({
           url: this.opts.coordinatorUrl,

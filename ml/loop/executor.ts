@@ -41,7 +41,7 @@ export interface StepExecutor {
 }
 
 /** SHA-256 of a weight buffer's bytes (replicas compare these). */
-export const hashWeights = (w: Float32Array): string => crypto.createHash('sha256').update(new Uint8Array(w.buffer, w.byteOffset, w.byteLength)).digest('hex');
+const hashWeights = (w: Float32Array): string => crypto.createHash('sha256').update(new Uint8Array(w.buffer, w.byteOffset, w.byteLength)).digest('hex');
 
 /**
  * One model replica of a task: its trainer, its rank's share of every global batch and its
@@ -49,8 +49,6 @@ export const hashWeights = (w: Float32Array): string => crypto.createHash('sha25
  */
 export class Replica<B, T extends Trainer<B> = Trainer<B>> implements StepExecutor {
   readonly trainer: T;
-  /** where the last step spent its time */
-  lastStep: StepResult | undefined;
 
   constructor(
     readonly task: TrainingTask<B, T>,
@@ -78,8 +76,7 @@ export class Replica<B, T extends Trainer<B> = Trainer<B>> implements StepExecut
   }
 
   async step(_step: number, lr: number, pos: DataPosition): Promise<StepResult> {
-    this.lastStep = await this.trainer.step(this.task.batch(pos, this.rank, this.worldSize), lr, this.reducer);
-    return this.lastStep;
+    return this.trainer.step(this.task.batch(pos, this.rank, this.worldSize), lr, this.reducer);
   }
 
   async calibrate(count: number, pos: DataPosition): Promise<void> {
