@@ -211,7 +211,11 @@ export class RingFormation implements StepExecutor {
     const done = await this.collect(this.members, `step ${step + 1}`, (m) => (m.t === 'coord.step-done' && m.step === step ? m : undefined));
     const results = this.members.map((w) => done.get(w)!);
     // Every rank's loss is the mean over its equal share of the global batch: their mean is the batch's.
-    return { loss: results.reduce((a, r) => a + r.loss, 0) / results.length, gradNorm: results[0]!.gradNorm };
+    const mean = (f: (r: (typeof results)[number]) => number) => results.reduce((a, r) => a + f(r), 0) / results.length;
+    return {
+      loss: mean((r) => r.loss), gradNorm: results[0]!.gradNorm,
+      computeMs: mean((r) => r.computeMs), applyMs: mean((r) => r.applyMs), commMs: mean((r) => r.commMs), hiddenMs: mean((r) => r.hiddenMs),
+    };
   }
 
   async calibrate(count: number, pos: DataPosition): Promise<void> {
@@ -233,12 +237,13 @@ export class RingFormation implements StepExecutor {
     }
   }
 
-  /** Rank 0's weights and optimizer state after `step`. */
+  /** The weights and optimizer state after `step`: every rank takes part (a sharded optimizer's moments are gathered), rank 0 sends them. */
   async state(step: number): Promise<TrainerState> {
     const stream = `state/${this.id}/${step}`;
     const parts = new BlobStreams(this.total);
     let bad = '';
-    const t = await this.ask(M.StateRequest, { formation: this.id, step }, `state transfer at step ${step}`, (m) => {
+    this.broadcast(M.StateRequest, () => ({ formation: this.id, step }));
+    const done = await this.collect(this.members, `state transfer at step ${step}`, (m) => {
       if (m.t === 'coord.blob' && m.stream === stream) {
         try {
           parts.add(m);
@@ -249,6 +254,7 @@ export class RingFormation implements StepExecutor {
       }
       return m.t === 'coord.state-done' && m.step === step ? m.adamT : undefined;
     });
+    const t = done.get(this.root)!;
     const { weights, m, v } = parts.take(stream);
     const n = weights?.length ?? -1;
     if (bad || !weights || m?.length !== n || v?.length !== n) throw new WorkerFailure(`${this.registry.who(this.root)} sent an inconsistent state: ${bad || 'weights, m and v missing or of different lengths'}`, [this.root]);

@@ -55,6 +55,9 @@ export const StepDone = defineMessage('coord.step-done', {
   computeMs: finite(),
   reduceMs: finite(),
   applyMs: finite(),
+  /** collectives' time for this step (its gradient reduction, the previous step's weight all-gather) and the part hidden behind other work */
+  commMs: finite(),
+  hiddenMs: finite(),
 });
 /** A ring operation failed on this rank (a peer died or stalled): `failedRank` is the culprit when known. */
 export const StepFailed = defineMessage('coord.step-failed', {

@@ -7,7 +7,7 @@ import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
-import { children, cmdline, descendants, spawnTtc, waitGone, type Proc } from './kit/procs.ts';
+import { childProcesses, cmdline, descendants, spawnTtc, waitGone, type Proc } from './kit/procs.ts';
 import { tempDir, TEST_CACHE_DIR, TINY_MODEL } from './kit/helpers.ts';
 import { readMetrics } from '../core/run/metrics.ts';
 import { checkpointsDir, listCheckpointDirs, loadCheckpoint } from '../ml/checkpoint/checkpoint.ts';
@@ -226,7 +226,7 @@ test('ttc local killed with SIGKILL: its workers stop by themselves (no orphan t
   const local = spawnTtc(['local', '--workers', '2', '--config', cfg], env);
   await local.waitFor(/step 0: validation loss/, 120_000);
   // the coordinator runs inside ttc local; its 2 workers are its only child processes
-  const kids = children(local.child.pid!);
+  const kids = childProcesses(local.child.pid!);
   t.deepEqual(kids.map((pid) => / worker --coordinator /.test(cmdline(pid))), [true, true], `2 workers under ttc local: ${kids.map(cmdline).join(' | ')}`);
   const tree = descendants(local.child.pid!);
   local.kill('SIGKILL');

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { tf } from '../ml/tf.ts';
 import { initBackend } from '../ml/backend.ts';
 import { loadTrainingData } from '../ml/train/data.ts';
-import { identityReducer, MlmTrainer } from '../ml/train/trainer.ts';
+import { MlmTrainer } from '../ml/train/trainer.ts';
 import { initialWeights } from '../ml/model/weights.ts';
 import { silentLogger } from '../core/run/log.ts';
 import { applyMask, fakeQuantizeModel, participatingCount, participatingKinds, prunedCount } from '../compression/index.ts';
@@ -49,7 +49,7 @@ test.before(async () => {
   const mlm = new MlmTrainer(ctx.trainerOptions, initialWeights(ctx.mlmLayout, 7, config.model.initStd));
   let pos = { epoch: 0, offset: 0 };
   for (let i = 0; i < 100; i++) {
-    await mlm.step(data.reader.read(pos, 0, 16), 2e-3, identityReducer);
+    await mlm.step(data.reader.read(pos, 0, 16), 2e-3);
     pos = data.reader.advance(pos, 16);
   }
   pretrained = Float32Array.from(mlm.weights);

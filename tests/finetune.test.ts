@@ -6,7 +6,6 @@ import { buildClassificationSet } from '../ml/data/classification.ts';
 import { paramLayout } from '../ml/model/spec.ts';
 import { initialWeights } from '../ml/model/weights.ts';
 import { ClassifierTrainer, classifierWeightsFrom, encodeExamples, epochOrder, evalBatches, takeBatch } from '../ml/train/classifier.ts';
-import { identityReducer } from '../ml/train/trainer.ts';
 import { Rng } from '../core/rng.ts';
 import { TEST_CACHE_DIR, TINY_MODEL } from './kit/helpers.ts';
 
@@ -44,7 +43,7 @@ test.serial('fine-tuning on gloss → class learns (loss falls, accuracy beats c
   for (let epoch = 0; epoch < 2; epoch++) {
     const order = epochOrder(train.count, epoch, 9);
     for (let s = 0; s + 16 <= train.count; s += 16, step++) {
-      await trainer.step(takeBatch(train, order.subarray(s, s + 16)), 2e-3, identityReducer);
+      await trainer.step(takeBatch(train, order.subarray(s, s + 16)), 2e-3);
       counts.push(tf.memory().numTensors);
     }
   }

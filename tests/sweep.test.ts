@@ -1,7 +1,7 @@
 import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
-import { children, cmdline, descendants, spawnTtc, waitGone } from './kit/procs.ts';
+import { childProcesses, cmdline, descendants, spawnTtc, waitGone } from './kit/procs.ts';
 import { tempDir, TEST_CACHE_DIR, TINY_MODEL } from './kit/helpers.ts';
 import { resolveSweepConfig } from '../coordinator/sweep-config.ts';
 import { ConfigError } from '../core/config/load.ts';
@@ -32,8 +32,8 @@ test('a sweep trains every size × budget member within its budget, and a killed
   const first = spawnTtc(['sweep', '--config', cfg]);
   await first.waitFor(/member 2\/4 .*starting/, 240_000);
   // One orchestration path: the sweep drives every member in-process on the 2 workers it started once
-  // (its only child processes; a tool of theirs, e.g. tsx's esbuild, may run below them).
-  const kids = children(first.child.pid!);
+  // (its only child processes besides tsx's esbuild; a tool of theirs may run below them).
+  const kids = childProcesses(first.child.pid!);
   t.deepEqual(kids.map((pid) => / worker --coordinator ws:\/\/127\.0\.0\.1:\d+ --name worker-\d$/.test(cmdline(pid))), [true, true], `ttc sweep's children: ${kids.map(cmdline).join(' | ')}`);
   const tree = descendants(first.child.pid!);
   first.kill('SIGKILL');

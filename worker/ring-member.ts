@@ -1,7 +1,8 @@
 /**
  * This worker's place in one ring formation: its rank, the collective group (a Ring over
  * authenticated peer links), the task the ring trains and, once a state is loaded, the model
- * Replica whose gradient reducer is the ring's all-reduce. Loading takes the state the coordinator
+ * Replica whose process group is the ring (ml/train/data-parallel.ts: bucketed reduce-scatter, a
+ * sharded update and a weight all-gather by default). Loading takes the state the coordinator
  * sent to rank 0 and broadcasts it to every rank over the ring, so every replica starts from the
  * same bytes and the coordinator sends the model once, not once per worker.
  */
@@ -82,8 +83,8 @@ export class RingMember {
     }
     const start: TrainerState = { weights: parts.weights!, m: parts.m ?? new Float32Array(total), v: parts.v ?? new Float32Array(total), t: how.adamT };
     this.replica?.dispose();
-    const reducer = { worldSize: this.opts.worldSize, reduce: async (g: Float32Array) => void (await this.ring.allReduce(g, 'mean')) };
-    this.replica = new Replica(this.task, start, this.opts.rank, reducer, parts.mask ? Uint8Array.from(parts.mask) : undefined);
+    const { shardOptimizer, bucketBytes } = this.opts.config.dist;
+    this.replica = new Replica(this.task, start, { group: this.ring, options: { shardOptimizer, bucketBytes } }, parts.mask ? Uint8Array.from(parts.mask) : undefined);
   }
 
   /** The loaded replica (the lifecycle only lets step/eval/hash/state messages through once loaded). */

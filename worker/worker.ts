@@ -169,7 +169,7 @@ export class Worker {
       case 'coord.step':
         return this.stepping(msg, msg.step, async (m) => {
           const r = await m.loaded.step(msg.step, msg.lr, { epoch: msg.epoch, offset: msg.offset });
-          this.send(M.StepDone, { formation: m.formation, step: msg.step, loss: r.loss, gradNorm: r.gradNorm, computeMs: r.computeMs, reduceMs: r.reduceMs, applyMs: r.applyMs });
+          this.send(M.StepDone, { formation: m.formation, step: msg.step, loss: r.loss, gradNorm: r.gradNorm, computeMs: r.computeMs, reduceMs: r.reduceMs, applyMs: r.applyMs, commMs: r.commMs, hiddenMs: r.hiddenMs });
         });
       case 'coord.calibrate':
         return this.stepping(msg, 0, async (m) => {
@@ -183,11 +183,12 @@ export class Worker {
           this.send(M.EvalDone, { formation: m.formation, step: msg.step, ...e });
         });
       case 'coord.hash':
-        return this.stepping(msg, msg.step, async (m) => this.send(M.ParamHash, { formation: m.formation, step: msg.step, hash: m.loaded.hash() }));
+        return this.stepping(msg, msg.step, async (m) => this.send(M.ParamHash, { formation: m.formation, step: msg.step, hash: await m.loaded.hash() }));
       case 'coord.state':
         return this.stepping(msg, msg.step, async (m) => {
+          // every rank takes part (a sharded optimizer's moments are all-gathered); rank 0 sends them
           const { weights, m: mom1, v, t } = await m.loaded.state();
-          await sendBlobs(this.conn!, `state/${m.formation}/${msg.step}`, { weights, m: mom1, v });
+          if (m.opts.rank === 0) await sendBlobs(this.conn!, `state/${m.formation}/${msg.step}`, { weights, m: mom1, v });
           this.send(M.StateDone, { formation: m.formation, step: msg.step, adamT: t });
         });
       case 'coord.reset':

@@ -59,7 +59,7 @@ export function finetuneTask(ctx: EvalContext, o: Pick<FinetuneOptions, 'batchSi
 export async function finetuneClassifier(ctx: EvalContext, initial: Float32Array, opts: FinetuneOptions): Promise<FinetuneResult> {
   checkOptions(ctx, opts);
   if (initial.length !== ctx.clsLayout.total) throw new RangeError(`classifier weights: expected ${ctx.clsLayout.total} floats, got ${initial.length}`);
-  const replica = new Replica(finetuneTask(ctx, opts), freshState(initial), 0, undefined, opts.mask);
+  const replica = new Replica(finetuneTask(ctx, opts), freshState(initial), undefined, opts.mask);
   try {
     return await finetuneLoop(replica, opts);
   } finally {

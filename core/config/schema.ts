@@ -92,6 +92,8 @@ export const configSchema = {
     ringTimeoutSeconds: { doc: 'A ring peer silent this long during an all-reduce is declared dead.', format: nonNegativeNumber, default: 30 },
     hashEvery: { doc: 'Every K steps workers report a hash of their parameters; any divergence stops the run.', format: positiveInt, default: 25 },
     segmentBytes: { doc: 'Ring all-reduce segment size in bytes (sending, receiving and adding overlap per segment).', format: positiveInt, default: 1048576 },
+    shardOptimizer: { doc: 'ZeRO stage 1 with more than one worker: gradients are reduce-scattered, each worker clips and updates (and keeps AdamW moments for) 1/N of the parameters, the weights are all-gathered. Bit-identical to the unsharded update; false = all-reduce and a full update on every worker.', format: Boolean, default: true },
+    bucketBytes: { doc: 'Gradient bucket size in bytes: gradients are read back and reduced bucket by bucket in the backward pass\'s order, each bucket\'s reduction overlapping the read-back of the next (whole parameters; a bigger parameter is a bucket of its own). Changes the last bits of the gradient norm.', format: positiveInt, default: 4194304 },
   },
   budget: {
     kind: {

@@ -14,6 +14,11 @@ export interface MetricsRow {
   valPerplexity?: number;
   gradNorm?: number;
   tokensPerSecond?: number;
+  /** where a step's time went (mean over the replicas), ms: forward + backward + read-back, the update, the collectives, and the part of those hidden behind other work */
+  computeMs?: number;
+  updateMs?: number;
+  commMs?: number;
+  commHiddenMs?: number;
 }
 
 export class MetricsWriter {

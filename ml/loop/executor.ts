@@ -9,7 +9,9 @@
 import crypto from 'node:crypto';
 import type { DataPosition } from '../data/batches.ts';
 import type { OptimizerState } from '../checkpoint/checkpoint.ts';
-import { identityReducer, type GradientReducer, type StepResult, type Trainer } from '../train/trainer.ts';
+import type { StepResult, Trainer } from '../train/trainer.ts';
+import type { DataParallelOptions } from '../train/data-parallel.ts';
+import type { ProcessGroup } from '../../collective/index.ts';
 import type { EvalResult, TrainingTask } from '../tasks/task.ts';
 
 /** Weights and optimizer state of a model replica (flat, in the task's layout). */
@@ -20,6 +22,11 @@ export interface TrainerState extends OptimizerState {
 export interface StepOutcome {
   loss: number;
   gradNorm: number;
+  /** where the step's time went (a replica's StepResult has these fields; a ring reports the mean over its ranks) */
+  computeMs?: number;
+  applyMs?: number;
+  commMs?: number;
+  hiddenMs?: number;
 }
 
 export interface StepExecutor {
@@ -44,27 +51,33 @@ export interface StepExecutor {
 const hashWeights = (w: Float32Array): string => crypto.createHash('sha256').update(new Uint8Array(w.buffer, w.byteOffset, w.byteLength)).digest('hex');
 
 /**
- * One model replica of a task: its trainer, its rank's share of every global batch and its
- * gradient reducer (the identity alone; the ring all-reduce in a worker).
+ * One model replica of a task: its trainer, its rank's share of every global batch and, in a
+ * worker, the process group its gradients and weights cross (ml/train/data-parallel.ts).
  */
 export class Replica<B, T extends Trainer<B> = Trainer<B>> implements StepExecutor {
   readonly trainer: T;
 
   constructor(
     readonly task: TrainingTask<B, T>,
+    /** the whole model's weights and optimizer state (each rank takes its shard of the moments) */
     start: TrainerState,
-    readonly rank = 0,
-    readonly reducer: GradientReducer = identityReducer,
+    /** the replicas' group (a ring of workers); none = one process */
+    group?: { group: ProcessGroup; options: DataParallelOptions },
     /** pruning mask (task layout, 1 = keep) held through training */
     mask?: Uint8Array,
   ) {
     this.trainer = task.createTrainer(start.weights);
+    if (group) this.trainer.joinGroup(group.group, group.options);
     this.trainer.optimizer.setState(start);
     if (mask) this.trainer.setMask(mask);
   }
 
+  get rank(): number {
+    return this.trainer.dp.rank;
+  }
+
   get worldSize(): number {
-    return this.reducer.worldSize;
+    return this.trainer.dp.worldSize;
   }
 
   get trainCount(): number {
@@ -76,14 +89,14 @@ export class Replica<B, T extends Trainer<B> = Trainer<B>> implements StepExecut
   }
 
   async step(_step: number, lr: number, pos: DataPosition): Promise<StepResult> {
-    return this.trainer.step(this.task.batch(pos, this.rank, this.worldSize), lr, this.reducer);
+    return this.trainer.step(this.task.batch(pos, this.rank, this.worldSize), lr);
   }
 
   async calibrate(count: number, pos: DataPosition): Promise<void> {
     const batch = this.task.batch(pos, this.rank, this.worldSize);
     for (let i = 0; i < count; i++) {
       await this.trainer.computeGradients(batch);
-      await this.reducer.reduce(this.trainer.grads);
+      await this.trainer.reduce();
     }
   }
 
@@ -93,11 +106,14 @@ export class Replica<B, T extends Trainer<B> = Trainer<B>> implements StepExecut
 
   async verify(): Promise<void> {}
 
-  async state(): Promise<TrainerState> {
-    return { weights: this.trainer.weights, ...this.trainer.optimizer.getState() };
+  /** The whole model's state; with a sharded optimizer a collective (every rank must call it). */
+  state(): Promise<TrainerState> {
+    return this.trainer.fullState();
   }
 
-  hash(): string {
+  /** SHA-256 of the weights once the last update has reached them. */
+  async hash(): Promise<string> {
+    await this.trainer.settle();
     return hashWeights(this.trainer.weights);
   }
 

@@ -75,7 +75,8 @@ export async function pretrainLoop(ctl: RunController, ex: StepExecutor, o: Pret
     const t0 = performance.now();
     const r = await ex.step(plan.step, plan.lr, plan.dataPosition);
     const seconds = (performance.now() - t0) / 1000;
-    const row = ctl.completeStep(plan, { loss: r.loss, gradNorm: r.gradNorm, seconds, nextPosition: advancePosition(plan.dataPosition, ex.globalBatch, ex.trainCount) });
+    const timing = r.computeMs === undefined ? undefined : { computeMs: r.computeMs, updateMs: r.applyMs, commMs: r.commMs, commHiddenMs: r.hiddenMs };
+    const row = ctl.completeStep(plan, { loss: r.loss, gradNorm: r.gradNorm, seconds, nextPosition: advancePosition(plan.dataPosition, ex.globalBatch, ex.trainCount), timing });
     const val = ctl.shouldEvaluate() ? await ex.evaluate(ctl.state.step) : undefined;
     if (val) ctl.recordEval(val);
     ctl.record(row, val?.loss);

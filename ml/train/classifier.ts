@@ -110,6 +110,7 @@ export class ClassifierTrainer extends Trainer<ClassBatch> {
 
   /** Predicted class per example, in order. */
   async predict(batches: Iterable<ClassBatch>): Promise<Int32Array> {
+    await this.settle();
     const out: number[] = [];
     for (const b of batches) {
       const pred = tf.tidy(() => tf.argMax(this.logits(this.tensors.tensors, b), 1));

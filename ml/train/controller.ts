@@ -12,6 +12,9 @@ import { estimateStepsForSeconds, fixedStepBudget } from './budget.ts';
 import { learningRate, warmupSteps } from './schedule.ts';
 import type { TrainingState } from '../checkpoint/checkpoint.ts';
 import type { MetricsRow, MetricsWriter } from '../../core/run/metrics.ts';
+
+/** A step's time split (metrics.jsonl columns), ms. */
+export type StepTiming = Pick<MetricsRow, 'computeMs' | 'updateMs' | 'commMs' | 'commHiddenMs'>;
 import type { Progress } from '../../core/run/progress.ts';
 
 export function modelDims(c: Config): ModelDims {
@@ -144,7 +147,7 @@ export class RunController {
   }
 
   /** Records a completed step; `advance` moves the data position by the global batch. */
-  completeStep(p: PlannedStep, r: { loss: number; seconds: number; gradNorm?: number; nextPosition: TrainingState['dataPosition'] }): MetricsRow {
+  completeStep(p: PlannedStep, r: { loss: number; seconds: number; gradNorm?: number; nextPosition: TrainingState['dataPosition']; timing?: StepTiming }): MetricsRow {
     const s = this.state;
     const tokens = this.config.train.batchSize * this.dims.seqLen * s.worldSize;
     s.step = p.step + 1;
@@ -166,6 +169,7 @@ export class RunController {
       trainLoss: r.loss,
       gradNorm: r.gradNorm,
       tokensPerSecond: tokens / r.seconds,
+      ...r.timing,
     };
   }
 

@@ -77,6 +77,11 @@ export function children(pid: number): number[] {
   });
 }
 
+/** A process's live children other than tsx's esbuild service (which the TypeScript loader may start in any process, at any time). */
+export function childProcesses(pid: number): number[] {
+  return children(pid).filter((c) => !/\/esbuild --service/.test(cmdline(c)));
+}
+
 /** Live descendants of a process (Linux /proc), children first; zombies count as gone. */
 export function descendants(pid: number): number[] {
   const parentOf = new Map<number, number>();
