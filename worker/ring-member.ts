@@ -85,6 +85,8 @@ export class RingMember {
     this.replica?.dispose();
     const { shardOptimizer, bucketBytes } = this.opts.config.dist;
     this.replica = new Replica(this.task, start, { group: this.ring, options: { shardOptimizer, bucketBytes } }, parts.mask ? Uint8Array.from(parts.mask) : undefined);
+    const { dp, optimizer } = this.replica.trainer;
+    this.opts.log.info(`rank ${this.opts.rank}: ${dp.buckets.length} gradient bucket(s); ${dp.sharded ? `sharded optimizer: AdamW state for ${optimizer.owned} of ${total} parameters (${((optimizer.owned * 8) / 1e6).toFixed(1)} MB)` : `unsharded optimizer (${((total * 8) / 1e6).toFixed(1)} MB of AdamW state)`}`);
   }
 
   /** The loaded replica (the lifecycle only lets step/eval/hash/state messages through once loaded). */
