@@ -43,6 +43,8 @@ export interface LinkParams {
 export interface LinkEvents {
   /** a validated frame from the joined predecessor */
   fromPrev(conn: Connection<FromPrev>, msg: Message<FromPrev>): void;
+  /** a raw frame (a segment, not yet parsed) from the joined predecessor */
+  segmentFromPrev(conn: Connection<FromPrev>, parts: Buffer[]): void;
   /** a validated frame from the joined successor */
   fromNext(msg: Message<FromNext>): void;
   /** any frame, ping or pong from the joined predecessor (liveness) */
@@ -224,6 +226,7 @@ export class RingLinks {
       this.prevListen = concreteAddress(msg.listen, conn.remote);
       conn.label = `ring predecessor rank ${this.prevRank} (${this.prevListen})`;
       conn.onTraffic(() => this.ev.prevTraffic());
+      conn.onRaw((parts) => this.ev.segmentFromPrev(conn, parts));
       conn.onClose((info) => {
         if (this.prev === conn && !this.formed) { this.prev = undefined; return; } // may reconnect while forming
         if (this.prev === conn) this.ev.closed('prev', info.code, info.reason, info.byUs);

@@ -417,7 +417,7 @@ for (const [name, specs, a, b] of [
       t.true(err instanceof CollectiveError && err instanceof TtcError, `rank ${r}: ${err}`);
       t.is(err.code, 'TTC_ERR_COLLECTIVE');
       t.is(err.name, 'CollectiveError');
-      t.regex(err.message, /mismatch: rank \d called .* rank \d called .* — every rank must pass the same length and op, and issue the same collectives \(kind, root\) in the same order/);
+      t.regex(err.message, /mismatch: rank \d called .* rank \d called .* — every rank must pass the same length and op \(and wire\), and issue the same collectives \(kind, root\) in the same order/);
       t.true(err.message.includes(describe(specs[0], a)) && err.message.includes(describe(specs[1], b)), `rank ${r}: ${err.message}`);
       t.is(nodes[r]!.error, err);
     }
