@@ -4,8 +4,9 @@
  * (optionally TLS, zero-mask frames on the dialed link), and the `ring-join` exchange that opens
  * every link — ring id, world size, rank and segment size must agree, a second predecessor is
  * refused, a predecessor that joins and drops again while the ring forms may come back. Once a
- * link is up its frames, traffic and close are handed to the owner (`LinkEvents`); what they mean
- * is decided in liveness.ts and ring.ts.
+ * link is up its frames (msgpack, and the raw segment frames once the predecessor has joined),
+ * traffic and close are handed to the owner (`LinkEvents`); what they mean is decided in
+ * liveness.ts and ring.ts.
  */
 import {
   connect, describeClose, listen, type Connection, type Logger, type PeerServer,

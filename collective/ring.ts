@@ -17,6 +17,16 @@
  * of a chunk arrives it is added (or copied) and sent on at once, so sending, receiving and adding
  * overlap with no barrier between steps. Frames from a predecessor that already started later
  * calls are buffered until this rank starts them.
+ *
+ * No copies beyond the unavoidable ones: segments travel as binary segment frames (messages.ts),
+ * step-0 segments and the owner's all-gather segments are sent straight from `buf`; a received
+ * reduce-scatter partial sum gets this rank's values added into its own bytes (wasm SIMD) and those
+ * bytes are sent on; a received all-gather or broadcast segment is copied into `buf` (bytes) and the
+ * same bytes are forwarded. Nothing a send refers to changes before ws has handed it to the kernel
+ * (a region of `buf` sent at step 0 is only overwritten by data that has been round the ring since).
+ * With `wire: 'bf16'` reduce-scatter segments are rounded to bf16 by their sender (send buffers from
+ * a FramePool) and widened by their receiver; payloads that arrive unaligned (small segments) are
+ * copied to an aligned pool buffer first.
  */
 import { normalizeSecret, type SecretInput } from '../wire/auth.ts';
 import { defaultLogger, FramePool, type Connection, type Logger } from '../wire/net/index.ts';
