@@ -3,12 +3,15 @@
  *
  *   node --import tsx bench/allreduce.ts            # N = 2,3,4 × 1,16,64 MiB, 5 reps (≈ 2–4 min on 2 cores)
  *   node --import tsx bench/allreduce.ts --quick    # N = 2,4 × 1,16 MiB, 3 reps
+ *   node --import tsx bench/allreduce.ts --ranks 2,3,4,8 --sizes 16,64 --wire bf16   # + the bf16 ring
  *   node --import tsx bench/allreduce.ts --help     # the options
- *   options: --ranks 2,3,4  --sizes 1,16,64 (MiB)  --reps 5  --segment 1048576 (bytes)  --json out.json
+ *   options: --ranks 2,3,4  --sizes 1,16,64 (MiB)  --reps 5  --segment 1048576 (bytes)  --wire bf16  --no-star  --json out.json
  *
  * For each N the ring, the star and the raw-TCP ring run side by side (all processes up at once)
  * and their repetitions alternate, so all three see the same machine; the raw TCP pair runs
- * between them too. Per repetition all ranks first meet in a 1-element all-reduce (a barrier),
+ * between them too. The headline is the ratio ring time / raw-TCP-ring time per (N, size), printed
+ * first. `--wire bf16` also times the same ring with bf16 reduce-scatter segments (its own
+ * repetitions, in the same alternation). Per repetition all ranks first meet in a 1-element all-reduce (a barrier),
  * then time the real one; the collective's time is the slowest rank's; tables show medians.
  * busbw = 2(N−1)/N × bytes / time (the per-link bandwidth a bandwidth-optimal algorithm needs).
  * Raw TCP: one process streams 64 MiB to another over a plain `net` socket, same machine, same run.
@@ -35,6 +38,8 @@ if (flag('help') || flag('h')) {
     '  --sizes 1,16,64   buffer sizes, MiB',
     '  --reps 5          timed repetitions per (N, size), after one warm-up',
     '  --segment 1048576 segment size, bytes',
+    '  --wire bf16       also time the ring with a bf16 reduce-scatter (column "bf16 ring")',
+    '  --no-star         leave the star baseline out (faster)',
     '  --json out.json   also write every number as JSON',
   ].join('\n'));
   process.exit(0);
@@ -45,6 +50,8 @@ const sizesMiB = opt('sizes', quick ? '1,16' : '1,16,64').split(',').map(Number)
 const reps = Number(opt('reps', quick ? '3' : '5'));
 const segmentBytes = Number(opt('segment', String(1 << 20)));
 const jsonOut = opt('json', '');
+const bf16 = opt('wire', 'f32') === 'bf16';
+const withStar = !flag('no-star');
 const secret = randomBytes(32).toString('hex');
 const MiB = 1 << 20;
 
@@ -82,19 +89,19 @@ async function rawTcpRing(N: number): Promise<{ run: (size: number) => Promise<n
 }
 
 interface Row {
-  kind: 'ring' | 'star'; N: number; MiB: number; ms: number; msAll: number[];
+  kind: 'ring' | 'star' | 'ring-bf16'; N: number; MiB: number; ms: number; msAll: number[];
   busbw: number; algbw: number;
   breakdown: { waitMs: number; addMs: number; encodeMs: number; decodeMs: number; sendMs: number; totalMs: number; cpuUserMs: number; cpuSystemMs: number };
 }
 
 /** One timed all-reduce on every rank (after a 1-element barrier); returns the slowest rank's time and all stats. */
-async function collective(procs: WorkerProc[], size: number): Promise<{ ms: number; stats: CollectiveStats[] }> {
+async function collective(procs: WorkerProc[], size: number, wire?: 'bf16'): Promise<{ ms: number; stats: CollectiveStats[] }> {
   const length = (size * MiB) / 4;
-  const res = await Promise.all(procs.map((p) => p.request({ cmd: 'reduce', length, op: 'sum', reps: 1, barrier: true, input: 'constant' }, 'reduced', 180_000)));
+  const res = await Promise.all(procs.map((p) => p.request({ cmd: 'reduce', length, op: 'sum', reps: 1, barrier: true, input: 'constant', ...(wire ? { wire } : {}) }, 'reduced', 180_000)));
   return { ms: Math.max(...res.map((r) => r.times[0]!)), stats: res.map((r) => r.stats[0]!) };
 }
 
-function row(kind: 'ring' | 'star', N: number, size: number, times: number[], stats: CollectiveStats[]): Row {
+function row(kind: Row['kind'], N: number, size: number, times: number[], stats: CollectiveStats[]): Row {
   const ms = median(times);
   const bytes = size * MiB;
   const med = (f: (s: CollectiveStats) => number) => median(stats.map(f).filter(Number.isFinite));
@@ -110,7 +117,7 @@ function row(kind: 'ring' | 'star', N: number, size: number, times: number[], st
 }
 
 const t0 = performance.now();
-process.stderr.write(`all-reduce benchmark: ranks ${ranks.join(',')}, sizes ${sizesMiB.join(',')} MiB, ${reps} reps, segment ${segmentBytes} B\n`);
+process.stderr.write(`all-reduce benchmark: ranks ${ranks.join(',')}, sizes ${sizesMiB.join(',')} MiB, ${reps} reps, segment ${segmentBytes} B${bf16 ? ', + bf16 ring' : ''}${withStar ? '' : ', no star'}\n`);
 const rows: Row[] = [];
 const tcpRingMs = new Map<string, number>();
 const tcpRates: number[] = [];
@@ -119,29 +126,34 @@ try {
   for (const N of ranks) {
     // all contenders up at once; repetitions alternate between them so they see the same machine
     const ring = await startGroup({ kind: 'ring', worldSize: N, secret, segmentBytes, timeoutMs: 30_000 });
-    const star = await startGroup({ kind: 'star', worldSize: N, secret, segmentBytes, timeoutMs: 30_000 });
+    const star = withStar ? await startGroup({ kind: 'star', worldSize: N, secret, segmentBytes, timeoutMs: 30_000 }) : [];
     const tcpRing = await rawTcpRing(N);
     try {
       for (const size of sizesMiB) {
         await collective(ring, size); // warm-up
-        await collective(star, size);
+        if (bf16) await collective(ring, size, 'bf16');
+        if (withStar) await collective(star, size);
         await tcpRing.run(size);
-        const rt: number[] = [], st: number[] = [], tt: number[] = [];
-        const rs: CollectiveStats[] = [], ss: CollectiveStats[] = [];
+        const rt: number[] = [], bt: number[] = [], st: number[] = [], tt: number[] = [];
+        const rs: CollectiveStats[] = [], bs: CollectiveStats[] = [], ss: CollectiveStats[] = [];
         for (let i = 0; i < reps; i++) {
-          const r = await collective(ring, size); rt.push(r.ms); rs.push(...r.stats);
-          const s = await collective(star, size); st.push(s.ms); ss.push(...s.stats);
           tt.push(await tcpRing.run(size));
+          const r = await collective(ring, size); rt.push(r.ms); rs.push(...r.stats);
+          if (bf16) { const b = await collective(ring, size, 'bf16'); bt.push(b.ms); bs.push(...b.stats); }
+          if (withStar) { const s = await collective(star, size); st.push(s.ms); ss.push(...s.stats); }
           if (size === sizesMiB[sizesMiB.length - 1]) tcpRates.push(await pair.run(64 * MiB));
         }
-        rows.push(row('ring', N, size, rt, rs), row('star', N, size, st, ss));
+        rows.push(row('ring', N, size, rt, rs));
+        if (bf16) rows.push(row('ring-bf16', N, size, bt, bs));
+        if (withStar) rows.push(row('star', N, size, st, ss));
         tcpRingMs.set(`${N}/${size}`, median(tt));
-        process.stderr.write(`  N=${N} ${size} MiB: ring ${rt.map((x) => fmt(x)).join(' ')} | star ${st.map((x) => fmt(x)).join(' ')} | raw TCP ring ${tt.map((x) => fmt(x)).join(' ')} ms\n`);
+        const list = (xs: number[]) => xs.map((x) => fmt(x)).join(' ');
+        process.stderr.write(`  N=${N} ${size} MiB: ring ${list(rt)}${bf16 ? ` | bf16 ring ${list(bt)}` : ''}${withStar ? ` | star ${list(st)}` : ''} | raw TCP ring ${list(tt)} ms\n`);
       }
     } finally {
       tcpRing.stop();
       await stopGroup(ring);
-      await stopGroup(star);
+      if (withStar) await stopGroup(star);
     }
   }
 } finally {
@@ -151,19 +163,36 @@ process.stderr.write(`  raw TCP: ${tcpRates.map((x) => fmt(x)).join(' ')} MB/s\n
 const tcp = median(tcpRates);
 
 const lines: string[] = [];
-lines.push(`raw TCP (2 processes, 64 MiB over net.Socket, measured between the repetitions): median ${fmt(tcp)} MB/s, range ${fmt(Math.min(...tcpRates))}–${fmt(Math.max(...tcpRates))}`);
+const find = (kind: Row['kind'], N: number, size: number) => rows.find((x) => x.kind === kind && x.N === N && x.MiB === size);
+lines.push('ring time / raw-TCP-ring time (the target is ≤ 1.3), medians:');
 lines.push('');
-lines.push('| N | size MiB | ring ms | ring busbw MB/s | star ms | star busbw MB/s | ring/star time | ring busbw / raw TCP | N × ring busbw / raw TCP | raw TCP ring ms | ring / raw TCP ring time | ring rank time: add / encode / decode / send / other JS / kernel / idle (%) |');
-lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|');
+lines.push(`| N | size MiB | raw TCP ring ms | ring ms | ring / raw TCP ring |${bf16 ? ' bf16 ring ms | bf16 ring / raw TCP ring | bf16 / f32 ring |' : ''}`);
+lines.push(`|---|---|---|---|---|${bf16 ? '---|---|---|' : ''}`);
 for (const N of ranks) {
   for (const size of sizesMiB) {
-    const r = rows.find((x) => x.kind === 'ring' && x.N === N && x.MiB === size)!;
-    const s = rows.find((x) => x.kind === 'star' && x.N === N && x.MiB === size)!;
-    const b = r.breakdown;
-    const pct = (x: number) => fmt((100 * Math.max(0, x)) / b.totalMs);
-    const ringCode = b.addMs + b.encodeMs + b.decodeMs + b.sendMs;
+    const r = find('ring', N, size)!;
+    const b = find('ring-bf16', N, size);
     const raw = tcpRingMs.get(`${N}/${size}`) ?? NaN;
-    lines.push(`| ${N} | ${size} | ${fmt(r.ms, 1)} | ${fmt(r.busbw)} | ${fmt(s.ms, 1)} | ${fmt(s.busbw)} | ${fmt(r.ms / s.ms, 2)} | ${fmt(r.busbw / tcp, 2)} | ${fmt((N * r.busbw) / tcp, 2)} | ${fmt(raw, 1)} | ${fmt(r.ms / raw, 2)} | ${pct(b.addMs)} / ${pct(b.encodeMs)} / ${pct(b.decodeMs)} / ${pct(b.sendMs)} / ${pct(b.cpuUserMs - ringCode)} / ${pct(b.cpuSystemMs)} / ${pct(b.totalMs - b.cpuUserMs - b.cpuSystemMs)} |`);
+    lines.push(`| ${N} | ${size} | ${fmt(raw, 1)} | ${fmt(r.ms, 1)} | **${fmt(r.ms / raw, 2)}** |${b ? ` ${fmt(b.ms, 1)} | ${fmt(b.ms / raw, 2)} | ${fmt(b.ms / r.ms, 2)} |` : ''}`);
+  }
+}
+lines.push('');
+lines.push(`raw TCP (2 processes, 64 MiB over net.Socket, measured between the repetitions): median ${fmt(tcp)} MB/s, range ${fmt(Math.min(...tcpRates))}–${fmt(Math.max(...tcpRates))}`);
+lines.push('');
+lines.push('| N | size MiB | contender | ms | busbw MB/s | / star time | busbw / raw TCP | N × busbw / raw TCP | / raw TCP ring time | rank time: add / encode / decode / send / other JS / kernel / idle (%) |');
+lines.push('|---|---|---|---|---|---|---|---|---|---|');
+for (const N of ranks) {
+  for (const size of sizesMiB) {
+    const s = find('star', N, size);
+    const raw = tcpRingMs.get(`${N}/${size}`) ?? NaN;
+    for (const kind of ['ring', 'ring-bf16', 'star'] as const) {
+      const r = find(kind, N, size);
+      if (!r) continue;
+      const b = r.breakdown;
+      const pct = (x: number) => fmt((100 * Math.max(0, x)) / b.totalMs);
+      const own = b.addMs + b.encodeMs + b.decodeMs + b.sendMs;
+      lines.push(`| ${N} | ${size} | ${kind} | ${fmt(r.ms, 1)} | ${fmt(r.busbw)} | ${s ? fmt(r.ms / s.ms, 2) : '-'} | ${fmt(r.busbw / tcp, 2)} | ${fmt((N * r.busbw) / tcp, 2)} | ${fmt(r.ms / raw, 2)} | ${pct(b.addMs)} / ${pct(b.encodeMs)} / ${pct(b.decodeMs)} / ${pct(b.sendMs)} / ${pct(b.cpuUserMs - own)} / ${pct(b.cpuSystemMs)} / ${pct(b.totalMs - b.cpuUserMs - b.cpuSystemMs)} |`);
+    }
   }
 }
 lines.push('');

@@ -9,6 +9,17 @@
  */
 export type ReduceOp = 'sum' | 'mean';
 export type CollectiveKind = 'allReduce' | 'reduceScatter' | 'allGather' | 'broadcast' | 'barrier';
+/**
+ * How reduce-scatter segments travel: `f32` (default, exact float32) or `bf16` (each partial sum
+ * rounded to bf16, round to nearest even, before it is sent: half the bytes; the receiver widens it
+ * and adds in float32, so results stay deterministic and identical on every rank, equal to
+ * `referenceReduceScatter(inputs, op, { wire: 'bf16' })`). allReduce's all-gather phase stays f32.
+ */
+export type WireFormat = 'f32' | 'bf16';
+export interface ReduceOptions {
+  /** default 'f32'; every rank must pass the same */
+  wire?: WireFormat;
+}
 
 /**
  * A group of `worldSize` ranks that run collectives together. All ranks must issue the same
@@ -20,12 +31,12 @@ export interface ProcessGroup {
   readonly rank: number;
   readonly worldSize: number;
   /** in place: afterwards every rank holds the sum (or mean) of all ranks' inputs, bit-identical on every rank */
-  allReduce(buf: Float32Array, op?: ReduceOp): Promise<CollectiveStats>;
+  allReduce(buf: Float32Array, op?: ReduceOp, opts?: ReduceOptions): Promise<CollectiveStats>;
   /** in place: afterwards rank r's chunk r (chunkLayout(buf.length, worldSize): start[r], len[r]) holds the reduced values; the rest of buf is unspecified */
-  reduceScatter(buf: Float32Array, op?: ReduceOp): Promise<CollectiveStats>;
-  /** in place: rank r contributes its chunk r; afterwards every rank holds every chunk */
+  reduceScatter(buf: Float32Array, op?: ReduceOp, opts?: ReduceOptions): Promise<CollectiveStats>;
+  /** in place: rank r contributes its chunk r; afterwards every rank holds every chunk, byte for byte (any bit pattern, NaN payloads included) */
   allGather(buf: Float32Array): Promise<CollectiveStats>;
-  /** in place: afterwards every rank holds root's bytes */
+  /** in place: afterwards every rank holds root's bytes (any bit pattern) */
   broadcast(buf: Float32Array, root: number): Promise<CollectiveStats>;
   /** resolves on every rank once every rank has called it */
   barrier(): Promise<void>;
@@ -40,6 +51,8 @@ export interface CollectiveStats {
   seq: number;
   /** allReduce and reduceScatter */
   op?: ReduceOp;
+  /** allReduce and reduceScatter: the reduce-scatter's wire format */
+  wire?: WireFormat;
   /** broadcast */
   root?: number;
   worldSize: number;
@@ -51,9 +64,9 @@ export interface CollectiveStats {
   waitMs: number;
   /** adding received segments, scaling for `mean`, copying gathered or broadcast segments into the buffer */
   addMs: number;
-  /** building outgoing frames (one copy of each segment) */
+  /** building outgoing frames: segment headers, and rounding to bf16 (f32 segments are sent from the buffer or the received bytes, not copied) */
   encodeMs: number;
-  /** decoding and validating incoming frames */
+  /** decoding and validating incoming frames (msgpack frames and segment headers) */
   decodeMs: number;
   /** handing frames to ws (framing and the socket write) */
   sendMs: number;
@@ -78,5 +91,5 @@ export type { RingTls } from './links.ts';
 export { CollectiveError } from './errors.ts';
 export {
   DEFAULT_SEGMENT_BYTES, chunkLayout, addInto, divideInPlace, referenceAllReduce, referenceReduceScatter,
-  type ChunkLayout,
+  bf16Round, toBf16InPlace, type ChunkLayout,
 } from './layout.ts';

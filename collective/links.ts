@@ -4,8 +4,9 @@
  * (optionally TLS, zero-mask frames on the dialed link), and the `ring-join` exchange that opens
  * every link — ring id, world size, rank and segment size must agree, a second predecessor is
  * refused, a predecessor that joins and drops again while the ring forms may come back. Once a
- * link is up its frames, traffic and close are handed to the owner (`LinkEvents`); what they mean
- * is decided in liveness.ts and ring.ts.
+ * link is up its frames (msgpack, and the raw segment frames once the predecessor has joined),
+ * traffic and close are handed to the owner (`LinkEvents`); what they mean is decided in
+ * liveness.ts and ring.ts.
  */
 import {
   connect, describeClose, listen, type Connection, type Logger, type PeerServer,
@@ -43,6 +44,8 @@ export interface LinkParams {
 export interface LinkEvents {
   /** a validated frame from the joined predecessor */
   fromPrev(conn: Connection<FromPrev>, msg: Message<FromPrev>): void;
+  /** a raw frame (a segment, not yet parsed) from the joined predecessor */
+  segmentFromPrev(conn: Connection<FromPrev>, parts: Buffer[]): void;
   /** a validated frame from the joined successor */
   fromNext(msg: Message<FromNext>): void;
   /** any frame, ping or pong from the joined predecessor (liveness) */
@@ -224,6 +227,7 @@ export class RingLinks {
       this.prevListen = concreteAddress(msg.listen, conn.remote);
       conn.label = `ring predecessor rank ${this.prevRank} (${this.prevListen})`;
       conn.onTraffic(() => this.ev.prevTraffic());
+      conn.onRaw((parts) => this.ev.segmentFromPrev(conn, parts));
       conn.onClose((info) => {
         if (this.prev === conn && !this.formed) { this.prev = undefined; return; } // may reconnect while forming
         if (this.prev === conn) this.ev.closed('prev', info.code, info.reason, info.byUs);

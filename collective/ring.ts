@@ -17,16 +17,30 @@
  * of a chunk arrives it is added (or copied) and sent on at once, so sending, receiving and adding
  * overlap with no barrier between steps. Frames from a predecessor that already started later
  * calls are buffered until this rank starts them.
+ *
+ * No copies beyond the unavoidable ones: segments travel as binary segment frames (messages.ts),
+ * step-0 segments and the owner's all-gather segments are sent straight from `buf`; a received
+ * reduce-scatter partial sum gets this rank's values added into its own bytes (wasm SIMD) and those
+ * bytes are sent on; a received all-gather or broadcast segment is copied into `buf` (bytes) and the
+ * same bytes are forwarded. Nothing a send refers to changes before ws has handed it to the kernel
+ * (a region of `buf` sent at step 0 is only overwritten by data that has been round the ring since).
+ * With `wire: 'bf16'` reduce-scatter segments are rounded to bf16 by their sender (send buffers from
+ * a FramePool) and widened by their receiver; payloads that arrive unaligned (small segments) are
+ * copied to an aligned pool buffer first.
  */
 import { normalizeSecret, type SecretInput } from '../wire/auth.ts';
 import { defaultLogger, FramePool, type Connection, type Logger } from '../wire/net/index.ts';
-import { encodeFrame, type Message } from '../wire/protocol/index.ts';
+import type { Message } from '../wire/protocol/index.ts';
 import { CollectiveError } from './errors.ts';
-import type { CollectiveKind, CollectiveStats, ProcessGroup, ReduceOp } from './index.ts';
-import { addInto, chunkLayout, DEFAULT_SEGMENT_BYTES, divideInPlace, mod, type ChunkLayout } from './layout.ts';
+import type { CollectiveKind, CollectiveStats, ProcessGroup, ReduceOp, ReduceOptions, WireFormat } from './index.ts';
+import {
+  addBf16Forward, addBf16Into, addInto, chunkLayout, DEFAULT_SEGMENT_BYTES, divideInPlace, encodeBf16, mod, type ChunkLayout,
+} from './layout.ts';
 import { RingLinks, type RingTls } from './links.ts';
 import { Liveness } from './liveness.ts';
-import { Chunk, RingStart, type FromNext, type FromPrev } from './messages.ts';
+import {
+  readSegment, RingStart, setSegmentStep, writeSegmentHead, type FromNext, type FromPrev, type Phase, type Segment,
+} from './messages.ts';
 
 export interface RingOptions {
   rank: number;
@@ -55,8 +69,7 @@ export interface RingOptions {
   log?: Logger;
 }
 
-type Phase = 'rs' | 'ag' | 'bc';
-type CallFrame = Message<typeof RingStart> | Message<typeof Chunk>;
+type CallFrame = Message<typeof RingStart> | Segment;
 
 interface Call {
   kind: CollectiveKind;
@@ -65,6 +78,8 @@ interface Call {
   buf: Float32Array;
   /** as on the wire: allReduce and reduceScatter only */
   op: ReduceOp | undefined;
+  /** as on the wire: 'bf16' for a bf16 reduce-scatter, else undefined (f32) */
+  wire: 'bf16' | undefined;
   /** broadcast only */
   root: number | undefined;
   mean: boolean;
@@ -81,6 +96,7 @@ interface Call {
   t0: number;
   addMs: number;
   encodeMs: number;
+  decodeMs: number;
   sendMs: number;
   busyMs: number;
   framesSent: number;
@@ -91,10 +107,22 @@ interface Call {
   reject: (e: Error) => void;
 }
 
-/** "allReduce(10 elements, sum)", "broadcast(10 elements, root 2)", "barrier" */
-function describeCall(c: { kind: CollectiveKind; length: number; op?: ReduceOp | undefined; root?: number | undefined }): string {
+/** "allReduce(10 elements, sum)", "reduceScatter(10 elements, mean, bf16 wire)", "broadcast(10 elements, root 2)", "barrier" */
+function describeCall(c: { kind: CollectiveKind; length: number; op?: ReduceOp | undefined; wire?: string | undefined; root?: number | undefined }): string {
   if (c.kind === 'barrier') return 'barrier';
-  return `${c.kind}(${c.length} elements${c.op ? `, ${c.op}` : ''}${c.root !== undefined ? `, root ${c.root}` : ''})`;
+  return `${c.kind}(${c.length} elements${c.op ? `, ${c.op}` : ''}${c.wire ? `, ${c.wire} wire` : ''}${c.root !== undefined ? `, root ${c.root}` : ''})`;
+}
+
+/** The float32 elements of `b` as a view when aligned, else undefined. */
+function f32View(b: Buffer): Float32Array | undefined {
+  return b.byteOffset % 4 === 0 ? new Float32Array(b.buffer, b.byteOffset, b.length / 4) : undefined;
+}
+function u16View(b: Buffer): Uint16Array | undefined {
+  return b.byteOffset % 2 === 0 ? new Uint16Array(b.buffer, b.byteOffset, b.length / 2) : undefined;
+}
+/** The bytes of a region of a Float32Array, as a Buffer on the same memory (no copy). */
+function bytesOf(a: Float32Array): Buffer {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 }
 
 /** Share of the bytes each link carries, for busBandwidthMBps. */
@@ -139,12 +167,14 @@ export class Ring implements ProcessGroup {
     this.log = opts.log ?? defaultLogger;
     const timeoutMs = opts.timeoutMs ?? 10_000;
     this.connectTimeoutMs = opts.connectTimeoutMs ?? 30_000;
-    this.pool = new FramePool(seg + 256);
+    // send buffers of bf16 segments and aligned copies of payloads that arrive unaligned
+    this.pool = new FramePool(seg);
     this.links = new RingLinks({
       rank: this.rank, worldSize: this.worldSize, ringId: this.ringId, segmentBytes: seg, secret, tls: opts.tls, listen: opts.listen,
       handshakeTimeoutMs: opts.handshakeTimeoutMs, connectTimeoutMs: this.connectTimeoutMs, log: this.log,
     }, {
       fromPrev: (conn, msg) => this.onFromPrev(conn, msg),
+      segmentFromPrev: (conn, parts) => this.onSegmentFrame(conn, parts),
       fromNext: (msg) => this.onFromNext(msg),
       prevTraffic: () => { this.live.prevHeard = performance.now(); },
       closed: (which, code, reason, byUs) => this.live.linkClosed(which, code, reason, byUs),
@@ -221,14 +251,24 @@ export class Ring implements ProcessGroup {
       case 'ring-join':
         return this.live.violation('duplicate ring-join');
       case 'ring-start':
-      case 'chunk':
         return this.onCallFrame(msg);
     }
   }
 
+  /** A raw frame from the predecessor: a segment (parsed and checked here, a malformed one is a violation). */
+  private onSegmentFrame(conn: Connection<FromPrev>, parts: Buffer[]): void {
+    if (conn !== this.links.prev || this.live.failure) return;
+    const t0 = performance.now();
+    const seg = readSegment(parts);
+    const dt = performance.now() - t0;
+    if (typeof seg === 'string') return this.live.violation(`malformed segment frame: ${seg}`);
+    if (this.call?.seq === seg.seq) this.call.decodeMs += dt;
+    this.onCallFrame(seg);
+  }
+
   private onCallFrame(msg: CallFrame): void {
     const call = this.call;
-    if (call && msg.seq === call.seq) return msg.t === 'chunk' ? this.onChunk(call, msg) : this.onStart(call, msg);
+    if (call && msg.seq === call.seq) return 't' in msg ? this.onStart(call, msg) : this.onSegment(call, msg);
     // A predecessor may be ahead of us by up to N−2 calls (each call waits for its predecessor's
     // ring-start, so it cannot start call k + N − 1 before we started call k): buffer those.
     const ahead = msg.seq - this.seq;
@@ -240,22 +280,22 @@ export class Ring implements ProcessGroup {
       this.earlyCount++;
       return;
     }
-    return this.live.violation(`${msg.t} for call #${msg.seq}, expected #${call ? call.seq : this.seq}`);
+    return this.live.violation(`${'t' in msg ? msg.t : `${msg.phase} segment`} for call #${msg.seq}, expected #${call ? call.seq : this.seq}`);
   }
 
   private onStart(call: Call, msg: Message<typeof RingStart>): void {
     if (call.prevStarted) return this.live.violation('duplicate ring-start');
-    if (msg.kind !== call.kind || msg.length !== call.buf.length || msg.op !== call.op || msg.root !== call.root) {
-      return this.live.violation(`call #${call.seq} mismatch: rank ${this.prevRank} called ${describeCall(msg)}, rank ${this.rank} called ${describeCall({ ...call, length: call.buf.length })} — every rank must pass the same length and op, and issue the same collectives (kind, root) in the same order`);
+    if (msg.kind !== call.kind || msg.length !== call.buf.length || msg.op !== call.op || msg.root !== call.root || msg.wire !== call.wire) {
+      return this.live.violation(`call #${call.seq} mismatch: rank ${this.prevRank} called ${describeCall(msg)}, rank ${this.rank} called ${describeCall({ ...call, length: call.buf.length })} — every rank must pass the same length and op (and wire), and issue the same collectives (kind, root) in the same order`);
     }
     call.prevStarted = true;
     this.maybeFinish(call);
   }
 
-  private onChunk(call: Call, msg: Message<typeof Chunk>): void {
+  private onSegment(call: Call, msg: Segment): void {
     const t0 = performance.now();
     const N = this.worldSize;
-    if (!call.prevStarted) return this.live.violation('chunk before ring-start');
+    if (!call.prevStarted) return this.live.violation('segment before ring-start');
     const phase = msg.phase;
     let expectIndex: number;
     let bit: number;
@@ -272,6 +312,8 @@ export class Ring implements ProcessGroup {
       expectIndex = phase === 'rs' ? mod(this.rank - msg.step - 2, N) : mod(this.rank - msg.step - 1, N);
       bit = ((phase === 'rs' ? 0 : N - 1) + msg.step) * call.maxSeg + msg.segment;
     }
+    const wire = phase === 'rs' ? call.wire ?? 'f32' : 'f32';
+    if (msg.wire !== wire) return this.live.violation(`${phase} segment in ${msg.wire}, expected ${wire} in ${call.what}`);
     if (msg.index !== expectIndex) return this.live.violation(`${phase} step ${msg.step}: chunk ${msg.index}, expected ${expectIndex}`);
     const lay = call.lay;
     if (msg.segment >= lay.segments[msg.index]!) return this.live.violation(`segment ${msg.segment} out of range`);
@@ -279,28 +321,43 @@ export class Ring implements ProcessGroup {
     const segOff = msg.segment * lay.segmentElems;
     const start = lay.start[msg.index]! + segOff;
     const len = Math.min(lay.segmentElems, lay.len[msg.index]! - segOff);
-    if (msg.data.length !== len) return this.live.violation(`segment ${phase}/${msg.step}/${msg.index}/${msg.segment} has ${msg.data.length} floats, expected ${len}`);
+    if (msg.elements !== len) return this.live.violation(`segment ${phase}/${msg.step}/${msg.index}/${msg.segment} has ${msg.elements} elements, expected ${len}`);
     call.got[bit] = 1;
     const ta = performance.now();
+    const own = call.buf.subarray(start, start + len);
     if (phase === 'rs') {
-      addInto(call.buf, start, msg.data);
-      const region = call.buf.subarray(start, start + len);
-      if (msg.step < N - 2) {
+      const last = msg.step === N - 2;
+      let payload = msg.payload;
+      let pooled = false;
+      if (wire === 'bf16') {
+        let io = u16View(payload);
+        if (!io) { payload = this.aligned(payload); pooled = true; io = u16View(payload)!; }
+        if (last) addBf16Into(call.buf, start, io);
+        else addBf16Forward(io, own);
+      } else {
+        let acc = f32View(payload);
+        if (!acc) { payload = this.aligned(payload); pooled = true; acc = f32View(payload)!; }
+        if (last) addInto(call.buf, start, acc);
+        else addInto(acc, 0, own); // the partial sum + this rank's values, in the received bytes: sent on as they are
+      }
+      if (!last) {
         call.addMs += performance.now() - ta;
-        this.sendChunk(call, 'rs', msg.step + 1, msg.index, msg.segment, region);
+        setSegmentStep(msg.headBytes, msg.step + 1);
+        this.send(call, msg.headBytes, payload, pooled);
       } else {
         // chunk `rank` is fully reduced: we own it
-        if (call.mean) divideInPlace(region, N);
+        if (pooled) this.pool.release(payload);
+        if (call.mean) divideInPlace(own, N);
         call.addMs += performance.now() - ta;
-        if (call.ag) this.sendChunk(call, 'ag', 0, msg.index, msg.segment, region);
+        if (call.ag) this.sendSegment(call, 'ag', 0, msg.index, msg.segment, own);
       }
     } else {
-      call.buf.set(msg.data, start);
+      // a byte copy: any bit pattern arrives unchanged
+      bytesOf(own).set(msg.payload);
       call.addMs += performance.now() - ta;
-      if (phase === 'ag') {
-        if (msg.step < N - 2) this.sendChunk(call, 'ag', msg.step + 1, msg.index, msg.segment, msg.data);
-      } else if (this.nextRank !== call.root) {
-        this.sendChunk(call, 'bc', msg.step + 1, 0, msg.segment, msg.data);
+      if (phase === 'ag' ? msg.step < N - 2 : this.nextRank !== call.root) {
+        setSegmentStep(msg.headBytes, msg.step + 1);
+        this.send(call, msg.headBytes, msg.payload, false);
       }
     }
     call.received++;
@@ -308,25 +365,45 @@ export class Ring implements ProcessGroup {
     this.maybeFinish(call);
   }
 
-  private sendChunk(call: Call, phase: Phase, step: number, index: number, segment: number, data: Float32Array): void {
+  /** A copy of `b` at an aligned offset, from the pool (a payload that arrived unaligned: small segments). */
+  private aligned(b: Buffer): Buffer {
+    const copy = this.pool.alloc(b.length);
+    copy.set(b);
+    return copy;
+  }
+
+  /** Hand one segment frame to the successor; `pooled`: release `payload` to the pool once sent. */
+  private send(call: Call, head: Buffer, payload: Buffer, pooled: boolean): void {
     const t0 = performance.now();
-    const frame = encodeFrame(Chunk, { seq: call.seq, step, phase, index, segment, data }, { validate: false, alloc: this.pool.alloc });
-    const t1 = performance.now();
     call.pendingSends++;
     call.framesSent++;
-    call.bytesSent += frame.length;
-    this.links.next!.sendEncoded(frame, (err) => {
+    call.bytesSent += head.length + payload.length;
+    this.links.next!.sendRaw(head, payload, (err) => {
       call.pendingSends--;
       if (err) {
         if (this.call === call) this.live.fail(this.nextRank, this.links.nextListen, `sending to rank ${this.nextRank} (${this.links.nextListen}) failed: ${err.message}`);
         return;
       }
-      this.pool.release(frame);
+      if (pooled) this.pool.release(payload);
       this.maybeFinish(call);
     });
-    const t2 = performance.now();
-    call.encodeMs += t1 - t0;
-    call.sendMs += t2 - t1;
+    call.sendMs += performance.now() - t0;
+  }
+
+  /** Send `data` (a region of the call's buffer) as a new segment: f32 from the buffer itself, or rounded to bf16. */
+  private sendSegment(call: Call, phase: Phase, step: number, index: number, segment: number, data: Float32Array): void {
+    const t0 = performance.now();
+    const wire: WireFormat = phase === 'rs' && call.wire === 'bf16' ? 'bf16' : 'f32';
+    const head = writeSegmentHead({ seq: call.seq, step, phase, wire, index, segment, elements: data.length });
+    let payload: Buffer;
+    if (wire === 'bf16') {
+      payload = this.pool.alloc(data.length * 2);
+      encodeBf16(data, new Uint16Array(payload.buffer, payload.byteOffset, data.length));
+    } else {
+      payload = bytesOf(data);
+    }
+    call.encodeMs += performance.now() - t0;
+    this.send(call, head, payload, wire === 'bf16');
   }
 
   /** Every segment of chunk `index` of the call's layout, as step 0 of `phase`. */
@@ -336,7 +413,7 @@ export class Ring implements ProcessGroup {
     const end = s0 + lay.len[index]!;
     for (let k = 0; k < lay.segments[index]!; k++) {
       const s = s0 + k * lay.segmentElems;
-      this.sendChunk(call, phase, 0, index, k, call.buf.subarray(s, Math.min(end, s + lay.segmentElems)));
+      this.sendSegment(call, phase, 0, index, k, call.buf.subarray(s, Math.min(end, s + lay.segmentElems)));
     }
   }
 
@@ -344,7 +421,7 @@ export class Ring implements ProcessGroup {
     if (this.call !== call || !call.prevStarted || call.received !== call.expected || call.pendingSends !== 0) return;
     this.call = undefined;
     const c = this.links.prev!.counters;
-    const decodeMs = c.decodeMs - call.in0.decodeMs;
+    const decodeMs = c.decodeMs - call.in0.decodeMs + call.decodeMs;
     this.finish(call, {
       waitMs: Math.max(0, performance.now() - call.t0 - call.busyMs - decodeMs), addMs: call.addMs, encodeMs: call.encodeMs, decodeMs, sendMs: call.sendMs,
       framesSent: call.framesSent, bytesSent: call.bytesSent, framesReceived: c.framesIn - call.in0.frames, bytesReceived: c.bytesIn - call.in0.bytes,
@@ -352,7 +429,7 @@ export class Ring implements ProcessGroup {
   }
 
   private finish(
-    call: { kind: CollectiveKind; seq: number; op: ReduceOp | undefined; root: number | undefined; buf: Float32Array; t0: number; resolve: (s: CollectiveStats) => void },
+    call: { kind: CollectiveKind; seq: number; op: ReduceOp | undefined; wire: 'bf16' | undefined; root: number | undefined; buf: Float32Array; t0: number; resolve: (s: CollectiveStats) => void },
     part: Pick<CollectiveStats, 'waitMs' | 'addMs' | 'encodeMs' | 'decodeMs' | 'sendMs' | 'framesSent' | 'bytesSent' | 'framesReceived' | 'bytesReceived'>,
     cpu: NodeJS.CpuUsage,
   ): void {
@@ -362,7 +439,7 @@ export class Ring implements ProcessGroup {
     const alg = N === 1 ? Infinity : bytes / 1e6 / (totalMs / 1e3);
     const stats: CollectiveStats = {
       kind: call.kind, seq: call.seq,
-      ...(call.op ? { op: call.op } : {}), ...(call.root !== undefined ? { root: call.root } : {}),
+      ...(call.op ? { op: call.op, wire: call.wire ?? 'f32' } : {}), ...(call.root !== undefined ? { root: call.root } : {}),
       worldSize: N, elements: call.buf.length, bytes, totalMs, ...part,
       cpuUserMs: cpu.user / 1000, cpuSystemMs: cpu.system / 1000,
       algBandwidthMBps: alg,
@@ -375,9 +452,11 @@ export class Ring implements ProcessGroup {
   // ---- the collectives -----------------------------------------------------------------------
 
   /** Why a call cannot start now (as an error to reject with), or undefined. */
-  private refuse(kind: CollectiveKind, buf: Float32Array, op: ReduceOp | undefined, reducing: boolean): Error | undefined {
+  private refuse(kind: CollectiveKind, buf: Float32Array, op: ReduceOp | undefined, reducing: boolean, opts?: ReduceOptions): Error | undefined {
     if (!(buf instanceof Float32Array)) return new TypeError(`${kind}: buf must be a Float32Array`);
     if (reducing && op !== 'sum' && op !== 'mean') return new TypeError(`${kind}: op must be 'sum' or 'mean', got ${String(op)}`);
+    const wire = opts?.wire;
+    if (wire !== undefined && wire !== 'f32' && wire !== 'bf16') return new TypeError(`${kind}: wire must be 'f32' or 'bf16', got ${String(wire)}`);
     if (this.live.failure) return this.live.failure;
     if (this.closed) return this.err('ring is closed');
     if (!this.links.formed) return this.err(`${kind} before connect()`);
@@ -389,20 +468,21 @@ export class Ring implements ProcessGroup {
   /**
    * In-place all-reduce of `buf`: afterwards every rank holds the same bytes, the sum (or mean) of
    * all ranks' inputs. Rejects with a {@link CollectiveError} naming the failed rank when a peer
-   * dies, stalls or misbehaves.
+   * dies, stalls or misbehaves. `opts.wire: 'bf16'`: the reduce-scatter phase travels as bf16
+   * (see {@link WireFormat}); the all-gather phase stays f32.
    */
-  allReduce(buf: Float32Array, op: ReduceOp = 'sum'): Promise<CollectiveStats> {
-    const no = this.refuse('allReduce', buf, op, true);
-    return no ? Promise.reject(no) : this.begin('allReduce', buf, op, undefined);
+  allReduce(buf: Float32Array, op: ReduceOp = 'sum', opts?: ReduceOptions): Promise<CollectiveStats> {
+    const no = this.refuse('allReduce', buf, op, true, opts);
+    return no ? Promise.reject(no) : this.begin('allReduce', buf, op, undefined, opts?.wire);
   }
 
   /** In-place reduce-scatter: afterwards chunk `rank` of `buf` holds the reduced values; the rest of `buf` is unspecified. */
-  reduceScatter(buf: Float32Array, op: ReduceOp = 'sum'): Promise<CollectiveStats> {
-    const no = this.refuse('reduceScatter', buf, op, true);
-    return no ? Promise.reject(no) : this.begin('reduceScatter', buf, op, undefined);
+  reduceScatter(buf: Float32Array, op: ReduceOp = 'sum', opts?: ReduceOptions): Promise<CollectiveStats> {
+    const no = this.refuse('reduceScatter', buf, op, true, opts);
+    return no ? Promise.reject(no) : this.begin('reduceScatter', buf, op, undefined, opts?.wire);
   }
 
-  /** In-place all-gather: this rank contributes chunk `rank` of `buf`; afterwards every rank holds every chunk. */
+  /** In-place all-gather: this rank contributes chunk `rank` of `buf`; afterwards every rank holds every chunk, byte for byte. */
   allGather(buf: Float32Array): Promise<CollectiveStats> {
     const no = this.refuse('allGather', buf, undefined, false);
     return no ? Promise.reject(no) : this.begin('allGather', buf, undefined, undefined);
@@ -424,13 +504,14 @@ export class Ring implements ProcessGroup {
     await this.begin('barrier', buf, undefined, undefined);
   }
 
-  private begin(kind: CollectiveKind, buf: Float32Array, op: ReduceOp | undefined, root: number | undefined): Promise<CollectiveStats> {
+  private begin(kind: CollectiveKind, buf: Float32Array, op: ReduceOp | undefined, root: number | undefined, wireOpt?: WireFormat): Promise<CollectiveStats> {
     const N = this.worldSize;
     const seq = this.seq++;
     const t0 = performance.now();
+    const wire = wireOpt === 'bf16' ? 'bf16' : undefined;
     if (N === 1) {
       return new Promise<CollectiveStats>((resolve) => {
-        this.finish({ kind, seq, op, root, buf, t0, resolve }, {
+        this.finish({ kind, seq, op, wire, root, buf, t0, resolve }, {
           waitMs: 0, addMs: 0, encodeMs: 0, decodeMs: 0, sendMs: 0, framesSent: 0, bytesSent: 0, framesReceived: 0, bytesReceived: 0,
         }, { user: 0, system: 0 });
       });
@@ -451,15 +532,15 @@ export class Ring implements ProcessGroup {
     const c = this.links.prev!.counters;
     return new Promise<CollectiveStats>((resolve, reject) => {
       const call: Call = {
-        kind, seq, what: `${kind} #${seq}`, buf, op, root, mean: op === 'mean', rs, ag, lay, maxSeg,
+        kind, seq, what: `${kind} #${seq}`, buf, op, wire, root, mean: op === 'mean', rs, ag, lay, maxSeg,
         got: new Uint8Array(bc ? maxSeg : 2 * (N - 1) * maxSeg), expected, received: 0, pendingSends: 0,
-        prevStarted: false, t0, addMs: 0, encodeMs: 0, sendMs: 0, busyMs: 0, framesSent: 0, bytesSent: 0,
+        prevStarted: false, t0, addMs: 0, encodeMs: 0, decodeMs: 0, sendMs: 0, busyMs: 0, framesSent: 0, bytesSent: 0,
         in0: { frames: c.framesIn, bytes: c.bytesIn, decodeMs: c.decodeMs }, cpu0: process.cpuUsage(), resolve, reject,
       };
       this.call = call;
       const tb = performance.now();
       this.links.next!.send(RingStart, {
-        seq, kind, length: buf.length, ...(op ? { op } : {}), ...(root !== undefined ? { root } : {}),
+        seq, kind, length: buf.length, ...(op ? { op } : {}), ...(wire ? { wire } : {}), ...(root !== undefined ? { root } : {}),
       }, undefined, { validate: false });
       // step 0; everything else is driven by arrivals
       if (rs) this.sendAll(call, 'rs', mod(this.rank - 1, N));

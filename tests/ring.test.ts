@@ -8,10 +8,11 @@
 import test, { type ExecutionContext } from 'ava';
 import { rmSync } from 'node:fs';
 import { SecretError } from '../wire/auth.ts';
-import { CloseCode, encodeMsgpack, PROTOCOL_VERSION } from '../wire/protocol/index.ts';
+import { CloseCode, encodeMsgpack, getMessageDef, PROTOCOL_VERSION } from '../wire/protocol/index.ts';
+import type { Connection } from '../wire/net/index.ts';
 import { TtcError } from '../core/errors.ts';
 import {
-  chunkLayout, CollectiveError, referenceAllReduce, referenceReduceScatter, Ring,
+  addInto, bf16Round, chunkLayout, CollectiveError, divideInPlace, referenceAllReduce, referenceReduceScatter, Ring, toBf16InPlace,
   type CollectiveStats, type ReduceOp, type RingOptions,
 } from '../collective/index.ts';
 import { Star } from '../bench/star.ts';
@@ -417,7 +418,7 @@ for (const [name, specs, a, b] of [
       t.true(err instanceof CollectiveError && err instanceof TtcError, `rank ${r}: ${err}`);
       t.is(err.code, 'TTC_ERR_COLLECTIVE');
       t.is(err.name, 'CollectiveError');
-      t.regex(err.message, /mismatch: rank \d called .* rank \d called .* — every rank must pass the same length and op, and issue the same collectives \(kind, root\) in the same order/);
+      t.regex(err.message, /mismatch: rank \d called .* rank \d called .* — every rank must pass the same length and op \(and wire\), and issue the same collectives \(kind, root\) in the same order/);
       t.true(err.message.includes(describe(specs[0], a)) && err.message.includes(describe(specs[1], b)), `rank ${r}: ${err.message}`);
       t.is(nodes[r]!.error, err);
     }
@@ -446,6 +447,170 @@ test('in-process ring: misuse of the other collectives is rejected (before conne
   await t.throwsAsync(q, { instanceOf: CollectiveError, message: /ring closed during allGather #1/ });
   await t.throwsAsync(nodes[1]!.barrier(), { instanceOf: CollectiveError, message: /closed/ });
 });
+
+// ---- byte-exact gathers, bf16 wire, segment frames ---------------------------------------------
+
+/** Bit patterns a float32 add would not keep: NaN payloads (quiet, signalling, negative), ±0, ±Inf, subnormals. */
+function oddPatterns(rank: number, length: number): Float32Array {
+  const u = new Uint32Array(length);
+  const special = [0x7fc00001, 0x7f800001, 0xffffffff, 0xffc12345, 0x7fbfffff, 0x80000000, 0x00000001, 0x7f800000, 0xff800000, 0x807fffff];
+  // halves of float64 values viewed as float32: what a caller gathering float64 partial sums sends
+  const f64 = new Float64Array(u.buffer, 0, Math.floor(length / 2));
+  for (let i = 0; i < f64.length; i++) f64[i] = (i + 1) * 1e-300 * (rank + 1) + i * Math.PI * 1e10;
+  for (let i = 0; i < length; i += 7) u[i] = special[(i / 7 + rank) % special.length]!;
+  return new Float32Array(u.buffer);
+}
+
+for (const N of [2, 3, 4]) {
+  test(`in-process ring N=${N}: allGather and broadcast copy bytes: NaN payloads and float64 halves arrive bit for bit`, async (t) => {
+    const nodes = await ring(t, N, { segmentBytes: 4096 });
+    for (const length of [1, 7, N + 1, 1001, 4097, 30_001]) {
+      const inputs = nodes.map((_, r) => oddPatterns(r, length));
+      const { outs } = await collective(nodes, { kind: 'allGather' }, inputs);
+      verify(t, { kind: 'allGather' }, inputs, outs, `N=${N} length=${length} allGather`);
+      for (let root = 0; root < N; root++) {
+        const b = await collective(nodes, { kind: 'broadcast', root }, inputs);
+        verify(t, { kind: 'broadcast', root }, inputs, b.outs, `N=${N} length=${length} broadcast root ${root}`);
+      }
+    }
+  });
+}
+
+test('bf16Round / toBf16InPlace: round to nearest even, NaN stays NaN, overflow to Inf', (t) => {
+  const f = (bits: number) => new Float32Array(new Uint32Array([bits]).buffer)[0]!;
+  const bits = (x: number) => new Uint32Array(new Float32Array([x]).buffer)[0]!;
+  t.is(bf16Round(1), 1);
+  t.is(bf16Round(f(0x3f808000)), 1, 'a tie rounds to the even neighbour (down)');
+  t.is(bits(bf16Round(f(0x3f818000))), 0x3f820000, 'a tie rounds to the even neighbour (up)');
+  t.is(bits(bf16Round(f(0x3f808001))), 0x3f810000, 'above the tie rounds up');
+  t.is(bits(bf16Round(f(0x3f807fff))), 0x3f800000, 'below the tie rounds down');
+  t.is(bf16Round(-2.5), -2.5);
+  t.is(bf16Round(Infinity), Infinity);
+  t.is(bf16Round(f(0x7f7fffff)), Infinity, 'the largest float32 rounds up to Inf');
+  t.true(Number.isNaN(bf16Round(NaN)));
+  t.true(Number.isNaN(bf16Round(f(0x7f800001))), 'a NaN whose payload sits in the low half stays NaN');
+  t.is(Object.is(bf16Round(-0), -0), true);
+  const a = makeInput(0, 1000).map((x, i) => x * 10 ** ((i % 20) - 10));
+  const b = toBf16InPlace(a.slice());
+  for (let i = 0; i < a.length; i++) t.is(b[i], bf16Round(a[i]!));
+  for (let i = 0; i < a.length; i++) t.true(Math.abs(b[i]! - a[i]!) <= Math.abs(a[i]!) * 2 ** -8);
+});
+
+test('addInto and divideInPlace (wasm SIMD for long arrays) equal the scalar float32 loops bit for bit', (t) => {
+  for (const length of [1, 3, 63, 64, 65, 1000, 262_143, 262_144, 300_001]) {
+    const a = makeInput(1, length, length).map((x, i) => (i % 97 === 0 ? 1e38 : i % 89 === 0 ? 1e-42 : x * 10 ** ((i % 11) - 5)));
+    const b = makeInput(2, length, length);
+    const sum = a.slice();
+    addInto(sum, 0, b);
+    const q = a.slice();
+    divideInPlace(q, 3);
+    let bad = 0;
+    for (let i = 0; i < length; i++) {
+      if (!Object.is(sum[i], Math.fround(a[i]! + b[i]!))) bad++;
+      if (!Object.is(q[i], Math.fround(a[i]! / 3))) bad++;
+    }
+    t.is(bad, 0, `length ${length}`);
+    // an offset into the destination
+    const dst = new Float32Array(length + 5).fill(0.5);
+    addInto(dst, 5, b);
+    t.true(dst.subarray(5).every((x, i) => Object.is(x, Math.fround(0.5 + b[i]!))), `length ${length} at offset 5`);
+  }
+});
+
+for (const N of [2, 3, 4]) {
+  test(`in-process ring N=${N}: bf16 wire: reduceScatter and allReduce equal the bf16 references bit for bit, identical on every rank`, async (t) => {
+    const nodes = await ring(t, N, { segmentBytes: 4096 });
+    for (const length of [...new Set([1, N - 1, N, N + 1, 1000, 4097, 65_537])]) {
+      for (const op of ['sum', 'mean'] as const) {
+        const what = `N=${N} length=${length} ${op} bf16`;
+        const inputs = nodes.map((_, r) => makeInput(r, length, 3 * length + 1));
+        const rsOuts = inputs.map((x) => x.slice());
+        const rsStats = await Promise.all(nodes.map((n, r) => n.reduceScatter(rsOuts[r]!, op, { wire: 'bf16' })));
+        const ref = referenceReduceScatter(inputs, op, { wire: 'bf16' });
+        const lay = chunkLayout(length, N);
+        for (let r = 0; r < N; r++) t.true(sameBytes(rsOuts[r]!.subarray(lay.start[r]!, lay.start[r]! + lay.len[r]!), ref[r]!), `${what}: rank ${r}'s chunk`);
+        t.is(rsStats[0]!.wire, 'bf16');
+        const arOuts = inputs.map((x) => x.slice());
+        const arStats = await Promise.all(nodes.map((n, r) => n.allReduce(arOuts[r]!, op, { wire: 'bf16' })));
+        const full = referenceAllReduce(inputs, op, { wire: 'bf16' });
+        for (let r = 0; r < N; r++) t.true(sameBytes(arOuts[r]!, full), `${what}: allReduce on rank ${r}`);
+        const { outs: twoStep } = await collective(nodes, { kind: 'allGather' }, rsOuts);
+        for (let r = 0; r < N; r++) t.true(sameBytes(twoStep[r]!, arOuts[r]!), `${what}: reduceScatter + allGather = allReduce on rank ${r}`);
+        // close to the exact result: one bf16 rounding per hop
+        let worst = 0;
+        for (let i = 0; i < length; i++) {
+          let exact = 0;
+          let mag = 0;
+          for (const x of inputs) { exact += x[i]!; mag += Math.abs(x[i]!); }
+          if (op === 'mean') { exact /= N; mag /= N; }
+          worst = Math.max(worst, Math.abs(full[i]! - exact) / (mag + 1e-30));
+        }
+        t.true(worst <= (N - 1) * 2 ** -8 + N * 1.2e-7, `${what}: relative error ${worst}`);
+        if (length >= 1000) {
+          t.false(sameBytes(full, referenceAllReduce(inputs, op)), `${what}: differs from the f32 wire`);
+          // the reduce-scatter's segments travel at half the bytes
+          const f32Bytes = (length * 4 * (N - 1)) / N;
+          t.true(arStats[0]!.bytesSent < f32Bytes * 1.5 + 10_000 && arStats[0]!.bytesSent > f32Bytes * 1.5 - 10_000, `${what}: sent ${arStats[0]!.bytesSent}`);
+        }
+      }
+    }
+  });
+}
+
+test('in-process ring N=3: a mismatched wire fails every rank with a message naming both calls', async (t) => {
+  const nodes = await ring(t, 3);
+  const settled = await Promise.allSettled(nodes.map((n, r) => n.allReduce(new Float32Array(10), 'sum', r === 2 ? { wire: 'bf16' } : {})));
+  for (const [r, e] of settled.entries()) {
+    t.is(e.status, 'rejected', `rank ${r}`);
+    const err = (e as PromiseRejectedResult).reason as CollectiveError;
+    t.true(err instanceof CollectiveError);
+    t.true(err.message.includes('allReduce(10 elements, sum, bf16 wire)') && err.message.includes('allReduce(10 elements, sum)'), err.message);
+  }
+  const [lone] = await ring(t, 2);
+  await t.throwsAsync(lone!.allReduce(new Float32Array(4), 'sum', { wire: 'fp8' as 'bf16' }), { instanceOf: TypeError, message: /wire must be 'f32' or 'bf16'/ });
+});
+
+/** A 24-byte segment header (the ring's raw data frame, docs/protocol.md), fields as given. */
+function segmentHead(f: { tag?: number; format?: number; phase?: number; wire?: number; seq?: number; step?: number; index?: number; segment?: number; elements: number }): Buffer {
+  const b = Buffer.alloc(24);
+  b[0] = f.tag ?? 0xc1;
+  b[1] = f.format ?? 1;
+  b[2] = f.phase ?? 0;
+  b[3] = f.wire ?? 0;
+  b.writeUInt32LE(f.seq ?? 0, 4);
+  b.writeUInt32LE(f.step ?? 0, 8);
+  b.writeUInt32LE(f.index ?? 0, 12);
+  b.writeUInt32LE(f.segment ?? 0, 16);
+  b.writeUInt32LE(f.elements, 20);
+  return b;
+}
+
+for (const [name, frame, ringStarted, reason] of [
+  ['a frame shorter than its header', [Buffer.from([0xc1, 1, 0])], false, /malformed segment frame: segment frame of 3 bytes, shorter than its 24-byte header/],
+  ['an unknown format', [segmentHead({ format: 9, elements: 0 })], false, /malformed segment frame: segment frame format 9, expected 1/],
+  ['an unknown phase', [segmentHead({ phase: 7, elements: 0 }), Buffer.alloc(0)], false, /malformed segment frame: segment frame with unknown phase code 7/],
+  ['an unknown wire format', [segmentHead({ wire: 5, elements: 0 }), Buffer.alloc(0)], false, /malformed segment frame: segment frame with unknown wire format code 5/],
+  ['a payload of the wrong size', [segmentHead({ elements: 4 }), Buffer.alloc(12)], false, /malformed segment frame: segment frame of 4 f32 elements carries 12 payload bytes, expected 16/],
+  ['one header and payload in one fragment', [Buffer.concat([segmentHead({ seq: 7, elements: 2 }), Buffer.alloc(8)])], false, /rs segment for call #7, expected #0/],
+  ['a segment before ring-start', [segmentHead({ elements: 50 }), Buffer.alloc(200)], false, /segment before ring-start/],
+  ['a bf16 segment in an f32 call', [segmentHead({ wire: 1, index: 1, elements: 50 }), Buffer.alloc(100)], true, /rs segment in bf16, expected f32 in allReduce #0/],
+  ['a segment with the wrong element count', [segmentHead({ index: 1, elements: 49 }), Buffer.alloc(196)], true, /segment rs\/0\/1\/0 has 49 elements, expected 50/],
+  ['a segment of the wrong chunk', [segmentHead({ index: 0, elements: 50 }), Buffer.alloc(200)], true, /rs step 0: chunk 0, expected 1/],
+] as [string, Buffer[], boolean, RegExp][]) {
+  test(`in-process ring N=2: a segment frame with ${name} is a protocol violation naming the sender; nothing crashes`, async (t) => {
+    const nodes = await ring(t, 2);
+    const link = (nodes[0] as unknown as { links: { next: Connection } }).links.next;
+    // rank 1 runs allReduce(100 elements) (its step-0 rs segment from rank 0 is chunk 1, 50 elements); rank 0 does not, we speak for it
+    const pending = nodes[1]!.allReduce(new Float32Array(100));
+    if (ringStarted) link.send(getMessageDef('ring-start')!, { seq: 0, kind: 'allReduce', length: 100, op: 'sum' });
+    link.sendRaw(frame[0]!, frame[1] ?? Buffer.alloc(0)); // a single buffer goes with an empty second fragment
+    const err = await t.throwsAsync(pending, { instanceOf: CollectiveError });
+    t.is(err!.failedRank, 0);
+    t.regex(err!.message, /protocol violation by rank 0 \(127\.0\.0\.1:\d+\)/);
+    t.regex(err!.message, reason);
+    t.is(nodes[1]!.error, err);
+  });
+}
 
 // ---- worker processes ------------------------------------------------------------------------
 

@@ -7,14 +7,14 @@
  */
 import net from 'node:net';
 import { loadSecret } from '../../wire/auth.ts';
-import { CollectiveError, Ring, type CollectiveKind, type CollectiveStats, type ReduceOp, type RingTls } from '../../collective/index.ts';
+import { CollectiveError, Ring, type CollectiveKind, type CollectiveStats, type ReduceOp, type RingTls, type WireFormat } from '../../collective/index.ts';
 import { Star } from '../../bench/star.ts';
 import { makeInput } from './inputs.ts';
 
 export type WorkerCommand =
   | { cmd: 'open'; kind: 'ring' | 'star'; rank: number; worldSize: number; segmentBytes?: number; timeoutMs?: number; joinTimeoutMs?: number; connectTimeoutMs?: number; handshakeTimeoutMs?: number; tls?: RingTls; ringId?: string }
   | { cmd: 'connect'; host: string; port: number }
-  | { cmd: 'reduce'; length: number; op: 'sum' | 'mean'; reps: number; warmup?: number; barrier?: boolean; input: 'random' | 'constant'; seed?: number; returnResult?: boolean }
+  | { cmd: 'reduce'; length: number; op: 'sum' | 'mean'; reps: number; warmup?: number; barrier?: boolean; input: 'random' | 'constant'; seed?: number; returnResult?: boolean; wire?: WireFormat }
   /** a sequence of collectives on the ring; the input of call i is makeInput(rank, length, seed) */
   | { cmd: 'sequence'; calls: SequenceCall[] }
   | { cmd: 'close' }
@@ -31,6 +31,7 @@ export interface SequenceCall {
   kind: CollectiveKind;
   length: number;
   op?: ReduceOp;
+  wire?: WireFormat;
   root?: number;
   seed: number;
   /** wait this long (event loop free) before issuing the call: staggers the ranks */
@@ -95,7 +96,7 @@ async function handle(m: WorkerCommand): Promise<void> {
         if (m.barrier) await node!.allReduce(tiny, 'sum');
         const c0 = process.cpuUsage();
         const t0 = performance.now();
-        const s = await node!.allReduce(buf, m.op);
+        const s = m.wire ? await (node as Ring).allReduce(buf, m.op, { wire: m.wire }) : await node!.allReduce(buf, m.op);
         const dt = performance.now() - t0;
         const c = process.cpuUsage(c0);
         if (i >= (m.warmup ?? 0)) { times.push(dt); stats.push(s); cpuMs.push((c.user + c.system) / 1000); }
@@ -112,8 +113,9 @@ async function handle(m: WorkerCommand): Promise<void> {
         if (c.delayMs) await new Promise((r) => setTimeout(r, c.delayMs));
         if (c.kind === 'barrier') { await ring.barrier(); results.push(new Float32Array(0)); stats.push(null); continue; }
         const buf = makeInput(rank, c.length, c.seed);
-        const s = c.kind === 'allReduce' ? await ring.allReduce(buf, c.op)
-          : c.kind === 'reduceScatter' ? await ring.reduceScatter(buf, c.op)
+        const opts = c.wire ? { wire: c.wire } : {};
+        const s = c.kind === 'allReduce' ? await ring.allReduce(buf, c.op, opts)
+          : c.kind === 'reduceScatter' ? await ring.reduceScatter(buf, c.op, opts)
             : c.kind === 'allGather' ? await ring.allGather(buf)
               : await ring.broadcast(buf, c.root ?? 0);
         results.push(buf);

@@ -3,6 +3,13 @@
  * side) or `connect` (client side) once the HMAC handshake has succeeded. Every incoming frame
  * is decoded and validated against the connection's allowed message set; a bad frame closes the
  * connection with a reason code/text and a log line — it never throws into the process.
+ *
+ * Raw frames (`onRaw`/`sendRaw`): a binary message whose first byte is {@link RAW_FRAME_TAG} (0xc1,
+ * a byte MessagePack never uses, so no msgpack frame starts with it) goes undecoded to the raw
+ * handler as the message's fragments — the sender writes a small header and a large payload as two
+ * WebSocket fragments of one message, neither copied, and the receiver gets them apart (ws's
+ * `binaryType = 'fragments'`: no concatenation). The raw handler validates them itself. Without a
+ * raw handler such a message is malformed like any other undecodable frame.
  */
 import type WebSocket from 'ws';
 import {
@@ -70,6 +77,9 @@ export interface ConnectionOptions<In extends MessageDef> {
 
 const MAX_QUEUED_FRAMES = 4096;
 
+/** First byte of a raw frame (0xc1 is never used by MessagePack). */
+export const RAW_FRAME_TAG = 0xc1;
+
 export class Connection<In extends MessageDef = MessageDef> {
   readonly peer: PeerIdentity;
   /** "address:port" of the other side */
@@ -84,6 +94,7 @@ export class Connection<In extends MessageDef = MessageDef> {
   private readonly maxPayload: number;
   private readonly log: Logger;
   private frameHandler: ((msg: Message<In>) => void) | undefined;
+  private rawHandler: ((parts: Buffer[]) => void) | undefined;
   private readonly queued: Message<In>[] = [];
   private readonly closeHandlers: ((info: CloseInfo) => void)[] = [];
   private readonly messageHandlers: (() => void)[] = [];
@@ -102,7 +113,7 @@ export class Connection<In extends MessageDef = MessageDef> {
     this.label = opts.label ?? `${opts.peer.role} "${opts.peer.name}" (${opts.remote})`;
     this.allowed = new MessageSet<In | typeof ErrorMsg>([...opts.allowed, ErrorMsg]);
     // handshake listeners stay attached but ignore everything once the handshake is done
-    this.ws.on('message', (data, isBinary) => this.onMessage(data as Buffer, isBinary));
+    this.ws.on('message', (data, isBinary) => this.onMessage(data as Buffer | Buffer[], isBinary));
     this.ws.on('ping', () => this.onAnyTraffic());
     this.ws.on('pong', () => this.onAnyTraffic());
     this.ws.on('error', (err: Error & { code?: string }) => {
@@ -145,6 +156,16 @@ export class Connection<In extends MessageDef = MessageDef> {
     while (this.queued.length && this.frameHandler === handler && !this.closing) this.dispatch(this.queued.shift()!);
   }
 
+  /**
+   * Take raw frames (first byte {@link RAW_FRAME_TAG}) from now on: `handler` gets each such message
+   * as its fragments (at least one, the first starting with the tag), undecoded and unvalidated.
+   * A throw from the handler closes the connection like a failing frame handler.
+   */
+  onRaw(handler: (parts: Buffer[]) => void): void {
+    this.rawHandler = handler;
+    this.ws.binaryType = 'fragments';
+  }
+
   /** Called once when the connection is closed (by either side, for any reason). */
   onClose(handler: (info: CloseInfo) => void): void {
     if (this.closedInfo) queueMicrotask(() => handler(this.closedInfo!));
@@ -175,6 +196,23 @@ export class Connection<In extends MessageDef = MessageDef> {
     this.counters.framesOut++;
     this.counters.bytesOut += frame.length;
     this.ws.send(frame, { binary: true }, cb);
+  }
+
+  /**
+   * Send one message made of `head` (starting with RAW_FRAME_TAG) and `payload` as two WebSocket
+   * fragments, neither copied (on a zero-mask or unmasked link): both must stay unchanged until
+   * `cb` runs (handed to the kernel, or failed).
+   */
+  sendRaw(head: Uint8Array, payload: Uint8Array, cb?: (err?: Error) => void): void {
+    if (this.ws.readyState !== 1) {
+      const err = new Error(`connection with ${this.label} is closed`);
+      if (cb) queueMicrotask(() => cb(err));
+      return;
+    }
+    this.counters.framesOut++;
+    this.counters.bytesOut += head.length + payload.length;
+    this.ws.send(head, { binary: true, fin: false });
+    this.ws.send(payload, { binary: true, fin: true }, cb);
   }
 
   ping(): void {
@@ -224,7 +262,7 @@ export class Connection<In extends MessageDef = MessageDef> {
     for (const h of this.messageHandlers) h();
   }
 
-  private onMessage(data: Buffer, isBinary: boolean): void {
+  private onMessage(raw: Buffer | Buffer[], isBinary: boolean): void {
     if (this.closing) return;
     this.onAnyTraffic();
     if (!isBinary) {
@@ -232,7 +270,25 @@ export class Connection<In extends MessageDef = MessageDef> {
       return;
     }
     this.counters.framesIn++;
-    this.counters.bytesIn += data.length;
+    if (Array.isArray(raw)) {
+      let n = 0;
+      for (const b of raw) n += b.length;
+      this.counters.bytesIn += n;
+      if (this.rawHandler && raw[0] && raw[0].length > 0 && raw[0][0] === RAW_FRAME_TAG) {
+        const handler = this.rawHandler;
+        try {
+          handler(raw);
+        } catch (err) {
+          this.log(`raw frame handler from ${this.label} failed: ${(err as Error).stack ?? err}`);
+          this.fail(CloseCode.INTERNAL, 'internal error handling a raw frame', { log: false });
+        }
+        return;
+      }
+      raw = raw.length === 1 ? raw[0]! : Buffer.concat(raw, n);
+    } else {
+      this.counters.bytesIn += raw.length;
+    }
+    const data = raw;
     const t0 = performance.now();
     let msg: Message<In | typeof ErrorMsg>;
     try {
