@@ -4,19 +4,20 @@
  * AdamW on 1/N → all-gather) is bit-identical to the unsharded one (all-reduce → full update) for
  * N = 1–4 on a model of odd sizes cut into many small buckets, with clipping and a pruning mask;
  * the gathered optimizer state equals the unsharded one; a run checkpointed on 3 workers and
- * resumed on 2 (and 2 → 3) follows exactly the trajectory of the unsharded run doing the same; the
- * tensor count stays flat.
+ * resumed on 2 (and 2 → 3) follows exactly the trajectory of the unsharded run doing the same; bf16
+ * gradients with error feedback (sharded = unsharded still, and what was sent sums to what was
+ * computed); the tensor count stays flat.
  */
 import test, { type ExecutionContext } from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Ring } from '../collective/index.ts';
+import { bf16Round, Ring, type WireFormat } from '../collective/index.ts';
 import { initBackend } from '../ml/backend.ts';
 import { tf } from '../ml/tf.ts';
 import { paramLayout, type ModelDims } from '../ml/model/spec.ts';
 import { initialWeights } from '../ml/model/weights.ts';
 import { MlmTrainer, type TrainerOptions } from '../ml/train/trainer.ts';
-import { gradientBuckets } from '../ml/train/data-parallel.ts';
+import { DataParallel, gradientBuckets } from '../ml/train/data-parallel.ts';
 import { closeUpdatePools } from '../ml/train/update-pool.ts';
 import { loadCheckpoint, saveCheckpoint } from '../ml/checkpoint/checkpoint.ts';
 import { Rng } from '../core/rng.ts';
@@ -53,11 +54,11 @@ interface Start {
 }
 
 /** N trainers on a ring, sharded or not, from `start`; each rank trains on its own synthetic batches. */
-async function replicas(t: ExecutionContext, N: number, shardOptimizer: boolean, start: Start, mask?: Uint8Array): Promise<MlmTrainer[]> {
+async function replicas(t: ExecutionContext, N: number, shardOptimizer: boolean, start: Start, mask?: Uint8Array, gradWire: WireFormat = 'f32'): Promise<MlmTrainer[]> {
   const group = await rings(t, N);
   return group.map((ring) => {
     const tr = new MlmTrainer(opts, start.weights);
-    tr.joinGroup(ring, { shardOptimizer, bucketBytes: BUCKET_BYTES });
+    tr.joinGroup(ring, { shardOptimizer, bucketBytes: BUCKET_BYTES, gradWire });
     if (start.m) tr.optimizer.setState({ m: start.m, v: start.v!, t: start.t! });
     if (mask) tr.setMask(mask);
     t.teardown(() => tr.dispose());
@@ -147,6 +148,46 @@ for (const [from, to] of [[3, 2], [2, 3]] as const) {
     t.is(sharded.final.t, 6);
   });
 }
+
+test.serial('bf16 gradients: sharded = unsharded bit for bit, and close to (not equal to) the f32 trajectory', async (t) => {
+  const start = { weights: initialWeights(layout, 14, 0.05) };
+  const a = await train(await replicas(t, 3, true, start, undefined, 'bf16'), 4, 0);
+  const b = await train(await replicas(t, 3, false, start, undefined, 'bf16'), 4, 0);
+  const f = await train(await replicas(t, 3, true, start), 4, 0);
+  t.deepEqual(a, b);
+  t.notDeepEqual(a, f, 'the bf16 wire changes the bits');
+  for (let s = 0; s < 4; s++) t.true(Math.abs(a[s]!.loss - f[s]!.loss) < 0.02, `step ${s + 1}: loss ${a[s]!.loss} (bf16) vs ${f[s]!.loss} (f32)`);
+});
+
+test.serial('bf16 error feedback: over k steps the reduced gradients sum to k × the computed one within one bf16 rounding', async (t) => {
+  const N = 2;
+  const group = await rings(t, N);
+  const dps = group.map((ring) => new DataParallel(layout, ring, { shardOptimizer: true, bucketBytes: 1 << 30, gradWire: 'bf16' }));
+  const k = 50;
+  const g = Float32Array.from({ length: layout.total }, (_, i) => 1 + (i % 97) / 1000 + 1e-4); // far from bf16-representable
+  const sums = dps.map(() => new Float64Array(layout.total));
+  for (let s = 0; s < k; s++) {
+    await Promise.all(dps.map(async (dp, r) => {
+      const grads = g.slice();
+      dp.bucketReady(0, grads);
+      await dp.reduced();
+      for (const [a, b] of dp.ownRanges) for (let i = a; i < b; i++) sums[r]![i] += grads[i]!;
+    }));
+  }
+  let worstFed = 0;
+  let worstPlain = 0;
+  for (const [r, dp] of dps.entries()) {
+    for (const [a, b] of dp.ownRanges) {
+      for (let i = a; i < b; i++) {
+        const ulp = Math.abs(bf16Round(g[i]! * 1.004) - bf16Round(g[i]!)) || 2 ** -7;
+        worstFed = Math.max(worstFed, Math.abs(sums[r]![i]! - k * g[i]!) / ulp);
+        worstPlain = Math.max(worstPlain, Math.abs(k * bf16Round(g[i]!) - k * g[i]!) / ulp);
+      }
+    }
+  }
+  t.true(worstFed <= 1, `with feedback the sum is off by ${worstFed.toFixed(2)} bf16 ulps`);
+  t.true(worstPlain > 5, `without it, rounding alone would be off by ${worstPlain.toFixed(1)} ulps`);
+});
 
 test.serial('sharded steps keep the tensor count flat', async (t) => {
   const trainers = await replicas(t, 2, true, { weights: initialWeights(layout, 13, 0.05) });

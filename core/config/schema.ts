@@ -93,6 +93,11 @@ export const configSchema = {
     hashEvery: { doc: 'Every K steps workers report a hash of their parameters; any divergence stops the run.', format: positiveInt, default: 25 },
     segmentBytes: { doc: 'Ring all-reduce segment size in bytes (sending, receiving and adding overlap per segment).', format: positiveInt, default: 1048576 },
     shardOptimizer: { doc: 'ZeRO stage 1 with more than one worker: gradients are reduce-scattered, each worker clips and updates (and keeps AdamW moments for) 1/N of the parameters, the weights are all-gathered. Bit-identical to the unsharded update; false = all-reduce and a full update on every worker.', format: Boolean, default: true },
+    gradWire: {
+      doc: 'How gradients travel in the reduction: f32, or bf16 (half the bytes, each partial sum rounded to bf16) with error feedback (what rounding dropped from a worker\'s gradient is added to its next one). Every worker of a ring uses the run\'s value.',
+      format: ['f32', 'bf16'],
+      default: 'f32' as 'f32' | 'bf16',
+    },
     bucketBytes: { doc: 'Gradient bucket size in bytes: gradients are read back and reduced bucket by bucket in the backward pass\'s order, each bucket\'s reduction overlapping the read-back of the next (whole parameters; a bigger parameter is a bucket of its own). Changes the last bits of the gradient norm.', format: positiveInt, default: 4194304 },
   },
   budget: {

@@ -20,10 +20,14 @@
  *   computes its own and the float64 partials are all-gathered (a byte copy). Since a reduce-scatter
  *   leaves in chunk r exactly the bits an all-reduce leaves there, the sharded step is
  *   bit-identical to the unsharded one at every world size (tests/data-parallel.test.ts).
+ * - bf16 gradients (`gradWire: 'bf16'`, off by default): each rank rounds its bucket to bf16 before
+ *   the reduction and keeps the rounding error, which it adds to the same bucket of its next
+ *   gradient (error feedback: over many steps what was sent sums to what was computed); the
+ *   ring's partial sums travel as bf16 too (collective/'s wire option).
  * - Where time went: every collective's busy interval is recorded, and the part of it that ran
  *   before the step had to wait for it is reported as hidden.
  */
-import { chunkLayout, type ProcessGroup } from '../../collective/index.ts';
+import { chunkLayout, toBf16InPlace, type ProcessGroup, type WireFormat } from '../../collective/index.ts';
 import type { ParamLayout } from '../model/spec.ts';
 import { clipScale, type AdamW, type Range } from './adamw.ts';
 
@@ -32,9 +36,14 @@ export interface DataParallelOptions {
   shardOptimizer: boolean;
   /** target size of a gradient bucket, bytes (a parameter bigger than this is a bucket of its own) */
   bucketBytes: number;
+  /**
+   * how gradients travel in the reduce-scatter: f32, or bf16 (half the bytes) with error feedback —
+   * what rounding this rank's gradient to bf16 dropped is added to its next gradient
+   */
+  gradWire: WireFormat;
 }
 
-export const DEFAULT_DATA_PARALLEL: DataParallelOptions = { shardOptimizer: true, bucketBytes: 4 << 20 };
+export const DEFAULT_DATA_PARALLEL: DataParallelOptions = { shardOptimizer: true, bucketBytes: 4 << 20, gradWire: 'f32' };
 
 /** A contiguous range of the flat parameter buffer, whole parameters only. */
 export interface Bucket {
@@ -118,9 +127,14 @@ export class DataParallel {
   /** the weight all-gather's time, reported with the step after it */
   private lastGather: CommTime = NO_COMM;
 
+  /** bf16 wire: what rounding dropped from this rank's last gradients (error feedback), allocated on first use */
+  private residual: Float32Array | undefined;
+  private readonly wire: WireFormat;
+
   constructor(readonly layout: ParamLayout, private readonly group: ProcessGroup | undefined, opts: DataParallelOptions) {
     this.worldSize = group?.worldSize ?? 1;
     this.rank = group?.rank ?? 0;
+    this.wire = this.worldSize > 1 ? opts.gradWire : 'f32';
     this.sharded = opts.shardOptimizer && this.worldSize > 1;
     this.buckets = gradientBuckets(layout, opts.bucketBytes);
     const N = this.worldSize;
@@ -147,9 +161,21 @@ export class DataParallel {
     if (!group || this.worldSize === 1) return;
     const b = this.buckets[k]!;
     const view = grads.subarray(b.start, b.end);
-    const p = this.enqueue(this.gradClock, () => (this.sharded ? group.reduceScatter(view, 'mean') : group.allReduce(view, 'mean')));
+    if (this.wire === 'bf16') this.feedBack(view, b);
+    const opts = { wire: this.wire };
+    const p = this.enqueue(this.gradClock, () => (this.sharded ? group.reduceScatter(view, 'mean', opts) : group.allReduce(view, 'mean', opts)));
     p.catch(() => {}); // awaited in reduced(); this keeps an abandoned step from an unhandled rejection
     this.pendingGrads.push(p);
+  }
+
+  /** Error feedback: g += residual, then the residual becomes g − bf16(g) and g is sent as bf16(g). */
+  private feedBack(g: Float32Array, b: Bucket): void {
+    this.residual ??= new Float32Array(this.layout.total);
+    const r = this.residual.subarray(b.start, b.end);
+    for (let i = 0; i < g.length; i++) g[i]! += r[i]!;
+    r.set(g);
+    toBf16InPlace(g);
+    for (let i = 0; i < g.length; i++) r[i]! -= g[i]!;
   }
 
   /**
