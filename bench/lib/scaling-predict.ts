@@ -1,0 +1,60 @@
+/**
+ * From the α–β fit measured by bench/cluster.ts to step time and scaling efficiency at cluster
+ * scale (8–1,024 workers, 10/25/100 Gbit/s, BERT-base-sized gradients): the table and plot data
+ * of docs/scaling.md. Pure; the assumptions are fields of `PredictionBasis` and printed with it.
+ */
+import { ring2dSeconds, ringSeconds, scalingEfficiency, stepSeconds, type AlphaBetaFit, type StepModel, type StepVariant } from './alpha-beta.ts';
+
+export interface PredictionBasis {
+  /** α from the link-bound (1 Gbit/s) fit, seconds per ring step */
+  alpha: number;
+  /** γ from the same fit, seconds per byte */
+  gamma: number;
+  /** β·B at the measured rate: how many bytes' time the ring spends per byte a link could carry (≥ 1) */
+  linkOverhead: number;
+  computeSeconds: number;
+  forwardShare: number;
+  params: number;
+  bytesPerParam: number;
+  updateSecondsPerParam: number;
+  buckets: number;
+}
+
+export const PREDICT_WORKERS = [8, 16, 32, 64, 128, 256, 512, 1024];
+export const PREDICT_GBITS = [10, 25, 100];
+
+export interface PredictionRow {
+  gbit: number;
+  N: number;
+  /** one all-reduce of the gradients: flat ring and 2-D ring, seconds */
+  allReduce: number;
+  allReduce2d: number;
+  step: Record<StepVariant | 'sharded-overlap-2d', number>;
+  efficiency: Record<StepVariant | 'sharded-overlap-2d', number>;
+}
+
+export function stepModelAt(b: PredictionBasis, gbit: number, topology: 'flat' | '2d' = 'flat'): StepModel {
+  const net: Pick<AlphaBetaFit, 'alpha' | 'beta' | 'gamma'> = { alpha: b.alpha, beta: b.linkOverhead / ((gbit * 1e9) / 8), gamma: b.gamma };
+  return {
+    net, computeSeconds: b.computeSeconds, forwardShare: b.forwardShare, params: b.params, bytesPerParam: b.bytesPerParam,
+    updateSecondsPerParam: b.updateSecondsPerParam, buckets: b.buckets,
+    ...(topology === '2d' ? { collective: (N: number, bytes: number) => ring2dSeconds(net, N, bytes) } : {}),
+  };
+}
+
+export function predict(b: PredictionBasis, workers = PREDICT_WORKERS, gbits = PREDICT_GBITS): PredictionRow[] {
+  const rows: PredictionRow[] = [];
+  for (const gbit of gbits) {
+    const flat = stepModelAt(b, gbit), twoD = stepModelAt(b, gbit, '2d');
+    const variants: StepVariant[] = ['allreduce', 'allreduce-overlap', 'sharded', 'sharded-overlap'];
+    for (const N of workers) {
+      const step = Object.fromEntries(variants.map((v) => [v, stepSeconds(flat, v, N)])) as PredictionRow['step'];
+      step['sharded-overlap-2d'] = stepSeconds(twoD, 'sharded-overlap', N);
+      const efficiency = Object.fromEntries(variants.map((v) => [v, scalingEfficiency(flat, v, N)])) as PredictionRow['efficiency'];
+      efficiency['sharded-overlap-2d'] = scalingEfficiency(twoD, 'sharded-overlap', N);
+      const bytes = b.params * b.bytesPerParam;
+      rows.push({ gbit, N, allReduce: ringSeconds(flat.net, N, bytes), allReduce2d: ring2dSeconds(flat.net, N, bytes), step, efficiency });
+    }
+  }
+  return rows;
+}
