@@ -15,15 +15,15 @@
  * T_step(1)/T_step(N) next to the model's prediction; (4) predicts 8–1,024 workers at 10/25/100
  * Gbit/s for BERT-base gradients (bench/lib/scaling-predict.ts; docs/scaling.md).
  */
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { benchArgs } from './lib/args.ts';
 import { NetCluster, netemAvailable, staleNamespaces, unavailableReason, type LinkShape } from './lib/netns.ts';
 import { RankProc } from './lib/rank-proc.ts';
-import { fitAlphaBeta, ringBoundSeconds, stepSeconds, type AlphaBetaFit, type Sample, type StepModel, type StepVariant } from './lib/alpha-beta.ts';
+import { ringBoundSeconds, type StepVariant } from './lib/alpha-beta.ts';
 import { STEP_VARIANTS, type StepPlan } from './lib/step-sim.ts';
-import { predict, type PredictionBasis, type PredictionRow } from './lib/scaling-predict.ts';
+import { analyse, median, overridesFrom, report, shapeName, type ClusterResult, type Point, type StepRow } from './lib/cluster-report.ts';
 import { resolveConfig } from '../core/config/load.ts';
 import { parameterCount } from '../ml/model/spec.ts';
 
@@ -40,12 +40,22 @@ if (flag('--help') || flag('-h')) {
     '  --compute-ms 91     simulated forward+backward per step (91 = this model\'s step on an H200, STACK-NOTES)',
     '  --steps 6           timed steps per variant (after 2 warm-up steps)',
     '  --buckets 4         gradient buckets of the overlap variants',
+    '  --segment 1048576   ring segment size, bytes',
+    '  --queue-ms 5        tbf queue per veth end, as ms at the rate (a NIC / switch-port buffer)',
     '  --no-star  --no-steps   leave those parts out',
     '  --json out.json     every number as JSON',
+    '  --report out.json   print the report of a saved run again (no root needed); with it, the prediction\'s',
+    '                      --alpha-ms A --ceiling-mbps C --link-overhead L --basis-source TEXT replace the measured ones',
   ].join('\n'));
   process.exit(0);
 }
 
+const saved = opt('--report');
+if (saved) {
+  const r = JSON.parse(readFileSync(saved, 'utf8')) as ClusterResult;
+  console.log(report(analyse({ ...r, config: { ...r.config, cpu: r.config.cpu ?? '?', seconds: r.config.seconds ?? NaN } }, overridesFrom(opt))));
+  process.exit(0);
+}
 const quick = flag('--quick');
 const list = (name: string, def: string) => (opt(name) ?? def).split(',').filter(Boolean).map(Number);
 const ranks = list('--ranks', quick ? '2,4' : '2,3,4,8');
@@ -58,7 +68,7 @@ const steps = Number(opt('--steps') ?? 6);
 const buckets = Number(opt('--buckets') ?? 4);
 const withStar = !flag('--no-star'), withSteps = !flag('--no-steps');
 const jsonOut = opt('--json');
-const segmentBytes = 1 << 20;
+const segmentBytes = Number(opt('--segment') ?? 1 << 20);
 const MiB = 1 << 20;
 const FORWARD_SHARE = 1 / 3;
 const queueMs = Number(opt('--queue-ms') ?? 5);
@@ -71,11 +81,9 @@ if (skipped) {
 const stale = staleNamespaces();
 if (stale.length) process.stderr.write(`note: namespaces left by an earlier killed run: ${stale.join(' ')} (ip netns del NAME)\n`);
 
-const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2; };
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const f = (x: number, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : '-');
 const log = (s: string) => process.stderr.write(`${s}\n`);
-const shapeName = (s: LinkShape) => `${s.rateBps / 1e9} Gbit/s${s.delayMs ? ` + ${s.delayMs} ms` : ''}`;
 
 const haveNetem = netemAvailable();
 const shapes: LinkShape[] = [];
@@ -93,13 +101,17 @@ const secret = randomBytes(32).toString('hex');
 const maxN = Math.max(...ranks, 1);
 log(`bench:cluster: ranks ${ranks.join(',')}, sizes ${sizesMiB.join(',')} MiB, links ${shapes.map(shapeName).join('; ')}, ${reps} reps; step: ${params} params (default model), compute ${computeMs} ms; ${cpus().length} cores`);
 
-interface Point { shape: string; rateBps: number; delayMs: number; N: number; MiB: number; boundMs: number; ringMs: number[]; starMs: number[]; tcpRingMs: number[] }
-interface StepRow { shape: string; rateBps: number; N: number; variant: StepVariant; stepMs: number; stepsMs: number[]; updateMs: number; updateNsPerParam: number }
 const points: Point[] = [];
 const linkCheck = new Map<string, number[]>();
 const stepRows: StepRow[] = [];
 
-const net = NetCluster.create(maxN);
+/** Expected failures (a command that fails, a rank that does not answer in time) end the bench with one line. */
+function fail(e: unknown): never {
+  console.error(`bench:cluster: ${(e as Error).message ?? String(e)}`);
+  process.exit(1); // the 'exit' hook of NetCluster removes the namespaces
+}
+let net: NetCluster;
+try { net = NetCluster.create(maxN); } catch (e) { fail(e); }
 const t0 = performance.now();
 
 /** Start N ranks in namespaces 0..N−1, open ring + star + TCP ring on their addresses, connect. */
@@ -122,9 +134,11 @@ async function startGroup(N: number): Promise<RankProc[]> {
 /** Time budget for one operation moving `bytes` per rank at `rateBps`: generous, but bounded. */
 const budgetMs = (bytes: number, N: number, rateBps: number) => 60_000 + (20 * N * bytes * 8 * 1000) / rateBps;
 
-async function allReduce(procs: RankProc[], kind: 'ring' | 'star', bytes: number, n: number, rateBps: number): Promise<number[]> {
+/** One timed all-reduce per rep on every rank: the slowest rank's time, and the ranks' CPU time as a share of it. */
+async function allReduce(procs: RankProc[], kind: 'ring' | 'star', bytes: number, n: number, rateBps: number): Promise<{ ms: number[]; cpu: number[] }> {
   const res = await Promise.all(procs.map((p) => p.request({ cmd: 'reduce', kind, length: bytes / 4, reps: n }, budgetMs(bytes, procs.length, rateBps) * n)));
-  return res[0]!.times!.map((_, i) => Math.max(...res.map((r) => r.times![i]!))); // the slowest rank's time
+  const ms = res[0]!.times!.map((_, i) => Math.max(...res.map((r) => r.times![i]!)));
+  return { ms, cpu: ms.map((t, i) => median(res.map((r) => r.cpuMs![i]!)) / t) };
 }
 
 async function tcpRing(procs: RankProc[], bytes: number, rateBps: number): Promise<number> {
@@ -179,10 +193,13 @@ try {
           await allReduce(procs, 'ring', bytes, 1, s.rateBps); // warm-up
           if (withStar) await allReduce(procs, 'star', bytes, 1, s.rateBps);
           await tcpRing(procs, bytes, s.rateBps);
-          const p: Point = { shape: name, rateBps: s.rateBps, delayMs: s.delayMs, N, MiB: size, boundMs: ringBoundSeconds(N, bytes, s.rateBps / 8) * 1e3, ringMs: [], starMs: [], tcpRingMs: [] };
+          const ringCpu: number[] = [];
+          const p: Point = { shape: name, rateBps: s.rateBps, delayMs: s.delayMs, N, MiB: size, boundMs: ringBoundSeconds(N, bytes, s.rateBps / 8) * 1e3, ringMs: [], ringCpu, starMs: [], tcpRingMs: [] };
           for (let i = 0; i < reps; i++) { // alternate, so all three see the same machine
-            p.ringMs.push(...(await allReduce(procs, 'ring', bytes, 1, s.rateBps)));
-            if (withStar) p.starMs.push(...(await allReduce(procs, 'star', bytes, 1, s.rateBps)));
+            const ring = await allReduce(procs, 'ring', bytes, 1, s.rateBps);
+            p.ringMs.push(...ring.ms);
+            ringCpu.push(...ring.cpu);
+            if (withStar) p.starMs.push(...(await allReduce(procs, 'star', bytes, 1, s.rateBps)).ms);
             p.tcpRingMs.push(await tcpRing(procs, bytes, s.rateBps));
           }
           points.push(p);
@@ -200,90 +217,18 @@ try {
       await Promise.all(procs.map((p) => p.stop()));
     }
   }
+} catch (e) {
+  fail(e);
 } finally {
   net.destroy();
 }
 
-// ---- report -------------------------------------------------------------------------------------
-const out: string[] = [];
-const line = (s = '') => out.push(s);
-const linkMBps = (name: string) => median(linkCheck.get(name) ?? [NaN]);
-// TCP over Ethernet at MTU 1500 carries 1448 payload bytes per 1514-byte frame tbf counts
-const TCP_GOODPUT = 1448 / 1514;
-
-line('## Links (one TCP stream rank 0 → rank 1, through both shaped veth ends)');
-line('| link | configured MB/s | TCP payload ceiling MB/s (1448/1514) | measured MB/s (median) | measured / configured |');
-line('|---|---|---|---|---|');
-for (const s of shapes) { const n = shapeName(s); line(`| ${n} | ${f(s.rateBps / 8e6)} | ${f((s.rateBps / 8e6) * TCP_GOODPUT)} | ${f(linkMBps(n))} | ${f(linkMBps(n) / (s.rateBps / 8e6), 3)} |`); }
-line();
-line('## All-reduce vs the bandwidth-optimal bound 2(N−1)/N·S/B (B = configured rate; "vs TCP" uses the measured stream rate as B)');
-line('| link | N | MiB | bound ms | ring ms | ring / bound | ring / bound (vs TCP) | raw TCP ring ms | raw TCP ring / bound | star ms | star / bound |');
-line('|---|---|---|---|---|---|---|---|---|---|---|');
-for (const p of points) {
-  const ring = median(p.ringMs), star = p.starMs.length ? median(p.starMs) : NaN, raw = median(p.tcpRingMs);
-  const tcpBound = ringBoundSeconds(p.N, p.MiB * MiB, linkMBps(p.shape) * 1e6) * 1e3;
-  line(`| ${p.shape} | ${p.N} | ${p.MiB} | ${f(p.boundMs, 1)} | ${f(ring, 1)} | ${f(ring / p.boundMs, 3)} | ${f(ring / tcpBound, 3)} | ${f(raw, 1)} | ${f(raw / p.boundMs, 3)} | ${f(star, 1)} | ${f(star / p.boundMs, 2)} |`);
-}
-line();
-line('## α–β fit of the ring: t(N, S) = 2(N−1)·α + 2(N−1)/N·S·β (+ γ·S), least squares on relative error, per link');
-line('| link | model | α ms | β ns/B | 1/β MB/s | 1/β ÷ configured | γ ns/B | rms rel. residual | residuals (%, in table order) |');
-line('|---|---|---|---|---|---|---|---|---|');
-const fits = new Map<string, { ab: AlphaBetaFit; abg: AlphaBetaFit }>();
-for (const s of shapes) {
-  const name = shapeName(s);
-  const samples: Sample[] = points.filter((p) => p.shape === name).map((p) => ({ N: p.N, bytes: p.MiB * MiB, seconds: median(p.ringMs) / 1e3 }));
-  if (samples.length < 3) continue;
-  const ab = fitAlphaBeta(samples), abg = fitAlphaBeta(samples, { gamma: true });
-  fits.set(name, { ab, abg });
-  for (const [label, m] of [['α, β', ab], ['α, β, γ', abg]] as const) {
-    line(`| ${name} | ${label} | ${f(m.alpha * 1e3, 3)} | ${f(m.beta * 1e9, 3)} | ${f(1 / m.beta / 1e6)} | ${f(1 / m.beta / (s.rateBps / 8), 3)} | ${f(m.gamma * 1e9, 3)} | ${f(m.rmsRel, 3)} | ${m.relResiduals.map((r) => f(100 * r)).join(' ')} |`);
-  }
-}
-line();
-
-let basis: PredictionBasis | undefined;
-let prediction: PredictionRow[] = [];
-const base = (v: StepVariant) => stepRows.find((r) => r.N === 1 && r.variant === v);
-if (withSteps && base('allreduce')) {
-  const nsPerParam = base('allreduce')!.updateNsPerParam;
-  line(`## End-to-end step: default model (${params} params, ${f((params * 4) / 1e6, 2)} MB f32 gradients), compute ${computeMs} ms/step (fixed, per worker), AdamW ${f(nsPerParam, 2)} ns/param here`);
-  line('scaling efficiency = T_step(1) / T_step(N) at fixed per-worker batch; "model" = the α–β fit of that link replayed through the same schedule');
-  line('| link | N | variant | step ms | efficiency | model step ms | model efficiency |');
-  line('|---|---|---|---|---|---|---|');
-  for (const r of stepRows) {
-    const b = base(r.variant)!;
-    const fit = fits.get(r.shape)?.abg;
-    const sm: StepModel | undefined = fit && { net: fit, computeSeconds: computeMs / 1e3, forwardShare: FORWARD_SHARE, params, bytesPerParam: 4, updateSecondsPerParam: nsPerParam * 1e-9, buckets };
-    const model = sm ? stepSeconds(sm, r.variant, r.N) * 1e3 : NaN;
-    const model1 = sm ? stepSeconds(sm, r.variant, 1) * 1e3 : NaN;
-    line(`| ${r.shape} | ${r.N} | ${r.variant} | ${f(r.stepMs, 1)} | ${f(b.stepMs / r.stepMs, 3)} | ${f(model, 1)} | ${f(model1 / model, 3)} |`);
-  }
-  line();
-  // the prediction rests on the link-bound fit: the lowest rate without delay
-  const anchor = shapes.filter((s) => s.delayMs === 0).sort((a, b) => a.rateBps - b.rateBps)[0];
-  const fit = anchor && fits.get(shapeName(anchor))?.abg;
-  if (fit && anchor) {
-    basis = {
-      alpha: fit.alpha, gamma: fit.gamma, linkOverhead: fit.beta * (anchor.rateBps / 8), computeSeconds: 1.104, forwardShare: FORWARD_SHARE,
-      params: 110e6, bytesPerParam: 4, updateSecondsPerParam: nsPerParam * 1e-9, buckets,
-    };
-    prediction = predict(basis);
-    line(`## Prediction: BERT-base (110M params, f32 gradients 440 MB), compute 1.104 s/step (H200, STACK-NOTES), α = ${f(basis.alpha * 1e3, 3)} ms, γ = ${f(basis.gamma * 1e9, 3)} ns/B, β = ${f(basis.linkOverhead, 3)}/B (fit at ${shapeName(anchor)}), AdamW ${f(nsPerParam, 2)} ns/param, ${buckets} buckets`);
-    line('| Gbit/s | N | all-reduce s (flat) | all-reduce s (2-D) | eff. all-reduce | eff. all-reduce+overlap | eff. sharded | eff. sharded+overlap | eff. sharded+overlap, 2-D ring |');
-    line('|---|---|---|---|---|---|---|---|---|');
-    for (const r of prediction) {
-      const e = r.efficiency;
-      line(`| ${r.gbit} | ${r.N} | ${f(r.allReduce, 3)} | ${f(r.allReduce2d, 3)} | ${f(e.allreduce, 3)} | ${f(e['allreduce-overlap'], 3)} | ${f(e.sharded, 3)} | ${f(e['sharded-overlap'], 3)} | ${f(e['sharded-overlap-2d'], 3)} |`);
-    }
-    line();
-  }
-}
-for (const n of notes) line(`note: ${n}`);
-line(`machine: ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), node ${process.version}; segment ${segmentBytes} B; ${reps} reps (median; collective time = slowest rank); total ${f((performance.now() - t0) / 1000, 1)} s`);
-console.log(out.join('\n'));
-if (jsonOut) {
-  writeFileSync(jsonOut, JSON.stringify({
-    config: { ranks, sizesMiB, shapes, reps, computeMs, steps, buckets, params, segmentBytes, forwardShare: FORWARD_SHARE, netem: haveNetem, cores: cpus().length, node: process.version },
-    notes, linkCheck: Object.fromEntries(linkCheck), points, fits: Object.fromEntries(fits), steps: stepRows, basis, prediction,
-  }, null, 2));
-}
+const result: ClusterResult = analyse({
+  config: {
+    ranks, sizesMiB, shapes, reps, computeMs, steps, buckets, params, segmentBytes, forwardShare: FORWARD_SHARE, netem: haveNetem,
+    cores: cpus().length, cpu: cpus()[0]?.model ?? '?', node: process.version, seconds: (performance.now() - t0) / 1000,
+  },
+  notes, linkCheck: Object.fromEntries(linkCheck), points, steps: stepRows,
+});
+console.log(report(result));
+if (jsonOut) writeFileSync(jsonOut, JSON.stringify(result, null, 2));

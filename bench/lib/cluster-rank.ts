@@ -25,7 +25,7 @@ export type RankCommand =
   | { cmd: 'close' };
 
 export type RankReply = { id: number } & (
-  | { ok: true; port?: number; starPort?: number; times?: number[]; ms?: number; stepMs?: number[]; updateMs?: number; updateNsPerParam?: number }
+  | { ok: true; port?: number; starPort?: number; times?: number[]; cpuMs?: number[]; ms?: number; stepMs?: number[]; updateMs?: number; updateNsPerParam?: number }
   | { ok: false; error: string });
 
 let ring: Ring | undefined;
@@ -47,15 +47,18 @@ async function handle(m: RankCommand): Promise<Omit<Extract<RankReply, { ok: tru
       const group = m.kind === 'ring' ? ring! : star!;
       const buf = new Float32Array(m.length);
       const tiny = new Float32Array(1);
-      const times: number[] = [];
+      const times: number[] = [], cpuMs: number[] = [];
       for (let i = 0; i < m.reps; i++) {
         buf.fill(1);
         await group.allReduce(tiny, 'sum');
+        const c0 = process.cpuUsage();
         const t0 = performance.now();
         await group.allReduce(buf, 'sum');
         times.push(performance.now() - t0);
+        const c = process.cpuUsage(c0);
+        cpuMs.push((c.user + c.system) / 1000);
       }
-      return { times };
+      return { times, cpuMs };
     }
     case 'tcp-listen': {
       const srv = net.createServer((sock) => {

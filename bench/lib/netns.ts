@@ -70,6 +70,8 @@ export class NetCluster {
   readonly addresses: string[];
   private readonly switchNs: string;
   private destroyed = false;
+  /** processes started in the namespaces, killed before the namespaces go */
+  private readonly children = new Set<ChildProcess>();
   private readonly onSignal = (sig: NodeJS.Signals) => { this.destroy(); process.exit(sig === 'SIGINT' ? 130 : 143); };
   private readonly onExit = () => this.destroy();
 
@@ -127,7 +129,10 @@ export class NetCluster {
 
   /** Spawn `argv` inside rank i's namespace (`ip netns exec` execs it, so the pid is the program's and an IPC fd passes through). */
   spawnIn(i: number, argv: string[], opts: { stdio: StdioOptions; env?: NodeJS.ProcessEnv }): ChildProcess {
-    return spawn('ip', ['netns', 'exec', this.namespaces[i]!, ...argv], { stdio: opts.stdio, env: opts.env ?? process.env, serialization: 'advanced' });
+    const child = spawn('ip', ['netns', 'exec', this.namespaces[i]!, ...argv], { stdio: opts.stdio, env: opts.env ?? process.env, serialization: 'advanced' });
+    this.children.add(child);
+    child.once('exit', () => this.children.delete(child));
+    return child;
   }
 
   destroy(): void {
@@ -136,6 +141,7 @@ export class NetCluster {
     process.removeListener('exit', this.onExit);
     process.removeListener('SIGINT', this.onSignal);
     process.removeListener('SIGTERM', this.onSignal);
+    for (const c of this.children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
     for (const ns of [...this.namespaces, this.switchNs]) {
       try { ip(['netns', 'del', ns]); } catch { /* not made yet, or already gone */ }
     }

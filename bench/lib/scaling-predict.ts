@@ -12,29 +12,38 @@ export interface PredictionBasis {
   gamma: number;
   /** β·B at the measured rate: how many bytes' time the ring spends per byte a link could carry (≥ 1) */
   linkOverhead: number;
+  /** what one ring channel moves per link when the link is not the limit (its CPU path), bytes/s; Infinity = no ceiling */
+  ceilingBytesPerSecond: number;
   computeSeconds: number;
   forwardShare: number;
   params: number;
   bytesPerParam: number;
   updateSecondsPerParam: number;
   buckets: number;
+  /** where α, β·B and the ceiling come from, one line */
+  source: string;
 }
 
 export const PREDICT_WORKERS = [8, 16, 32, 64, 128, 256, 512, 1024];
 export const PREDICT_GBITS = [10, 25, 100];
 
+/** the step variants, plus ZeRO-1 + overlap on a 2-D ring with 1 and with 4 channels (parallel rings) */
+export type PredictedVariant = StepVariant | 'sharded-overlap-2d' | 'sharded-overlap-2d-4ch';
+
 export interface PredictionRow {
   gbit: number;
   N: number;
-  /** one all-reduce of the gradients: flat ring and 2-D ring, seconds */
+  /** one all-reduce of the gradients: flat ring and 2-D ring (1 channel), seconds */
   allReduce: number;
   allReduce2d: number;
-  step: Record<StepVariant | 'sharded-overlap-2d', number>;
-  efficiency: Record<StepVariant | 'sharded-overlap-2d', number>;
+  step: Record<PredictedVariant, number>;
+  efficiency: Record<PredictedVariant, number>;
 }
 
-export function stepModelAt(b: PredictionBasis, gbit: number, topology: 'flat' | '2d' = 'flat'): StepModel {
-  const net: Pick<AlphaBetaFit, 'alpha' | 'beta' | 'gamma'> = { alpha: b.alpha, beta: b.linkOverhead / ((gbit * 1e9) / 8), gamma: b.gamma };
+/** β at `gbit`: the link's (with the measured overhead) or the channels' software ceiling, whichever is slower */
+export function stepModelAt(b: PredictionBasis, gbit: number, topology: 'flat' | '2d' = 'flat', channels = 1): StepModel {
+  const beta = Math.max(b.linkOverhead / ((gbit * 1e9) / 8), 1 / (channels * b.ceilingBytesPerSecond));
+  const net: Pick<AlphaBetaFit, 'alpha' | 'beta' | 'gamma'> = { alpha: b.alpha, beta, gamma: b.gamma };
   return {
     net, computeSeconds: b.computeSeconds, forwardShare: b.forwardShare, params: b.params, bytesPerParam: b.bytesPerParam,
     updateSecondsPerParam: b.updateSecondsPerParam, buckets: b.buckets,
@@ -45,13 +54,15 @@ export function stepModelAt(b: PredictionBasis, gbit: number, topology: 'flat' |
 export function predict(b: PredictionBasis, workers = PREDICT_WORKERS, gbits = PREDICT_GBITS): PredictionRow[] {
   const rows: PredictionRow[] = [];
   for (const gbit of gbits) {
-    const flat = stepModelAt(b, gbit), twoD = stepModelAt(b, gbit, '2d');
+    const flat = stepModelAt(b, gbit), twoD = stepModelAt(b, gbit, '2d'), twoD4 = stepModelAt(b, gbit, '2d', 4);
     const variants: StepVariant[] = ['allreduce', 'allreduce-overlap', 'sharded', 'sharded-overlap'];
     for (const N of workers) {
       const step = Object.fromEntries(variants.map((v) => [v, stepSeconds(flat, v, N)])) as PredictionRow['step'];
       step['sharded-overlap-2d'] = stepSeconds(twoD, 'sharded-overlap', N);
+      step['sharded-overlap-2d-4ch'] = stepSeconds(twoD4, 'sharded-overlap', N);
       const efficiency = Object.fromEntries(variants.map((v) => [v, scalingEfficiency(flat, v, N)])) as PredictionRow['efficiency'];
       efficiency['sharded-overlap-2d'] = scalingEfficiency(twoD, 'sharded-overlap', N);
+      efficiency['sharded-overlap-2d-4ch'] = scalingEfficiency(twoD4, 'sharded-overlap', N);
       const bytes = b.params * b.bytesPerParam;
       rows.push({ gbit, N, allReduce: ringSeconds(flat.net, N, bytes), allReduce2d: ring2dSeconds(flat.net, N, bytes), step, efficiency });
     }
