@@ -3,8 +3,8 @@
  * NIC a veth pair into a bridge, rate-limited with tc (bench/lib/netns.ts). Root only; skipped
  * with one line otherwise.
  *
- *   npm run bench:cluster                    # N = 2,3,4,8 × 1,16,64 MiB × 1 and 10 Gbit/s, steps (≈ 15–25 min on 2 cores)
- *   npm run bench:cluster -- --quick         # N = 2,4 × 1,16 MiB × 1 Gbit/s, steps (≈ 3 min)
+ *   npm run bench:cluster                    # N = 2,3,4,8 × 1,16,64 MiB × 1 and 10 Gbit/s, steps (7–13 min on 2 cores)
+ *   npm run bench:cluster -- --quick         # N = 2,4 × 1,16 MiB × 1 Gbit/s, steps (≈ 1 min)
  *   npm run bench:cluster -- --help
  *
  * Measures (1) ring and star all-reduce against the bandwidth-optimal bound 2(N−1)/N·S/B, with a

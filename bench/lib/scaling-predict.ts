@@ -5,7 +5,8 @@
  */
 import { ring2dSeconds, ringSeconds, scalingEfficiency, stepSeconds, type AlphaBetaFit, type StepModel, type StepVariant } from './alpha-beta.ts';
 
-export interface PredictionBasis {
+/** The step model's workload (compute, parameters, update, buckets) and where its network terms come from. */
+export interface PredictionBasis extends Omit<StepModel, 'net' | 'collective'> {
   /** α from the link-bound (1 Gbit/s) fit, seconds per ring step */
   alpha: number;
   /** γ from the same fit, seconds per byte */
@@ -14,12 +15,6 @@ export interface PredictionBasis {
   linkOverhead: number;
   /** what one ring channel moves per link when the link is not the limit (its CPU path), bytes/s; Infinity = no ceiling */
   ceilingBytesPerSecond: number;
-  computeSeconds: number;
-  forwardShare: number;
-  params: number;
-  bytesPerParam: number;
-  updateSecondsPerParam: number;
-  buckets: number;
   /** where α, β·B and the ceiling come from, one line */
   source: string;
 }
@@ -45,8 +40,7 @@ export function stepModelAt(b: PredictionBasis, gbit: number, topology: 'flat' |
   const beta = Math.max(b.linkOverhead / ((gbit * 1e9) / 8), 1 / (channels * b.ceilingBytesPerSecond));
   const net: Pick<AlphaBetaFit, 'alpha' | 'beta' | 'gamma'> = { alpha: b.alpha, beta, gamma: b.gamma };
   return {
-    net, computeSeconds: b.computeSeconds, forwardShare: b.forwardShare, params: b.params, bytesPerParam: b.bytesPerParam,
-    updateSecondsPerParam: b.updateSecondsPerParam, buckets: b.buckets,
+    ...b, net, // the basis's own network fields ride along unused
     ...(topology === '2d' ? { collective: (N: number, bytes: number) => ring2dSeconds(net, N, bytes) } : {}),
   };
 }
