@@ -25,7 +25,7 @@ export type RankCommand =
   | { cmd: 'close' };
 
 export type RankReply = { id: number } & (
-  | { ok: true; port?: number; starPort?: number; times?: number[]; cpuMs?: number[]; ms?: number; stepMs?: number[]; updateMs?: number; updateNsPerParam?: number }
+  | { ok: true; port?: number; starPort?: number; times?: number[]; cpuMs?: number[]; ms?: number; stepMs?: number[]; updateMs?: number; updateNsPerParam?: number; paramsHash?: string }
   | { ok: false; error: string });
 
 let ring: Ring | undefined;
@@ -94,7 +94,7 @@ async function handle(m: RankCommand): Promise<Omit<Extract<RankReply, { ok: tru
     }
     case 'step': {
       const res = await runSteps(ring!, m.plan);
-      return { stepMs: res.stepMs, updateMs: res.updateMs, updateNsPerParam: res.updateNsPerParam };
+      return { stepMs: res.stepMs, updateMs: res.updateMs, updateNsPerParam: res.updateNsPerParam, paramsHash: res.paramsHash };
     }
     case 'close':
       await Promise.allSettled([ring?.close(), star?.close()]);

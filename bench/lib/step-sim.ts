@@ -39,6 +39,8 @@ export interface StepResult {
   /** median AdamW time per step on this rank and its ns per updated parameter */
   updateMs: number;
   updateNsPerParam: number;
+  /** FNV-1a of the parameters' bytes after the last step: equal on every rank, or the schedule is wrong */
+  paramsHash: string;
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -62,6 +64,13 @@ class AdamW {
       params[i] = params[i]! - lr * ((mi * c1) / (Math.sqrt(vi * c2) + eps) + wd * params[i]!);
     }
   }
+}
+
+function fnv1a(a: Float32Array): string {
+  const bytes = new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+  let h = 0x811c9dc5;
+  for (let i = 0; i < bytes.length; i++) h = Math.imul(h ^ bytes[i]!, 0x01000193);
+  return (h >>> 0).toString(16);
 }
 
 /** Contiguous bucket ranges over `n` elements (backward produces the last one first). */
@@ -133,5 +142,5 @@ export async function runSteps(group: ProcessGroup, plan: StepPlan): Promise<Ste
   const perStep = updates.slice(-plan.steps * ranges.length);
   const ms = perStep.reduce((a, u) => a + u.ms, 0) / plan.steps;
   const n = perStep.reduce((a, u) => a + u.n, 0) / plan.steps;
-  return { stepMs, updateMs: ms, updateNsPerParam: n > 0 ? (ms * 1e6) / n : 0 };
+  return { stepMs, updateMs: ms, updateNsPerParam: n > 0 ? (ms * 1e6) / n : 0, paramsHash: fnv1a(params) };
 }
