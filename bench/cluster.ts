@@ -159,7 +159,7 @@ async function streamMBps(procs: RankProc[], rateBps: number): Promise<number> {
 }
 
 async function runSteps(procs: RankProc[], variant: StepVariant): Promise<{ stepsMs: number[]; updateMs: number; updateNsPerParam: number }> {
-  const plan: StepPlan = { variant, params, computeMs, forwardShare: FORWARD_SHARE, buckets, steps, warmup: 2 };
+  const plan: StepPlan = { variant, dims: cfg.model, computeMs, forwardShare: FORWARD_SHARE, buckets, steps, warmup: 2 };
   const res = await Promise.all(procs.map((p) => p.request({ cmd: 'step', plan }, 120_000 + 20 * (steps + 2) * computeMs)));
   const hashes = new Set(res.map((r) => r.paramsHash));
   if (hashes.size !== 1) throw new Error(`step ${variant}, N=${procs.length}: the ranks ended with different parameters (${[...hashes].join(', ')})`);

@@ -109,10 +109,12 @@ export interface StepModel {
 }
 
 /**
- * Step time of one variant at N workers, by replaying the schedule bench/lib/step-sim.ts runs:
- * collectives one at a time in issue order, each overlap bucket's collective starting once its
- * backward slice is done, all-gathers of the overlapped ZeRO-1 step running under the next forward.
- * Reduce-scatter and all-gather each cost half an all-reduce (the same bytes per link, half the steps).
+ * Step time of one variant at N workers, by replaying the schedule of ttc's step engine
+ * (ml/train/data-parallel.ts, as bench/lib/step-sim.ts drives it): collectives one at a time in
+ * issue order; the previous step's weight all-gathers (ZeRO-1) are waited for before the forward
+ * (the weights are needed whole); each overlap bucket's collective starts once its backward slice
+ * is done; the update runs once every bucket has landed. Reduce-scatter and all-gather each cost
+ * half an all-reduce (the same bytes per link, half the steps).
  */
 export function stepSeconds(m: StepModel, variant: StepVariant, N: number): number {
   const ar = m.collective ?? ((n: number, b: number) => ringSeconds(m.net, n, b));
@@ -121,24 +123,17 @@ export function stepSeconds(m: StepModel, variant: StepVariant, N: number): numb
   const nb = overlap ? Math.max(1, m.buckets) : 1;
   const bucketBytes = (m.params * m.bytesPerParam) / nb;
   const comm = N <= 1 ? 0 : sharded ? ar(N, bucketBytes) / 2 : ar(N, bucketBytes);
-  const updPerBucket = ((sharded ? m.params / N : m.params) / nb) * m.updateSecondsPerParam;
+  const update = (sharded ? m.params / N : m.params) * m.updateSecondsPerParam;
   const fwd = m.computeSeconds * m.forwardShare, bwd = m.computeSeconds - fwd;
-  let queue = 0; // when the collective queue is next free
-  let t = 0;
-  // forward: overlapped all-gathers of the previous step (in the queue from t = 0) gate each bucket
-  for (let b = 0; b < nb; b++) {
-    if (sharded && overlap) { queue += comm; t = Math.max(t, queue); }
-    t += fwd / nb;
-  }
-  const landed: number[] = [];
+  // the previous step's all-gathers, then the forward
+  let t = sharded ? nb * comm : 0;
+  let queue = t;
+  t += fwd;
   for (let b = 0; b < nb; b++) {
     t += bwd / nb;
     queue = Math.max(queue, t) + comm;
-    landed.push(queue);
   }
-  for (const l of landed) t = Math.max(t, l) + updPerBucket;
-  if (sharded && !overlap) t += comm; // all-gather before the step ends
-  return t;
+  return Math.max(t, queue) + update;
 }
 
 /** Scaling efficiency at fixed per-worker batch: T_step(1) / T_step(N). */
