@@ -29,7 +29,7 @@ const LABEL: Record<string, string> = {
   'sharded-overlap-2d': 'ZeRO-1 sharded + overlap, 2-D ring',
   'sharded-overlap-2d-4ch': 'ZeRO-1 sharded + overlap, 2-D ring, 4 channels',
 };
-const PLOTTED = new Set(['allreduce', 'sharded-overlap', 'sharded-overlap-2d', 'sharded-overlap-2d-4ch']);
+const PLOTTED = new Set(['allreduce', 'allreduce-overlap', 'sharded-overlap', 'sharded-overlap-2d', 'sharded-overlap-2d-4ch']);
 const lines = res.prediction.flatMap((r) => Object.entries(r.efficiency).filter(([v]) => PLOTTED.has(v)).map(([v, e]) => ({ link: `${r.gbit} Gbit/s`, N: r.N, variant: LABEL[v] ?? v, efficiency: e })));
 const base = new Map(res.steps.filter((s) => s.N === 1).map((s) => [s.variant, s.stepMs]));
 const measured = res.steps.filter((s) => s.N > 1 && base.has(s.variant)).map((s) => ({ N: s.N, variant: LABEL[s.variant] ?? s.variant, efficiency: base.get(s.variant)! / s.stepMs, link: s.shape }));
