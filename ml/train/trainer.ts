@@ -65,10 +65,10 @@ export abstract class Trainer<B> {
   }
 
   /**
-   * Trains as one replica of `group` from now on (before the first step: the optimizer state is
-   * reset; set it afterwards).
+   * Trains as one replica of `group` (none: alone, with these bucket options) from now on (before
+   * the first step: the optimizer state is reset; set it afterwards).
    */
-  joinGroup(group: ProcessGroup, opts: DataParallelOptions): void {
+  joinGroup(group: ProcessGroup | undefined, opts: DataParallelOptions): void {
     this.dp = new DataParallel(this.layout, group, opts);
     this.optimizer = new AdamW(this.layout, this.opts.optimizer, this.dp.ownRanges);
   }
