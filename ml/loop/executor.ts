@@ -4,7 +4,7 @@
  * agree. The training loops (pretrain.ts, finetune.ts) are written once against it; a `Replica`
  * (this file) executes in this process, and the coordinator's ring formation
  * (coordinator/formation.ts) executes on a ring of workers — each worker being itself a Replica
- * whose reducer is the ring all-reduce.
+ * whose trainer joins the ring as its process group (ml/train/data-parallel.ts).
  */
 import crypto from 'node:crypto';
 import type { DataPosition } from '../data/batches.ts';
