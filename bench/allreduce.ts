@@ -25,6 +25,7 @@ import { writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { spawnWorker, startGroup, stopGroup, type WorkerProc } from '../tests/kit/cluster.ts';
 import type { CollectiveStats } from '../collective/index.ts';
+import { median } from './lib/median.ts';
 
 const args = process.argv.slice(2);
 const flag = (name: string) => args.includes(`--${name}`);
@@ -55,7 +56,6 @@ const withStar = !flag('no-star');
 const secret = randomBytes(32).toString('hex');
 const MiB = 1 << 20;
 
-const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2; };
 const fmt = (x: number, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : '-');
 
 /** A pair of processes streaming over a plain `net` socket; `run()` times one 64 MiB transfer. */

@@ -23,7 +23,8 @@ import { NetCluster, netemAvailable, staleNamespaces, unavailableReason, type Li
 import { RankProc } from './lib/rank-proc.ts';
 import { ringBoundSeconds, type StepVariant } from './lib/alpha-beta.ts';
 import { STEP_VARIANTS, type StepPlan } from './lib/step-sim.ts';
-import { analyse, median, overridesFrom, report, shapeName, type ClusterResult, type Point, type StepRow } from './lib/cluster-report.ts';
+import { analyse, overridesFrom, report, shapeName, type ClusterResult, type Point, type StepRow } from './lib/cluster-report.ts';
+import { median } from './lib/median.ts';
 import { resolveConfig } from '../core/config/load.ts';
 import { parameterCount } from '../ml/model/spec.ts';
 

@@ -43,6 +43,7 @@ import { MlmTrainer } from '../ml/train/trainer.ts';
 import { CHECK_DEFAULTS, CHECK_MODELS, compareOneStep, oneStepMain, readOneStep, syntheticBatch, TOLERANCE, type OneStepArgs } from '../tests/kit/one-step.ts';
 import { printTable } from './lib/table.ts';
 import { benchArgs } from './lib/args.ts';
+import { median } from './lib/median.ts';
 
 const { argv, flag, opt } = benchArgs();
 
@@ -224,12 +225,6 @@ const childError = (r: { code: number | null; stderr: string; timedOut: boolean;
     ? 'timed out'
     : String(r.lines.find((m) => m.error)?.error ?? `exited ${r.code}: ${r.stderr.split('\n').filter((l) => l.trim() && !/artificially reduced/.test(l)).slice(-3).join(' | ')}`);
 
-const median = (xs: number[]) => {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 
 interface StepRow {
   ms: number;

@@ -33,6 +33,7 @@ import { parameterCount, type ModelDims } from '../ml/model/spec.ts';
 import type { ChildArgs, ChildResult, StepResult } from './lib/train-child.ts';
 import { printTable } from './lib/table.ts';
 import { benchArgs } from './lib/args.ts';
+import { median } from './lib/median.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { flag, opt } = benchArgs();
@@ -169,12 +170,6 @@ interface Cell {
   profileGradMs?: number;
 }
 
-const median = (xs: number[]) => {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 
 function finished(c: Cell): boolean {
   const n = c.steps.length;

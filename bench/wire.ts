@@ -14,6 +14,7 @@ import path from 'node:path';
 import { loadSweepConfig, memberConfig } from '../coordinator/sweep-config.ts';
 import { readMetrics, type MetricsRow } from '../core/run/metrics.ts';
 import { benchArgs } from './lib/args.ts';
+import { median } from './lib/median.ts';
 
 const { opt, flag } = benchArgs();
 if (flag('--help')) {
@@ -42,7 +43,6 @@ function run(wire: 'f32' | 'bf16'): Promise<MetricsRow[]> {
   }));
 }
 
-const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s.length ? s[s.length >> 1]! : NaN; };
 const memberId = `${size.id}_${budget.id}`;
 process.stderr.write(`bench:wire: member ${memberId} on ${workers} workers, f32 and bf16 side by side (${dir})\n`);
 const t0 = performance.now();

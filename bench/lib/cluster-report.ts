@@ -8,6 +8,7 @@
 import { fitAlphaBeta, ringBoundSeconds, stepSeconds, type AlphaBetaFit, type Sample, type StepModel, type StepVariant } from './alpha-beta.ts';
 import { predict, type PredictionBasis, type PredictionRow } from './scaling-predict.ts';
 import type { LinkShape } from './netns.ts';
+import { median } from './median.ts';
 
 export interface Point { shape: string; rateBps: number; delayMs: number; N: number; MiB: number; boundMs: number; ringMs: number[]; /** a ring rank's CPU time / the call's wall time, median over ranks, per rep */ ringCpu?: number[]; starMs: number[]; tcpRingMs: number[] }
 export interface StepRow { shape: string; rateBps: number; N: number; variant: StepVariant; stepMs: number; stepsMs: number[]; updateMs: number; updateNsPerParam: number }
@@ -37,7 +38,6 @@ export interface ClusterResult {
 export const BERT_BASE = { params: 110e6, computeSeconds: 1.808, updateSecondsPerParam: 184e-3 / 91_898_432 };
 
 export const shapeName = (s: LinkShape) => `${s.rateBps / 1e9} Gbit/s${s.delayMs ? ` + ${s.delayMs} ms` : ''}`;
-export const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2; };
 const f = (x: number | undefined, d = 0) => (x !== undefined && Number.isFinite(x) ? x.toFixed(d) : '-');
 const MiB = 1 << 20;
 // TCP over Ethernet at MTU 1500 carries 1448 payload bytes per 1514-byte frame tbf counts
