@@ -146,14 +146,16 @@ export class DataParallel {
     this.ownUnits = this.sharded ? this.ownRanges : this.buckets.flatMap((b) => Array.from({ length: N }, (_, c) => chunk(b, c)));
   }
 
-  /** Runs a collective after the ones issued before it (failures propagate to whoever awaits). */
-  private enqueue(clock: CommClock, run: () => Promise<unknown>): Promise<void> {
-    const next = this.chain.then(() => clock.time(run));
+  /** Runs a collective after the ones issued before it, timed on `clock` if given (failures propagate to whoever awaits). */
+  private enqueue(run: () => Promise<unknown>, clock?: CommClock): Promise<void> {
+    const next = this.chain.then(() => (clock ? clock.time(run) : run()));
     this.chain = next.catch(() => {}); // a failure is reported by the awaited promise, not twice
     return next.then(() => {});
   }
 
   private pendingGrads: Promise<void>[] = [];
+  /** when the last bucket was handed over: the caller's read-back is done, communication after it is exposed */
+  private lastBucketAt = 0;
 
   /** Bucket `k` of `grads` holds this rank's gradients: start its reduction (mean over ranks). */
   bucketReady(k: number, grads: Float32Array): void {
@@ -163,9 +165,10 @@ export class DataParallel {
     const view = grads.subarray(b.start, b.end);
     if (this.wire === 'bf16') this.feedBack(view, b);
     const opts = { wire: this.wire };
-    const p = this.enqueue(this.gradClock, () => (this.sharded ? group.reduceScatter(view, 'mean', opts) : group.allReduce(view, 'mean', opts)));
+    const p = this.enqueue(() => (this.sharded ? group.reduceScatter(view, 'mean', opts) : group.allReduce(view, 'mean', opts)), this.gradClock);
     p.catch(() => {}); // awaited in reduced(); this keeps an abandoned step from an unhandled rejection
     this.pendingGrads.push(p);
+    this.lastBucketAt = performance.now();
   }
 
   /** Error feedback: g += residual, then the residual becomes g − bf16(g) and g is sent as bf16(g). */
@@ -179,15 +182,15 @@ export class DataParallel {
   }
 
   /**
-   * Waits until every bucket is reduced; `readbackDone` is when the caller ran out of other work
-   * (communication before it was hidden). Returns the time of the reduction and of the previous
+   * Waits until every bucket is reduced. Returns the time of the reduction (hidden: the part that
+   * ran before the last bucket was handed over, i.e. during the read-back) and of the previous
    * step's weight all-gather.
    */
-  async reduced(readbackDone = performance.now()): Promise<CommTime> {
+  async reduced(): Promise<CommTime> {
     const pending = this.pendingGrads;
     this.pendingGrads = [];
     await Promise.all(pending);
-    const grads = this.gradClock.take(readbackDone);
+    const grads = this.gradClock.take(this.lastBucketAt);
     const gather = this.lastGather;
     this.lastGather = NO_COMM;
     return { commMs: grads.commMs + gather.commMs, hiddenMs: grads.hiddenMs + gather.hiddenMs };
@@ -204,7 +207,7 @@ export class DataParallel {
     if (this.sharded) {
       const gathered = new Float64Array(N * B); // [rank][bucket]: rank r's partials are its chunk of the gather
       gathered.set(partials, this.rank * B);
-      await this.enqueue(this.gradClock, () => this.group!.allGather(new Float32Array(gathered.buffer)));
+      await this.enqueue(() => this.group!.allGather(new Float32Array(gathered.buffer))); // N × buckets numbers: not timed
       all = new Float64Array(N * B);
       for (let b = 0; b < B; b++) for (let c = 0; c < N; c++) all[b * N + c] = gathered[c * B + b]!;
     }
@@ -232,7 +235,7 @@ export class DataParallel {
   private gatherWeights(weights: Float32Array): void {
     if (!this.sharded) return;
     const group = this.group!;
-    const calls = this.buckets.map((b) => this.enqueue(this.gatherClock, () => group.allGather(weights.subarray(b.start, b.end))));
+    const calls = this.buckets.map((b) => this.enqueue(() => group.allGather(weights.subarray(b.start, b.end)), this.gatherClock));
     this.gather = Promise.all(calls).then(() => {});
     this.gather.catch(() => {}); // awaited by settle(); nobody may await it if the run ends here
   }
@@ -260,10 +263,9 @@ export class DataParallel {
     opt.scatterInto(m, v);
     const group = this.group!;
     for (const b of this.buckets) {
-      await this.enqueue(this.gatherClock, () => group.allGather(m.subarray(b.start, b.end)));
-      await this.enqueue(this.gatherClock, () => group.allGather(v.subarray(b.start, b.end)));
+      await this.enqueue(() => group.allGather(m.subarray(b.start, b.end)));
+      await this.enqueue(() => group.allGather(v.subarray(b.start, b.end)));
     }
-    this.gatherClock.take(0); // not a step's communication
     return { m, v };
   }
 }

@@ -109,18 +109,15 @@ export abstract class Trainer<B> {
         for (const i of this.dp.buckets[k]!.params) this.grads.set(await reads[i]!, this.layout.specs[i]!.offset);
         this.dp.bucketReady(k, this.grads);
       }
-      this.readbackDone = performance.now();
       return (await value.data())[0]!;
     } finally {
       tf.dispose([value, ...grads]);
     }
   }
 
-  private readbackDone = 0;
-
   /** Waits until the gradients are reduced across replicas; returns the communication time. */
   reduce(): Promise<CommTime> {
-    return this.dp.reduced(this.readbackDone);
+    return this.dp.reduced();
   }
 
   /**
