@@ -83,10 +83,10 @@ export class RingMember {
     }
     const start: TrainerState = { weights: parts.weights!, m: parts.m ?? new Float32Array(total), v: parts.v ?? new Float32Array(total), t: how.adamT };
     this.replica?.dispose();
-    const { shardOptimizer, bucketBytes, gradWire } = this.opts.config.dist;
-    this.replica = new Replica(this.task, start, { group: this.ring, options: { shardOptimizer, bucketBytes, gradWire } }, parts.mask ? Uint8Array.from(parts.mask) : undefined);
+    const dist = this.opts.config.dist;
+    this.replica = new Replica(this.task, start, { group: this.ring, options: dist }, parts.mask ? Uint8Array.from(parts.mask) : undefined);
     const { dp, optimizer } = this.replica.trainer;
-    this.opts.log.info(`rank ${this.opts.rank}: ${dp.buckets.length} gradient bucket(s)${gradWire === 'bf16' ? ' sent as bf16 with error feedback' : ''}; ${dp.sharded ? `sharded optimizer: AdamW state for ${optimizer.owned} of ${total} parameters (${((optimizer.owned * 8) / 1e6).toFixed(1)} MB)` : `unsharded optimizer (${((total * 8) / 1e6).toFixed(1)} MB of AdamW state)`}`);
+    this.opts.log.info(`rank ${this.opts.rank}: ${dp.buckets.length} gradient bucket(s)${dist.gradWire === 'bf16' ? ' sent as bf16 with error feedback' : ''}; ${dp.sharded ? `sharded optimizer: AdamW state for ${optimizer.owned} of ${total} parameters (${((optimizer.owned * 8) / 1e6).toFixed(1)} MB)` : `unsharded optimizer (${((total * 8) / 1e6).toFixed(1)} MB of AdamW state)`}`);
   }
 
   /** The loaded replica (the lifecycle only lets step/eval/hash/state messages through once loaded). */

@@ -61,13 +61,13 @@ export class Replica<B, T extends Trainer<B> = Trainer<B>> implements StepExecut
     readonly task: TrainingTask<B, T>,
     /** the whole model's weights and optimizer state (each rank takes its shard of the moments) */
     start: TrainerState,
-    /** the replicas' group (a ring of workers; none = one process) and how they share the work (the run's dist options) */
-    group?: { group?: ProcessGroup; options: DataParallelOptions },
+    /** the replicas' process group (a ring of workers; none = one process) and how they share the work (the run's dist options) */
+    parallel?: { group?: ProcessGroup; options: DataParallelOptions },
     /** pruning mask (task layout, 1 = keep) held through training */
     mask?: Uint8Array,
   ) {
     this.trainer = task.createTrainer(start.weights);
-    if (group) this.trainer.joinGroup(group.group, group.options);
+    if (parallel) this.trainer.joinGroup(parallel.group, parallel.options);
     this.trainer.optimizer.setState(start);
     if (mask) this.trainer.setMask(mask);
   }

@@ -32,9 +32,8 @@ export async function trainRun(config: Config, run: RunDir, opts: TrainOptions):
   log.info(`backend: running on "${backend.name}" (${backend.detail})`);
   const task = new MlmTask(config, await loadTrainingData(config, log));
   const start = startingPoint(config, run, log);
-  const { shardOptimizer, bucketBytes, gradWire } = config.dist;
   // the same buckets as a ring of this config: they define the clip's norm to the last bit
-  const replica = new Replica(task, start.trainer, { options: { shardOptimizer, bucketBytes, gradWire } });
+  const replica = new Replica(task, start.trainer, { options: config.dist });
   const progress = opts.progress ?? createProgress(run.id);
   const ctl = new RunController(config, 1, new MetricsWriter(run.metricsFile), progress, start.training);
   log.info(`model: ${start.layout.total.toLocaleString('en')} parameters, ${ctl.flopsPerStep.toExponential(3)} training FLOPs per step (batch ${config.train.batchSize})`);
