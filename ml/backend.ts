@@ -9,8 +9,8 @@ import os from 'node:os';
 import { createRequire } from 'node:module';
 import { tf } from './tf.ts';
 import { codedError } from '../core/errors.ts';
-import { registerFused, setFusedEnabled, type FusedImpl, type FusedOp } from './model/fused.ts';
-import { activateFused } from './model/fused-check.ts';
+import { registerFused, setFusedEnabled, type FusedImpl, type FusedOp } from './kernels/fused.ts';
+import { activateFused } from './kernels/fused-check.ts';
 
 export type BackendChoice = 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
 
@@ -21,7 +21,7 @@ export interface BackendInfo {
   detail: string;
   /** Why each candidate was taken or skipped, in order. */
   log: string[];
-  /** Fused ops (ml/model/fused.ts) running as one kernel on this backend; the rest run as tfjs compositions. */
+  /** Fused ops (ml/kernels/fused.ts) running as one kernel on this backend; the rest run as tfjs compositions. */
   fused: FusedOp[];
 }
 

@@ -45,7 +45,7 @@ export const configSchema = {
     default: true,
   },
   fusedKernels: {
-    doc: "Run the encoder's LayerNorm, bias + GELU, attention, softmax cross-entropy and embedding gradient as fused kernels where the backend has one that passes its start-up self-test (ml/model/fused.ts); false = tfjs's own kernels throughout.",
+    doc: "Run the encoder's LayerNorm, bias + GELU, attention, softmax cross-entropy and embedding gradient as fused kernels where the backend has one that passes its start-up self-test (ml/kernels/fused.ts); false = tfjs's own kernels throughout.",
     format: Boolean,
     default: true,
   },

@@ -1,13 +1,13 @@
 /**
- * The fused-op registry (ml/model/fused.ts) and its start-up self-test (fused-check.ts), on the
+ * The fused-op registry (ml/kernels/fused.ts) and its start-up self-test (fused-check.ts), on the
  * tfjs cpu backend with kernels written here: a correct kernel is activated and used, a wrong or a
  * throwing one stays off with its reason, a declined call runs the composite, and a disabled
  * registry runs every op as the composite.
  */
 import test from 'ava';
 import { tf } from '../../ml/tf.ts';
-import { activateFused } from '../../ml/model/fused-check.ts';
-import { activeFused, crossEntropy, fusedCounts, registerFused, resetFusedCounts, setFusedActive, setFusedEnabled, type FusedImpl } from '../../ml/model/fused.ts';
+import { activateFused } from '../../ml/kernels/fused-check.ts';
+import { activeFused, crossEntropy, fusedCounts, registerFused, resetFusedCounts, setFusedActive, setFusedEnabled, type FusedImpl } from '../../ml/kernels/fused.ts';
 
 type CpuBackend = { data: { get(id: object): { values: Float32Array | Int32Array } }; makeTensorInfo(shape: number[], dtype: string, values: Float32Array): tf.TensorInfo };
 const values = (backend: unknown, t: tf.TensorInfo) => (backend as CpuBackend).data.get(t.dataId).values;

@@ -1,8 +1,8 @@
 /**
  * The fused kernels of the webgpu backend (WGSL programs run through tfjs's webgpu backend; see
- * ml/model/fused.ts for the contract). Registered here, self-tested and activated by ml/backend.ts.
+ * ml/kernels/fused.ts for the contract). Registered here, self-tested and activated by ml/backend.ts.
  */
-import type { FusedImpl } from '../../model/fused.ts';
+import type { FusedImpl } from '../fused.ts';
 
 /** Every webgpu fused-kernel implementation (one per op at most). */
 export function webgpuFusedImpls(): FusedImpl[] {
