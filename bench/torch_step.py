@@ -83,6 +83,31 @@ class MlmModel(nn.Module):
         return F.cross_entropy(logits, labels)
 
 
+def blas_info():
+    """Which BLAS library this process loaded and what it reports (OpenBLAS: config, core, threads)."""
+    import ctypes
+    libs = []
+    try:
+        with open('/proc/self/maps') as f:
+            for line in f:
+                p = line.split()[-1]
+                if ('blas' in p or 'mkl' in p) and p.startswith('/') and p not in libs:
+                    libs.append(p)
+    except OSError:
+        pass
+    for p in libs:
+        try:
+            lib = ctypes.CDLL(p)
+        except OSError:
+            continue
+        if hasattr(lib, 'openblas_get_config'):  # the first library that answers is the one in use
+            lib.openblas_get_config.restype = ctypes.c_char_p
+            lib.openblas_get_corename.restype = ctypes.c_char_p
+            return '%s, kernel %s, %d threads (%s)' % (
+                lib.openblas_get_config().decode().strip(), lib.openblas_get_corename().decode(), lib.openblas_get_num_threads(), p)
+    return ', '.join(libs) or 'none loaded (torch BLAS_INFO=%s)' % torch.__config__.show().split('BLAS_INFO=')[-1].split(',')[0]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--layers', type=int, required=True)
@@ -131,7 +156,7 @@ def main():
 
     warm, _ = step()
     times = []
-    info = {'params': params, 'torch': torch.__version__, 'threads': torch.get_num_threads(), 'warmupMs': warm}
+    info = {'params': params, 'torch': torch.__version__, 'threads': torch.get_num_threads(), 'warmupMs': warm, 'blas': blas_info()}
     if a.serve:
         emit({'ready': True, **info})
         for line in sys.stdin:

@@ -9,6 +9,8 @@
  * --threads   CPU threads for the fast kernels and PyTorch (default: all cores)
  * --profile   after timing, one step per tfjs cell under tf.profile: time per kernel
  * --python    the interpreter for the PyTorch row (default: python3, then /usr/bin/python3)
+ * --paths     a subset of the ttc cells by name, comma-separated (e.g. "wasm + fast,wasm + fast unfused")
+ * --no-torch  skip the PyTorch row
  *
  * Each (backend, size) cell runs in its own child process (bench/lib/train-child.ts: backends and
  * kernel registrations are process-global). All cells of one size are started one after another
@@ -61,9 +63,13 @@ interface Path {
   name: string;
   backend: Exclude<BackendChoice, 'auto'>;
   fast: boolean;
+  /** fused ops (ml/model/fused.ts); default on */
+  fused?: boolean;
 }
 const CPU_PATHS: Path[] = [
   { name: 'wasm + fast', backend: 'wasm', fast: true },
+  // the same without the fused kernels (tfjs compositions): what the fused ops buy
+  { name: 'wasm + fast unfused', backend: 'wasm', fast: true, fused: false },
   { name: 'cpu + fast', backend: 'cpu', fast: true },
   { name: 'wasm', backend: 'wasm', fast: false },
   { name: 'cpu', backend: 'cpu', fast: false },
@@ -118,7 +124,7 @@ class Child {
 const nodeChild = (label: string, a: ChildArgs) => Child.start(label, process.execPath, ['--import', 'tsx', path.join(ROOT, 'bench/lib/train-child.ts'), JSON.stringify(a)]);
 
 function childArgs(p: Path, dims: ModelDims, extra: Partial<ChildArgs> = {}): ChildArgs {
-  return { backend: p.backend, fastKernels: p.fast, threads: THREADS, dims, batch: B, seed: SEED, cacheDir: CACHE_DIR, validationFraction: VALIDATION_FRACTION, ...extra };
+  return { backend: p.backend, fastKernels: p.fast, fused: p.fused !== false, threads: THREADS, dims, batch: B, seed: SEED, cacheDir: CACHE_DIR, validationFraction: VALIDATION_FRACTION, ...extra };
 }
 
 // ---------- PyTorch ----------
@@ -139,6 +145,8 @@ function findTorch(): { torch: Torch | null; note: string } {
   }
   return { torch: null, note: tried.join('; ') };
 }
+
+let torchBlasShown = false;
 
 function torchChild(t: Torch, dims: ModelDims): Child {
   // OMP_WAIT_POLICY=PASSIVE: with the default (spinning) OpenMP barriers, 2 threads on 2 shared cores
@@ -208,6 +216,10 @@ async function runSize(key: string, dims: ModelDims, paths: Path[], torch: Torch
     if (m.ready) {
       cell.ready = m;
       progress(`${key} PyTorch: ready (warm-up ${(m.warmupMs as number).toFixed(0)} ms)`);
+      if (!torchBlasShown) {
+        torchBlasShown = true;
+        console.log(`# PyTorch runtime: ${m.threads} threads (torch.get_num_threads()); BLAS: ${m.blas ?? 'unknown'}`);
+      }
     } else {
       cell.error = String(m.error ?? JSON.stringify(m));
       cell.done = true;
@@ -343,8 +355,11 @@ async function main(): Promise<void> {
   const data = await prepareDataset({ seed: SEED, seqLen: T, vocabSize: V, validationFraction: VALIDATION_FRACTION, cacheDir: CACHE_DIR });
   console.log(`# data: ${data.trainCount.toLocaleString('en')} training sequences of ${T} tokens, vocab ${data.tokenizer.vocabSize} (${data.fromCache ? 'cached' : `built in ${((Date.now() - d0) / 1000).toFixed(0)} s`})`);
 
-  const paths: Path[] = [...CPU_PATHS];
+  const only = opt('--paths')?.split(',').map((s) => s.trim());
+  for (const n of only ?? []) if (![...CPU_PATHS, ...OPTIONAL_PATHS].some((p) => p.name === n)) throw new Error(`--paths: unknown cell "${n}"`);
+  const paths: Path[] = CPU_PATHS.filter((p) => !only || only.includes(p.name));
   for (const p of OPTIONAL_PATHS) {
+    if (only && !only.includes(p.name)) continue;
     const c = nodeChild(p.name, childArgs(p, SIZES.S, { probe: true }));
     const m = await c.next();
     c.kill();
@@ -356,7 +371,7 @@ async function main(): Promise<void> {
     }
   }
 
-  const { torch, note } = findTorch();
+  const { torch, note } = flag('--no-torch') ? { torch: null, note: '--no-torch' } : findTorch();
   console.log(torch ? `# PyTorch ${torch.version} (${torch.python}, bench/torch_step.py, ${THREADS} threads)` : `# PyTorch: not installed (skipped) — ${note}`);
 
   const results: SizeResult[] = [];

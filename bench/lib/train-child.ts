@@ -32,6 +32,8 @@ import { tf } from '../../ml/tf.ts';
 export interface ChildArgs {
   backend: Exclude<BackendChoice, 'auto'>;
   fastKernels: boolean;
+  /** the fused ops of ml/model/fused.ts (default true); false = tfjs compositions */
+  fused?: boolean;
   threads: number;
   dims: ModelDims;
   batch: number;
@@ -70,7 +72,7 @@ async function main(): Promise<void> {
   let info;
   try {
     // A software webgpu adapter (lavapipe) is not a GPU: that column is skipped with the reason.
-    info = await initBackend(a.backend, { threads: a.threads, fastKernels: a.fastKernels, allowSoftwareGpu: false });
+    info = await initBackend(a.backend, { threads: a.threads, fastKernels: a.fastKernels, fusedKernels: a.fused !== false, allowSoftwareGpu: false });
   } catch (e) {
     if (e instanceof BackendError) {
       // the first line says "requested but unavailable"; the candidate lines say why
@@ -86,7 +88,7 @@ async function main(): Promise<void> {
     return;
   }
   if (a.probe) {
-    emit({ ok: true, backend: info.name, detail: info.detail });
+    emit({ ok: true, backend: info.name, detail: info.detail, fused: info.fused });
     return;
   }
 
@@ -147,7 +149,7 @@ async function main(): Promise<void> {
     return;
   }
 
-  emit({ ready: true, backend: info.name, detail: info.detail, params: layout.total, warmupMs: warm.ms, loss: warm.loss });
+  emit({ ready: true, backend: info.name, detail: info.detail, fused: info.fused, params: layout.total, warmupMs: warm.ms, loss: warm.loss });
   const rl = createInterface({ input: process.stdin });
   for await (const line of rl) {
     const cmd = line.trim();
