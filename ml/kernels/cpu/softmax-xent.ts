@@ -1,17 +1,18 @@
 /**
  * TtcSoftmaxXent / TtcSoftmaxXentGrad on cpu and wasm: per row max, Σexp and logsumexp in one
  * read of the logits (plus one for the max); the gradient is the closed form
- * (softmax − onehot)·dloss written in one pass from the saved logsumexp. A label outside [0, V)
+ * (softmax − onehot)·dloss written in one pass from the saved logsumexp; exp is ./exp.ts's. A label outside [0, V)
  * contributes no one-hot, as tf.oneHot gives (loss 0, gradient softmax·dloss).
  */
 import type { FusedImpl } from '../../model/fused.ts';
+import { fastExp } from './exp.ts';
 import { kernel } from './io.ts';
 
 export function softmaxXentImpl(backend: string): FusedImpl {
   return {
     op: 'softmaxXent',
     backend,
-    describe: 'JS row loops, closed-form gradient from the saved logsumexp',
+    describe: 'JS row loops, table+polynomial exp, closed-form gradient from the saved logsumexp',
     kernels: [
       kernel('TtcSoftmaxXent', backend, (io, { logits, labels }) => {
         const [M, V] = logits.shape as [number, number];
@@ -23,7 +24,7 @@ export function softmaxXentImpl(backend: string): FusedImpl {
           let mx = -Infinity;
           for (let c = 0; c < V; c++) if (X[o + c] > mx) mx = X[o + c];
           let s = 0;
-          for (let c = 0; c < V; c++) s += Math.exp(X[o + c] - mx);
+          for (let c = 0; c < V; c++) s += fastExp(X[o + c] - mx);
           const z = mx + Math.log(s);
           const y = L[r];
           lse[r] = z;
@@ -38,7 +39,7 @@ export function softmaxXentImpl(backend: string): FusedImpl {
         for (let r = 0; r < M; r++) {
           const o = r * V;
           const d = DL[r], z = Z[r];
-          for (let c = 0; c < V; c++) G[o + c] = Math.exp(X[o + c] - z) * d;
+          for (let c = 0; c < V; c++) G[o + c] = fastExp(X[o + c] - z) * d;
           const y = L[r];
           if (y >= 0 && y < V) G[o + y] -= d;
         }
