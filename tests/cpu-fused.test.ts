@@ -2,7 +2,8 @@
  * The CPU fused kernels (ml/kernels/cpu) on the `cpu` and `wasm` backends against the tfjs
  * composites of ml/model/fused.ts on the same backend: values and gradients on odd shapes (not the
  * start-up self-test's), within |fused − composite| ≤ 1e-5 + 1e-4·max|composite| per output; the
- * leading-axes Sum against tfjs's own Sum (1e-5 relative); every call really ran fused; the tensor
+ * leading-axes Sum against tfjs's own Sum (1e-5 relative) and the row gather against tfjs's GatherV2
+ * (exactly: a copy), with their fallbacks; every call really ran fused; the tensor
  * count stays flat over repeated forward + backward passes.
  */
 import test from 'ava';
@@ -10,7 +11,7 @@ import '@tensorflow/tfjs-backend-wasm';
 
 import { tf, type Tensor } from '../ml/tf.ts';
 import { Rng } from '../core/rng.ts';
-import { columnSumStats, cpuFusedImpls, installColumnSum, uninstallColumnSum } from '../ml/kernels/cpu/index.ts';
+import { columnSumStats, cpuFusedImpls, gatherRowsStats, installColumnSum, installGatherRows, uninstallColumnSum, uninstallGatherRows } from '../ml/kernels/cpu/index.ts';
 import { attention, biasGelu, crossEntropy, fusedCounts, layerNorm, registerFused, resetFusedCounts, rowLookup, setFusedActive, type FusedImpl, type FusedOp } from '../ml/model/fused.ts';
 
 const ATOL = 1e-5;
@@ -146,6 +147,40 @@ for (const backend of BACKENDS) {
       for (let k = 0; k < b.length; k++) t.true(Math.abs(a[k] - b[k]) <= 1e-5 * Math.max(1, maxRef), `call ${i} [${k}]: ${a[k]} vs ${b[k]}`);
     }
     tf.dispose([x2, x3, ...ref, ...got]);
+  });
+
+  test.serial(`${backend}: row GatherV2 equals tfjs's; other gathers fall back; an index out of range is tfjs's error`, async (t) => {
+    await use(backend);
+    const rng = new Rng(6);
+    const x2 = normal(rng, [29, 13]);
+    const x3 = normal(rng, [7, 3, 5]);
+    const xi = tf.tensor2d([[1, 2], [3, 4], [5, 6]], [3, 2], 'int32');
+    const ids = tf.tensor1d([0, 28, 5, 5, 17], 'int32');
+    const ids2 = tf.tensor2d([[6, 0], [2, 2], [1, 3]], [3, 2], 'int32');
+    const calls: Array<[() => Tensor, boolean]> = [
+      [() => tf.gather(x2, ids), true],
+      [() => tf.gather(x3, ids2), true],
+      [() => tf.gather(x3, tf.tensor1d([2, 0], 'int32'), -3), true],
+      [() => tf.gather(x2, tf.tensor1d([12, 0, 3], 'int32'), 1), false],
+      [() => tf.gather(xi, tf.tensor1d([2, 0], 'int32')), false],
+    ];
+    uninstallGatherRows(backend);
+    const ref = calls.map(([f]) => tf.tidy(f));
+    installGatherRows(backend);
+    const before = { ...gatherRowsStats };
+    const got = calls.map(([f]) => tf.tidy(f));
+    t.is(gatherRowsStats.fast - before.fast, calls.filter((c) => c[1]).length);
+    t.is(gatherRowsStats.fallback - before.fallback, calls.filter((c) => !c[1]).length);
+    for (let i = 0; i < calls.length; i++) {
+      t.deepEqual(got[i].shape, ref[i].shape, `call ${i} shape`);
+      t.deepEqual(Array.from(got[i].dataSync()), Array.from(ref[i].dataSync()), `call ${i} values`);
+    }
+    uninstallGatherRows(backend);
+    const refErr = t.throws(() => tf.tidy(() => tf.gather(x2, tf.tensor1d([3, 29], 'int32'))));
+    installGatherRows(backend);
+    const gotErr = t.throws(() => tf.tidy(() => tf.gather(x2, tf.tensor1d([3, 29], 'int32'))));
+    t.is(gotErr?.message, refErr?.message);
+    tf.dispose([x2, x3, xi, ids, ids2, ...ref, ...got]);
   });
 
   test.serial(`${backend}: the tensor count stays flat over repeated fused forward + backward passes`, async (t) => {

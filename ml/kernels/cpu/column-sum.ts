@@ -7,11 +7,11 @@
  */
 import { tf } from '../../tf.ts';
 import { ioFor, sizeOf } from './io.ts';
+import { isReplaced, replaceKernel, restoreKernel } from './replace.ts';
 
 type TensorInfo = tf.TensorInfo;
 type Args = { inputs: { x: TensorInfo }; backend: unknown; attrs?: { axis?: number | number[]; keepDims?: boolean } };
 
-const originals = new Map<string, tf.KernelConfig>();
 const status = new Map<string, string>();
 export const columnSumStats = { fast: 0, fallback: 0 };
 
@@ -67,14 +67,6 @@ function check(): number {
   return worst;
 }
 
-function restore(backendName: string): void {
-  const orig = originals.get(backendName);
-  if (!orig) return;
-  tf.unregisterKernel('Sum', backendName);
-  tf.registerKernel(orig);
-  originals.delete(backendName);
-}
-
 /**
  * Re-registers `Sum` on `backendName` (the active backend) with the leading-axes path; keeps the
  * original if the check disagrees with a float64 reference by more than float32 rounding.
@@ -92,15 +84,11 @@ export function columnSumInfo(backendName: string): string | undefined {
 }
 
 function install(backendName: string): string {
-  if (originals.has(backendName)) return status.get(backendName) ?? `${backendName}: Sum over leading axes: JS column loop`;
-  const orig = tf.getKernel('Sum', backendName);
-  if (!orig) return `${backendName}: no Sum kernel to replace`;
-  tf.unregisterKernel('Sum', backendName);
-  originals.set(backendName, orig);
-  tf.registerKernel({ ...orig, kernelFunc: makeSum(backendName, orig.kernelFunc) });
+  if (isReplaced('Sum', backendName)) return status.get(backendName) ?? `${backendName}: Sum over leading axes: JS column loop`;
+  if (!replaceKernel('Sum', backendName, (orig) => makeSum(backendName, orig))) return `${backendName}: no Sum kernel to replace`;
   const worst = check();
   if (!(worst <= 1e-4)) {
-    restore(backendName);
+    restoreKernel('Sum', backendName);
     return `${backendName}: Sum over leading axes kept tfjs's kernel (check off by ${worst})`;
   }
   return `${backendName}: Sum over leading axes: JS column loop (float64 accumulators)`;
@@ -108,6 +96,6 @@ function install(backendName: string): string {
 
 /** Puts the backend's own Sum back. */
 export function uninstallColumnSum(backendName: string): void {
-  restore(backendName);
+  restoreKernel('Sum', backendName);
   status.delete(backendName);
 }
