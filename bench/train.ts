@@ -396,12 +396,15 @@ async function main(): Promise<void> {
       fast ?? '—',
       fmtRatio(r.ms.wasm / fastMs),
       Number.isFinite(torchMs) ? fmtRatio(fastMs / torchMs) : `(${fmtRatio(fastMs / TORCH_NOTES_MS[r.key])} vs notes)`,
+      fmtRatio(r.ms['wasm + fast unfused'] / r.ms['wasm + fast']),
+      Number.isFinite(torchMs) ? fmtRatio(r.ms['wasm + fast unfused'] / torchMs) : '—',
       fmtNum(r.flops / (fastMs / 1000) / 1e9, 2),
     ];
   });
-  printTable(['size', 'params', ...shownNames, 'fastest fast path', 'speed-up vs wasm', 'time vs PyTorch', 'GFLOP/s (fast)'], rows);
+  printTable(['size', 'params', ...shownNames, 'fastest fast path', 'speed-up vs wasm', 'time vs PyTorch', 'fused speed-up', 'unfused vs PyTorch', 'GFLOP/s (fast)'], rows);
   console.log(`  * fewer than ${RULE.minSteps} timed steps (a slow cell stops after ${RULE.maxSeconds} s of timed steps)`);
   console.log('  speed-up vs wasm = plain tfjs wasm ms / fastest fast path ms; time vs PyTorch = fastest fast path ms / PyTorch ms (> 1: slower than PyTorch)');
+  console.log('  fused speed-up = wasm + fast unfused ms / wasm + fast ms (the fused ops of ml/model/fused.ts off vs on); unfused vs PyTorch = the same ratio without them');
   if (!torch) console.log(`  PyTorch: not installed (skipped); "vs notes" compares with PyTorch 1.13 on the same machine kind in shared/STACK-NOTES.md (S 118, M 250, L 610 ms)`);
   console.log(`\n# total ${((Date.now() - t0) / 1000).toFixed(0)} s`);
 }
