@@ -63,7 +63,7 @@ interface Path {
   name: string;
   backend: Exclude<BackendChoice, 'auto'>;
   fast: boolean;
-  /** fused ops (ml/model/fused.ts); default on */
+  /** fused ops (ml/kernels/fused.ts); default on */
   fused?: boolean;
 }
 const CPU_PATHS: Path[] = [
@@ -404,7 +404,7 @@ async function main(): Promise<void> {
   printTable(['size', 'params', ...shownNames, 'fastest fast path', 'speed-up vs wasm', 'time vs PyTorch', 'fused speed-up', 'unfused vs PyTorch', 'GFLOP/s (fast)'], rows);
   console.log(`  * fewer than ${RULE.minSteps} timed steps (a slow cell stops after ${RULE.maxSeconds} s of timed steps)`);
   console.log('  speed-up vs wasm = plain tfjs wasm ms / fastest fast path ms; time vs PyTorch = fastest fast path ms / PyTorch ms (> 1: slower than PyTorch)');
-  console.log('  fused speed-up = wasm + fast unfused ms / wasm + fast ms (the fused ops of ml/model/fused.ts off vs on); unfused vs PyTorch = the same ratio without them');
+  console.log('  fused speed-up = wasm + fast unfused ms / wasm + fast ms (the fused ops of ml/kernels/fused.ts off vs on); unfused vs PyTorch = the same ratio without them');
   if (!torch) console.log(`  PyTorch: not installed (skipped); "vs notes" compares with PyTorch 1.13 on the same machine kind in shared/STACK-NOTES.md (S 118, M 250, L 610 ms)`);
   console.log(`\n# total ${((Date.now() - t0) / 1000).toFixed(0)} s`);
 }

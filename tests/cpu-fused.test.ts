@@ -1,6 +1,6 @@
 /**
  * The CPU fused kernels (ml/kernels/cpu) on the `cpu` and `wasm` backends against the tfjs
- * composites of ml/model/fused.ts on the same backend: values and gradients on odd shapes (not the
+ * composites of ml/kernels/fused.ts on the same backend: values and gradients on odd shapes (not the
  * start-up self-test's), within |fused − composite| ≤ 1e-5 + 1e-4·max|composite| per output; the
  * leading-axes Sum against tfjs's own Sum (1e-5 relative) and the row gather against tfjs's GatherV2
  * (exactly: a copy), with their fallbacks; every call really ran fused; the tensor
@@ -12,7 +12,7 @@ import '@tensorflow/tfjs-backend-wasm';
 import { tf, type Tensor } from '../ml/tf.ts';
 import { Rng } from '../core/rng.ts';
 import { columnSumStats, cpuFusedImpls, gatherRowsStats, installColumnSum, installGatherRows, uninstallColumnSum, uninstallGatherRows } from '../ml/kernels/cpu/index.ts';
-import { attention, biasGelu, crossEntropy, fusedCounts, layerNorm, registerFused, resetFusedCounts, rowLookup, setFusedActive, type FusedImpl, type FusedOp } from '../ml/model/fused.ts';
+import { attention, biasGelu, crossEntropy, fusedCounts, layerNorm, registerFused, resetFusedCounts, rowLookup, setFusedActive, type FusedImpl, type FusedOp } from '../ml/kernels/fused.ts';
 
 const ATOL = 1e-5;
 const RTOL = 1e-4;

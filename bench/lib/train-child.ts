@@ -32,7 +32,7 @@ import { tf } from '../../ml/tf.ts';
 export interface ChildArgs {
   backend: Exclude<BackendChoice, 'auto'>;
   fastKernels: boolean;
-  /** the fused ops of ml/model/fused.ts (default true); false = tfjs compositions */
+  /** the fused ops of ml/kernels/fused.ts (default true); false = tfjs compositions */
   fused?: boolean;
   threads: number;
   dims: ModelDims;

@@ -7,7 +7,7 @@
  * Neither exp nor a division per element: V8's Math.exp made this loop slower than tfjs-wasm's
  * SIMD composition.
  */
-import type { FusedImpl } from '../../model/fused.ts';
+import type { FusedImpl } from '../fused.ts';
 import { kernel } from './io.ts';
 
 const R = 10;

@@ -3,7 +3,7 @@
  * (ids outside [0, rows) are dropped). Work is O(rows·D) for the zeroing plus O(N·D) adds, where
  * tfjs's scatterND also sorts/updates through generic index arithmetic.
  */
-import type { FusedImpl } from '../../model/fused.ts';
+import type { FusedImpl } from '../fused.ts';
 import { kernel } from './io.ts';
 
 export function embeddingGradImpl(backend: string): FusedImpl {

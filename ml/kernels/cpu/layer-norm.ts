@@ -3,7 +3,7 @@
  * normalise), two passes backward; γ/β gradients are column sums accumulated row by row in float64
  * (row-major order: no strided reads, the accumulators stay in L1 for D ≤ a few thousand).
  */
-import type { FusedImpl } from '../../model/fused.ts';
+import type { FusedImpl } from '../fused.ts';
 import { kernel } from './io.ts';
 
 export function layerNormImpl(backend: string): FusedImpl {

@@ -4,7 +4,7 @@
  * (softmax − onehot)·dloss written in one pass from the saved logsumexp; exp is ./exp.ts's. A label outside [0, V)
  * contributes no one-hot, as tf.oneHot gives (loss 0, gradient softmax·dloss).
  */
-import type { FusedImpl } from '../../model/fused.ts';
+import type { FusedImpl } from '../fused.ts';
 import { fastExp } from './exp.ts';
 import { kernel } from './io.ts';
 
