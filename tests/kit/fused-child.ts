@@ -48,6 +48,8 @@ export interface FusedChildResult {
   counts: ReturnType<typeof fusedCounts>;
   /** webgpu only: ids out of range skipped, duplicates summed exactly (integer data) */
   embeddingExact?: { maxAbsDiff: number; rows: number };
+  /** webgpu only: fused-op counts of a LayerNorm and a bias+GELU wider than the kernels take (per-call fallback) */
+  wide?: ReturnType<typeof fusedCounts>;
   /** webgpu only: what the self-test says of a kernel whose shader does not compile */
   brokenShader?: { failed?: string };
   ms: number;
@@ -121,6 +123,17 @@ async function embeddingExact(): Promise<{ maxAbsDiff: number; rows: number }> {
   return { maxAbsDiff, rows };
 }
 
+/** Rows wider than MAX_COLS: both ops decline the call and run as the composite. */
+async function wide(): Promise<ReturnType<typeof fusedCounts>> {
+  const { MAX_COLS } = await import('../../ml/kernels/webgpu/wgsl.ts');
+  resetFusedCounts();
+  const d = MAX_COLS + 3;
+  const r = new Rng(11);
+  await evaluate({ op: 'layerNorm', name: 'wide', inputs: () => [normal(r, [2, d]), normal(r, [d]), normal(r, [d])], f: (x, g, b) => layerNorm(x, g, b) });
+  await evaluate({ op: 'biasGelu', name: 'wide', inputs: () => [normal(r, [2, d]), normal(r, [d])], f: (x, b) => biasGelu(x, b) });
+  return fusedCounts();
+}
+
 /** The self-test of a LayerNorm whose forward shader does not compile must fail, saying why. */
 async function brokenShader(): Promise<{ failed?: string }> {
   const { dispatch, pipelineErrors } = await import('../../ml/kernels/webgpu/dispatch.ts');
@@ -167,6 +180,7 @@ async function main(): Promise<void> {
   const r: FusedChildResult = { backend: info.name, log: info.log, fused: info.fused, cases: results, numTensors, counts, ms: 0 };
   if (info.name === 'webgpu' && a.fusedKernels) {
     r.embeddingExact = await embeddingExact();
+    r.wide = await wide();
     r.brokenShader = await brokenShader();
   }
   r.ms = performance.now() - t0;

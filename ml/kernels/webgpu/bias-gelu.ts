@@ -8,7 +8,7 @@
 import type { FusedImpl } from '../fused.ts';
 import type { tf } from '../../tf.ts';
 import { dispatch, grid, GROUP_ID, pipelineErrors, release, type Kernel } from './dispatch.ts';
-import { columnGroups, columnSumKernel, ENTRY, ERFC, fitsI32, rowBlocks, workgroupFor } from './wgsl.ts';
+import { columnGroups, columnSumKernel, ENTRY, ERFC, fitsI32, MAX_COLS, rowBlocks, workgroupFor } from './wgsl.ts';
 
 const ELEMENTWISE_WG = 256;
 
@@ -116,5 +116,5 @@ export const biasGeluImpl: FusedImpl = {
     { kernelName: 'TtcBiasGeluGrad', backendName: 'webgpu', kernelFunc: biasGeluGrad as unknown as tf.KernelFunc },
   ],
   settle: pipelineErrors,
-  supports: ({ shapes }) => fitsI32(shapes[0]) && shapes[0][1] > 0,
+  supports: ({ shapes }) => fitsI32(shapes[0]) && shapes[0][1] > 0 && shapes[0][1] <= MAX_COLS,
 };

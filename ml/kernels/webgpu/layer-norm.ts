@@ -9,7 +9,7 @@
 import type { FusedImpl } from '../fused.ts';
 import type { tf } from '../../tf.ts';
 import { dispatch, grid, GROUP_ID, pipelineErrors, release, type Kernel } from './dispatch.ts';
-import { columnGroups, columnSumKernel, ENTRY, fitsI32, rowBlocks, workgroupFor, workgroupReduce } from './wgsl.ts';
+import { columnGroups, columnSumKernel, ENTRY, fitsI32, MAX_COLS, rowBlocks, workgroupFor, workgroupReduce } from './wgsl.ts';
 
 function forwardKernel(d: number): Kernel {
   const wg = workgroupFor(d);
@@ -144,5 +144,5 @@ export const layerNormImpl: FusedImpl = {
     { kernelName: 'TtcLayerNormGrad', backendName: 'webgpu', kernelFunc: layerNormGrad as unknown as tf.KernelFunc },
   ],
   settle: pipelineErrors,
-  supports: ({ shapes }) => fitsI32(shapes[0]) && shapes[0][1] > 0,
+  supports: ({ shapes }) => fitsI32(shapes[0]) && shapes[0][1] > 0 && shapes[0][1] <= MAX_COLS,
 };

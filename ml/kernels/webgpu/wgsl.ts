@@ -81,5 +81,12 @@ export function rowBlocks(rows: number, maxBlocks = 256): [number, number] {
 /** Workgroups over `d` columns for columnSumKernel. */
 export const columnGroups = (d: number): [number, number, number] => [Math.ceil(d / 64), 1, 1];
 
+/**
+ * The widest rows the row-block backward kernels take: each thread keeps its columns' partial sums
+ * in a private array of ceil(cols / workgroup) floats (64 at this width); wider rows fall back to
+ * the composite rather than spill.
+ */
+export const MAX_COLS = 16384;
+
 /** int32 indexing: the kernels index flat [rows, cols] buffers with i32. */
 export const fitsI32 = (shape: number[]): boolean => shape.reduce((a, b) => a * b, 1) < 2 ** 31 - 1;
