@@ -92,6 +92,11 @@ if (LAVAPIPE) {
     t.log(`worst share of the tolerance per op: ${Object.entries(worst).map(([op, s]) => `${op} ${(100 * s).toFixed(2)}%`).join(', ')}; webgpu child ${(gpu.ms / 1000).toFixed(1)} s`);
     t.true(gpu.numTensors.every((n) => n === gpu.numTensors[0]), `tf.memory().numTensors after each repetition: ${gpu.numTensors.join(', ')}`);
     t.is(gpu.embeddingExact?.maxAbsDiff, 0, 'integer rows: duplicates summed exactly, ids outside [0, rows) skipped');
+    // exact GELU against a double-precision reference (tests/kit/erfc-ref.ts): error relative to
+    // max(|ref|, 1) on [−10, 10], and relative error in the negative tail, where 1 + erf cancels
+    const g = gpu.gelu!;
+    t.log(`gelu vs double: fused value ${g.fused.value.toExponential(2)}, gradient ${g.fused.grad.toExponential(2)}, tail ${g.fused.tail.toExponential(2)}; composite (tfjs erf) ${g.composite.value.toExponential(2)}, ${g.composite.grad.toExponential(2)}, tail ${g.composite.tail.toExponential(2)}`);
+    t.true(g.fused.value <= 5e-7 && g.fused.grad <= 5e-7 && g.fused.tail <= 1e-4, JSON.stringify(g.fused));
     t.deepEqual(gpu.wide, { fused: {}, fallback: { layerNorm: 2, biasGelu: 2 } }, 'rows wider than the kernels take run as the composite (forward and the grad pass each call once)');
     t.regex(gpu.brokenShader?.failed ?? '(passed)', /ttc_broken: .*undefined_name/);
     fs.rmSync(dir, { recursive: true, force: true });

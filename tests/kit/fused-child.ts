@@ -17,6 +17,7 @@ import { initBackend, type BackendChoice } from '../../ml/backend.ts';
 import { biasGelu, crossEntropy, embeddingGrad, fusedCounts, layerNorm, resetFusedCounts, rowLookup, type FusedImpl } from '../../ml/model/fused.ts';
 import { selfTestFused } from '../../ml/model/fused-check.ts';
 import { tf, type Tensor } from '../../ml/tf.ts';
+import { erfcRef } from './erfc-ref.ts';
 
 export interface FusedChildArgs {
   backend: BackendChoice;
@@ -48,6 +49,8 @@ export interface FusedChildResult {
   counts: ReturnType<typeof fusedCounts>;
   /** webgpu only: ids out of range skipped, duplicates summed exactly (integer data) */
   embeddingExact?: { maxAbsDiff: number; rows: number };
+  /** webgpu only: gelu and gelu' on u ∈ [−10, 10] against a double-precision reference, fused and composite */
+  gelu?: Record<'fused' | 'composite', { value: number; grad: number; tail: number }>;
   /** webgpu only: fused-op counts of a LayerNorm and a bias+GELU wider than the kernels take (per-call fallback) */
   wide?: ReturnType<typeof fusedCounts>;
   /** webgpu only: what the self-test says of a kernel whose shader does not compile */
@@ -123,6 +126,36 @@ async function embeddingExact(): Promise<{ maxAbsDiff: number; rows: number }> {
   return { maxAbsDiff, rows };
 }
 
+/**
+ * Largest |error| of gelu(u) and gelu'(u), relative to max(|ref|, 1), over 4001 points of
+ * [−10, 10]; `tail`: the largest relative error of gelu(u) for u in [−9, −2] (where 1 + erf cancels).
+ */
+async function geluError(fused: boolean): Promise<{ value: number; grad: number; tail: number }> {
+  const { setFusedEnabled } = await import('../../ml/model/fused.ts');
+  const u = Array.from({ length: 4001 }, (_, i) => -10 + i * 0.005);
+  setFusedEnabled(fused);
+  const [y, g] = tf.tidy(() => {
+    const x = tf.tensor2d(u, [1, u.length]);
+    const b = tf.zeros([u.length]);
+    return [biasGelu(x, b), tf.grad((t: Tensor) => tf.sum(biasGelu(t, b)))(x)];
+  });
+  setFusedEnabled(true);
+  const [yv, gv] = [await y.data(), await g.data()];
+  tf.dispose([y, g]);
+  let value = 0;
+  let grad = 0;
+  let tail = 0;
+  u.forEach((v, i) => {
+    const cdf = erfcRef(-v / Math.SQRT2) / 2;
+    const ref = v * cdf;
+    const dref = cdf + (v * Math.exp(-v * v / 2)) / Math.sqrt(2 * Math.PI);
+    value = Math.max(value, Math.abs(yv[i] - ref) / Math.max(Math.abs(ref), 1));
+    grad = Math.max(grad, Math.abs(gv[i] - dref) / Math.max(Math.abs(dref), 1));
+    if (v >= -9 && v <= -2) tail = Math.max(tail, Math.abs(yv[i] - ref) / Math.abs(ref));
+  });
+  return { value, grad, tail };
+}
+
 /** Rows wider than MAX_COLS: both ops decline the call and run as the composite. */
 async function wide(): Promise<ReturnType<typeof fusedCounts>> {
   const { MAX_COLS } = await import('../../ml/kernels/webgpu/wgsl.ts');
@@ -181,6 +214,7 @@ async function main(): Promise<void> {
   if (info.name === 'webgpu' && a.fusedKernels) {
     r.embeddingExact = await embeddingExact();
     r.wide = await wide();
+    r.gelu = { fused: await geluError(true), composite: await geluError(false) };
     r.brokenShader = await brokenShader();
   }
   r.ms = performance.now() - t0;
