@@ -48,7 +48,7 @@ const D: i32 = ${d};
   if (id < 0 || id >= u.rows) { return; }
   let v = dy[i];
   let at = id * D + (i - n * D);
-  var old = atomicLoad(&table[at]);
+  var old = 0u; // the bits of 0.0: a first add to a zeroed slot takes one compare-exchange (as tfjs's scatter)
   loop {
     let r = atomicCompareExchangeWeak(&table[at], old, bitcast<u32>(bitcast<f32>(old) + v));
     if (r.exchanged) { break; }
