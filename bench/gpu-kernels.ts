@@ -13,6 +13,10 @@
  *                   model L1 d64 B8×32)
  * --reps N          timed samples per variant (default 9; each sample runs the op `inner` times)
  *
+ * CPU ms (process.cpuUsage) is what a software adapter's work costs regardless of other load on
+ * the machine: lavapipe runs the shaders on this process's threads. On a GPU it is the host's
+ * recording overhead.
+ *
  * Dispatches are counted by wrapping GPUComputePassEncoder.prototype.dispatchWorkgroups (Dawn's
  * class), so both tfjs's programs and the fused kernels are seen. A sample ends when the GPU queue
  * is idle (onSubmittedWorkDone), without reading results back.
@@ -113,21 +117,28 @@ function call(c: OpCase, backward: boolean, dy: Tensor): void {
 
 interface Timing {
   ms: number[];
+  cpuMs: number[];
   dispatches: number;
 }
 
-async function sample(c: OpCase, backward: boolean, dy: Tensor, inner: number): Promise<{ ms: number; dispatches: number }> {
+/** CPU ms of this process so far: tfjs's recording and, on a software adapter, the shaders' execution (lavapipe runs them on this process's threads). */
+function cpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
+
+async function sample(c: OpCase, backward: boolean, dy: Tensor, inner: number): Promise<{ ms: number; cpuMs: number; dispatches: number }> {
   await gpuIdle();
   const d0 = dispatches;
-  const t0 = performance.now();
+  const [t0, c0] = [performance.now(), cpuMs()];
   for (let i = 0; i < inner; i++) call(c, backward, dy);
   await gpuIdle();
-  return { ms: (performance.now() - t0) / inner, dispatches: (dispatches - d0) / inner };
+  return { ms: (performance.now() - t0) / inner, cpuMs: (cpuMs() - c0) / inner, dispatches: (dispatches - d0) / inner };
 }
 
 async function benchOp(c: OpCase, backward: boolean, s: Shapes, reps: number): Promise<Record<'fused' | 'composite', Timing>> {
   const dy = tf.tidy(() => normal(new Rng(3), c.f(...c.inputs).shape));
-  const out = { fused: { ms: [] as number[], dispatches: 0 }, composite: { ms: [] as number[], dispatches: 0 } };
+  const out: Record<'fused' | 'composite', Timing> = { fused: { ms: [], cpuMs: [], dispatches: 0 }, composite: { ms: [], cpuMs: [], dispatches: 0 } };
   for (const on of [true, false]) {
     setFusedEnabled(on);
     await sample(c, backward, dy, 1); // compile the shaders
@@ -138,6 +149,7 @@ async function benchOp(c: OpCase, backward: boolean, s: Shapes, reps: number): P
       const x = await sample(c, backward, dy, s.inner);
       const t = on ? out.fused : out.composite;
       t.ms.push(x.ms);
+      t.cpuMs.push(x.cpuMs);
       t.dispatches = x.dispatches;
     }
   }
@@ -148,24 +160,26 @@ async function benchOp(c: OpCase, backward: boolean, s: Shapes, reps: number): P
 
 // ---------- full step ----------
 
-async function benchStep(s: Shapes): Promise<Record<'fused' | 'composite', { gradMs: number[]; stepMs: number[]; dispatches: number; numTensors: number[] }>> {
+type StepTiming = { gradMs: number[]; stepMs: number[]; stepCpuMs: number[]; dispatches: number; numTensors: number[] };
+
+async function benchStep(s: Shapes): Promise<Record<'fused' | 'composite', StepTiming>> {
   const { dims, batch, reps } = s.step;
   const trainer = new MlmTrainer({ dims, optimizer: { beta1: 0.9, beta2: 0.98, epsilon: 1e-6, weightDecay: 0.01 }, gradClipNorm: 1.0 }, initialWeights(paramLayout(dims), 1234, 0.02));
   const batches = [0, 1, 2, 3].map((i) => syntheticBatch(dims, batch, 1234 + i));
-  const out = {
-    fused: { gradMs: [] as number[], stepMs: [] as number[], dispatches: 0, numTensors: [] as number[] },
-    composite: { gradMs: [] as number[], stepMs: [] as number[], dispatches: 0, numTensors: [] as number[] },
+  const out: Record<'fused' | 'composite', StepTiming> = {
+    fused: { gradMs: [], stepMs: [], stepCpuMs: [], dispatches: 0, numTensors: [] },
+    composite: { gradMs: [], stepMs: [], stepCpuMs: [], dispatches: 0, numTensors: [] },
   };
   let k = 0;
   const step = async (on: boolean) => {
     setFusedEnabled(on);
     const d0 = dispatches;
-    const t0 = performance.now();
+    const [t0, c0] = [performance.now(), cpuMs()];
     await trainer.computeGradients(batches[k++ % batches.length]);
     const t1 = performance.now();
     const d1 = dispatches;
     await trainer.apply(1e-4);
-    return { gradMs: t1 - t0, stepMs: performance.now() - t0, dispatches: d1 - d0 };
+    return { gradMs: t1 - t0, stepMs: performance.now() - t0, stepCpuMs: cpuMs() - c0, dispatches: d1 - d0 };
   };
   try {
     for (const on of [true, false]) await step(on); // warm-up: shader compiles
@@ -175,6 +189,7 @@ async function benchStep(s: Shapes): Promise<Record<'fused' | 'composite', { gra
         const t = on ? out.fused : out.composite;
         t.gradMs.push(x.gradMs);
         t.stepMs.push(x.stepMs);
+        t.stepCpuMs.push(x.stepCpuMs);
         t.dispatches = x.dispatches;
         t.numTensors.push(tf.memory().numTensors);
       }
@@ -221,22 +236,26 @@ async function main(): Promise<number> {
     for (const backward of c.grad ? [false, true] : [false]) {
       const r = await benchOp(c, backward, s, reps);
       const [f, m] = [median(r.fused.ms), median(r.composite.ms)];
-      opRows.push([c.name, backward ? 'fwd+bwd' : 'fwd', fmt(m), fmt(f), `${pairedRatio(r.composite.ms, r.fused.ms).toFixed(2)}×`, String(r.composite.dispatches), String(r.fused.dispatches)]);
-      json.push({ op: c.name, pass: backward ? 'fwd+bwd' : 'fwd', compositeMs: r.composite.ms, fusedMs: r.fused.ms, compositeDispatches: r.composite.dispatches, fusedDispatches: r.fused.dispatches });
+      const [fc, mc] = [median(r.fused.cpuMs), median(r.composite.cpuMs)];
+      opRows.push([c.name, backward ? 'fwd+bwd' : 'fwd', fmt(m), fmt(f), `${pairedRatio(r.composite.ms, r.fused.ms).toFixed(2)}×`, fmt(mc), fmt(fc), `${pairedRatio(r.composite.cpuMs, r.fused.cpuMs).toFixed(2)}×`, String(r.composite.dispatches), String(r.fused.dispatches)]);
+      json.push({ op: c.name, pass: backward ? 'fwd+bwd' : 'fwd', composite: r.composite, fused: r.fused });
     }
   }
   tf.dispose(cases.flatMap((c) => [...c.inputs, ...(c.owned ?? [])]));
   const opLeak = tf.memory().numTensors - tensorsBefore;
   console.log('\nPer op (median ms per call; speed-up: median over the alternated pairs of composite / fused):\n');
-  printTable(['op', 'pass', 'composite ms', 'fused ms', 'speed-up', 'dispatches composite', 'dispatches fused'], opRows);
+  printTable(['op', 'pass', 'composite ms', 'fused ms', 'speed-up', 'composite CPU ms', 'fused CPU ms', 'CPU ratio', 'dispatches composite', 'dispatches fused'], opRows);
   console.log(`(tensors left by the per-op runs: ${opLeak}; the fwd+bwd dispatches include the harness's sum(f·dy) and its gradient, the same on both sides)`);
 
   const st = await benchStep(s);
   const d = s.step.dims;
   console.log(`\nOne MLM training step, L${d.layers} d${d.hidden} h${d.heads} ffn${d.ffn} V${d.vocab}, B${s.step.batch}×${d.seqLen} (median of ${s.step.reps}, alternated):\n`);
-  const row = (name: string, t: (typeof st)['fused']) => [name, String(t.dispatches), fmt(median(t.gradMs)), fmt(median(t.stepMs)), t.numTensors.join(' ')];
-  printTable(['fused ops', 'dispatches per step', 'grad ms', 'step ms', 'tensors after each step'], [row('off (tfjs compositions)', st.composite), row(`on (${activeFused().join(', ')})`, st.fused)]);
-  console.log(`\nstep speed-up ${pairedRatio(st.composite.stepMs, st.fused.stepMs).toFixed(2)}× (median over the alternated pairs), dispatches −${(100 * (1 - st.fused.dispatches / st.composite.dispatches)).toFixed(0)}%`);
+  const row = (name: string, t: StepTiming) => [name, String(t.dispatches), fmt(median(t.gradMs)), fmt(median(t.stepMs)), fmt(median(t.stepCpuMs)), t.numTensors.join(' ')];
+  printTable(['fused ops', 'dispatches per step', 'grad ms', 'step ms', 'step CPU ms', 'tensors after each step'], [row('off (tfjs compositions)', st.composite), row(`on (${activeFused().join(', ')})`, st.fused)]);
+  console.log(
+    `\nstep speed-up ${pairedRatio(st.composite.stepMs, st.fused.stepMs).toFixed(2)}× wall, ${pairedRatio(st.composite.stepCpuMs, st.fused.stepCpuMs).toFixed(2)}× CPU time (medians over the alternated pairs); ` +
+      `dispatches −${(100 * (1 - st.fused.dispatches / st.composite.dispatches)).toFixed(0)}%`,
+  );
   const file = opt('--json');
   if (file) fs.writeFileSync(file, JSON.stringify({ date: new Date().toISOString(), detail: info.detail, shapes: shapesName, fused: activeFused(), ops: json, step: st }, null, 1));
   return 0;

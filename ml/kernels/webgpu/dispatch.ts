@@ -166,3 +166,17 @@ export function release(backend: unknown, ts: tf.TensorInfo[]): void {
   const b = asWebgpu(backend);
   for (const t of ts) b.disposeData(t.dataId);
 }
+
+/** A new tensor of zeros, cleared by the command encoder (a buffer clear between compute passes, no dispatch). */
+export function zeros(backendArg: unknown, shape: number[], dtype: 'float32' | 'int32' = 'float32'): tf.TensorInfo {
+  const backend = asWebgpu(backendArg);
+  const io = backend as unknown as Internals;
+  const t = backend.makeTensorInfo(shape, dtype);
+  if (shape.some((d) => d === 0)) return t;
+  backend.uploadToGPU(t.dataId);
+  backend.ensureCommandEncoderReady();
+  backend.endComputePassEncoder();
+  io.commandEncoder!.clearBuffer(backend.tensorMap.get(t.dataId).resource as GPUBuffer);
+  io.commandQueueOwnedIds.add(t.dataId);
+  return t;
+}

@@ -1,7 +1,7 @@
 /**
  * The embedding gradient on webgpu (TtcEmbeddingGrad; contract in ml/model/fused.ts): dy's rows
- * summed into a [rows, D] table by id. Two dispatches: zero the table, then one thread per element
- * of dy adds it to its table row with a float atomic add (compare-exchange on the bits as
+ * summed into a [rows, D] table by id. The table is zeroed by a buffer clear (no dispatch), then in
+ * one dispatch each thread takes one element of dy and adds it to its table row with a float atomic add (compare-exchange on the bits as
  * atomic<u32>, as tfjs's scatter does), so duplicate ids sum; an id outside [0, rows) is skipped.
  * Unlike tfjs's scatterND (which the composite uses) the ids are read as int32, not rounded floats.
  * The order in which duplicates are added is not fixed, so the sum may differ in the last bits
@@ -9,22 +9,10 @@
  */
 import type { FusedImpl } from '../fused.ts';
 import type { tf } from '../../tf.ts';
-import { dispatch, grid, GROUP_ID, pipelineErrors, type Kernel } from './dispatch.ts';
+import { dispatch, grid, GROUP_ID, pipelineErrors, zeros, type Kernel } from './dispatch.ts';
 import { ENTRY, fitsI32 } from './wgsl.ts';
 
 const WG = 256;
-
-const zeroKernel: Kernel = {
-  name: 'ttc_zero',
-  outputs: [{ name: 'out', type: 'f32' }],
-  inputs: [],
-  uniforms: [{ name: 'size', type: 'i32' }],
-  body: `
-@compute @workgroup_size(${WG}) fn main(${ENTRY}) {
-  let i = i32(${GROUP_ID}) * ${WG} + i32(lid);
-  if (i < u.size) { out[i] = 0.0; }
-}`,
-};
 
 function scatterKernel(d: number): Kernel {
   return {
@@ -64,14 +52,14 @@ function embeddingGrad({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo[] 
   const { dy, ids } = inputs as Record<string, tf.TensorInfo>;
   const [n, d] = dy.shape;
   const rows = (attrs as unknown as { rows: number }).rows;
-  const [table] = dispatch(backend, zeroKernel, grid(Math.ceil((rows * d) / WG)), [], [{ shape: [rows, d], dtype: 'float32' }], [rows * d]);
+  const table = zeros(backend, [rows, d]);
   return dispatch(backend, scatterKernel(d), grid(Math.ceil((n * d) / WG)), [dy, ids], [table], [n * d, rows]);
 }
 
 export const embeddingGradImpl: FusedImpl = {
   op: 'embeddingGrad',
   backend: 'webgpu',
-  describe: 'wgsl: zero the table, then float atomic adds by int32 id (2 dispatches)',
+  describe: 'wgsl: buffer clear, then float atomic adds by int32 id (1 dispatch)',
   kernels: [{ kernelName: 'TtcEmbeddingGrad', backendName: 'webgpu', kernelFunc: embeddingGrad as unknown as tf.KernelFunc }],
   settle: pipelineErrors,
   supports: ({ shapes, attrs }) => fitsI32(shapes[0]) && fitsI32([Number(attrs?.rows ?? 0), shapes[0][1]]) && shapes[0][1] > 0,
