@@ -11,7 +11,8 @@
  * --shapes S        `base` (BERT-base widths: N = 32·128 rows, d 768, ffn 3072, V 8000, step
  *                   model L4 d256 B32×128) or `lavapipe` (N = 8·64, d 128, ffn 512, V 2000, step
  *                   model L1 d64 B8×32)
- * --reps N          timed samples per variant (default 9; each sample runs the op `inner` times)
+ * --reps N          timed samples per variant and op (default 9; each runs the op `inner` times);
+ *                   the step runs 5 (base) or 7 (lavapipe) alternated pairs
  *
  * CPU ms (process.cpuUsage) is what a software adapter's work costs regardless of other load on
  * the machine: lavapipe runs the shaders on this process's threads. On a GPU it is the host's
