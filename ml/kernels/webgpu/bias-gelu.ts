@@ -116,5 +116,5 @@ export const biasGeluImpl: FusedImpl = {
     { kernelName: 'TtcBiasGeluGrad', backendName: 'webgpu', kernelFunc: biasGeluGrad as unknown as tf.KernelFunc },
   ],
   settle: pipelineErrors,
-  supports: ({ shapes }) => fitsI32(shapes[0]) && shapes[0][1] > 0 && shapes[0][1] <= MAX_COLS,
+  supports: ({ shapes }) => fitsI32(shapes[0]) && shapes[0][0] > 0 && shapes[0][1] > 0 && shapes[0][1] <= MAX_COLS,
 };

@@ -62,5 +62,5 @@ export const embeddingGradImpl: FusedImpl = {
   describe: 'wgsl: buffer clear, then float atomic adds by int32 id (1 dispatch)',
   kernels: [{ kernelName: 'TtcEmbeddingGrad', backendName: 'webgpu', kernelFunc: embeddingGrad as unknown as tf.KernelFunc }],
   settle: pipelineErrors,
-  supports: ({ shapes, attrs }) => fitsI32(shapes[0]) && fitsI32([Number(attrs?.rows ?? 0), shapes[0][1]]) && shapes[0][1] > 0,
+  supports: ({ shapes, attrs }) => Number(attrs?.rows ?? 0) > 0 && shapes[0][1] > 0 && fitsI32(shapes[0]) && fitsI32([Number(attrs?.rows), shapes[0][1]]),
 };

@@ -144,5 +144,5 @@ export const layerNormImpl: FusedImpl = {
     { kernelName: 'TtcLayerNormGrad', backendName: 'webgpu', kernelFunc: layerNormGrad as unknown as tf.KernelFunc },
   ],
   settle: pipelineErrors,
-  supports: ({ shapes }) => fitsI32(shapes[0]) && shapes[0][1] > 0 && shapes[0][1] <= MAX_COLS,
+  supports: ({ shapes }) => fitsI32(shapes[0]) && shapes[0][0] > 0 && shapes[0][1] > 0 && shapes[0][1] <= MAX_COLS,
 };

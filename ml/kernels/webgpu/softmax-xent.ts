@@ -96,5 +96,5 @@ export const softmaxXentImpl: FusedImpl = {
     { kernelName: 'TtcSoftmaxXentGrad', backendName: 'webgpu', kernelFunc: softmaxXentGrad as unknown as tf.KernelFunc },
   ],
   settle: pipelineErrors,
-  supports: ({ shapes }) => fitsI32(shapes[0]) && shapes[0][1] > 0,
+  supports: ({ shapes }) => fitsI32(shapes[0]) && shapes[0][0] > 0 && shapes[0][1] > 0,
 };

@@ -88,5 +88,5 @@ export const columnGroups = (d: number): [number, number, number] => [Math.ceil(
  */
 export const MAX_COLS = 16384;
 
-/** int32 indexing: the kernels index flat [rows, cols] buffers with i32. */
+/** int32 indexing: the kernels index flat [rows, cols] buffers with i32. (Empty shapes are left to the composite.) */
 export const fitsI32 = (shape: number[]): boolean => shape.reduce((a, b) => a * b, 1) < 2 ** 31 - 1;
