@@ -5,7 +5,8 @@
  * activated them, that they ran fused (no fallback), that the tensor count stays flat across
  * repetitions, that out-of-range ids are skipped and duplicates summed, that a kernel whose WGSL
  * does not compile fails the self-test, and that the one-step training check still agrees with
- * them on. Each backend runs in its own process (Dawn is process-global).
+ * them on. Each backend runs in its own process (Dawn is process-global); the two tests run one
+ * after the other, so that at most two of these children (and one lavapipe) load the CPU at once.
  *
  * Tolerance per output tensor: max |webgpu − cpu| ≤ ATOL + RTOL·max |cpu| (float32, reductions in
  * another order, GPU exp/log/erfc): the self-test's own tolerance (SELF_TEST_TOLERANCE).
@@ -70,7 +71,7 @@ function used(got: number[], ref: number[]): number {
 }
 
 if (LAVAPIPE) {
-  test('webgpu fused kernels (lavapipe) vs tfjs cpu: values and gradients on odd shapes, self-test on, no fallback, no tensor leak, too-wide rows fall back, bad WGSL caught', async (t) => {
+  test.serial('webgpu fused kernels (lavapipe) vs tfjs cpu: values and gradients on odd shapes, self-test on, no fallback, no tensor leak, too-wide rows fall back, bad WGSL caught', async (t) => {
     const dir = tempDir('wgpu-fused');
     const [gpu, cpu] = await Promise.all([
       fusedChild({ backend: 'webgpu', allowSoftwareGpu: true, fusedKernels: true, reps: 2 }, onlyIcd(LAVAPIPE), path.join(dir, 'gpu.json')),
@@ -102,7 +103,7 @@ if (LAVAPIPE) {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  test('one MLM training step, webgpu with the fused kernels on vs cpu: agrees', async (t) => {
+  test.serial('one MLM training step, webgpu with the fused kernels on vs cpu: agrees', async (t) => {
     const dir = tempDir('wgpu-fused');
     const step = async (a: Partial<OneStepArgs>, env: NodeJS.ProcessEnv, name: string) => {
       const file = path.join(dir, `${name}.bin`);
