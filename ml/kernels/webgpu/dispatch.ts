@@ -63,7 +63,7 @@ export async function pipelineErrors(): Promise<string[]> {
 /** The largest dispatch size per dimension WebGPU guarantees. */
 const MAX_GROUPS = 65535;
 
-/** Workgroup grid for `count` workgroups: x first, then y (a shader reads its linear id with `groupId`). */
+/** Workgroup grid for `count` workgroups: x first, then y (a shader reads its linear id as GROUP_ID). */
 export function grid(count: number): [number, number, number] {
   if (count <= MAX_GROUPS) return [count, 1, 1];
   const y = Math.ceil(count / MAX_GROUPS);
