@@ -31,7 +31,7 @@ import os from 'node:os';
 
 import { Rng } from '../core/rng.ts';
 import { BackendError, initBackend } from '../ml/backend.ts';
-import { biasGelu, embeddingGrad, layerNorm, setFusedEnabled, softmaxCrossEntropyRows, activeFused } from '../ml/model/fused.ts';
+import { biasGelu, embeddingGrad, layerNorm, setFusedEnabled, softmaxCrossEntropyRows, activeFused } from '../ml/kernels/fused.ts';
 import { paramLayout, type ModelDims } from '../ml/model/spec.ts';
 import { initialWeights } from '../ml/model/weights.ts';
 import { tf, type Tensor } from '../ml/tf.ts';

@@ -19,7 +19,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { SELF_TEST_TOLERANCE } from '../ml/model/fused-check.ts';
+import { SELF_TEST_TOLERANCE } from '../ml/kernels/fused-check.ts';
 import type { FusedChildArgs, FusedChildResult } from './kit/fused-child.ts';
 import { CHECK_DEFAULTS, CHECK_MODEL, compareOneStep, readOneStep, TOLERANCE, type OneStepArgs } from './kit/one-step.ts';
 import { tempDir } from './kit/helpers.ts';

@@ -14,8 +14,8 @@ import fs from 'node:fs';
 
 import { Rng } from '../../core/rng.ts';
 import { initBackend, type BackendChoice } from '../../ml/backend.ts';
-import { biasGelu, crossEntropy, embeddingGrad, fusedCounts, layerNorm, resetFusedCounts, rowLookup, type FusedImpl } from '../../ml/model/fused.ts';
-import { selfTestFused } from '../../ml/model/fused-check.ts';
+import { biasGelu, crossEntropy, embeddingGrad, fusedCounts, layerNorm, resetFusedCounts, rowLookup, type FusedImpl } from '../../ml/kernels/fused.ts';
+import { selfTestFused } from '../../ml/kernels/fused-check.ts';
 import { tf, type Tensor } from '../../ml/tf.ts';
 import { erfcRef } from './erfc-ref.ts';
 
@@ -131,7 +131,7 @@ async function embeddingExact(): Promise<{ maxAbsDiff: number; rows: number }> {
  * [−10, 10]; `tail`: the largest relative error of gelu(u) for u in [−9, −2] (where 1 + erf cancels).
  */
 async function geluError(fused: boolean): Promise<{ value: number; grad: number; tail: number }> {
-  const { setFusedEnabled } = await import('../../ml/model/fused.ts');
+  const { setFusedEnabled } = await import('../../ml/kernels/fused.ts');
   const u = Array.from({ length: 4001 }, (_, i) => -10 + i * 0.005);
   setFusedEnabled(fused);
   const [y, g] = tf.tidy(() => {
@@ -186,7 +186,7 @@ async function brokenShader(): Promise<{ failed?: string }> {
           },
     ),
   };
-  const { registerFused } = await import('../../ml/model/fused.ts');
+  const { registerFused } = await import('../../ml/kernels/fused.ts');
   registerFused(broken);
   const r = await selfTestFused(broken);
   registerFused(layerNormImpl); // the working kernels back (left inactive: nothing runs after this)

@@ -1,5 +1,5 @@
 /**
- * bias + exact GELU on webgpu (TtcBiasGelu, TtcBiasGeluGrad; contract in ml/model/fused.ts).
+ * bias + exact GELU on webgpu (TtcBiasGelu, TtcBiasGeluGrad; contract in ml/kernels/fused.ts).
  * gelu(u) = u·Φ(u), Φ(u) = erfc(−u/√2)/2 (erfc from ./wgsl.ts), u = x + bias.
  * Forward: one element-wise dispatch. Backward: one dispatch in which each workgroup takes a block
  * of rows, writes dx = dy·(Φ(u) + u·φ(u)) and keeps its columns' dbias sums in registers (one row

@@ -1,5 +1,5 @@
 /**
- * The embedding gradient on webgpu (TtcEmbeddingGrad; contract in ml/model/fused.ts): dy's rows
+ * The embedding gradient on webgpu (TtcEmbeddingGrad; contract in ml/kernels/fused.ts): dy's rows
  * summed into a [rows, D] table by id. The table is zeroed by a buffer clear (no dispatch), then in
  * one dispatch each thread takes one element of dy and adds it to its table row with a float atomic add (compare-exchange on the bits as
  * atomic<u32>, as tfjs's scatter does), so duplicate ids sum; an id outside [0, rows) is skipped.

@@ -1,5 +1,5 @@
 /**
- * LayerNorm on webgpu (TtcLayerNorm, TtcLayerNormGrad; contract in ml/model/fused.ts).
+ * LayerNorm on webgpu (TtcLayerNorm, TtcLayerNormGrad; contract in ml/kernels/fused.ts).
  * Forward: one dispatch, one workgroup per row (mean, then the variance about it, by workgroup
  * reductions; x is read three times, from cache after the first). Backward: one dispatch in
  * which each workgroup takes a block of rows, writes dx row by row (two row sums in one

@@ -1,6 +1,6 @@
 /**
  * Softmax cross-entropy on webgpu (TtcSoftmaxXent, TtcSoftmaxXentGrad; contract in
- * ml/model/fused.ts). Forward: one workgroup per row, max then Σexp(x − max) by workgroup
+ * ml/kernels/fused.ts). Forward: one workgroup per row, max then Σexp(x − max) by workgroup
  * reductions; outputs loss = lse − x[label] and lse. Backward: one element-wise dispatch,
  * (exp(x − lse) − onehot)·dloss, from the saved lse. A label outside [0, V) has an all-zero
  * one-hot row, as in the composite (tf.oneHot): loss 0, gradient softmax·dloss.
