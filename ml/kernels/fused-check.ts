@@ -102,6 +102,8 @@ export async function selfTestFused(impl: FusedImpl): Promise<{ worst: number; f
       setFusedActive(impl, true);
       const before = fusedCounts().fused[impl.op] ?? 0;
       const got = await evaluate(c, 99);
+      const late = (await impl.settle?.()) ?? [];
+      if (late.length) return { worst: Infinity, failed: `${c.name}: ${late.join('; ')}` };
       // a case the kernel declines (its `supports`) ran as the composite: it proves nothing
       if ((fusedCounts().fused[impl.op] ?? 0) === before) continue;
       ran++;

@@ -53,6 +53,8 @@ export interface FusedImpl {
   kernels: tf.KernelConfig[];
   /** false → this call runs as the composite (per-call fallback); default: every call */
   supports?: (call: FusedCall) => boolean;
+  /** Errors the backend reports late (webgpu: an invalid shader), checked by the self-test after each run. */
+  settle?: () => Promise<string[]>;
 }
 
 const registered = new Map<string, FusedImpl>(); // `${backend}/${op}` → impl
