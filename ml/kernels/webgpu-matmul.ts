@@ -290,6 +290,11 @@ export function activeMatMul(): MatMulPolicy | null {
   return active;
 }
 
+/** The f16 matmul is registered: this process trains in mixed precision (trainers scale the loss). */
+export function mixedPrecisionActive(): boolean {
+  return active?.cfg.f16 === true && tf.getBackend() === 'webgpu';
+}
+
 /** tfjs's own kernels (as registered before registerTiledMatMul), for benches and fallbacks. */
 export function originalKernel(name: 'BatchMatMul' | '_FusedMatMul'): KernelFunc {
   const k = originals.get(name) ?? tf.getKernel(name, 'webgpu');
