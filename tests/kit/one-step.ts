@@ -270,7 +270,10 @@ export interface OneStepComparison {
   lines: string[];
 }
 
-export function compareOneStep(x: OneStepResult, ref: OneStepResult, tol = TOLERANCE): OneStepComparison {
+/** A tolerance of TOLERANCE's form (other numbers, e.g. mixed precision's in tests/webgpu-matmul.test.ts). */
+export type Tolerance = { readonly [K in keyof typeof TOLERANCE]: number };
+
+export function compareOneStep(x: OneStepResult, ref: OneStepResult, tol: Tolerance = TOLERANCE): OneStepComparison {
   if (JSON.stringify(x.dims) !== JSON.stringify(ref.dims) || x.grads.length !== ref.grads.length) throw new Error('compareOneStep: the two results are of different models');
   const rel = (a: number, b: number) => Math.abs(a - b) / Math.max(Math.abs(b), 1e-30);
   let gradMax = 0;
