@@ -85,6 +85,8 @@ export async function setupWebgpuKernels(precision: Precision, matmul: WebgpuMat
     registerTiledMatMul({ cfg, minWork: 0 });
     return { precision, log: ['webgpu: fp32 tiled matmul (forced)'] };
   }
+  // a CPU's timings say nothing about a GPU, and the check takes seconds there
+  if (software) return { precision, log: ["webgpu: software adapter: the fp32 matmul start-up check is skipped, tfjs's kernel stays (TTC_WEBGPU_MATMUL=tiled forces the tiled one)"] };
   const check = await startupCheck(software, cfg);
   const detail = check.ratios.map((r) => `${r.shape} ${(r.tfjsMs / r.tiledMs).toFixed(2)}×`).join(', ');
   if (check.use) registerTiledMatMul({ cfg, minWork: 0 });
