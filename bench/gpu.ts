@@ -30,7 +30,7 @@
  */
 // navigator.gpu first, then the webgpu backend: see ./lib/gpu-setup.ts (keep these two imports first)
 import './lib/gpu-setup.ts';
-import '@tensorflow/tfjs-backend-webgpu';
+import * as tfjsWebgpu from '@tensorflow/tfjs-backend-webgpu';
 
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -50,6 +50,10 @@ import { printTable } from './lib/table.ts';
 import { benchArgs } from './lib/args.ts';
 import { median } from './lib/median.ts';
 import { mixedCellMain, mixedCompareMain } from './lib/mixed-bench.ts';
+import { provideWebgpuPackage } from '../ml/kernels/webgpu-matmul.ts';
+
+// mixed precision creates the webgpu backend itself: the class from the package bundled here
+provideWebgpuPackage(tfjsWebgpu);
 
 const { argv, flag, opt } = benchArgs();
 

@@ -152,7 +152,7 @@ const median = (xs: number[]) => {
 
 export const CURVE_MODELS = {
   software: { dims: { layers: 1, hidden: 64, heads: 2, ffn: 256, seqLen: 32, vocab: 1000 }, batch: 8, steps: 30 },
-  gpu: { dims: { layers: 4, hidden: 256, heads: 4, ffn: 1024, seqLen: 128, vocab: 8000 }, batch: 32, steps: 60 },
+  gpu: { dims: { layers: 4, hidden: 256, heads: 4, ffn: 1024, seqLen: 128, vocab: 8000 }, batch: 32, steps: 40 },
 };
 
 /** Parent: runs the children through `runSelf(['--mixed-cell', json])` and prints the tables; returns the JSON. */

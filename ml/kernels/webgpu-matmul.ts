@@ -422,7 +422,19 @@ export async function startupCheck(software: boolean, cfg: TileConfig, reps = 3)
   return { ratios, use: ratios.every((r) => r.tiledMs < r.tfjsMs) };
 }
 
+type WebgpuBackendCtor = new (device: unknown, adapterInfo?: unknown) => unknown;
+type WebgpuPackage = { WebGPUBackend: unknown };
+let webgpuPackage: WebgpuPackage | undefined;
+
+/**
+ * For an entry point that imports the tfjs webgpu package itself (a bundle: bench/gpu.ts): the
+ * package is inside the bundle, where require() cannot find it.
+ */
+export function provideWebgpuPackage(pkg: WebgpuPackage): void {
+  webgpuPackage = pkg;
+}
+
 /** The WebGPUBackend class of the tfjs webgpu package this process uses (the one ml/backend.ts loads). */
-export function webgpuBackendClass(): new (device: unknown, adapterInfo?: unknown) => unknown {
-  return (require('@tensorflow/tfjs-backend-webgpu') as { WebGPUBackend: new (device: unknown, adapterInfo?: unknown) => unknown }).WebGPUBackend;
+export function webgpuBackendClass(): WebgpuBackendCtor {
+  return (webgpuPackage ?? (require('@tensorflow/tfjs-backend-webgpu') as WebgpuPackage)).WebGPUBackend as WebgpuBackendCtor;
 }
