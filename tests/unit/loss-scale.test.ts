@@ -14,6 +14,8 @@ import { tf } from '../../ml/tf.ts';
 import { LossScaler } from '../../ml/train/loss-scale.ts';
 import { MlmTrainer } from '../../ml/train/trainer.ts';
 import { CHECK_MODEL, syntheticBatch } from '../kit/one-step.ts';
+import { M } from '../../protocol/index.ts';
+import { decodeFrame, encodeFrame } from '../../wire/protocol/index.ts';
 
 test('loss scaler: an overflow skips the step and halves the scale; N good steps in a row double it; bounded', (t) => {
   const s = new LossScaler({ initial: 2 ** 10, growthInterval: 3, min: 2 ** 8, max: 2 ** 12 });
@@ -97,4 +99,11 @@ test('model.precision "mixed" is refused up front where it cannot run, in one li
   const e = await t.throwsAsync(initBackend('cpu', { threads: 1, precision: 'mixed' }));
   t.true(e instanceof BackendError);
   t.is(e?.message, 'model.precision "mixed" needs backend webgpu (or auto), got "cpu"');
+});
+
+test('a skipped step travels from a worker to the coordinator as gradNorm null (coord.step-done)', (t) => {
+  const fields = { formation: 1, step: 3, loss: 6.9, computeMs: 1, reduceMs: 0, applyMs: 1, commMs: 0, hiddenMs: 0 };
+  t.is(decodeFrame(encodeFrame(M.StepDone, { ...fields, gradNorm: null }), [M.StepDone]).gradNorm, null);
+  t.is(decodeFrame(encodeFrame(M.StepDone, { ...fields, gradNorm: 0.5 }), [M.StepDone]).gradNorm, 0.5);
+  t.throws(() => encodeFrame(M.StepDone, { ...fields, gradNorm: Infinity }), undefined, 'a non-finite number is still refused');
 });
