@@ -58,7 +58,7 @@ interface GpuAdapterLike {
 }
 
 /** Real GPU adapters only, unless allowSoftware (e.g. lavapipe in CI tests of the webgpu code path). */
-async function tryWebgpu(log: string[], allowSoftware: boolean, kernels: { precision: Precision; matmul: WebgpuMatmulChoice; forced: boolean }): Promise<{ label: string; precision: Precision } | null> {
+async function tryWebgpu(log: string[], allowSoftware: boolean, kernels: { precision: Precision; matmul: WebgpuMatmulChoice; forced: boolean }): Promise<WebgpuChoice | null> {
   let adapter: GpuAdapterLike | null;
   let gpu: GpuLike;
   try {
@@ -109,8 +109,14 @@ async function tryWebgpu(log: string[], allowSoftware: boolean, kernels: { preci
     return null;
   }
   log.push(`webgpu: using adapter "${label}"`);
-  log.push(...(await setupWebgpuKernels(precision, kernels.matmul, software)).log);
-  return { label: `webgpu: ${label}${precision === 'mixed' ? ', mixed precision' : ''}`, precision };
+  return { label: `webgpu: ${label}${precision === 'mixed' ? ', mixed precision' : ''}`, precision, matmul: kernels.matmul, software };
+}
+
+interface WebgpuChoice {
+  label: string;
+  precision: Precision;
+  matmul: WebgpuMatmulChoice;
+  software: boolean;
 }
 
 async function initWasm(log: string[]): Promise<boolean> {
@@ -197,14 +203,28 @@ export async function initBackend(choice: BackendChoice, opts: BackendOptions): 
   const log: string[] = [];
   const threads = threadCount(opts.threads);
   const precision = opts.precision ?? 'fp32';
-  const done = async (detail: string, p: Precision = 'fp32'): Promise<BackendInfo> => {
+  const done = async (detail: string, gpu?: WebgpuChoice): Promise<BackendInfo> => {
     const fused = await enableFusedKernels(log, opts.fusedKernels !== false);
-    return { name: tf.getBackend(), detail, log, fused, precision: p };
+    // after the fused ops' self-test, which compares them with the fp32 tfjs composition
+    let precision_: Precision = 'fp32';
+    if (gpu) {
+      try {
+        log.push(...(await setupWebgpuKernels(gpu.precision, gpu.matmul, gpu.software)).log);
+        precision_ = gpu.precision;
+      } catch (e) {
+        // the f16 matmul failed its self-test: refused when webgpu is forced, fp32 under auto
+        if (choice === 'webgpu') throw new BackendError(errText(e));
+        log.push(`webgpu: ${errText(e)}: training in fp32`);
+        log.push(...(await setupWebgpuKernels('fp32', gpu.matmul, gpu.software)).log);
+        detail = detail.replace(/, mixed precision$/, '');
+      }
+    }
+    return { name: tf.getBackend(), detail, log, fused, precision: precision_ };
   };
   if (precision === 'mixed' && choice !== 'auto' && choice !== 'webgpu') throw new BackendError(`model.precision "mixed" needs backend webgpu (or auto), got "${choice}"`);
   const gpuStep = async (): Promise<BackendInfo | null> => {
     const gpu = await tryWebgpu(log, choice === 'webgpu' ? opts.allowSoftwareGpu !== false : opts.allowSoftwareGpu === true, { precision, matmul: matmulChoice(opts), forced: choice === 'webgpu' });
-    if (gpu) return done(gpu.label, gpu.precision);
+    if (gpu) return done(gpu.label, gpu);
     if (choice === 'webgpu') throw new BackendError(`backend "webgpu" requested but unavailable:\n  ${log.join('\n  ')}`);
     return null;
   };

@@ -9,7 +9,7 @@
  * createShaderModule prepends it to the shaders that carry F16_MARKER.
  */
 import { tf } from '../tf.ts';
-import { F16_MARKER, registerTiledMatMul, startupCheck, webgpuBackendClass, type StartupCheck } from './webgpu-matmul.ts';
+import { F16_MARKER, matMulWith, registerTiledMatMul, startupCheck, webgpuBackendClass, type StartupCheck, type TileConfig } from './webgpu-matmul.ts';
 
 export type Precision = 'fp32' | 'mixed';
 /** auto: the tiled fp32 matmul when it beats tfjs's in the start-up check; tiled / tfjs: forced */
@@ -76,11 +76,15 @@ export const ROWS_PER_THREAD = 4;
  */
 export async function setupWebgpuKernels(precision: Precision, matmul: WebgpuMatmulChoice, software: boolean): Promise<WebgpuKernelSetup> {
   if (precision === 'mixed') {
+    const bad = await selfTest({ rowsPerThread: ROWS_PER_THREAD, f16: true });
+    if (bad) throw new Error(`mixed precision: the f16 matmul failed its start-up self-test (${bad})`);
     registerTiledMatMul({ cfg: { rowsPerThread: ROWS_PER_THREAD, f16: true }, minWork: 0 });
     return { precision, log: ['webgpu: mixed precision: f16 tiled matmul (f32 accumulation) for BatchMatMul/_FusedMatMul; tfjs\'s kernel for the products it does not take'] };
   }
   if (matmul === 'tfjs') return { precision, log: ["webgpu: tfjs's matmul kernels (fp32)"] };
   const cfg = { rowsPerThread: ROWS_PER_THREAD, f16: false } as const;
+  const bad = await selfTest(cfg);
+  if (bad) return { precision, log: [`webgpu: the fp32 tiled matmul failed its start-up self-test (${bad}): tfjs's kernel stays`] };
   if (matmul === 'tiled') {
     registerTiledMatMul({ cfg, minWork: 0 });
     return { precision, log: ['webgpu: fp32 tiled matmul (forced)'] };
@@ -91,4 +95,28 @@ export async function setupWebgpuKernels(precision: Precision, matmul: WebgpuMat
   const detail = check.ratios.map((r) => `${r.shape} ${(r.tfjsMs / r.tiledMs).toFixed(2)}×`).join(', ');
   if (check.use) registerTiledMatMul({ cfg, minWork: 0 });
   return { precision, check, log: [`webgpu: fp32 tiled matmul ${check.use ? 'beats' : 'does not beat'} tfjs's in the start-up check (speed-up ${detail}): ${check.use ? 'using it' : "keeping tfjs's"}`] };
+}
+
+/**
+ * One odd-shaped product (transposed B, bias, edges in M, N and K) against tfjs's own webgpu kernel;
+ * undefined when it agrees within the program's error bound (f16: two operand roundings of 2⁻¹¹,
+ * tests/kit/matmul-check.ts), else what went wrong. A driver that miscompiles the program is caught here.
+ */
+async function selfTest(cfg: TileConfig): Promise<string | undefined> {
+  try {
+    const outs = tf.tidy(() => {
+      const [a, b, bias] = [tf.randomNormal([70, 37], 0, 1, 'float32', 11), tf.randomNormal([45, 37], 0, 1, 'float32', 12), tf.randomNormal([45], 0, 1, 'float32', 13)];
+      return [matMulWith(cfg, a, b, false, true, bias), matMulWith('tfjs', a, b, false, true, bias), matMulWith('tfjs', tf.abs(a), tf.abs(b), false, true, tf.abs(bias))];
+    });
+    const [x, ref, p] = (await Promise.all(outs.map((t) => t.data()))) as Float32Array[];
+    tf.dispose(outs);
+    // both sides' fp32 sums are within 37·2⁻²⁴ of exact; f16 adds two operand roundings
+    const rel = (cfg.f16 ? 2 * 2 ** -11 : 0) + 2 * 37 * 2 ** -24;
+    for (let i = 0; i < ref!.length; i++) {
+      if (!(Math.abs(x![i]! - ref![i]!) <= rel * p![i]! + 1e-6)) return `element ${i}: ${x![i]} vs ${ref![i]}`;
+    }
+    return undefined;
+  } catch (e) {
+    return e instanceof Error ? e.message.split('\n')[0] : String(e);
+  }
 }
