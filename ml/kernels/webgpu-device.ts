@@ -82,6 +82,8 @@ export async function setupWebgpuKernels(precision: Precision, matmul: WebgpuMat
     return { precision, log: ['webgpu: mixed precision: f16 tiled matmul (f32 accumulation) for BatchMatMul/_FusedMatMul; tfjs\'s kernel for the products it does not take'] };
   }
   if (matmul === 'tfjs') return { precision, log: ["webgpu: tfjs's matmul kernels (fp32)"] };
+  // a CPU's timings say nothing about a GPU, and the check takes seconds there
+  if (software && matmul === 'auto') return { precision, log: ["webgpu: software adapter: the fp32 matmul start-up check is skipped, tfjs's kernel stays (TTC_WEBGPU_MATMUL=tiled forces the tiled one)"] };
   const cfg = { rowsPerThread: ROWS_PER_THREAD, f16: false } as const;
   const bad = await selfTest(cfg);
   if (bad) return { precision, log: [`webgpu: the fp32 tiled matmul failed its start-up self-test (${bad}): tfjs's kernel stays`] };
@@ -89,8 +91,6 @@ export async function setupWebgpuKernels(precision: Precision, matmul: WebgpuMat
     registerTiledMatMul({ cfg, minWork: 0 });
     return { precision, log: ['webgpu: fp32 tiled matmul (forced)'] };
   }
-  // a CPU's timings say nothing about a GPU, and the check takes seconds there
-  if (software) return { precision, log: ["webgpu: software adapter: the fp32 matmul start-up check is skipped, tfjs's kernel stays (TTC_WEBGPU_MATMUL=tiled forces the tiled one)"] };
   const check = await startupCheck(software, cfg);
   const detail = check.ratios.map((r) => `${r.shape} ${(r.tfjsMs / r.tiledMs).toFixed(2)}×`).join(', ');
   if (check.use) registerTiledMatMul({ cfg, minWork: 0 });
