@@ -1,8 +1,9 @@
 /**
  * Mixed precision without a GPU: the dynamic loss scaler (ml/train/loss-scale.ts), the trainer's
  * scaled step on the cpu backend (scaling by a power of two is exact, so a scaled step equals the
- * unscaled one bit for bit; an overflowed step is skipped), and the refusal of model.precision =
- * mixed where it cannot run. The f16 kernels themselves: tests/webgpu-matmul.test.ts (lavapipe).
+ * unscaled one bit for bit; an overflowed step is skipped), the refusal of model.precision =
+ * mixed where it cannot run, a skipped step on the wire, and which products the tiled webgpu matmul
+ * takes. The kernels themselves: tests/webgpu-matmul.test.ts (lavapipe).
  */
 import test from 'ava';
 
@@ -106,4 +107,17 @@ test('a skipped step travels from a worker to the coordinator as gradNorm null (
   t.is(decodeFrame(encodeFrame(M.StepDone, { ...fields, gradNorm: null }), [M.StepDone]).gradNorm, null);
   t.is(decodeFrame(encodeFrame(M.StepDone, { ...fields, gradNorm: 0.5 }), [M.StepDone]).gradNorm, 0.5);
   t.throws(() => encodeFrame(M.StepDone, { ...fields, gradNorm: Infinity }), undefined, 'a non-finite number is still refused');
+});
+
+test('tiled webgpu matmul: which products it takes (plan), and why it leaves the others to tfjs', async (t) => {
+  const { plan } = await import('../../ml/kernels/webgpu-matmul.ts');
+  const ti = (shape: number[], dtype = 'float32') => ({ dataId: {}, shape, dtype });
+  const p = plan({ a: ti([3, 70, 48]), b: ti([48, 132]), transposeA: false, transposeB: false });
+  t.deepEqual(p, { batch: 3, m: 70, n: 132, k: 48, strideA: 70 * 48, strideB: 0, outShape: [3, 70, 132] }, 'one matrix for the whole batch: stride 0');
+  t.like(plan({ a: ti([45, 67]), b: ti([33, 45]), transposeA: true, transposeB: true }), { batch: 1, m: 67, n: 33, k: 45, outShape: [67, 33] });
+  t.is(plan({ a: ti([2, 1, 4, 5]), b: ti([1, 3, 5, 6]), transposeA: false, transposeB: false }), 'broadcast batch');
+  t.is(plan({ a: ti([4, 5], 'int32'), b: ti([5, 6]), transposeA: false, transposeB: false }), 'not float32');
+  t.is(plan({ a: ti([4, 5]), b: ti([5, 6]), transposeA: false, transposeB: false, bias: ti([4, 6]) }), 'bias not of N elements');
+  t.is(plan({ a: ti([4, 5]), b: ti([6, 6]), transposeA: false, transposeB: false }), 'inner dimensions differ');
+  t.is(plan({ a: ti([70000 * 64, 5]), b: ti([5, 6]), transposeA: false, transposeB: false }), 'dispatch too large');
 });
