@@ -48,12 +48,12 @@ export class LossScaler {
   }
 
   /**
-   * Records one step from the norm of the scaled gradients; returns true if the step is to be
-   * applied, false if it is skipped (the scale has then halved).
+   * Records one step from its gradient norm (scaled or unscaled: only whether it is finite counts);
+   * returns true if the step is to be applied, false if it is skipped (the scale has then halved).
    */
-  update(scaledNorm: number): boolean {
+  update(gradNorm: number): boolean {
     this.steps++;
-    if (!Number.isFinite(scaledNorm)) {
+    if (!Number.isFinite(gradNorm)) {
       this.skipped++;
       this.goodSteps = 0;
       this.scale = Math.max(this.opts.min, this.scale / 2);
