@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/gpu.ts on an offline GPU host (docs/gpu.md, ../shared/gpu/README.md): the webgpu-vs-cpu
 # one-step agreement check (tiny model, then the wide one), then the benchmark; results under $OUT.
-# About 4 minutes on an H200, at most 10 (each part has a time limit; a cut-short bench keeps the
+# About 5 minutes on an H200, at most 10 (each part has a time limit; a cut-short bench keeps the
 # sizes it finished in bench.json).
 #
 #   on this machine, once:  bash bench/gpu-device.sh prepare
@@ -9,8 +9,9 @@
 #   on the GPU host:        bash bench/gpu-device.sh        (repo root, with .gpu/ and .gl/ copied there)
 #
 # Writes to $OUT (default ./gpu-results): check.txt/.json, check-wide.txt/.json, bench.txt/.json,
-# kernels.txt/.json (bench/gpu-kernels.ts, when .gpu/kernels.mjs was built),
-# nvidia-smi.txt, device.log (with what the Vulkan loader can see).
+# kernels.txt/.json (bench/gpu-kernels.ts), mixed.txt/.json (bench/lib/mixed-bench.ts), attention.txt/.json
+# (bench/gpu-attention.ts) — their exit statuses are logged, not counted — nvidia-smi.txt, device.log
+# (with what the Vulkan loader can see).
 # TTC_GPU_ARGS adds flags to every run (e.g. "--allow-software --quick" to try this script on lavapipe).
 # Exit status: 0 when the check agreed and the bench ran on a GPU; 1 otherwise (the files say why).
 # "no GPU adapter: …" (from ml/backend.ts) in the outputs means Dawn saw no usable GPU: check
@@ -109,8 +110,8 @@ if ! grep -q '^no GPU adapter' "$OUT/check.txt"; then
   log "check-wide exit $wide_rc"
   [ "$wide_rc" = 0 ] || check_rc=$wide_rc
 fi
-# 2. the benchmark: matMul 4096², then small / medium / base (B32×128), ~2 min on an H200
-timeout 270 "$NODE" run.mjs ${TTC_GPU_ARGS:-} --json "$OUT/bench.json" 2>&1 | grep -v 'artificially reduced' | tee "$OUT/bench.txt"
+# 2. the benchmark: matMul 4096², then small / medium / base (B32×128), then base in mixed precision, ~3 min on an H200
+timeout 300 "$NODE" run.mjs ${TTC_GPU_ARGS:-} --json "$OUT/bench.json" 2>&1 | grep -v 'artificially reduced' | tee "$OUT/bench.txt"
 bench_rc=${PIPESTATUS[0]}
 log "bench exit $bench_rc"
 # 3. the fused kernels vs the tfjs compositions, per op and per training step (~30 s; informational:
@@ -118,6 +119,11 @@ log "bench exit $bench_rc"
 if [ -s kernels.mjs ]; then
   timeout 120 "$NODE" kernels.mjs ${TTC_GPU_ARGS:-} --json "$OUT/kernels.json" 2>&1 | grep -v 'artificially reduced' | tee "$OUT/kernels.txt"
   log "kernels bench exit ${PIPESTATUS[0]}"
+fi
+# 3. mixed precision: the tiled/f16 matmul vs tfjs's on BERT-base's products, fp32 vs mixed training (~1 min)
+if ! grep -q '^no GPU adapter' "$OUT/check.txt"; then
+  timeout 90 "$NODE" run.mjs --mixed ${TTC_GPU_ARGS:-} --json "$OUT/mixed.json" 2>&1 | grep -v 'artificially reduced' | tee "$OUT/mixed.txt"
+  log "mixed exit ${PIPESTATUS[0]}"
 fi
 if grep -q '^no GPU adapter' "$OUT/check.txt" "$OUT/bench.txt"; then
   log "Dawn found no usable GPU adapter (see above): nothing was measured on a GPU"

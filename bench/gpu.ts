@@ -7,6 +7,7 @@
  *
  *   npm run bench:gpu [-- --allow-software] [-- --quick] [-- --json FILE] [-- --sizes small,medium]
  *   npm run bench:gpu -- --check [--check-model tiny|wide] [--allow-software] [--json FILE]    webgpu-vs-cpu one-step agreement
+ *   npm run bench:gpu -- --mixed [--allow-software] [--json FILE]    tiled/f16 matmul vs tfjs's, fp32 vs mixed training (bench/lib/mixed-bench.ts)
  *
  * --allow-software  run on a software adapter (lavapipe); implies --quick (tiny sizes)
  * --quick           tiny sizes and batches (q-small, q-medium, q-large), fewer steps
@@ -18,6 +19,10 @@
  *                   weights and batch (tests/kit/one-step.ts), compared under its tolerance; exit 1
  *                   if they disagree
  * --check-model M   the model --check uses: tiny (default, L2 d32) or wide (L2 d256 T128, batch 8)
+ * --mixed           instead of the bench: the matmul comparison and a short fp32 vs mixed-precision
+ *                   training run (`npm run bench:gpu-matmul` = --mixed --allow-software)
+ * --no-mixed        the bench without its mixed-precision row (the largest size again with
+ *                   model.precision = mixed, when the adapter offers shader-f16)
  *
  * Without a usable GPU adapter it prints "no GPU adapter: <reasons from ml/backend.ts>" and
  * exits 0. Every measurement runs in a child process of this same file (`--cell`, `--one-step`),
@@ -25,7 +30,7 @@
  */
 // navigator.gpu first, then the webgpu backend: see ./lib/gpu-setup.ts (keep these two imports first)
 import './lib/gpu-setup.ts';
-import '@tensorflow/tfjs-backend-webgpu';
+import * as tfjsWebgpu from '@tensorflow/tfjs-backend-webgpu';
 
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -44,6 +49,11 @@ import { CHECK_DEFAULTS, CHECK_MODELS, compareOneStep, oneStepMain, readOneStep,
 import { printTable } from './lib/table.ts';
 import { benchArgs } from './lib/args.ts';
 import { median } from './lib/median.ts';
+import { mixedCellMain, mixedCompareMain } from './lib/mixed-bench.ts';
+import { provideWebgpuPackage } from '../ml/kernels/webgpu-matmul.ts';
+
+// mixed precision creates the webgpu backend itself: the class from the package bundled here
+provideWebgpuPackage(tfjsWebgpu);
 
 const { argv, flag, opt } = benchArgs();
 
@@ -80,6 +90,8 @@ interface CellArgs {
   allowSoftware: boolean;
   fastKernels: boolean;
   threads: number;
+  /** model.precision of a train cell (default fp32) */
+  precision?: 'fp32' | 'mixed';
   matmul?: { n: number; reps: number };
   size?: Size;
   rule?: Rule;
@@ -93,10 +105,10 @@ const SOFTWARE_SKIPPED = /software \(CPU\) implementation, skipped/;
 async function cellBackend(a: CellArgs): Promise<{ info: BackendInfo; software: boolean }> {
   if (a.backend !== 'webgpu') return { info: await initBackend(a.backend, { threads: a.threads, fastKernels: a.fastKernels }), software: false };
   try {
-    return { info: await initBackend('webgpu', { threads: a.threads, allowSoftwareGpu: false }), software: false };
+    return { info: await initBackend('webgpu', { threads: a.threads, allowSoftwareGpu: false, precision: a.precision }), software: false };
   } catch (e) {
     if (!(e instanceof BackendError && SOFTWARE_SKIPPED.test(e.message)) || !a.allowSoftware) throw e;
-    return { info: await initBackend('webgpu', { threads: a.threads, allowSoftwareGpu: true }), software: true };
+    return { info: await initBackend('webgpu', { threads: a.threads, allowSoftwareGpu: true, precision: a.precision }), software: true };
   }
 }
 
@@ -385,6 +397,15 @@ async function benchMain(): Promise<number> {
     results.push({ ...r, dims: size.dims, batch: size.batch, flopsPerStep: flops });
     save(false);
   }
+  // the largest size again in mixed precision (f16 matmul, loss scaling): fp32 vs mixed side by side
+  if (!flag('--no-mixed')) {
+    const size = sizes.at(-1)!;
+    const flops = stepFlops(size);
+    process.stderr.write(`[${size.name} mixed] ${((Date.now() - t0) / 1000).toFixed(0)} s elapsed\n`);
+    const r = await trainCell(size, 'webgpu mixed', { backend: 'webgpu', allowSoftware, fastKernels: false, threads: THREADS, rule, precision: 'mixed' }, flops, cellTimeout);
+    results.push({ ...r, dims: size.dims, batch: size.batch, flopsPerStep: flops });
+    save(false);
+  }
   if (!flag('--no-cpu')) results.push(await cpuCell(sizes[0], quick));
 
   printResults(results, software);
@@ -517,9 +538,33 @@ async function checkMain(): Promise<number> {
   return cmp.ok && leakOk ? 0 : 1;
 }
 
+/** --mixed: the matmul comparison and fp32 vs mixed training (bench/lib/mixed-bench.ts). */
+async function mixedMain(): Promise<number> {
+  for (const l of header()) console.log(l);
+  const jsonFile = opt('--json');
+  const first = await probe(flag('--allow-software'), undefined);
+  if (!first.ok) {
+    const reason = String(first.unavailable ?? first.error);
+    console.log(`no GPU adapter: ${reason}${SOFTWARE_SKIPPED.test(reason) ? ' (pass --allow-software to bench the software adapter anyway)' : ''}`);
+    writeJson(jsonFile, { date: new Date().toISOString(), available: false, reason });
+    return 0;
+  }
+  const software = first.software === true;
+  if (software) console.log('# SOFTWARE adapter (lavapipe: Vulkan on the CPU): a test of the code path; the ratios say nothing about a GPU');
+  const r = await mixedCompareMain(runSelf, software);
+  writeJson(jsonFile, { date: new Date().toISOString(), available: true, adapter: first.detail, software, host: { cpu: os.cpus()[0]?.model, cores: os.availableParallelism(), load: os.loadavg() }, ...r.json });
+  return r.ok ? 0 : 1;
+}
+
 async function main(): Promise<number> {
   const i = argv.indexOf('--one-step');
   if (i >= 0) return oneStepMain(argv.slice(i + 1));
+  const mc = opt('--mixed-cell');
+  if (mc !== undefined) {
+    await mixedCellMain(mc);
+    return 0;
+  }
+  if (flag('--mixed')) return mixedMain();
   const c = opt('--cell');
   if (c !== undefined) {
     await cellMain(JSON.parse(c) as CellArgs);

@@ -213,7 +213,7 @@ export class RingFormation implements StepExecutor {
     // Every rank's loss is the mean over its equal share of the global batch: their mean is the batch's.
     const mean = (f: (r: (typeof results)[number]) => number) => results.reduce((a, r) => a + f(r), 0) / results.length;
     return {
-      loss: mean((r) => r.loss), gradNorm: results[0]!.gradNorm,
+      loss: mean((r) => r.loss), gradNorm: results[0]!.gradNorm ?? NaN, // null: a skipped mixed-precision step
       computeMs: mean((r) => r.computeMs), applyMs: mean((r) => r.applyMs), commMs: mean((r) => r.commMs), hiddenMs: mean((r) => r.hiddenMs),
     };
   }

@@ -11,6 +11,7 @@ import { tf } from './tf.ts';
 import { codedError } from '../core/errors.ts';
 import { registerFused, setFusedEnabled, type FusedImpl, type FusedOp } from './kernels/fused.ts';
 import { activateFused } from './kernels/fused-check.ts';
+import { adapterHasF16, registerF16Backend, setupWebgpuKernels, type GpuLike, type Precision, type WebgpuMatmulChoice } from './kernels/webgpu-device.ts';
 
 export type BackendChoice = 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
 
@@ -23,6 +24,8 @@ export interface BackendInfo {
   log: string[];
   /** Fused ops (ml/kernels/fused.ts) running as one kernel on this backend; the rest run as tfjs compositions. */
   fused: FusedOp[];
+  /** 'mixed' only on webgpu with the f16 matmul active (ml/kernels/webgpu-device.ts) */
+  precision: Precision;
 }
 
 export const BackendError = codedError('BackendError', 'TTC_ERR_BACKEND');
@@ -55,21 +58,23 @@ interface GpuAdapterLike {
 }
 
 /** Real GPU adapters only, unless allowSoftware (e.g. lavapipe in CI tests of the webgpu code path). */
-async function tryWebgpu(log: string[], allowSoftware: boolean): Promise<string | null> {
+async function tryWebgpu(log: string[], allowSoftware: boolean, kernels: { precision: Precision; matmul: WebgpuMatmulChoice; forced: boolean }): Promise<WebgpuChoice | null> {
   let adapter: GpuAdapterLike | null;
+  let gpu: GpuLike;
   try {
     type Gpu = { requestAdapter: () => Promise<GpuAdapterLike | null> };
     // The tfjs webgpu backend looks for navigator.gpu before it is imported. An entry point that
     // bundles that backend (bench/gpu.ts, see docs/gpu.md) sets navigator.gpu first: reuse it.
     const nav = ((globalThis as { navigator?: object }).navigator ??= {}) as { gpu?: Gpu };
-    let gpu = nav.gpu;
-    if (typeof gpu?.requestAdapter !== 'function') {
+    let navGpu = nav.gpu;
+    if (typeof navGpu?.requestAdapter !== 'function') {
       const dawn = require('webgpu') as { create: (flags: string[]) => unknown; globals: Record<string, unknown> };
       Object.assign(globalThis, dawn.globals);
-      gpu = dawn.create([]) as Gpu;
-      nav.gpu = gpu;
+      navGpu = dawn.create([]) as Gpu;
+      nav.gpu = navGpu;
     }
-    adapter = await gpu.requestAdapter();
+    gpu = navGpu as unknown as GpuLike;
+    adapter = await navGpu.requestAdapter();
   } catch (e) {
     log.push(`webgpu: Dawn not usable (${errText(e)})`);
     return null;
@@ -86,16 +91,32 @@ async function tryWebgpu(log: string[], allowSoftware: boolean): Promise<string 
     log.push(`webgpu: adapter "${label}" is a software (CPU) implementation, skipped`);
     return null;
   }
+  // model.precision = mixed needs shader-f16: refused when webgpu is forced, fp32 (logged) under auto
+  let precision = kernels.precision;
+  if (precision === 'mixed' && !adapterHasF16(adapter)) {
+    const why = `adapter "${label}" has no shader-f16`;
+    if (kernels.forced) throw new BackendError(`model.precision "mixed" needs a webgpu adapter with shader-f16: ${why}`);
+    log.push(`webgpu: ${why}: mixed precision unavailable, training in fp32`);
+    precision = 'fp32';
+  }
   try {
     // (already registered when an entry point imported it itself, e.g. a bundle with tfjs inside)
     if (!tf.findBackendFactory('webgpu')) require('@tensorflow/tfjs-backend-webgpu');
+    if (precision === 'mixed') registerF16Backend(gpu);
     if (!(await tf.setBackend('webgpu'))) throw new Error('setBackend returned false');
   } catch (e) {
     log.push(`webgpu: adapter "${label}" found but the tfjs webgpu backend failed (${errText(e)})`);
     return null;
   }
   log.push(`webgpu: using adapter "${label}"`);
-  return `webgpu: ${label}`;
+  return { label: `webgpu: ${label}${precision === 'mixed' ? ', mixed precision' : ''}`, precision, matmul: kernels.matmul, software };
+}
+
+interface WebgpuChoice {
+  label: string;
+  precision: Precision;
+  matmul: WebgpuMatmulChoice;
+  software: boolean;
 }
 
 async function initWasm(log: string[]): Promise<boolean> {
@@ -142,6 +163,18 @@ export interface BackendOptions {
   allowSoftwareGpu?: boolean;
   /** Run the encoder's fused ops as one kernel where the backend has a self-tested one (default true). */
   fusedKernels?: boolean;
+  /** model.precision (default fp32): mixed needs webgpu with shader-f16 — refused when a backend is
+   * forced, fp32 with the reason logged under auto */
+  precision?: Precision;
+  /** webgpu's fp32 matmul: auto (the tiled one if it wins the start-up check), tiled, tfjs; default
+   * TTC_WEBGPU_MATMUL or auto */
+  webgpuMatmul?: WebgpuMatmulChoice;
+}
+
+function matmulChoice(opts: BackendOptions): WebgpuMatmulChoice {
+  const v = opts.webgpuMatmul ?? process.env.TTC_WEBGPU_MATMUL ?? 'auto';
+  if (v !== 'auto' && v !== 'tiled' && v !== 'tfjs') throw new BackendError(`TTC_WEBGPU_MATMUL: expected auto, tiled or tfjs, got "${v}"`);
+  return v;
 }
 
 /** Registers the active backend's fused kernels, self-tests them and activates those that pass. */
@@ -169,19 +202,52 @@ async function enableFusedKernels(log: string[], on: boolean): Promise<FusedOp[]
 export async function initBackend(choice: BackendChoice, opts: BackendOptions): Promise<BackendInfo> {
   const log: string[] = [];
   const threads = threadCount(opts.threads);
-  const done = async (detail: string): Promise<BackendInfo> => {
+  const precision = opts.precision ?? 'fp32';
+  const done = async (detail: string, gpu?: WebgpuChoice): Promise<BackendInfo> => {
     const fused = await enableFusedKernels(log, opts.fusedKernels !== false);
-    return { name: tf.getBackend(), detail, log, fused };
+    // after the fused ops' self-test, which compares them with the fp32 tfjs composition
+    let precision_: Precision = 'fp32';
+    if (gpu) {
+      try {
+        log.push(...(await setupWebgpuKernels(gpu.precision, gpu.matmul, gpu.software)).log);
+        precision_ = gpu.precision;
+      } catch (e) {
+        // the f16 matmul failed its self-test: refused when webgpu is forced, fp32 under auto
+        if (choice === 'webgpu') throw new BackendError(errText(e));
+        log.push(`webgpu: ${errText(e)}: training in fp32`);
+        log.push(...(await setupWebgpuKernels('fp32', gpu.matmul, gpu.software)).log);
+        detail = detail.replace(/, mixed precision$/, '');
+      }
+    }
+    return { name: tf.getBackend(), detail, log, fused, precision: precision_ };
+  };
+  if (precision === 'mixed' && choice !== 'auto' && choice !== 'webgpu') throw new BackendError(`model.precision "mixed" needs backend webgpu (or auto), got "${choice}"`);
+  const gpuStep = async (): Promise<BackendInfo | null> => {
+    const gpu = await tryWebgpu(log, choice === 'webgpu' ? opts.allowSoftwareGpu !== false : opts.allowSoftwareGpu === true, { precision, matmul: matmulChoice(opts), forced: choice === 'webgpu' });
+    if (gpu) return done(gpu.label, gpu);
+    if (choice === 'webgpu') throw new BackendError(`backend "webgpu" requested but unavailable:\n  ${log.join('\n  ')}`);
+    return null;
+  };
+  // auto with mixed precision: webgpu (where mixed runs) before tensorflow; any other backend trains in fp32, logged
+  const webgpuFirst = precision === 'mixed' && choice === 'auto';
+  if (webgpuFirst) {
+    const g = await gpuStep();
+    if (g) return g;
+  }
+  const fp32Instead = () => {
+    if (precision === 'mixed') log.push(`${tf.getBackend()}: mixed precision needs webgpu with shader-f16: training in fp32`);
   };
   if (choice === 'tensorflow' || choice === 'auto') {
     const pkg = await tryTensorflow(log);
-    if (pkg) return done(pkg);
+    if (pkg) {
+      fp32Instead();
+      return done(pkg);
+    }
     if (choice === 'tensorflow') throw new BackendError(`backend "tensorflow" requested but unavailable:\n  ${log.join('\n  ')}`);
   }
-  if (choice === 'webgpu' || choice === 'auto') {
-    const label = await tryWebgpu(log, choice === 'webgpu' ? opts.allowSoftwareGpu !== false : opts.allowSoftwareGpu === true);
-    if (label) return done(label);
-    if (choice === 'webgpu') throw new BackendError(`backend "webgpu" requested but unavailable:\n  ${log.join('\n  ')}`);
+  if (!webgpuFirst && (choice === 'webgpu' || choice === 'auto')) {
+    const g = await gpuStep();
+    if (g) return g;
   }
   // CPU paths. wasm (SIMD) runs element-wise kernels far faster than tfjs cpu, so auto prefers
   // it; both get the fast matmul kernels when those load.
@@ -193,6 +259,7 @@ export async function initBackend(choice: BackendChoice, opts: BackendOptions): 
   } else {
     plain = 'tfjs wasm kernels (SIMD, 1 thread: tfjs disables wasm threads in Node)';
   }
+  fp32Instead();
   if (opts.fastKernels !== false) {
     const fast = await tryFastKernels(log, threads);
     if (fast.ok) return done(`${tf.getBackend()} + ${fast.impl} matmul`);

@@ -51,7 +51,8 @@ export const StepDone = defineMessage('coord.step-done', {
   formation: u32(),
   step: u32(),
   loss: finite(),
-  gradNorm: finite(),
+  /** null: the step was skipped (mixed precision: the gradients overflowed f16, ml/train/loss-scale.ts) */
+  gradNorm: v.nullable(finite()),
   computeMs: finite(),
   reduceMs: finite(),
   applyMs: finite(),

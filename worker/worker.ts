@@ -169,7 +169,7 @@ export class Worker {
       case 'coord.step':
         return this.stepping(msg, msg.step, async (m) => {
           const r = await m.loaded.step(msg.step, msg.lr, { epoch: msg.epoch, offset: msg.offset });
-          this.send(M.StepDone, { formation: m.formation, step: msg.step, loss: r.loss, gradNorm: r.gradNorm, computeMs: r.computeMs, reduceMs: r.reduceMs, applyMs: r.applyMs, commMs: r.commMs, hiddenMs: r.hiddenMs });
+          this.send(M.StepDone, { formation: m.formation, step: msg.step, loss: r.loss, gradNorm: Number.isFinite(r.gradNorm) ? r.gradNorm : null, computeMs: r.computeMs, reduceMs: r.reduceMs, applyMs: r.applyMs, commMs: r.commMs, hiddenMs: r.hiddenMs });
         });
       case 'coord.calibrate':
         return this.stepping(msg, 0, async (m) => {
@@ -269,12 +269,16 @@ export class Worker {
   /** The compute backend, started once per process from the first config this worker receives. */
   private async ensureBackend(config: Config): Promise<BackendInfo> {
     if (!this.backend) {
-      this.backend = await initBackend(config.backend, { threads: config.threads, fastKernels: config.fastKernels, fusedKernels: config.fusedKernels });
+      this.backend = await initBackend(config.backend, { threads: config.threads, fastKernels: config.fastKernels, fusedKernels: config.fusedKernels, precision: config.model.precision });
       this.backendAsked = config.backend;
       for (const l of this.backend.log) this.log.info(`backend: ${l}`);
     } else if (config.backend !== this.backendAsked && config.backend !== 'auto' && config.backend !== this.backend.name) {
       // tfjs holds one backend per process: a later run of a run server cannot switch it.
       this.log.warn(`this run asks for backend "${config.backend}", but this worker process already runs "${this.backend.name}" (chosen for an earlier run): it stays; restart the worker to change it`);
+    }
+    if (config.model.precision !== this.backend.precision) {
+      // the matmul kernels are process-wide, like the backend
+      this.log.warn(`this run asks for model.precision "${config.model.precision}", but this worker process runs "${this.backend.precision}" (set for an earlier run or unavailable here): it stays; restart the worker to change it`);
     }
     return this.backend;
   }

@@ -19,6 +19,13 @@ function crossFieldErrors(c: Config): string[] {
   }
   if (c.model.vocab < 64) errors.push(`model.vocab: value ${c.model.vocab} is too small (expected >= 64)`);
   if (c.model.seqLen < 8) errors.push(`model.seqLen: value ${c.model.seqLen} is too small (expected >= 8)`);
+  if (c.model.precision === 'mixed' && c.backend !== 'webgpu' && c.backend !== 'auto') {
+    errors.push(`model.precision: "mixed" needs backend webgpu (or auto), got backend "${c.backend}"`);
+  }
+  if (c.model.precision === 'mixed' && c.dist.gradWire === 'bf16') {
+    // a skipped (overflowed) step's inf would enter the bf16 error feedback and stay there
+    errors.push('model.precision: "mixed" cannot be combined with dist.gradWire "bf16"');
+  }
   const b = c.budget;
   if (b.kind === 'flops' && !(b.flops > 0)) errors.push(`budget.flops: value ${b.flops} must be > 0 when budget.kind is "flops"`);
   if (b.kind === 'seconds' && !(b.seconds > 0)) errors.push(`budget.seconds: value ${b.seconds} must be > 0 when budget.kind is "seconds"`);

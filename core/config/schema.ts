@@ -62,6 +62,11 @@ export const configSchema = {
     seqLen: { doc: 'Sequence length in tokens (also the number of learned positions).', format: positiveInt, default: 64 },
     vocab: { doc: 'Subword vocabulary size (tokenizer trained to this size, specials included).', format: positiveInt, default: 4000 },
     initStd: { doc: 'Standard deviation of the normal weight initialisation.', format: nonNegativeNumber, default: 0.02 },
+    precision: {
+      doc: 'fp32, or mixed: matrix products with f16 operands and f32 accumulation (webgpu with an adapter offering shader-f16), fp32 master weights and optimizer state, dynamic loss scaling. With backend webgpu and no shader-f16 the run is refused; with backend auto it trains in fp32 and the log says why. See docs/gpu.md, "Mixed precision".',
+      format: ['fp32', 'mixed'],
+      default: 'fp32' as 'fp32' | 'mixed',
+    },
   },
   data: {
     validationFraction: { doc: 'Fraction of pretraining documents held out for validation.', format: fraction, default: 0.02 },

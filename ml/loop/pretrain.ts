@@ -76,6 +76,8 @@ export async function pretrainLoop(ctl: RunController, ex: StepExecutor, o: Pret
     const r = await ex.step(plan.step, plan.lr, plan.dataPosition);
     const seconds = (performance.now() - t0) / 1000;
     const timing = r.computeMs === undefined ? undefined : { computeMs: r.computeMs, updateMs: r.applyMs, commMs: r.commMs, commHiddenMs: r.hiddenMs };
+    // mixed precision: a non-finite norm is a step skipped by the loss scaler (ml/train/loss-scale.ts)
+    if (!Number.isFinite(r.gradNorm) && config.model.precision === 'mixed') o.log.warn(`step ${plan.step + 1}: the gradients overflowed f16: step skipped, loss scale halved`);
     const row = ctl.completeStep(plan, { loss: r.loss, gradNorm: r.gradNorm, seconds, nextPosition: advancePosition(plan.dataPosition, ex.globalBatch, ex.trainCount), timing });
     const val = ctl.shouldEvaluate() ? await ex.evaluate(ctl.state.step) : undefined;
     if (val) ctl.recordEval(val);

@@ -27,7 +27,7 @@ export interface TrainOptions {
 
 export async function trainRun(config: Config, run: RunDir, opts: TrainOptions): Promise<RunSummary> {
   const { log } = opts;
-  const backend = await initBackend(config.backend, { threads: config.threads, fastKernels: config.fastKernels });
+  const backend = await initBackend(config.backend, { threads: config.threads, fastKernels: config.fastKernels, precision: config.model.precision });
   for (const line of backend.log) log.info(`backend: ${line}`);
   log.info(`backend: running on "${backend.name}" (${backend.detail})`);
   const task = new MlmTask(config, await loadTrainingData(config, log));

@@ -219,13 +219,18 @@ export class DataParallel {
   /**
    * The update, once the gradients are reduced: masked gradients zeroed, the global norm (across
    * shards), clip + AdamW on the owned ranges, masked weights zeroed, and (sharded) the weights'
-   * all-gather started. Returns the gradient norm before clipping.
+   * all-gather started. Returns the gradient norm before clipping (of the unscaled gradients when
+   * `lossScale` is given; a non-finite one means the step was skipped).
    */
-  async update(opt: AdamW, p: { weights: Float32Array; grads: Float32Array; mask?: Uint8Array | undefined }, lr: number, clipNorm: number): Promise<number> {
+  async update(opt: AdamW, p: { weights: Float32Array; grads: Float32Array; mask?: Uint8Array | undefined }, lr: number, clipNorm: number, lossScale?: number): Promise<number> {
     const { weights, grads, mask } = p;
     if (mask) for (const [a, b] of this.ownRanges) for (let i = a; i < b; i++) if (mask[i] === 0) grads[i] = 0;
-    const norm = Math.sqrt(await this.normSquared(await opt.sumSquares(grads, this.ownUnits)));
-    await opt.step(weights, grads, lr, clipScale(norm, clipNorm));
+    // mixed precision (ml/train/loss-scale.ts): the gradients are lossScale × the true ones; unscaled
+    // through the update's factor, and a non-finite norm (an f16 overflow) skips the step on every rank alike
+    const unscale = lossScale ?? 1;
+    const norm = Math.sqrt(await this.normSquared(await opt.sumSquares(grads, this.ownUnits))) / unscale;
+    if (lossScale !== undefined && !Number.isFinite(norm)) return norm;
+    await opt.step(weights, grads, lr, clipScale(norm, clipNorm) / unscale);
     if (mask) for (const [a, b] of this.ownRanges) for (let i = a; i < b; i++) if (mask[i] === 0) weights[i] = 0;
     this.gatherWeights(weights);
     return norm;

@@ -16,11 +16,15 @@ import { paramLayout, type ModelDims, type ParamLayout } from '../model/spec.ts'
 import { WeightTensors } from '../model/weights.ts';
 import type { CommTime } from './data-parallel.ts';
 import type { MaskedBatch } from '../data/batches.ts';
+import { mixedPrecisionActive } from '../kernels/webgpu-matmul.ts';
+import { LossScaler } from './loss-scale.ts';
 
 export interface TrainerOptions {
   dims: ModelDims;
   optimizer: AdamWOptions;
   gradClipNorm: number;
+  /** dynamic loss scaling; default: on (default options) when the process runs mixed precision, else off */
+  lossScale?: LossScaler | false;
 }
 
 export interface StepResult {
@@ -36,6 +40,9 @@ export interface StepResult {
   commMs: number;
   /** of commMs, the part that ran while this rank had other work */
   hiddenMs: number;
+  /** mixed precision: the loss scale the step ran at, and whether it was skipped (gradients overflowed) */
+  lossScale?: number;
+  skipped?: boolean;
 }
 
 export abstract class Trainer<B> {
@@ -51,6 +58,8 @@ export abstract class Trainer<B> {
   protected readonly tensors: WeightTensors;
   /** the weights changed since the tensors were loaded (loaded lazily, once an all-gather is in) */
   private stale = false;
+  /** mixed precision's dynamic loss scale (./loss-scale.ts); undefined in fp32 */
+  readonly lossScaler: LossScaler | undefined;
 
   constructor(readonly layout: ParamLayout, protected readonly opts: TrainerOptions, initial: Float32Array) {
     if (initial.length !== layout.total) throw new Error(`initial weights: expected ${layout.total} floats, got ${initial.length}`);
@@ -62,6 +71,7 @@ export abstract class Trainer<B> {
     this.optimizer = new AdamW(layout, opts.optimizer, this.dp.ownRanges);
     // views of this.weights, not copies: every change to them (apply, setWeights, setMask) reloads
     this.tensors = new WeightTensors(layout, this.weights, true);
+    this.lossScaler = opts.lossScale === false ? undefined : (opts.lossScale ?? (mixedPrecisionActive() ? new LossScaler() : undefined));
   }
 
   /**
@@ -97,8 +107,12 @@ export abstract class Trainer<B> {
   async computeGradients(b: B): Promise<number> {
     await this.settle();
     const names = this.layout.specs.map((s) => s.name);
+    const scale = this.lossScaler?.scale ?? 1;
     const { value, grads } = tf.tidy(() => {
-      const lossOf = (...ts: tf.Tensor[]) => this.loss(Object.fromEntries(names.map((n, i) => [n, ts[i]])), b);
+      const lossOf = (...ts: tf.Tensor[]) => {
+        const loss = this.loss(Object.fromEntries(names.map((n, i) => [n, ts[i]])), b);
+        return scale === 1 ? loss : tf.mul(loss, scale);
+      };
       return tf.valueAndGrads(lossOf)(this.tensors.list());
     });
     try {
@@ -109,7 +123,7 @@ export abstract class Trainer<B> {
         for (const i of this.dp.buckets[k]!.params) this.grads.set(await reads[i]!, this.layout.specs[i]!.offset);
         this.dp.bucketReady(k, this.grads);
       }
-      return (await value.data())[0]!;
+      return (await value.data())[0]! / scale; // a power of two: exact
     } finally {
       tf.dispose([value, ...grads]);
     }
@@ -127,7 +141,8 @@ export abstract class Trainer<B> {
    */
   async apply(lr: number): Promise<number> {
     const t0 = performance.now();
-    const norm = await this.dp.update(this.optimizer, { weights: this.weights, grads: this.grads, mask: this.mask }, lr, this.opts.gradClipNorm);
+    const norm = await this.dp.update(this.optimizer, { weights: this.weights, grads: this.grads, mask: this.mask }, lr, this.opts.gradClipNorm, this.lossScaler?.scale);
+    this.lossScaler?.update(norm); // after the update, which ran at the old scale
     this.stale = true;
     this.lastApply = { updateMs: performance.now() - t0, uploadMs: 0 };
     return norm;
@@ -143,8 +158,10 @@ export abstract class Trainer<B> {
     const t1 = performance.now();
     const comm = await this.reduce();
     const t2 = performance.now();
+    const lossScale = this.lossScaler?.scale;
     const gradNorm = await this.apply(lr);
-    return { loss, gradNorm, computeMs: t1 - t0, reduceMs: t2 - t1, applyMs: performance.now() - t2, ...comm };
+    const mixed = lossScale === undefined ? {} : { lossScale, skipped: !Number.isFinite(gradNorm) };
+    return { loss, gradNorm, computeMs: t1 - t0, reduceMs: t2 - t1, applyMs: performance.now() - t2, ...comm, ...mixed };
   }
 
   /** The weights and optimizer state of the whole model (sharded: gathered from every replica — a collective). */

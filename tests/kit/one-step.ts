@@ -39,6 +39,8 @@ export interface OneStepArgs {
   lr: number;
   /** further steps after the compared one, recording tf.memory().numTensors after each */
   leakSteps?: number;
+  /** model.precision (default fp32) */
+  precision?: 'fp32' | 'mixed';
 }
 
 export interface OneStepResult {
@@ -46,6 +48,8 @@ export interface OneStepResult {
   backend: string;
   detail: string;
   log: string[];
+  /** the precision the backend runs (mixed: f16 matmul + loss scaling) */
+  precision?: string;
   loss: number;
   gradNorm: number;
   /** tensor count after the compared step and after each of the leakSteps further steps */
@@ -131,9 +135,9 @@ export async function matmulCheck(seed: number): Promise<Float32Array> {
 
 export async function runOneStep(a: OneStepArgs): Promise<OneStepResult> {
   const t0 = performance.now();
-  const info = await initBackend(a.backend, { threads: a.threads ?? 1, fastKernels: a.fastKernels ?? false, allowSoftwareGpu: a.allowSoftwareGpu });
+  const info = await initBackend(a.backend, { threads: a.threads ?? 1, fastKernels: a.fastKernels ?? false, allowSoftwareGpu: a.allowSoftwareGpu, precision: a.precision });
   const t1 = performance.now();
-  const base = { dims: a.dims, backend: info.name, detail: info.detail, log: info.log };
+  const base = { dims: a.dims, backend: info.name, detail: info.detail, log: info.log, precision: info.precision };
   if (a.probe) {
     const empty = new Float32Array(0);
     return { ...base, loss: NaN, gradNorm: NaN, numTensors: [], ms: { init: t1 - t0, step: 0, leakSteps: 0 }, grads: empty, weights: empty, matmul: empty };
@@ -146,7 +150,9 @@ export async function runOneStep(a: OneStepArgs): Promise<OneStepResult> {
   try {
     const batch = syntheticBatch(a.dims, a.batch, a.seed);
     const loss = await trainer.computeGradients(batch);
-    const grads = Float32Array.from(trainer.grads);
+    // mixed precision: the gradients are scaled by the loss scale (a power of two: unscaled exactly)
+    const scale = trainer.lossScaler?.scale ?? 1;
+    const grads = Float32Array.from(trainer.grads, (g) => g / scale);
     const gradNorm = await trainer.apply(a.lr);
     const weights = Float32Array.from(trainer.weights);
     const t2 = performance.now();
@@ -264,7 +270,10 @@ export interface OneStepComparison {
   lines: string[];
 }
 
-export function compareOneStep(x: OneStepResult, ref: OneStepResult, tol = TOLERANCE): OneStepComparison {
+/** A tolerance of TOLERANCE's form (other numbers, e.g. mixed precision's in tests/webgpu-matmul.test.ts). */
+export type Tolerance = { readonly [K in keyof typeof TOLERANCE]: number };
+
+export function compareOneStep(x: OneStepResult, ref: OneStepResult, tol: Tolerance = TOLERANCE): OneStepComparison {
   if (JSON.stringify(x.dims) !== JSON.stringify(ref.dims) || x.grads.length !== ref.grads.length) throw new Error('compareOneStep: the two results are of different models');
   const rel = (a: number, b: number) => Math.abs(a - b) / Math.max(Math.abs(b), 1e-30);
   let gradMax = 0;
