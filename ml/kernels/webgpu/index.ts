@@ -3,8 +3,9 @@
  * ml/kernels/fused.ts for the contract). Registered here, self-tested and activated by ml/backend.ts.
  */
 import type { FusedImpl } from '../fused.ts';
+import { webgpuAttention } from './attention.ts';
 
 /** Every webgpu fused-kernel implementation (one per op at most). */
 export function webgpuFusedImpls(): FusedImpl[] {
-  return [];
+  return [webgpuAttention()];
 }
