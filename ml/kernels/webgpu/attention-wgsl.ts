@@ -313,7 +313,8 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
       if (k0 + j < T) { kb[j] = keyBias(b, k0 + j); } else { kb[j] = ${OUT}; }
     }
     workgroupBarrier();
-    for (var j = 0; j < BK; j++) {
+    let nk = min(BK, T - k0); // a run-time bound: lavapipe's LLVM would otherwise unroll BK × DH4
+    for (var j = 0; j < nk; j++) {
       var d = vec4<f32>(0.0);
       var e = vec4<f32>(0.0);
       for (var c = 0; c < DH4; c++) {
