@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # bench/gpu.ts on an offline GPU host (docs/gpu.md, ../shared/gpu/README.md): the webgpu-vs-cpu
-# one-step agreement check (tiny model, then the wide one), then the benchmark; results under $OUT.
-# About 4 minutes on an H200, at most 8 (each part has a time limit; a cut-short bench keeps the
+# one-step agreement check (tiny model, then the wide one), then the benchmark, then the fused
+# attention vs its tfjs composite (bench/gpu-attention.ts); results under $OUT.
+# About 4 minutes on an H200, at most 9.5 (each part has a time limit; a cut-short bench keeps the
 # sizes it finished in bench.json).
 #
 #   on this machine, once:  bash bench/gpu-device.sh prepare
-#                           (= bash ../shared/gpu/prepare.sh, then the esbuild bundle .gpu/run.mjs)
+#                           (= bash ../shared/gpu/prepare.sh, then the esbuild bundles .gpu/run.mjs
+#                           and .gpu/attention.mjs)
 #   on the GPU host:        bash bench/gpu-device.sh        (repo root, with .gpu/ and .gl/ copied there)
 #
 # Writes to $OUT (default ./gpu-results): check.txt/.json, check-wide.txt/.json, bench.txt/.json,
-# nvidia-smi.txt, device.log (with what the Vulkan loader can see).
-# TTC_GPU_ARGS adds flags to both runs (e.g. "--allow-software --quick" to try this script on lavapipe).
+# attention.txt/.json, nvidia-smi.txt, device.log (with what the Vulkan loader can see).
+# TTC_GPU_ARGS adds flags to the check and bench runs (e.g. "--allow-software --quick" to try this script on lavapipe).
 # Exit status: 0 when the check agreed and the bench ran on a GPU; 1 otherwise (the files say why).
 # "no GPU adapter: …" (from ml/backend.ts) in the outputs means Dawn saw no usable GPU: check
 # VK_DRIVER_FILES (the NVIDIA driver's ICD file), which you may set yourself before running this.
@@ -24,6 +26,10 @@ if [ "${1:-}" = prepare ]; then
   npx esbuild bench/gpu.ts --bundle --platform=node --format=esm --external:webgpu \
     --banner:js="import {createRequire as __cr} from 'module'; const require = __cr(import.meta.url);" \
     --outfile=.gpu/run.mjs
+  # the fused attention vs its tfjs composite (bench/gpu-attention.ts), bundled the same way
+  npx esbuild bench/gpu-attention.ts --bundle --platform=node --format=esm --external:webgpu \
+    --banner:js="import {createRequire as __cr} from 'module'; const require = __cr(import.meta.url);" \
+    --outfile=.gpu/attention.mjs
   du -sh .gpu .gl
   exit 0
 fi
@@ -108,8 +114,15 @@ fi
 timeout 270 "$NODE" run.mjs ${TTC_GPU_ARGS:-} --json "$OUT/bench.json" 2>&1 | grep -v 'artificially reduced' | tee "$OUT/bench.txt"
 bench_rc=${PIPESTATUS[0]}
 log "bench exit $bench_rc"
+# 3. fused attention vs the tfjs composite, forward and forward+backward (~30 s on an H200)
+attn_rc=0
+if [ -s attention.mjs ] && ! grep -q '^no GPU adapter' "$OUT/check.txt"; then
+  timeout 75 "$NODE" attention.mjs --json "$OUT/attention.json" 2>&1 | grep -v 'artificially reduced' | tee "$OUT/attention.txt"
+  attn_rc=${PIPESTATUS[0]}
+  log "attention bench exit $attn_rc"
+fi
 if grep -q '^no GPU adapter' "$OUT/check.txt" "$OUT/bench.txt"; then
   log "Dawn found no usable GPU adapter (see above): nothing was measured on a GPU"
   exit 1
 fi
-[ "$check_rc" = 0 ] && [ "$bench_rc" = 0 ]
+[ "$check_rc" = 0 ] && [ "$bench_rc" = 0 ] && [ "$attn_rc" = 0 ]
