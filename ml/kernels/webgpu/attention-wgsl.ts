@@ -118,59 +118,35 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
 }
 
 /**
- * Backward, step 1 (one thread per row): stats[r] = (m, 1/l, D) with D = rowsum(dctx ∘ ctx), so
- * that the other two recompute p = exp(s − m)·(1/l). Normally m = lse, 1/l = 1. A row whose keys
- * are all padding has lse ≈ −1e9, where float32 has lost log l (its ulp is 64), so that row's m and
- * l are recomputed from its scores (the composite gives it the uniform distribution).
+ * Backward, step 1 (one thread per row; a workgroup = 64 rows of one (b, h)): stats[r] = (m, 1/l, D)
+ * with D = rowsum(dctx ∘ ctx), so that the other two recompute p = exp(s − m)·(1/l); normally
+ * m = lse, 1/l = 1. A row whose keys are all padding has lse ≈ −1e9, where float32 has lost log l
+ * (its spacing there is 64); its scores are −1e9 + scale·q·k, which float32 rounds to exactly −1e9
+ * while |scale·q·k| < 32, so the composite gives it the uniform distribution: m = −1e9, 1/l = 1/T.
+ * (Branch-free: lavapipe runs an untaken branch's body under a lane mask.)
  */
 export function statsWgsl(s: AttnShape): string {
-  const mask = maskParts(s);
-  const allPadded = s.masked
-    ? `
-  if (L < -5e8) {
-    let qBase = row * HD4 + h * DH4;
-    var mm = ${OUT};
-    for (var j = 0; j < T; j++) { mm = max(mm, score(qBase, b, h, j)); }
-    var l = 0.0;
-    for (var j = 0; j < T; j++) { l += exp(score(qBase, b, h, j) - mm); }
-    m = mm;
-    il = 1.0 / l;
-  }`
-    : '';
-  // q, k (and the mask) only for the all-padded rows: an unused binding would not be in the layout
-  const qk: [string, string][] = [['q', 'array<vec4<f32>>'], ['k', 'array<vec4<f32>>'], ...mask.input];
-  const scoreFn = `
-fn score(qBase: i32, b: i32, h: i32, j: i32) -> f32 {
-  let kBase = (b * u.T + j) * u.HD4 + h * DH4;
-  var d = vec4<f32>(0.0);
-  for (var c = 0; c < DH4; c++) { d += q[qBase + c] * k[kBase + c]; }
-  return ${sum4('d')} * u.scale + keyBias(b, j);
-}`;
   return `
 ${uniformBlock}
-${bindings([['stats', 'array<f32>']], [['dctx', 'array<vec4<f32>>'], ['ctx', 'array<vec4<f32>>'], ['lse', 'array<f32>'], ...(s.masked ? qk : [])])}
+${bindings([['stats', 'array<f32>']], [['dctx', 'array<vec4<f32>>'], ['ctx', 'array<vec4<f32>>'], ['lse', 'array<f32>']])}
 const DH4 = ${s.dh4};
-${s.masked ? mask.fn + scoreFn : ''}
 
 @compute @workgroup_size(64)
 fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec3<u32>) {
-  let idx = i32(wg.x) * 64 + i32(li);
-  if (idx >= u.n) { return; }
   let T = u.T;
-  let HD4 = u.HD4;
-  let bh = idx / T;
-  let i = idx - bh * T;
+  let bh = i32(wg.y);
   let b = bh / u.H;
   let h = bh - b * u.H;
-  let row = b * T + i;
-  let base = row * HD4 + h * DH4;
+  let i = i32(wg.x) * 64 + i32(li);
+  if (i >= T) { return; }
+  let idx = bh * T + i;
+  let base = (b * T + i) * u.HD4 + h * DH4;
   var dd = vec4<f32>(0.0);
   for (var c = 0; c < DH4; c++) { dd += dctx[base + c] * ctx[base + c]; }
   let L = lse[idx];
-  var m = L;
-  var il = 1.0;${allPadded}
-  stats[idx * 3] = m;
-  stats[idx * 3 + 1] = il;
+  let allPadded = L < -5e8;
+  stats[idx * 3] = select(L, ${MASKED}, allPadded);
+  stats[idx * 3 + 1] = select(1.0, 1.0 / f32(T), allPadded);
   stats[idx * 3 + 2] = ${sum4('dd')};
 }
 `;

@@ -61,7 +61,7 @@ function supports(call: FusedCall): boolean {
   if (!(rows > 0 && width > 0 && batch > 0 && heads > 0) || rows % batch || width % heads) return false;
   const T = rows / batch;
   const dh = width / heads;
-  return dh % 4 === 0 && dh <= MAX_HEAD_DIM && batch * heads <= MAX_WORKGROUPS && Math.ceil((batch * heads * T) / 64) <= MAX_WORKGROUPS;
+  return dh % 4 === 0 && dh <= MAX_HEAD_DIM && batch * heads <= MAX_WORKGROUPS;
 }
 
 interface Attrs {
@@ -83,7 +83,7 @@ function setup(backend: unknown, q: tf.TensorInfo, keyMask: tf.TensorInfo | unde
     { type: 'int32', data: [heads] },
     { type: 'int32', data: [width / 4] },
     { type: 'float32', data: [scale] },
-    { type: 'int32', data: [batch * heads * T] },
+    { type: 'int32', data: [0] },
     { type: 'int32', data: [0] },
     { type: 'int32', data: [0] },
     { type: 'int32', data: [0] },
@@ -121,12 +121,12 @@ const gradKernel: tf.KernelConfig = {
     const s = setup(backend, q, keyMask, attrs as unknown as Attrs);
     const stats = s.be.makeTensorInfo([s.batch * s.heads * s.T * 3], 'float32');
     dispatch(s.be, {
-      key: `ttcAttnStats_${s.key}`,
+      key: `ttcAttnStats_dh${s.shape.dh4 * 4}`,
       wgsl: () => statsWgsl(s.shape),
       outputs: [stats],
-      inputs: keyMask ? [dctx, ctx, lse, q, k, keyMask] : [dctx, ctx, lse],
+      inputs: [dctx, ctx, lse],
       uniforms: s.uniforms,
-      workgroups: [Math.ceil((s.batch * s.heads * s.T) / 64), 1, 1],
+      workgroups: [Math.ceil(s.T / 64), s.batch * s.heads, 1],
     });
     const dq = s.be.makeTensorInfo([s.rows, s.width], 'float32');
     const dk = s.be.makeTensorInfo([s.rows, s.width], 'float32');
