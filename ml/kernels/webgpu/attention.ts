@@ -9,8 +9,8 @@
  *                          over query tiles → dq per (query tile, b·h) over key tiles
  *                          (FlashAttention-2's split: no atomics, probabilities recomputed from lse)
  *
- * The composite it replaces is ~7 dispatches forward (4 transposes/reshapes, 2 batched matMuls,
- * scale, mask add, softmax) with a [B·H, T, T] score buffer, and ~2× that backward.
+ * The composite it replaces is 8 dispatches forward (4 transposes, 2 batched matMuls, scale,
+ * softmax; 12 with a mask) with [B·H, T, T] score buffers, and 13 backward (bench:gpu-attention).
  * Multi-output dispatches go through ./attention-dispatch.ts. WGSL in ./attention-wgsl.ts.
  */
 import type { FusedCall, FusedImpl } from '../fused.ts';
@@ -59,7 +59,6 @@ function supports(call: FusedCall): boolean {
   const batch = Number(call.attrs?.batch);
   const heads = Number(call.attrs?.heads);
   if (!(rows > 0 && width > 0 && batch > 0 && heads > 0) || rows % batch || width % heads) return false;
-  const T = rows / batch;
   const dh = width / heads;
   return dh % 4 === 0 && dh <= MAX_HEAD_DIM && batch * heads <= MAX_WORKGROUPS;
 }
@@ -83,10 +82,7 @@ function setup(backend: unknown, q: tf.TensorInfo, keyMask: tf.TensorInfo | unde
     { type: 'int32', data: [heads] },
     { type: 'int32', data: [width / 4] },
     { type: 'float32', data: [scale] },
-    { type: 'int32', data: [0] },
-    { type: 'int32', data: [0] },
-    { type: 'int32', data: [0] },
-    { type: 'int32', data: [0] },
+    ...[0, 0, 0, 0].map((x) => ({ type: 'int32' as const, data: [x] })), // unused (n, p0–p2): the block stays 32 bytes
   ];
   const key = `dh${dh}${shape.masked ? `m${shape.maskType}` : ''}`;
   return { be, T, rows, width, batch, heads, shape, tiles, uniforms, key, masks: keyMask ? [keyMask] : [] };
