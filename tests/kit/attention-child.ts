@@ -9,6 +9,7 @@
  * fused kernel must have passed the start-up self-test; the child also counts GPU dispatches of one
  * TtcAttention / TtcAttentionGrad call and records tf.memory().numTensors over repeated steps. On
  * cpu the fused kernels are off: the composite of tfjs's cpu kernels is the reference.
+ * TTC_ATTN_TRACE=1 prints the time after each case to stderr (shader compiles dominate on lavapipe).
  */
 import fs from 'node:fs';
 
