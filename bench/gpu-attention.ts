@@ -1,6 +1,6 @@
 /**
  * Fused webgpu attention (ml/kernels/webgpu/attention.ts) vs the tfjs-webgpu composite it replaces
- * (ml/model/fused.ts compositeAttention: transposes, matMul, scale, mask, softmax, matMul,
+ * (ml/kernels/fused.ts compositeAttention: transposes, matMul, scale, mask, softmax, matMul,
  * transpose back), forward and forward+backward, in one process on the same inputs: the two arms
  * alternate within every rep (order flipped each rep), medians reported, with the number of GPU
  * dispatches of one call of each (GPUComputePassEncoder.prototype.dispatchWorkgroups counted).
@@ -22,7 +22,7 @@ import '@tensorflow/tfjs-backend-webgpu';
 import fs from 'node:fs';
 
 import { BackendError, initBackend } from '../ml/backend.ts';
-import { attention, setFusedEnabled } from '../ml/model/fused.ts';
+import { attention, setFusedEnabled } from '../ml/kernels/fused.ts';
 import { tf, type Tensor } from '../ml/tf.ts';
 import { benchArgs } from './lib/args.ts';
 import { median } from './lib/median.ts';

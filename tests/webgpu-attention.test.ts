@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { SELF_TEST_TOLERANCE } from '../ml/model/fused-check.ts';
+import { SELF_TEST_TOLERANCE } from '../ml/kernels/fused-check.ts';
 import { ATTENTION_CASES, caseName, type AttentionChildResult } from './kit/attention-child.ts';
 import { tempDir } from './kit/helpers.ts';
 

@@ -1,5 +1,5 @@
 /**
- * The attention op (ml/model/fused.ts `attention`) on one backend, in its own process, for
+ * The attention op (ml/kernels/fused.ts `attention`) on one backend, in its own process, for
  * tests/webgpu-attention.test.ts:
  *
  *   node --import tsx tests/kit/attention-child.ts <webgpu|cpu> <result.json>
@@ -14,7 +14,7 @@
 import fs from 'node:fs';
 
 import { initBackend } from '../../ml/backend.ts';
-import { attention, fusedCounts, resetFusedCounts } from '../../ml/model/fused.ts';
+import { attention, fusedCounts, resetFusedCounts } from '../../ml/kernels/fused.ts';
 import { Rng } from '../../core/rng.ts';
 import { tf, type Tensor } from '../../ml/tf.ts';
 
