@@ -5,7 +5,7 @@
 # sizes it finished in bench.json).
 #
 #   on this machine, once:  bash bench/gpu-device.sh prepare
-#                           (= bash ../shared/gpu/prepare.sh, then the esbuild bundles .gpu/run.mjs, .gpu/kernels.mjs)
+#                           (= bash ../shared/gpu/prepare.sh, then the esbuild bundles .gpu/run.mjs, kernels.mjs, attention.mjs)
 #   on the GPU host:        bash bench/gpu-device.sh        (repo root, with .gpu/ and .gl/ copied there)
 #
 # Writes to $OUT (default ./gpu-results): check.txt/.json, check-wide.txt/.json, bench.txt/.json,
@@ -30,6 +30,10 @@ if [ "${1:-}" = prepare ]; then
   npx esbuild bench/gpu-kernels.ts --bundle --platform=node --format=esm --external:webgpu \
     --banner:js="import {createRequire as __cr} from 'module'; const require = __cr(import.meta.url);" \
     --outfile=.gpu/kernels.mjs
+  # the fused attention vs its tfjs composite (bench/gpu-attention.ts), bundled the same way
+  npx esbuild bench/gpu-attention.ts --bundle --platform=node --format=esm --external:webgpu \
+    --banner:js="import {createRequire as __cr} from 'module'; const require = __cr(import.meta.url);" \
+    --outfile=.gpu/attention.mjs
   du -sh .gpu .gl
   exit 0
 fi
@@ -120,10 +124,15 @@ if [ -s kernels.mjs ]; then
   timeout 120 "$NODE" kernels.mjs ${TTC_GPU_ARGS:-} --json "$OUT/kernels.json" 2>&1 | grep -v 'artificially reduced' | tee "$OUT/kernels.txt"
   log "kernels bench exit ${PIPESTATUS[0]}"
 fi
-# 3. mixed precision: the tiled/f16 matmul vs tfjs's on BERT-base's products, fp32 vs mixed training (~1 min)
+# 4. mixed precision: the tiled/f16 matmul vs tfjs's on BERT-base's products, fp32 vs mixed training (~1 min)
 if ! grep -q '^no GPU adapter' "$OUT/check.txt"; then
   timeout 90 "$NODE" run.mjs --mixed ${TTC_GPU_ARGS:-} --json "$OUT/mixed.json" 2>&1 | grep -v 'artificially reduced' | tee "$OUT/mixed.txt"
   log "mixed exit ${PIPESTATUS[0]}"
+fi
+# 5. fused attention vs the tfjs composite, forward and forward+backward (~30 s on an H200)
+if [ -s attention.mjs ] && ! grep -q '^no GPU adapter' "$OUT/check.txt"; then
+  timeout 75 "$NODE" attention.mjs --json "$OUT/attention.json" 2>&1 | grep -v 'artificially reduced' | tee "$OUT/attention.txt"
+  log "attention bench exit ${PIPESTATUS[0]}"
 fi
 if grep -q '^no GPU adapter' "$OUT/check.txt" "$OUT/bench.txt"; then
   log "Dawn found no usable GPU adapter (see above): nothing was measured on a GPU"

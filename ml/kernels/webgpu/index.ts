@@ -3,6 +3,7 @@
  * ml/kernels/fused.ts for the contract). Registered here, self-tested and activated by ml/backend.ts.
  */
 import type { FusedImpl } from '../fused.ts';
+import { webgpuAttention } from './attention.ts';
 import { biasGeluImpl } from './bias-gelu.ts';
 import { embeddingGradImpl } from './embedding-grad.ts';
 import { layerNormImpl } from './layer-norm.ts';
@@ -10,5 +11,5 @@ import { softmaxXentImpl } from './softmax-xent.ts';
 
 /** Every webgpu fused-kernel implementation (one per op at most). */
 export function webgpuFusedImpls(): FusedImpl[] {
-  return [layerNormImpl, biasGeluImpl, softmaxXentImpl, embeddingGradImpl];
+  return [layerNormImpl, biasGeluImpl, webgpuAttention(), softmaxXentImpl, embeddingGradImpl];
 }
