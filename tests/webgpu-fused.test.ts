@@ -34,7 +34,10 @@ const LAVAPIPE = ['/usr/share/vulkan/icd.d', '/etc/vulkan/icd.d', '/usr/local/sh
     }
   })[0];
 const onlyIcd = (file: string): NodeJS.ProcessEnv => ({ ...process.env, VK_DRIVER_FILES: file, VK_ICD_FILENAMES: file });
+/** the ops this file checks (attention has its own file, tests/webgpu-attention.test.ts) */
 const OPS = ['layerNorm', 'biasGelu', 'softmaxXent', 'embeddingGrad'];
+/** every op the webgpu backend fuses */
+const ALL_OPS = [...OPS, 'attention'];
 
 function child(script: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
@@ -78,7 +81,7 @@ if (LAVAPIPE) {
       fusedChild({ backend: 'cpu', fusedKernels: false, reps: 1 }, process.env, path.join(dir, 'cpu.json')),
     ]);
     t.is(gpu.backend, 'webgpu');
-    t.deepEqual([...gpu.fused].sort(), [...OPS].sort(), gpu.log.join('\n'));
+    t.deepEqual([...gpu.fused].sort(), [...ALL_OPS].sort(), gpu.log.join('\n'));
     for (const op of OPS) t.true(gpu.log.some((l) => l.startsWith(`webgpu: fused ${op} on (wgsl:`)), `no "fused ${op} on" line:\n${gpu.log.join('\n')}`);
     t.deepEqual(gpu.counts.fallback, {}, 'every call of the cases ran fused');
     for (const op of OPS) t.true((gpu.counts.fused[op] ?? 0) > 0, `${op} ran fused`);
