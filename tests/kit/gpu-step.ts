@@ -141,6 +141,8 @@ interface TrainerRun {
   numTensors: number[];
   reads: number[];
   updateOn: string;
+  /** evaluate() after the steps, on two held-out batches */
+  evalLoss: number;
 }
 
 /**
@@ -173,7 +175,7 @@ async function countReads<T>(f: () => Promise<T>): Promise<{ value: T; reads: nu
 async function trainSteps(device: OptimizerDevice, dims: ModelDims, batch: number, seed: number, steps: number, clip: number): Promise<TrainerRun> {
   const layout = paramLayout(dims);
   const trainer = new MlmTrainer({ dims, optimizer: { ...OPT, device }, gradClipNorm: clip }, initialWeights(layout, seed, 0.02));
-  const out: TrainerRun = { losses: [], norms: [], numTensors: [], reads: [], updateOn: trainer.updateOn, state: undefined! };
+  const out: TrainerRun = { losses: [], norms: [], numTensors: [], reads: [], updateOn: trainer.updateOn, evalLoss: NaN, state: undefined! };
   try {
     for (let k = 0; k < steps; k++) {
       const b = syntheticBatch(dims, batch, seed + k);
@@ -183,6 +185,7 @@ async function trainSteps(device: OptimizerDevice, dims: ModelDims, batch: numbe
       out.reads.push(reads);
       out.numTensors.push(tf.memory().numTensors);
     }
+    out.evalLoss = await trainer.evaluate([syntheticBatch(dims, batch, seed + 100), syntheticBatch(dims, batch, seed + 101)]);
     const s = await trainer.fullState();
     out.state = { weights: Float32Array.from(s.weights), m: Float32Array.from(s.m), v: Float32Array.from(s.v), t: s.t };
     return out;
@@ -201,7 +204,7 @@ async function trainerCheck(a: CheckArgs) {
   return { cpu: summary(cpu), gpu: summary(gpu), ...compareRuns(gpu, cpu, paramLayout(dims)) };
 }
 
-const summary = (r: TrainerRun) => ({ updateOn: r.updateOn, losses: r.losses, norms: r.norms, numTensors: r.numTensors, reads: r.reads, t: r.state.t });
+const summary = (r: TrainerRun) => ({ updateOn: r.updateOn, losses: r.losses, norms: r.norms, numTensors: r.numTensors, reads: r.reads, t: r.state.t, evalLoss: r.evalLoss });
 
 function compareRuns(x: TrainerRun, ref: TrainerRun, layout: ParamLayout) {
   return {
