@@ -19,6 +19,7 @@
  *                   if they disagree
  * --check-model M   the model --check uses: tiny (default, L2 d32) or wide (L2 d256 T128, batch 8)
  * --path-sizes S    sizes of the update-path comparison (default small,base; q-small with --quick; "none" skips it)
+ * --path-rounds N   exactly N timed rounds of it (default: ≥ 7, ≤ 9 within the time rule)
  * --paths-only      only the update-path comparison (`npm run bench:gpu-step` = this with --allow-software)
  *
  * The update-path comparison: three trainers in one process, stepped in turn on the same batches
@@ -533,7 +534,8 @@ async function benchMain(): Promise<number> {
     for (const size of pathSizes) {
       process.stderr.write(`[${size.name} update paths] ${((Date.now() - t0) / 1000).toFixed(0)} s elapsed\n`);
       // more rounds than a single cell: three paths share the noise of one process
-      const pathRule = { ...rule, minSteps: Math.max(rule.minSteps, 7), maxSteps: Math.max(rule.maxSteps, 9) };
+      const rounds = Number(opt('--path-rounds') ?? 0);
+      const pathRule = rounds > 0 ? { ...rule, minSteps: rounds, maxSteps: rounds, maxSeconds: 3600 } : { ...rule, minSteps: Math.max(rule.minSteps, 7), maxSteps: Math.max(rule.maxSteps, 9) };
       paths.push(await pathsRun(size, { backend: 'webgpu', allowSoftware, fastKernels: false, threads: THREADS, rule: pathRule }, cellTimeout * PATHS.length));
       save(false);
     }
