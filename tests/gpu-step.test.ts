@@ -1,6 +1,6 @@
 /**
- * The GPU-resident optimizer step (ml/train/gpu-adamw.ts; Trainer.updateOn 'gpu') on lavapipe,
- * each check in its own child process (tests/kit/gpu-step.ts; Dawn is process-global):
+ * The GPU-resident optimizer step (ml/train/gpu-adamw.ts; Trainer.updateOn 'gpu') on lavapipe, in
+ * one child process (tests/kit/gpu-step.ts; Dawn is process-global), ~25 s on 2 idle cores:
  * - GpuAdamW vs the CPU AdamW on the same gradients, 3 steps, clipping, weight decay by kind and a
  *   pruning mask: weights, moments and norms within a few float32 ulps (OPT_TOL, why there);
  * - the trainer GPU-resident vs with the CPU update, both on webgpu, 3 steps from the same weights
@@ -39,26 +39,34 @@ const NO_LAVAPIPE = 'skipped: lavapipe not installed; .ci/run installs it';
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Json = any;
 
-function runCheck(check: string): Promise<{ ok?: boolean; error?: string; stack?: string; ms?: number; result: Json }> {
-  const env = { ...process.env, VK_DRIVER_FILES: LAVAPIPE!, VK_ICD_FILENAMES: LAVAPIPE! };
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, ['--import', 'tsx', CHILD, check], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+/** The three checks in one child process (one tsx start, one Dawn init), started on first use and shared by the tests. */
+let all: Promise<{ ok?: boolean; error?: string; stack?: string; ms?: Record<string, number>; results: Json }> | undefined;
+function runChecks() {
+  all ??= new Promise((resolve, reject) => {
+    const env = { ...process.env, VK_DRIVER_FILES: LAVAPIPE!, VK_ICD_FILENAMES: LAVAPIPE! };
+    const p = spawn(process.execPath, ['--import', 'tsx', CHILD, 'optimizer,trainer,resume'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     p.stdout.on('data', (d) => (out += String(d)));
     p.stderr.on('data', (d) => (err = (err + String(d)).slice(-4000)));
-    const timer = setTimeout(() => p.kill('SIGKILL'), 90_000);
+    const timer = setTimeout(() => p.kill('SIGKILL'), 150_000);
     p.on('error', reject);
     p.on('close', (code) => {
       clearTimeout(timer);
       const line = out.trim().split('\n').reverse().find((l) => l.startsWith('{'));
       try {
-        resolve(line ? JSON.parse(line) : { error: `no result line (exit ${code}): ${err}`, result: undefined });
+        resolve(line ? JSON.parse(line) : { error: `no result line (exit ${code}): ${err}`, results: undefined });
       } catch {
-        resolve({ error: `unparsable result line: ${line}`, result: undefined });
+        resolve({ error: `unparsable result line: ${line}`, results: undefined });
       }
     });
   });
+  return all;
+}
+
+async function runCheck(check: string): Promise<{ ok?: boolean; error?: string; stack?: string; result: Json }> {
+  const o = await runChecks();
+  return { ...o, result: o.results?.[check] };
 }
 
 if (LAVAPIPE) {

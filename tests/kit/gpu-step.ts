@@ -2,7 +2,7 @@
  * Checks of the GPU-resident step (ml/train/gpu-adamw.ts, Trainer's updateOn 'gpu'), run in a
  * child process on webgpu (lavapipe in tests/gpu-step.test.ts; Dawn is process-global):
  *
- *   node --import tsx tests/kit/gpu-step.ts <check> '<json args>'     prints one JSON line
+ *   node --import tsx tests/kit/gpu-step.ts <check>[,<check>…] ['<json args>']     prints one JSON line
  *
  * - `optimizer`: GpuAdamW vs the CPU AdamW (ml/train/adamw.ts) on the same weights and the same
  *   gradients, 3 steps, clipping active, decayed and undecayed parameters, a pruning mask;
@@ -279,15 +279,21 @@ async function resumeCheck(a: CheckArgs) {
 
 export const CHECKS = { optimizer: optimizerCheck, trainer: trainerCheck, resume: resumeCheck } as const;
 
+/** argv: <check>[,<check>…] [json args]: runs the checks in turn, one backend init; prints {"ok": true, results: {check: result}} */
 export async function gpuStepMain(argv: string[]): Promise<number> {
   const emit = (o: unknown) => process.stdout.write(`${JSON.stringify(o)}\n`);
   try {
-    const check = argv[0] as keyof typeof CHECKS;
-    if (!(check in CHECKS)) throw new Error(`usage: gpu-step <${Object.keys(CHECKS).join('|')}> [json args]`);
+    const checks = (argv[0] ?? '').split(',') as Array<keyof typeof CHECKS>;
+    if (!checks.every((c) => c in CHECKS)) throw new Error(`usage: gpu-step <${Object.keys(CHECKS).join('|')}>[,…] [json args]`);
     const info = await initBackend('webgpu', { threads: 1, allowSoftwareGpu: true });
-    const t0 = performance.now();
-    const result = await CHECKS[check](JSON.parse(argv[1] ?? '{}') as CheckArgs);
-    emit({ ok: true, backend: info.detail, ms: performance.now() - t0, result });
+    const results: Record<string, unknown> = {};
+    const ms: Record<string, number> = {};
+    for (const c of checks) {
+      const t0 = performance.now();
+      results[c] = await CHECKS[c](JSON.parse(argv[1] ?? '{}') as CheckArgs);
+      ms[c] = performance.now() - t0;
+    }
+    emit({ ok: true, backend: info.detail, ms, results });
     return 0;
   } catch (e) {
     emit({ error: e instanceof Error ? e.message : String(e), stack: e instanceof Error ? e.stack : undefined });
