@@ -7,7 +7,8 @@
  *   on the same batches: losses, norms, evaluation and the full state (weights under TOLERANCE,
  *   moments per tensor) agree; no gradient is read back (no tfjs read from the GPU in a step);
  *   tf.memory().numTensors stays flat;
- * - a checkpoint written after 2 GPU-resident steps and resumed gives the uninterrupted 3rd step.
+ * - a checkpoint written after 2 GPU-resident steps and resumed gives the uninterrupted 3rd step;
+ * - a pruning mask set after GPU-resident steps zeroes the device's weights and holds.
  * Without lavapipe's ICD file the checks are registered as skipped with the reason in their titles.
  */
 import test from 'ava';
@@ -44,7 +45,7 @@ let all: Promise<{ ok?: boolean; error?: string; stack?: string; ms?: Record<str
 function runChecks() {
   all ??= new Promise((resolve, reject) => {
     const env = { ...process.env, VK_DRIVER_FILES: LAVAPIPE!, VK_ICD_FILENAMES: LAVAPIPE! };
-    const p = spawn(process.execPath, ['--import', 'tsx', CHILD, 'optimizer,trainer,resume'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, ['--import', 'tsx', CHILD, 'optimizer,trainer,resume,mask'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     p.stdout.on('data', (d) => (out += String(d)));
@@ -113,10 +114,24 @@ if (LAVAPIPE) {
     t.true(r.loss.rel <= TOLERANCE.lossRtol, `3rd-step loss: resumed ${r.loss.resumed} vs ${r.loss.uninterrupted}`);
     t.true(r.weights.used <= 1, `weights after the 3rd step: ${JSON.stringify(r.weights)}`);
   });
+
+  test('a pruning mask set after GPU-resident steps zeroes the weights on the device and holds through the next step (lavapipe)', async (t) => {
+    const o = await runCheck('mask');
+    if (!o.ok) return t.fail(`${o.error}\n${o.stack ?? ''}`);
+    const r = o.result;
+    t.log(JSON.stringify(r));
+    t.true(r.stepsMoved);
+    t.true(r.dropped > 0);
+    t.is(r.zeroAfterMask, r.dropped);
+    t.is(r.zeroAfterStep, r.dropped);
+    t.true(r.keptNonZero > 0.99 * r.kept, 'the kept weights are not zeroed');
+    t.true(r.changed > 0.9 * r.kept, 'the kept weights keep training');
+  });
 } else {
   test.skip(`GPU AdamW = CPU AdamW on the same gradients (${NO_LAVAPIPE})`, () => {});
   test.skip(`trainer GPU-resident vs CPU update (${NO_LAVAPIPE})`, () => {});
   test.skip(`resume on the GPU-resident path (${NO_LAVAPIPE})`, () => {});
+  test.skip(`a pruning mask set after GPU-resident steps (${NO_LAVAPIPE})`, () => {});
 }
 
 test('optimizer.device "gpu" on a CPU backend is refused; "auto" there keeps the CPU update', async (t) => {

@@ -277,7 +277,49 @@ async function resumeCheck(a: CheckArgs) {
   }
 }
 
-export const CHECKS = { optimizer: optimizerCheck, trainer: trainerCheck, resume: resumeCheck } as const;
+/**
+ * A pruning mask set after GPU-resident steps (the device holds newer weights than the host: they
+ * are masked on the device) holds through the next step; the unmasked weights keep training.
+ */
+async function maskCheck(a: CheckArgs) {
+  const dims = a.dims ?? CHECK_MODEL;
+  const batch = a.batch ?? 4;
+  const seed = a.seed ?? 1234;
+  const layout = paramLayout(dims);
+  const trainer = new MlmTrainer({ dims, optimizer: { ...OPT, device: 'gpu' }, gradClipNorm: 1 }, initialWeights(layout, seed, 0.02));
+  try {
+    await trainer.step(syntheticBatch(dims, batch, seed), LR);
+    const before = Float32Array.from(await trainer.hostWeights());
+    const rng = new Rng(seed);
+    const mask = new Uint8Array(layout.total).map(() => (rng.next() < 0.3 ? 0 : 1));
+    await trainer.step(syntheticBatch(dims, batch, seed + 1), LR); // the device is ahead of the host again
+    const ahead = Float32Array.from((await trainer.fullState()).weights);
+    await trainer.step(syntheticBatch(dims, batch, seed + 2), LR);
+    trainer.setMask(mask);
+    const masked = Float32Array.from(await trainer.hostWeights());
+    await trainer.step(syntheticBatch(dims, batch, seed + 3), LR);
+    const after = await trainer.fullState();
+    let zeroAfterMask = 0;
+    let zeroAfterStep = 0;
+    let changed = 0;
+    let keptNonZero = 0;
+    for (let i = 0; i < mask.length; i++) {
+      if (mask[i] === 0) {
+        if (masked[i] === 0) zeroAfterMask++;
+        if (after.weights[i] === 0) zeroAfterStep++;
+      } else {
+        if (after.weights[i] !== masked[i]) changed++;
+        if (masked[i] !== 0) keptNonZero++;
+      }
+    }
+    const dropped = mask.reduce((n, x) => n + (x === 0 ? 1 : 0), 0);
+    return { dropped, zeroAfterMask, zeroAfterStep, keptNonZero, changed, kept: mask.length - dropped, stepsMoved: ahead.some((x, i) => x !== before[i]) };
+  } finally {
+    trainer.dispose();
+  }
+}
+
+export const CHECKS = { optimizer: optimizerCheck, trainer: trainerCheck, resume: resumeCheck, mask: maskCheck } as const;
 
 /** argv: <check>[,<check>…] [json args]: runs the checks in turn, one backend init; prints {"ok": true, results: {check: result}} */
 export async function gpuStepMain(argv: string[]): Promise<number> {
