@@ -23,6 +23,16 @@
  *                   training run (`npm run bench:gpu-matmul` = --mixed --allow-software)
  * --no-mixed        the bench without its mixed-precision row (the largest size again with
  *                   model.precision = mixed, when the adapter offers shader-f16)
+ * --path-sizes S    sizes of the update-path comparison (default small,base; q-small with --quick; "none" skips it)
+ * --path-rounds N   exactly N timed rounds of it (default: ≥ 7, ≤ 9 within the time rule)
+ * --paths-only      only the update-path comparison (`npm run bench:gpu-step` = this with --allow-software)
+ *
+ * The update-path comparison: three trainers in one process, stepped in turn on the same batches
+ * (so that load and clock drift hit them alike): the CPU update with tfjs's upload of the new
+ * weights (the code before the GPU-resident step), the CPU update with the weights written back by
+ * queue.writeBuffer (what a worker with peers does now), and the GPU-resident step (a worker
+ * without peers: optimizer.device auto); plus the weight hand-back alone, tfjs upload vs writeBuffer.
+ * The regular rows use the CPU update (optimizer.device "cpu"), as before.
  *
  * Without a usable GPU adapter it prints "no GPU adapter: <reasons from ml/backend.ts>" and
  * exits 0. Every measurement runs in a child process of this same file (`--cell`, `--one-step`),
@@ -42,7 +52,9 @@ import { BackendError, initBackend, type BackendChoice, type BackendInfo } from 
 import { numMaskedPerSeq } from '../ml/data/masking.ts';
 import { mlmStepFlops } from '../ml/flops.ts';
 import { paramLayout, type ModelDims } from '../ml/model/spec.ts';
-import { initialWeights } from '../ml/model/weights.ts';
+import { initialWeights, WeightTensors } from '../ml/model/weights.ts';
+import { sharedFloat32, type OptimizerDevice } from '../ml/train/adamw.ts';
+import { webgpuAccess } from '../ml/webgpu-access.ts';
 import { tf } from '../ml/tf.ts';
 import { MlmTrainer } from '../ml/train/trainer.ts';
 import { CHECK_DEFAULTS, CHECK_MODELS, compareOneStep, oneStepMain, readOneStep, syntheticBatch, TOLERANCE, type OneStepArgs } from '../tests/kit/one-step.ts';
@@ -85,7 +97,7 @@ type Rule = typeof FULL_RULE;
 // ---------- child side ----------
 
 interface CellArgs {
-  kind: 'probe' | 'train';
+  kind: 'probe' | 'train' | 'paths';
   backend: Exclude<BackendChoice, 'auto'>;
   allowSoftware: boolean;
   fastKernels: boolean;
@@ -154,8 +166,10 @@ async function cellMain(a: CellArgs): Promise<void> {
   const { size, rule } = a as Required<CellArgs>;
   const dims = size.dims;
   const layout = paramLayout(dims);
+  if (a.kind === 'paths') return pathsCell(info, size, rule);
   const trainer = new MlmTrainer(
-    { dims, optimizer: { beta1: 0.9, beta2: 0.98, epsilon: 1e-6, weightDecay: 0.01 }, gradClipNorm: 1.0 },
+    // the CPU update (gradients read back), as these rows always measured; the GPU-resident step is pathsCell's
+    { dims, optimizer: { beta1: 0.9, beta2: 0.98, epsilon: 1e-6, weightDecay: 0.01, device: 'cpu' }, gradClipNorm: 1.0 },
     initialWeights(layout, SEED, 0.02),
   );
   const batches = [0, 1, 2, 3].map((i) => syntheticBatch(dims, size.batch, SEED + i));
@@ -197,6 +211,71 @@ async function cellMain(a: CellArgs): Promise<void> {
   }
   emit({ done: true });
   trainer.dispose();
+}
+
+const PATHS: Array<{ name: string; device: OptimizerDevice; upload: 'load' | 'write'; expect: 'cpu' | 'gpu' }> = [
+  { name: 'CPU update, tfjs upload', device: 'cpu', upload: 'load', expect: 'cpu' },
+  { name: 'CPU update, writeBuffer', device: 'cpu', upload: 'write', expect: 'cpu' },
+  { name: 'GPU-resident', device: 'auto', upload: 'write', expect: 'gpu' },
+];
+
+/** The update paths side by side in this process (see the header), then the weight hand-back alone. */
+async function pathsCell(info: BackendInfo, size: Size, rule: Rule): Promise<void> {
+  const dims = size.dims;
+  const layout = paramLayout(dims);
+  const trainers = PATHS.map((p) => {
+    const t = new MlmTrainer({ dims, optimizer: { beta1: 0.9, beta2: 0.98, epsilon: 1e-6, weightDecay: 0.01, device: p.device }, gradClipNorm: 1.0 }, initialWeights(layout, SEED, 0.02));
+    t.weightUpload = p.upload;
+    if (t.updateOn !== p.expect) throw new Error(`${p.name}: the trainer chose the ${t.updateOn} update`);
+    return t;
+  });
+  const batches = [0, 1, 2, 3].map((i) => syntheticBatch(dims, size.batch, SEED + i));
+  emit({ ready: true, backend: info.name, detail: info.detail, params: layout.total });
+  const ms: number[][] = PATHS.map(() => []);
+  const losses: number[][] = PATHS.map(() => []);
+  const tensors: number[] = [];
+  let spent = 0;
+  for (let k = 0; ; k++) {
+    for (let i = 0; i < trainers.length; i++) {
+      const t0 = performance.now();
+      const r = await trainers[i]!.step(batches[k % batches.length]!, LR);
+      const dt = performance.now() - t0;
+      if (!Number.isFinite(r.loss)) throw new Error(`${PATHS[i]!.name}: non-finite loss ${r.loss}`);
+      if (k >= rule.warmup) {
+        ms[i]!.push(dt);
+        losses[i]!.push(r.loss);
+        spent += dt;
+      }
+    }
+    if (k >= rule.warmup) tensors.push(tf.memory().numTensors);
+    const n = k + 1 - rule.warmup;
+    emit({ pathRound: { k, ms: ms.map((x) => x.at(-1) ?? NaN), warmup: k < rule.warmup } });
+    if (n > 0 && (spent >= rule.maxSeconds * 1000 * PATHS.length || n >= rule.maxSteps || (n >= rule.minSteps && spent >= rule.minSeconds * 1000 * PATHS.length))) break;
+  }
+  trainers.forEach((t) => t.dispose());
+  // the hand-back alone: new tensors from the host weights until the GPU holds them (tfjs uploads
+  // at a tensor's first use: forced here), alternated 5×
+  const gpu = webgpuAccess()!;
+  const flat = sharedFloat32(layout.total); // shared, as the trainer's weights are
+  flat.set(initialWeights(layout, SEED, 0.02));
+  const wt = new WeightTensors(layout);
+  const handBack: Record<'load' | 'write', number[]> = { load: [], write: [] };
+  const probe4 = new Float32Array(1);
+  for (let r = 0; r < 6; r++) {
+    for (const mode of ['load', 'write'] as const) {
+      const t0 = performance.now();
+      if (mode === 'load') wt.load(flat);
+      else wt.write(flat);
+      const list = wt.list();
+      for (const t of list) gpu.buffer(t);
+      // a 4-byte read of the last tensor: returns once the queue has run every upload before it
+      await gpu.read([{ buffer: gpu.buffer(list.at(-1)!), bytes: 4, into: probe4, at: 0 }]);
+      if (r > 0) handBack[mode].push(performance.now() - t0);
+    }
+  }
+  wt.dispose();
+  emit({ paths: { names: PATHS.map((p) => p.name), ms, losses, tensors, handBack } });
+  emit({ done: true });
 }
 
 // ---------- parent side ----------
@@ -306,6 +385,75 @@ async function trainCell(size: Size, path_: string, a: Omit<CellArgs, 'kind' | '
   return res;
 }
 
+interface PathsResult {
+  size: string;
+  dims: ModelDims;
+  batch: number;
+  params?: number;
+  detail?: string;
+  error?: string;
+  skipped?: string;
+  names: string[];
+  /** per path: the timed steps (ms) and their losses */
+  ms: number[][];
+  losses: number[][];
+  medianMs: number[];
+  /** tf.memory().numTensors after each round */
+  tensors: number[];
+  handBack?: { load: number[]; write: number[] };
+}
+
+async function pathsRun(size: Size, a: Omit<CellArgs, 'kind' | 'size'>, timeoutMs: number): Promise<PathsResult> {
+  const res: PathsResult = { size: size.name, dims: size.dims, batch: size.batch, names: PATHS.map((p) => p.name), ms: [], losses: [], medianMs: [], tensors: [] };
+  const r = await runSelf(['--cell', JSON.stringify({ ...a, kind: 'paths', size })], timeoutMs, (m) => {
+    if (m.ready) progress(`${size.name} update paths: ${m.detail}, ${(m.params as number).toLocaleString('en')} parameters`);
+    const p = m.pathRound as { k: number; ms: number[]; warmup: boolean } | undefined;
+    if (p) progress(`${size.name} update paths, round ${p.k}${p.warmup ? ' (warm-up)' : ''}: ${p.ms.map((x, i) => `${PATHS[i]!.name} ${fmtMs(x)}`).join(', ')}`);
+  });
+  for (const m of r.lines) {
+    if (m.unavailable) res.skipped = String(m.unavailable);
+    if (m.ready) {
+      res.detail = String(m.detail);
+      res.params = m.params as number;
+    }
+    if (m.paths) Object.assign(res, m.paths);
+  }
+  if (!res.skipped && !r.lines.some((m) => m.done)) res.error = childError(r);
+  res.medianMs = res.ms.map((x) => median(x));
+  return res;
+}
+
+function printPaths(results: PathsResult[], software: boolean): void {
+  if (!results.length) return;
+  console.log('\n# update paths, side by side: three trainers in one process stepped in turn on the same batches; ms per step (medians, min–max)');
+  const [load, write, gpu] = [0, 1, 2];
+  printTable(
+    ['size', 'params', ...PATHS.map((p) => `${p.name} ms`), 'CPU update (writeBuffer) / GPU-resident', 'tfjs upload / writeBuffer', 'hand-back alone: tfjs upload / writeBuffer ms', 'tensors flat'],
+    results.map((r) => {
+      const label = `${r.size} (L${r.dims.layers} d${r.dims.hidden}, B${r.batch}×${r.dims.seqLen})`;
+      if (!r.ms.length) return [label, (r.params ?? 0).toLocaleString('en'), r.skipped ? `skipped: ${r.skipped}` : `failed: ${r.error}`, '', '', '', '', '', ''];
+      const cell = (i: number) => `${fmtMs(r.medianMs[i])} (${fmtMs(Math.min(...r.ms[i]!))}–${fmtMs(Math.max(...r.ms[i]!))})`;
+      const hb = r.handBack ? `${fmtMs(median(r.handBack.load))} / ${fmtMs(median(r.handBack.write))}` : '—';
+      return [
+        label,
+        (r.params ?? 0).toLocaleString('en'),
+        cell(load),
+        cell(write),
+        cell(gpu),
+        `${(r.medianMs[write]! / r.medianMs[gpu]!).toFixed(2)}×`,
+        `${(r.medianMs[load]! / r.medianMs[write]!).toFixed(2)}×`,
+        hb,
+        r.tensors.every((n) => n === r.tensors[0]) ? 'yes' : 'NO',
+      ];
+    }),
+  );
+  console.log(
+    '  CPU update = gradients read back, clip + AdamW in JS (optimizer.threads auto), new weights handed back (tfjs upload: new tensors uploaded at first use through a mapped staging buffer each; writeBuffer: queue.writeBuffer into pool buffers); ' +
+      'GPU-resident = clip + AdamW in WGSL on the device, only loss and norm read back; hand-back alone = host weights → new tensors in GPU buffers, until a 4-byte read after them returns',
+  );
+  if (software) console.log('  SOFTWARE adapter (lavapipe: Vulkan on the CPU): the GPU work runs on the same cores as the JS update');
+}
+
 const fmtMs = (ms: number | undefined) => (ms === undefined || !Number.isFinite(ms) ? '—' : ms >= 100 ? Math.round(ms).toLocaleString('en') : ms.toFixed(1));
 const fmtTflops = (x: number | undefined) => (x === undefined || !Number.isFinite(x) ? '—' : x >= 0.1 ? x.toFixed(2) : x.toPrecision(2));
 
@@ -363,11 +511,12 @@ async function benchMain(): Promise<number> {
 
   // matMul probe (fresh process: a clean device)
   const mm = quick ? { n: 512, reps: 3 } : { n: 4096, reps: 10 };
-  const mp = await probe(allowSoftware, mm);
+  const mp = flag('--paths-only') ? { unavailable: 'skipped (--paths-only)' } : await probe(allowSoftware, mm);
   const matmul = mp.ok ? (mp.matmul as { n: number; reps: number; ms: number; tflops: number }) : undefined;
   console.log(matmul ? `# matMul ${matmul.n}² fp32: ${matmul.ms.toFixed(2)} ms, ${fmtTflops(matmul.tflops)} TFLOP/s (mean of ${matmul.reps} after 1 warm-up)` : `# matMul probe failed: ${mp.unavailable ?? mp.error}`);
 
   const results: Row[] = [];
+  const paths: PathsResult[] = [];
   // written after every cell too, so that a run cut short by a time limit keeps what it measured
   const save = (complete: boolean) =>
     writeJson(
@@ -385,11 +534,31 @@ async function benchMain(): Promise<number> {
         lr: LR,
         matmul: matmul ?? null,
         results,
+        paths,
       },
       complete,
     );
   save(false);
   const cellTimeout = (rule.maxSeconds + 240) * 1000;
+  const pathSizeNames = (opt('--path-sizes') ?? (quick ? 'q-small' : 'small,base')).split(',').map((x) => x.trim()).filter((x) => x && x !== 'none');
+  const pathSizes = pathSizeNames.map((n) => all.find((s) => s.name === n) ?? (() => { throw new Error(`--path-sizes: unknown size "${n}"`); })());
+  const runPaths = async () => {
+    for (const size of pathSizes) {
+      process.stderr.write(`[${size.name} update paths] ${((Date.now() - t0) / 1000).toFixed(0)} s elapsed\n`);
+      // more rounds than a single cell: three paths share the noise of one process
+      const rounds = Number(opt('--path-rounds') ?? 0);
+      const pathRule = rounds > 0 ? { ...rule, minSteps: rounds, maxSteps: rounds, maxSeconds: 3600 } : { ...rule, minSteps: Math.max(rule.minSteps, 7), maxSteps: Math.max(rule.maxSteps, 9) };
+      paths.push(await pathsRun(size, { backend: 'webgpu', allowSoftware, fastKernels: false, threads: THREADS, rule: pathRule }, cellTimeout * PATHS.length));
+      save(false);
+    }
+  };
+  if (flag('--paths-only')) {
+    await runPaths();
+    printPaths(paths, software);
+    console.log(`\n# total ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+    save(true);
+    return paths.some((r) => r.error) ? 1 : 0;
+  }
   for (const size of sizes) {
     const flops = stepFlops(size);
     process.stderr.write(`[${size.name}] ${((Date.now() - t0) / 1000).toFixed(0)} s elapsed\n`);
@@ -406,9 +575,11 @@ async function benchMain(): Promise<number> {
     results.push({ ...r, dims: size.dims, batch: size.batch, flopsPerStep: flops });
     save(false);
   }
+  await runPaths();
   if (!flag('--no-cpu')) results.push(await cpuCell(sizes[0], quick));
 
   printResults(results, software);
+  printPaths(paths, software);
   console.log(`\n# total ${((Date.now() - t0) / 1000).toFixed(0)} s`);
   save(true);
   return results.some((r) => r.error) ? 1 : 0;

@@ -82,9 +82,14 @@ export const configSchema = {
     warmupFraction: { doc: 'Fraction of the budgeted steps spent in linear warm-up.', format: fraction, default: 0.06 },
     gradClipNorm: { doc: 'Clip the global gradient norm to this value (0 = no clipping).', format: nonNegativeNumber, default: 1.0 },
     threads: {
-      doc: "Worker threads for the optimizer update (gradient clip + AdamW, in JS on the CPU whatever the backend); 0 = auto: for models of at least 1M parameters up to 8, within the cores and the process's cgroup CPU limit (a pod's limits.cpu), else 1. The result is bit-identical for any value.",
+      doc: "Worker threads for the optimizer update when it runs on the CPU (gradient clip + AdamW in JS; see optimizer.device); 0 = auto: for models of at least 1M parameters up to 8, within the cores and the process's cgroup CPU limit (a pod's limits.cpu), else 1. The result is bit-identical for any value.",
       format: 'nat',
       default: 0,
+    },
+    device: {
+      doc: 'Where the optimizer update (gradient clip + AdamW) runs. auto: on the GPU when the backend is webgpu and the worker has no peers (`ttc train`, a ring of one): no gradient is read back, weights and moments stay on the device (docs/gpu.md); otherwise on the CPU. cpu: always on the CPU (gradients read back). gpu: like auto, but a backend other than webgpu is an error. With peers the update is on the CPU whatever this says (the ring reduces host buffers).',
+      format: ['auto', 'cpu', 'gpu'],
+      default: 'auto' as 'auto' | 'cpu' | 'gpu',
     },
   },
   train: {

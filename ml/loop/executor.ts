@@ -68,7 +68,7 @@ export class Replica<B, T extends Trainer<B> = Trainer<B>> implements StepExecut
   ) {
     this.trainer = task.createTrainer(start.weights);
     if (parallel) this.trainer.joinGroup(parallel.group, parallel.options);
-    this.trainer.optimizer.setState(start);
+    this.trainer.setOptimizerState(start);
     if (mask) this.trainer.setMask(mask);
   }
 
@@ -113,8 +113,7 @@ export class Replica<B, T extends Trainer<B> = Trainer<B>> implements StepExecut
 
   /** SHA-256 of the weights once the last update has reached them. */
   async hash(): Promise<string> {
-    await this.trainer.settle();
-    return hashWeights(this.trainer.weights);
+    return hashWeights(await this.trainer.hostWeights());
   }
 
   dispose(): void {

@@ -6,6 +6,7 @@ import { tf } from '../tf.ts';
 import { Rng } from '../../core/rng.ts';
 import type { Params } from './transformer.ts';
 import type { ParamLayout } from './spec.ts';
+import { webgpuAccess } from '../webgpu-access.ts';
 
 /** BERT initialisation: N(0, std) for dense and embedding matrices, 0 for biases, LayerNorm γ=1 β=0. */
 export function initialWeights(layout: ParamLayout, seed: number, std: number): Float32Array {
@@ -45,6 +46,28 @@ export class WeightTensors {
       const values = this.viewsOf ? flat.subarray(s.offset, s.offset + s.size) : flat.slice(s.offset, s.offset + s.size);
       next[s.name] = tf.tensor(values, s.shape, 'float32');
     }
+    this.dispose();
+    this.tensors = next;
+  }
+
+  /**
+   * Like load(), but on webgpu each new tensor's buffer (from tfjs's pool: the old tensors' own,
+   * disposed first) is filled by queue.writeBuffer, not by tfjs's upload, which creates a mapped
+   * staging buffer per tensor at its first use. `flat` may change right after (it is copied now).
+   */
+  write(flat: Float32Array): void {
+    const gpu = webgpuAccess();
+    if (!gpu) return this.load(flat);
+    if (flat.length !== this.layout.total) throw new Error(`weights: expected ${this.layout.total} floats, got ${flat.length}`);
+    this.dispose();
+    for (const s of this.layout.specs) this.tensors[s.name] = gpu.tensorFrom(flat.subarray(s.offset, s.offset + s.size), s.shape);
+  }
+
+  /** Takes `list` (layout order) as the tensors, disposing the current ones. */
+  adopt(list: tf.Tensor[]): void {
+    if (list.length !== this.layout.specs.length) throw new Error(`weights: expected ${this.layout.specs.length} tensors, got ${list.length}`);
+    const next: Params = {};
+    this.layout.specs.forEach((s, i) => (next[s.name] = list[i]!));
     this.dispose();
     this.tensors = next;
   }

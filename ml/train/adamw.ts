@@ -20,7 +20,12 @@ export interface AdamWOptions {
   weightDecay: number;
   /** threads for the update (optimizer.threads): 0 or absent = auto (resolveUpdateThreads) */
   threads?: number;
+  /** where the Trainer runs the update (optimizer.device; see Trainer): absent = auto */
+  device?: OptimizerDevice;
 }
+
+/** auto: on the GPU when the backend is webgpu and the worker has no peers; gpu: the same, but an error on another backend */
+export type OptimizerDevice = 'auto' | 'cpu' | 'gpu';
 
 /** [start, end) of the flat parameter buffer */
 export type Range = readonly [number, number];

@@ -4,6 +4,10 @@
  * nothing in one process; on a ring, bucketed reduce-scatter, a ZeRO-1 sharded update and a weight
  * all-gather, or an all-reduce and a full update). Master weights, gradients and optimizer state
  * are flat Float32Arrays.
+ * A worker without peers on webgpu keeps the whole step on the GPU instead (optimizer.device,
+ * ./gpu-adamw.ts): gradients are never read back, the weight tensors and the AdamW moments stay
+ * on the device, and `weights` / the optimizer's moments are host copies refreshed on demand
+ * (hostWeights(), fullState()).
  * `Trainer` is the task-independent part; MlmTrainer (pretraining) and ClassifierTrainer
  * (fine-tuning, ml/train/classifier.ts) only say how a batch becomes a loss.
  */
@@ -14,6 +18,9 @@ import type { ProcessGroup } from '../../collective/index.ts';
 import { mlmLoss, type Params } from '../model/transformer.ts';
 import { paramLayout, type ModelDims, type ParamLayout } from '../model/spec.ts';
 import { WeightTensors } from '../model/weights.ts';
+import { webgpuAccess } from '../webgpu-access.ts';
+import { GpuAdamW } from './gpu-adamw.ts';
+import { ConfigError } from '../../core/config/load.ts';
 import type { CommTime } from './data-parallel.ts';
 import type { MaskedBatch } from '../data/batches.ts';
 import { mixedPrecisionActive } from '../kernels/webgpu-matmul.ts';
@@ -46,7 +53,10 @@ export interface StepResult {
 }
 
 export abstract class Trainer<B> {
-  /** master weights; the tensors are views of them: change them only through apply / setWeights / setMask */
+  /**
+   * master weights (on the GPU-resident path: a host copy, current after hostWeights()); change
+   * them only through apply / setWeights / setMask
+   */
   readonly weights: Float32Array;
   readonly grads: Float32Array;
   /** the update of the parameters this replica owns (all of them unless the optimizer is sharded) */
@@ -60,6 +70,16 @@ export abstract class Trainer<B> {
   private stale = false;
   /** mixed precision's dynamic loss scale (./loss-scale.ts); undefined in fp32 */
   readonly lossScaler: LossScaler | undefined;
+  /** where apply() runs: 'gpu' = the GPU-resident step (webgpu, no peers; optimizer.device) */
+  updateOn: 'cpu' | 'gpu' = 'cpu';
+  /** how the tensors get new host weights on webgpu: 'write' = queue.writeBuffer (WeightTensors.write), 'load' = tfjs's upload (for the bench) */
+  weightUpload: 'write' | 'load' = 'write';
+  /** GPU-resident path: its optimizer (created at the first step, from this.optimizer's state) */
+  private gpuOpt: GpuAdamW | undefined;
+  /** GPU-resident path: the last computeGradients' loss and gradients, on the device until apply() */
+  private pending: { value: tf.Tensor; grads: tf.Tensor[] } | undefined;
+  /** GPU-resident path: the tensors are newer than this.weights */
+  private hostStale = false;
 
   constructor(readonly layout: ParamLayout, protected readonly opts: TrainerOptions, initial: Float32Array) {
     if (initial.length !== layout.total) throw new Error(`initial weights: expected ${layout.total} floats, got ${initial.length}`);
@@ -72,6 +92,19 @@ export abstract class Trainer<B> {
     // views of this.weights, not copies: every change to them (apply, setWeights, setMask) reloads
     this.tensors = new WeightTensors(layout, this.weights, true);
     this.lossScaler = opts.lossScale === false ? undefined : (opts.lossScale ?? (mixedPrecisionActive() ? new LossScaler() : undefined));
+    this.chooseDevice();
+  }
+
+  /** The GPU-resident step when optimizer.device allows it, the backend is webgpu and there are no peers. */
+  private chooseDevice(): void {
+    const want = this.opts.optimizer.device ?? 'auto';
+    const gpu = want === 'cpu' ? undefined : webgpuAccess();
+    if (want === 'gpu' && !gpu) throw new ConfigError(`optimizer.device "gpu" needs the webgpu backend (the active backend is ${tf.getBackend()})`);
+    this.gpuOpt?.dispose();
+    this.gpuOpt = undefined;
+    // the GPU-resident update has no loss scaling: mixed precision updates on the CPU
+    if (want === 'gpu' && this.lossScaler) throw new ConfigError('optimizer.device "gpu" cannot run with model.precision "mixed" (the GPU-resident update has no loss scaling); use optimizer.device "auto" or "cpu"');
+    this.updateOn = gpu && this.dp.worldSize === 1 && !this.lossScaler ? 'gpu' : 'cpu';
   }
 
   /**
@@ -81,14 +114,23 @@ export abstract class Trainer<B> {
   joinGroup(group: ProcessGroup | undefined, opts: DataParallelOptions): void {
     this.dp = new DataParallel(this.layout, group, opts);
     this.optimizer = new AdamW(this.layout, this.opts.optimizer, this.dp.ownRanges);
+    this.chooseDevice();
+  }
+
+  /** Sets the optimizer state (whole layout or the owned ranges); on the GPU-resident path it is uploaded before the next step. */
+  setOptimizerState(s: Parameters<AdamW['setState']>[0]): void {
+    this.optimizer.setState(s);
+    this.gpuOpt?.dispose();
+    this.gpuOpt = undefined;
   }
 
   /** Waits for the weights of the last update (a pending all-gather) and hands them to the backend. */
   async settle(): Promise<void> {
+    if (this.hostStale && this.updateOn === 'cpu') await this.readWeightsBack(); // the CPU update needs them
     const gathered = await this.dp.settle();
     if (gathered || this.stale) {
       const t0 = performance.now();
-      this.tensors.load(this.weights);
+      this.upload();
       this.stale = false;
       this.lastApply.uploadMs = performance.now() - t0;
     }
@@ -106,15 +148,12 @@ export abstract class Trainer<B> {
    */
   async computeGradients(b: B): Promise<number> {
     await this.settle();
-    const names = this.layout.specs.map((s) => s.name);
     const scale = this.lossScaler?.scale ?? 1;
-    const { value, grads } = tf.tidy(() => {
-      const lossOf = (...ts: tf.Tensor[]) => {
-        const loss = this.loss(Object.fromEntries(names.map((n, i) => [n, ts[i]])), b);
-        return scale === 1 ? loss : tf.mul(loss, scale);
-      };
-      return tf.valueAndGrads(lossOf)(this.tensors.list());
-    });
+    if (this.updateOn === 'gpu') {
+      // kept on the device for apply(); only the loss is read
+      return (await this.gradientsOnDevice(b).value.data())[0]!;
+    }
+    const { value, grads } = this.lossAndGrads(b, scale);
     try {
       // every read-back is requested at once (a GPU backend copies them in parallel), awaited in bucket order
       const reads = grads.map((g) => g.data() as Promise<Float32Array>);
@@ -129,6 +168,71 @@ export abstract class Trainer<B> {
     }
   }
 
+  /** The loss (times `scale`: mixed precision's loss scale) and its gradients, on the backend. */
+  private lossAndGrads(b: B, scale = 1): { value: tf.Tensor; grads: tf.Tensor[] } {
+    const names = this.layout.specs.map((s) => s.name);
+    return tf.tidy(() => {
+      const lossOf = (...ts: tf.Tensor[]) => {
+        const loss = this.loss(Object.fromEntries(names.map((n, i) => [n, ts[i]])), b);
+        return scale === 1 ? loss : tf.mul(loss, scale);
+      };
+      return tf.valueAndGrads(lossOf)(this.tensors.list());
+    });
+  }
+
+  /** GPU-resident path: records the forward and backward pass; the loss and gradients stay on the device. */
+  private gradientsOnDevice(b: B): { value: tf.Tensor; grads: tf.Tensor[] } {
+    this.dropPending();
+    this.pending = this.lossAndGrads(b);
+    return this.pending;
+  }
+
+  private dropPending(): void {
+    if (this.pending) tf.dispose([this.pending.value, ...this.pending.grads]);
+    this.pending = undefined;
+  }
+
+  /** GPU-resident path: clip + AdamW on the pending gradients; returns the loss and the norm (the step's only read-back). */
+  private async applyOnDevice(lr: number): Promise<{ loss: number; norm: number }> {
+    const p = this.pending;
+    if (!p) throw new Error('apply: no gradients computed since the last update');
+    this.pending = undefined;
+    const gpu = webgpuAccess()!;
+    if (!this.gpuOpt) {
+      this.gpuOpt = new GpuAdamW(gpu, this.layout, this.opts.optimizer);
+      this.gpuOpt.setMoments(this.optimizer.m, this.optimizer.v);
+      this.gpuOpt.setMask(this.mask);
+    }
+    this.optimizer.t += 1;
+    const next = this.gpuOpt.step(this.tensors.list(), p.grads, p.value, { lr, t: this.optimizer.t, clipNorm: this.opts.gradClipNorm });
+    // disposed now: tfjs reuses their buffers only in work queued after this step
+    tf.dispose([p.value, ...p.grads]);
+    this.tensors.adopt(next);
+    this.hostStale = true;
+    return this.gpuOpt.readStats();
+  }
+
+  /** GPU-resident path: copies the weight tensors into this.weights. */
+  private async readWeightsBack(): Promise<void> {
+    const gpu = webgpuAccess()!;
+    const list = this.tensors.list();
+    await gpu.read(this.layout.specs.map((s, i) => ({ buffer: gpu.buffer(list[i]!), bytes: 4 * s.size, into: this.weights, at: s.offset })));
+    this.hostStale = false;
+  }
+
+  /** The weights on the host, current (after a pending all-gather; on the GPU-resident path, read back). */
+  async hostWeights(): Promise<Float32Array> {
+    await this.settle();
+    if (this.hostStale) await this.readWeightsBack();
+    return this.weights;
+  }
+
+  /** Hands this.weights to the backend (new tensors). */
+  private upload(): void {
+    if (this.weightUpload === 'write') this.tensors.write(this.weights);
+    else this.tensors.load(this.weights);
+  }
+
   /** Waits until the gradients are reduced across replicas; returns the communication time. */
   reduce(): Promise<CommTime> {
     return this.dp.reduced();
@@ -141,6 +245,11 @@ export abstract class Trainer<B> {
    */
   async apply(lr: number): Promise<number> {
     const t0 = performance.now();
+    if (this.updateOn === 'gpu') {
+      const { norm } = await this.applyOnDevice(lr);
+      this.lastApply = { updateMs: performance.now() - t0, uploadMs: 0 };
+      return norm;
+    }
     const norm = await this.dp.update(this.optimizer, { weights: this.weights, grads: this.grads, mask: this.mask }, lr, this.opts.gradClipNorm, this.lossScaler?.scale);
     this.lossScaler?.update(norm); // after the update, which ran at the old scale
     this.stale = true;
@@ -154,6 +263,17 @@ export abstract class Trainer<B> {
   /** One optimizer step: compute gradients → reduce across replicas → apply. */
   async step(b: B, lr: number): Promise<StepResult> {
     const t0 = performance.now();
+    if (this.updateOn === 'gpu') {
+      // computeMs: recording the forward and backward pass (the GPU runs them meanwhile);
+      // applyMs: the update's recording, then waiting for the GPU to finish the step
+      await this.settle();
+      this.gradientsOnDevice(b);
+      const t1 = performance.now();
+      const { loss, norm } = await this.applyOnDevice(lr);
+      const t2 = performance.now();
+      this.lastApply = { updateMs: t2 - t1, uploadMs: 0 };
+      return { loss, gradNorm: norm, computeMs: t1 - t0, reduceMs: 0, applyMs: t2 - t1, commMs: 0, hiddenMs: 0 };
+    }
     const loss = await this.computeGradients(b);
     const t1 = performance.now();
     const comm = await this.reduce();
@@ -166,7 +286,9 @@ export abstract class Trainer<B> {
 
   /** The weights and optimizer state of the whole model (sharded: gathered from every replica — a collective). */
   async fullState(): Promise<{ weights: Float32Array; m: Float32Array; v: Float32Array; t: number }> {
-    await this.settle();
+    await this.hostWeights();
+    // GPU-resident: the moments are read back on demand only (checkpoints, state transfers)
+    if (this.gpuOpt) await this.gpuOpt.readMoments(this.optimizer.m, this.optimizer.v);
     return { weights: this.weights, ...(await this.dp.fullMoments(this.optimizer)), t: this.optimizer.t };
   }
 
@@ -174,16 +296,24 @@ export abstract class Trainer<B> {
   setMask(mask: Uint8Array | undefined): void {
     if (mask && mask.length !== this.layout.total) throw new Error(`mask: expected ${this.layout.total} entries, got ${mask.length}`);
     this.mask = mask;
+    this.gpuOpt?.setMask(mask);
     if (mask) {
       for (let i = 0; i < mask.length; i++) if (mask[i] === 0) this.weights[i] = 0;
-      this.tensors.load(this.weights);
+      if (this.hostStale) {
+        // the device holds newer weights than the host: zero them there
+        const specs = this.layout.specs;
+        this.tensors.adopt(tf.tidy(() => this.tensors.list().map((t, i) => tf.mul(t, tf.tensor(Float32Array.from(mask.subarray(specs[i]!.offset, specs[i]!.offset + specs[i]!.size)), specs[i]!.shape)))));
+      } else {
+        this.upload();
+      }
     }
   }
 
   /** Replaces the weights, e.g. on resume. */
   setWeights(flat: Float32Array): void {
     this.weights.set(flat);
-    this.tensors.load(this.weights);
+    this.upload();
+    this.hostStale = false;
   }
 
   /** Mean loss over the batches (no gradients), weighted by each batch's number of targets. */
@@ -201,6 +331,9 @@ export abstract class Trainer<B> {
   }
 
   dispose(): void {
+    this.dropPending();
+    this.gpuOpt?.dispose();
+    this.gpuOpt = undefined;
     this.tensors.dispose();
   }
 }

@@ -25,7 +25,7 @@ export const LAYERS: ReadonlyArray<{ layer: string; rank: number }> = [
   { layer: 'core/run', rank: 2 },
   { layer: 'wire/protocol', rank: 10 }, { layer: 'wire/auth.ts', rank: 11 }, { layer: 'wire/net', rank: 12 },
   { layer: 'collective', rank: 20 },
-  { layer: 'ml/tf.ts', rank: 29 }, { layer: 'ml/kernels', rank: 30 }, { layer: 'ml/backend.ts', rank: 31 },
+  { layer: 'ml/tf.ts', rank: 29 }, { layer: 'ml/kernels', rank: 30 }, { layer: 'ml/backend.ts', rank: 31 }, { layer: 'ml/webgpu-access.ts', rank: 31 },
   { layer: 'ml/model', rank: 32 }, { layer: 'ml/flops.ts', rank: 33 },
   { layer: 'ml/data', rank: 34 },
   { layer: 'ml/checkpoint', rank: 35 },
