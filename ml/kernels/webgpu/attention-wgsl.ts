@@ -5,8 +5,11 @@
  * Per-row statistics are indexed (b·H + h)·T + t.
  *
  * Tiles are compile-time constants (private arrays need constant sizes); the shader is specialised
- * per (dh, tile sizes, masked, mask dtype) and cached by that key.
+ * per (dh, tile sizes, masked, mask dtype). Each function returns a `Kernel` of ./dispatch.ts, which
+ * declares the bindings (outputs, inputs, then the uniforms `u.T`, `u.H`, `u.HD4`, `u.scale`: the
+ * values of `attentionUniforms`) and caches the pipeline by the shader's text.
  */
+import type { Binding, Kernel } from './dispatch.ts';
 
 export interface AttnShape {
   /** dh / 4 */
@@ -21,22 +24,31 @@ const MASKED = '-1e9';
 /** Score of a key slot past T in the last tile: exp(OUT − m) is exactly 0. */
 const OUT = '-3.0e38';
 
-const uniformBlock = `struct U { T: i32, H: i32, HD4: i32, scale: f32, n: i32, p0: i32, p1: i32, p2: i32 };`;
+/** The uniforms of every attention shader; their values, in this order, from `attentionUniforms`. */
+const UNIFORMS: Kernel['uniforms'] = [
+  { name: 'T', type: 'i32' },
+  { name: 'H', type: 'i32' },
+  { name: 'HD4', type: 'i32' },
+  { name: 'scale', type: 'f32' },
+];
 
-function bindings(outputs: [string, string][], inputs: [string, string][]): string {
-  const all = [...outputs.map(([n, t]) => `@group(0) @binding(BI) var<storage, read_write> ${n}: ${t};`), ...inputs.map(([n, t]) => `@group(0) @binding(BI) var<storage, read> ${n}: ${t};`)];
-  all.push(`@group(0) @binding(BI) var<uniform> u: U;`);
-  return all.map((l, i) => l.replace('BI', String(i))).join('\n');
-}
+/** Uniform values for sequence length T, `heads` heads of a row `width` wide, score scale. */
+export const attentionUniforms = (T: number, heads: number, width: number, scale: number): number[] => [T, heads, width / 4, scale];
+
+const vec4 = (...names: string[]): Binding[] => names.map((name) => ({ name, type: 'vec4<f32>' }));
+const f32 = (name: string): Binding => ({ name, type: 'f32' });
 
 /** keyMask input (if any) and keyBias(b, j): the composite's (1 − mask)·(−1e9) for a key j < T. */
-function maskParts(s: AttnShape): { input: [string, string][]; fn: string } {
+function maskParts(s: AttnShape): { input: Binding[]; fn: string } {
   if (!s.masked) return { input: [], fn: `fn keyBias(b: i32, j: i32) -> f32 { return 0.0; }` };
   return {
-    input: [['keyMask', `array<${s.maskType}>`]],
+    input: [{ name: 'keyMask', type: s.maskType }],
     fn: `fn keyBias(b: i32, j: i32) -> f32 { return (1.0 - f32(keyMask[b * u.T + j])) * ${MASKED}; }`,
   };
 }
+
+/** Kernel-name suffix for a shape: dh, and the mask's element type if masked. */
+const shapeKey = (s: AttnShape) => `dh${s.dh4 * 4}${s.masked ? `m${s.maskType}` : ''}`;
 
 const sum4 = (x: string) => `(${x}.x + ${x}.y + ${x}.z + ${x}.w)`;
 
@@ -45,11 +57,14 @@ const sum4 = (x: string) => `(${x}.x + ${x}.y + ${x}.z + ${x}.w)`;
  * (BK keys, K and V staged in workgroup memory), with the online softmax (running max m and sum l,
  * accumulator rescaled once per tile). Writes ctx and lse = m + log l.
  */
-export function forwardWgsl(s: AttnShape, BQ: number, BK: number): string {
+export function forwardKernel(s: AttnShape, BQ: number, BK: number): Kernel {
   const mask = maskParts(s);
-  return `
-${uniformBlock}
-${bindings([['ctx', 'array<vec4<f32>>'], ['lse', 'array<f32>']], [['q', 'array<vec4<f32>>'], ['k', 'array<vec4<f32>>'], ['v', 'array<vec4<f32>>'], ...mask.input])}
+  return {
+    name: `ttcAttnFwd_${shapeKey(s)}_q${BQ}k${BK}`,
+    outputs: [...vec4('ctx'), f32('lse')],
+    inputs: [...vec4('q', 'k', 'v'), ...mask.input],
+    uniforms: UNIFORMS,
+    body: `
 const DH4 = ${s.dh4};
 const BQ = ${BQ};
 const BK = ${BK};
@@ -114,7 +129,8 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
     lse[i32(wg.y) * T + i] = m + log(l);
   }
 }
-`;
+`,
+  };
 }
 
 /**
@@ -125,10 +141,13 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
  * while |scale·q·k| < 32, so the composite gives it the uniform distribution: m = −1e9, 1/l = 1/T.
  * (Branch-free: lavapipe runs an untaken branch's body under a lane mask.)
  */
-export function statsWgsl(s: AttnShape): string {
-  return `
-${uniformBlock}
-${bindings([['stats', 'array<f32>']], [['dctx', 'array<vec4<f32>>'], ['ctx', 'array<vec4<f32>>'], ['lse', 'array<f32>']])}
+export function statsKernel(s: AttnShape): Kernel {
+  return {
+    name: `ttcAttnStats_dh${s.dh4 * 4}`,
+    outputs: [f32('stats')],
+    inputs: [...vec4('dctx', 'ctx'), f32('lse')],
+    uniforms: UNIFORMS,
+    body: `
 const DH4 = ${s.dh4};
 
 @compute @workgroup_size(64)
@@ -149,7 +168,8 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
   stats[idx * 3 + 1] = select(1.0, 1.0 / f32(T), allPadded);
   stats[idx * 3 + 2] = ${sum4('dd')};
 }
-`;
+`,
+  };
 }
 
 /**
@@ -157,11 +177,14 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
  * one (b, h); it walks the query tiles (BQ rows of q and dctx plus their stats in workgroup
  * memory): p = exp(s − m)/l, dv += p·dctx, dS = p·(dctx·v − D), dk += dS·q·scale. No atomics.
  */
-export function dkdvWgsl(s: AttnShape, BKEY: number, BQ: number): string {
+export function dkdvKernel(s: AttnShape, BKEY: number, BQ: number): Kernel {
   const mask = maskParts(s);
-  return `
-${uniformBlock}
-${bindings([['dk', 'array<vec4<f32>>'], ['dv', 'array<vec4<f32>>']], [['dctx', 'array<vec4<f32>>'], ['q', 'array<vec4<f32>>'], ['k', 'array<vec4<f32>>'], ['v', 'array<vec4<f32>>'], ['stats', 'array<f32>'], ...mask.input])}
+  return {
+    name: `ttcAttnDkDv_${shapeKey(s)}_k${BKEY}q${BQ}`,
+    outputs: vec4('dk', 'dv'),
+    inputs: [...vec4('dctx', 'q', 'k', 'v'), f32('stats'), ...mask.input],
+    uniforms: UNIFORMS,
+    body: `
 const DH4 = ${s.dh4};
 const BKEY = ${BKEY};
 const BQ = ${BQ};
@@ -235,18 +258,22 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
     }
   }
 }
-`;
+`,
+  };
 }
 
 /**
  * Backward, step 3: one workgroup = BQ query rows (q, dctx, dq in registers) of one (b, h),
  * walking the key tiles as the forward does: dq += dS·k·scale.
  */
-export function dqWgsl(s: AttnShape, BQ: number, BK: number): string {
+export function dqKernel(s: AttnShape, BQ: number, BK: number): Kernel {
   const mask = maskParts(s);
-  return `
-${uniformBlock}
-${bindings([['dq', 'array<vec4<f32>>']], [['dctx', 'array<vec4<f32>>'], ['q', 'array<vec4<f32>>'], ['k', 'array<vec4<f32>>'], ['v', 'array<vec4<f32>>'], ['stats', 'array<f32>'], ...mask.input])}
+  return {
+    name: `ttcAttnDq_${shapeKey(s)}_q${BQ}k${BK}`,
+    outputs: vec4('dq'),
+    inputs: [...vec4('dctx', 'q', 'k', 'v'), f32('stats'), ...mask.input],
+    uniforms: UNIFORMS,
+    body: `
 const DH4 = ${s.dh4};
 const BQ = ${BQ};
 const BK = ${BK};
@@ -306,5 +333,6 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
     for (var c = 0; c < DH4; c++) { dq[qBase + c] = gq[c] * u.scale; }
   }
 }
-`;
+`,
+  };
 }

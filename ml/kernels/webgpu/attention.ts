@@ -11,12 +11,13 @@
  *
  * The composite it replaces is 8 dispatches forward (4 transposes, 2 batched matMuls, scale,
  * softmax; 12 with a mask) with [B·H, T, T] score buffers, and 13 backward (bench:gpu-attention).
- * Multi-output dispatches go through ./attention-dispatch.ts. WGSL in ./attention-wgsl.ts.
+ * Dispatches are recorded by ./dispatch.ts (as every fused webgpu kernel's); WGSL in ./attention-wgsl.ts.
  */
 import type { FusedCall, FusedImpl } from '../fused.ts';
 import type { tf } from '../../tf.ts';
-import { dispatch, dispatchInternals, type Uniform } from './attention-dispatch.ts';
-import { dkdvWgsl, dqWgsl, forwardWgsl, statsWgsl, type AttnShape } from './attention-wgsl.ts';
+import { dispatch, pipelineErrors, release, type OutputSpec } from './dispatch.ts';
+import { asWebgpu } from './program.ts';
+import { attentionUniforms, dkdvKernel, dqKernel, forwardKernel, statsKernel, type AttnShape } from './attention-wgsl.ts';
 
 /** Largest head width held in registers (q, accumulator: 2·dh floats per thread forward, 4·dh backward). */
 export const MAX_HEAD_DIM = 128;
@@ -70,81 +71,44 @@ interface Attrs {
 }
 
 function setup(backend: unknown, q: tf.TensorInfo, keyMask: tf.TensorInfo | undefined, attrs: Attrs) {
-  const be = dispatchInternals(backend);
   const [rows, width] = q.shape;
   const { batch, heads, scale } = attrs;
   const T = rows / batch;
   const dh = width / heads;
   const shape: AttnShape = { dh4: dh / 4, masked: !!keyMask, maskType: keyMask && keyMask.dtype !== 'float32' ? 'i32' : 'f32' };
-  const tiles = attentionTiles(dh, T, be.device.limits.maxComputeWorkgroupStorageSize ?? DEFAULT_WG_BYTES);
-  const uniforms: Uniform[] = [
-    { type: 'int32', data: [T] },
-    { type: 'int32', data: [heads] },
-    { type: 'int32', data: [width / 4] },
-    { type: 'float32', data: [scale] },
-    ...[0, 0, 0, 0].map((x) => ({ type: 'int32' as const, data: [x] })), // unused (n, p0–p2): the block stays 32 bytes
-  ];
-  const key = `dh${dh}${shape.masked ? `m${shape.maskType}` : ''}`;
-  return { be, T, rows, width, batch, heads, shape, tiles, uniforms, key, masks: keyMask ? [keyMask] : [] };
+  const tiles = attentionTiles(dh, T, asWebgpu(backend).device.limits.maxComputeWorkgroupStorageSize ?? DEFAULT_WG_BYTES);
+  const uniforms = attentionUniforms(T, heads, width, scale);
+  /** workgroups: `rowsPer` rows of one (b, h) each */
+  const groups = (rowsPer: number): [number, number, number] => [Math.ceil(T / rowsPer), batch * heads, 1];
+  /** a new [B·T, H·dh] output (q's shape) */
+  const matrix = (): OutputSpec => ({ shape: [rows, width], dtype: 'float32' });
+  return { T, batch, heads, shape, tiles, uniforms, groups, matrix, masks: keyMask ? [keyMask] : [] };
 }
 
-const forwardKernel: tf.KernelConfig = {
+const forwardConfig: tf.KernelConfig = {
   kernelName: 'TtcAttention',
   backendName: 'webgpu',
   kernelFunc: ({ inputs, backend, attrs }) => {
     const { q, k, v, keyMask } = inputs as Record<string, tf.TensorInfo>;
     const s = setup(backend, q, keyMask, attrs as unknown as Attrs);
-    const ctx = s.be.makeTensorInfo([s.rows, s.width], 'float32');
-    const lse = s.be.makeTensorInfo([s.batch * s.heads * s.T], 'float32');
     const { bq, bk } = s.tiles;
-    dispatch(s.be, {
-      key: `ttcAttnFwd_${s.key}_q${bq}k${bk}`,
-      wgsl: () => forwardWgsl(s.shape, bq, bk),
-      outputs: [ctx, lse],
-      inputs: [q, k, v, ...s.masks],
-      uniforms: s.uniforms,
-      workgroups: [Math.ceil(s.T / bq), s.batch * s.heads, 1],
-    });
-    return [ctx, lse];
+    const lse: OutputSpec = { shape: [s.batch * s.heads * s.T], dtype: 'float32' };
+    return dispatch(backend, forwardKernel(s.shape, bq, bk), s.groups(bq), [q, k, v, ...s.masks], [s.matrix(), lse], s.uniforms);
   },
 };
 
-const gradKernel: tf.KernelConfig = {
+const gradConfig: tf.KernelConfig = {
   kernelName: 'TtcAttentionGrad',
   backendName: 'webgpu',
   kernelFunc: ({ inputs, backend, attrs }) => {
     const { dctx, q, k, v, ctx, lse, keyMask } = inputs as Record<string, tf.TensorInfo>;
     const s = setup(backend, q, keyMask, attrs as unknown as Attrs);
-    const stats = s.be.makeTensorInfo([s.batch * s.heads * s.T * 3], 'float32');
-    dispatch(s.be, {
-      key: `ttcAttnStats_dh${s.shape.dh4 * 4}`,
-      wgsl: () => statsWgsl(s.shape),
-      outputs: [stats],
-      inputs: [dctx, ctx, lse],
-      uniforms: s.uniforms,
-      workgroups: [Math.ceil(s.T / 64), s.batch * s.heads, 1],
-    });
-    const dq = s.be.makeTensorInfo([s.rows, s.width], 'float32');
-    const dk = s.be.makeTensorInfo([s.rows, s.width], 'float32');
-    const dv = s.be.makeTensorInfo([s.rows, s.width], 'float32');
+    const [stats] = dispatch(backend, statsKernel(s.shape), s.groups(64), [dctx, ctx, lse], [{ shape: [s.batch * s.heads * s.T * 3], dtype: 'float32' }], s.uniforms);
     const { bq, bk, bkey, bqTile } = s.tiles;
-    dispatch(s.be, {
-      key: `ttcAttnDkDv_${s.key}_k${bkey}q${bqTile}`,
-      wgsl: () => dkdvWgsl(s.shape, bkey, bqTile),
-      outputs: [dk, dv],
-      inputs: [dctx, q, k, v, stats, ...s.masks],
-      uniforms: s.uniforms,
-      workgroups: [Math.ceil(s.T / bkey), s.batch * s.heads, 1],
-    });
-    dispatch(s.be, {
-      key: `ttcAttnDq_${s.key}_q${bq}k${bk}`,
-      wgsl: () => dqWgsl(s.shape, bq, bk),
-      outputs: [dq],
-      inputs: [dctx, q, k, v, stats, ...s.masks],
-      uniforms: s.uniforms,
-      workgroups: [Math.ceil(s.T / bq), s.batch * s.heads, 1],
-    });
-    s.be.disposeData(stats.dataId); // released once the queued dispatches are submitted
+    const rest = [dctx, q, k, v, stats, ...s.masks];
+    const [dk, dv] = dispatch(backend, dkdvKernel(s.shape, bkey, bqTile), s.groups(bkey), rest, [s.matrix(), s.matrix()], s.uniforms);
+    const [dq] = dispatch(backend, dqKernel(s.shape, bq, bk), s.groups(bq), rest, [s.matrix()], s.uniforms);
+    release(backend, [stats]); // released once the queued dispatches are submitted
     return [dq, dk, dv];
   },
 };
@@ -154,7 +118,8 @@ export function webgpuAttention(): FusedImpl {
     op: 'attention',
     backend: 'webgpu',
     describe: 'wgsl flash attention: forward 1 dispatch (online softmax over key tiles), backward 3 (D, dk/dv, dq); no [T,T] buffer, no transposes',
-    kernels: [forwardKernel, gradKernel],
+    kernels: [forwardConfig, gradConfig],
+    settle: pipelineErrors,
     supports,
   };
 }

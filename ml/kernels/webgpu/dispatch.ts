@@ -1,14 +1,17 @@
 /**
  * Recording a WGSL compute shader with several outputs into the tfjs webgpu backend's command
- * stream. `runWebGPUProgram` (program.ts) binds exactly one output, and the backend has no
- * zero-copy slice, so a kernel with outputs [y, mean, rstd] would cost extra dispatches; here
- * each output is its own storage binding, in one dispatch.
+ * stream: the one way every fused webgpu kernel (layer norm, bias + GELU, softmax cross-entropy,
+ * embedding gradient, attention) records its dispatches. `runWebGPUProgram` (program.ts) binds
+ * exactly one output, and the backend has no zero-copy slice, so a kernel with outputs
+ * [y, mean, rstd] (or attention's [ctx, lse], its gradient's [dk, dv]) would cost extra
+ * dispatches; here each output is its own storage binding, in one dispatch.
  *
  * The shader is whole WGSL written by the kernel (no generated helpers); this module declares its
  * bindings (outputs first, then inputs, then a uniform block of scalars), compiles it once per
  * source text and records the dispatch the way the backend's own `recordAndSubmit` does (4.22):
  * same command encoder and compute pass, buffers owned by the queue until the next submit (so a
- * tensor disposed meanwhile keeps its buffer), the same deferred-submit batching.
+ * tensor disposed meanwhile keeps its buffer), the same deferred-submit batching, and under
+ * tf.time()/tf.profile() a pass of its own with a 0 ms entry (no timestamp query of ours).
  */
 import { tf } from '../../tf.ts';
 import { asWebgpu, type WebGPUBackend } from './program.ts';
@@ -17,8 +20,11 @@ export type WgslScalar = 'f32' | 'i32' | 'u32';
 
 export interface Binding {
   name: string;
-  /** element type of the storage array: 'atomic<u32>' for outputs updated with atomics */
-  type: WgslScalar | 'atomic<u32>';
+  /**
+   * element type of the storage array: 'atomic<u32>' for outputs updated with atomics, 'vec4<f32>'
+   * to read a float32 tensor four elements at a time (its size must be a multiple of 4)
+   */
+  type: WgslScalar | 'atomic<u32>' | 'vec4<f32>';
 }
 
 export interface Kernel {
@@ -40,6 +46,33 @@ interface Internals {
   dispatchCountInPass: number;
   uniformPendingDisposal: GPUBuffer[];
   bufferManager: { acquireBuffer(size: number, usage: number): GPUBuffer };
+  /** non-null inside tf.time()/tf.profile() */
+  activeTimers?: { name: string; query: Promise<number> }[] | null;
+}
+
+/** What this module calls or reads on the backend, public or not in tfjs-backend-webgpu 4.22. */
+const METHODS = ['makeTensorInfo', 'disposeData', 'uploadToGPU', 'ensureCommandEncoderReady', 'endComputePassEncoder', 'submitQueue'] as const;
+const FIELDS: [string, (v: unknown) => boolean][] = [
+  ['device', (v) => v != null],
+  ['queue', (v) => v != null],
+  ['tensorMap', (v) => typeof (v as { get?: unknown })?.get === 'function'],
+  ['commandQueueOwnedIds', (v) => v instanceof WeakSet],
+  ['dispatchCountInPass', (v) => typeof v === 'number'],
+  ['uniformPendingDisposal', (v) => Array.isArray(v)],
+  ['bufferManager', (v) => typeof (v as { acquireBuffer?: unknown })?.acquireBuffer === 'function'],
+];
+const checked = new WeakSet<object>();
+
+/** The webgpu backend with its internals, or an error naming each missing member (another tfjs version). */
+function backendInternals(backendArg: unknown): [WebGPUBackend, Internals] {
+  const backend = asWebgpu(backendArg);
+  if (!checked.has(backend)) {
+    const b = backend as unknown as Record<string, unknown>;
+    const missing = [...METHODS.filter((m) => typeof b[m] !== 'function'), ...FIELDS.filter(([f, ok]) => !ok(b[f])).map(([f]) => f)];
+    if (missing.length) throw new Error(`webgpu backend lacks ${missing.join(', ')} (tfjs-backend-webgpu 4.22 expected)`);
+    checked.add(backend);
+  }
+  return [backend, backend as unknown as Internals];
 }
 
 type Compiled = { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout; error?: string };
@@ -134,8 +167,7 @@ export type OutputSpec = { shape: number[]; dtype: 'float32' | 'int32' } | tf.Te
  * backend's `output` argument does). Uniform values in k.uniforms order.
  */
 export function dispatch(backendArg: unknown, k: Kernel, groups: [number, number, number], inputs: tf.TensorInfo[], outputs: OutputSpec[], uniforms: number[] = []): tf.TensorInfo[] {
-  const backend = asWebgpu(backendArg);
-  const io = backend as unknown as Internals;
+  const [backend, io] = backendInternals(backendArg);
   if (inputs.length !== k.inputs.length || outputs.length !== k.outputs.length) throw new Error(`${k.name}: bindings do not match the kernel`);
   const outs = outputs.map((o) => ('dataId' in o ? o : backend.makeTensorInfo(o.shape, o.dtype)));
   if (groups.some((g) => g === 0)) return outs;
@@ -154,23 +186,26 @@ export function dispatch(backendArg: unknown, k: Kernel, groups: [number, number
   pass.setBindGroup(0, bindGroup);
   pass.dispatchWorkgroups(groups[0], groups[1], groups[2]);
   io.dispatchCountInPass++;
-  if ((tf.env().get('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE') as number) <= io.dispatchCountInPass) {
+  const timing = io.activeTimers != null;
+  if (timing || (tf.env().get('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE') as number) <= io.dispatchCountInPass) {
     backend.endComputePassEncoder();
-    backend.submitQueue();
+    // under tf.time/profile, as recordAndSubmit: the pass ends here (a timed program after this
+    // one times only itself); no timestamp query of our own, so the kernel shows as 0 ms
+    if (timing) io.activeTimers!.push({ name: k.name, query: Promise.resolve(0) });
+    else backend.submitQueue();
   }
   return outs;
 }
 
 /** Frees temporaries; their buffers return to the pool once the queued work using them is submitted. */
 export function release(backend: unknown, ts: tf.TensorInfo[]): void {
-  const b = asWebgpu(backend);
+  const [b] = backendInternals(backend);
   for (const t of ts) b.disposeData(t.dataId);
 }
 
 /** A new tensor of zeros, cleared by the command encoder (a buffer clear between compute passes, no dispatch). */
 export function zeros(backendArg: unknown, shape: number[], dtype: 'float32' | 'int32' = 'float32'): tf.TensorInfo {
-  const backend = asWebgpu(backendArg);
-  const io = backend as unknown as Internals;
+  const [backend, io] = backendInternals(backendArg);
   const t = backend.makeTensorInfo(shape, dtype);
   if (shape.some((d) => d === 0)) return t;
   backend.uploadToGPU(t.dataId);
