@@ -9,6 +9,8 @@ import os from 'node:os';
 import { createRequire } from 'node:module';
 import { tf } from './tf.ts';
 import { codedError } from '../core/errors.ts';
+import { registerFused, setFusedEnabled, type FusedImpl, type FusedOp } from './kernels/fused.ts';
+import { activateFused } from './kernels/fused-check.ts';
 
 export type BackendChoice = 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
 
@@ -19,6 +21,8 @@ export interface BackendInfo {
   detail: string;
   /** Why each candidate was taken or skipped, in order. */
   log: string[];
+  /** Fused ops (ml/kernels/fused.ts) running as one kernel on this backend; the rest run as tfjs compositions. */
+  fused: FusedOp[];
 }
 
 export const BackendError = codedError('BackendError', 'TTC_ERR_BACKEND');
@@ -153,12 +157,39 @@ export interface BackendOptions {
   /** The run's memory needs: `auto` takes the first CPU backend that holds the step (wasm, else
    * cpu), a requested backend that cannot hold it is refused (MemoryError). Without it: no check. */
   memory?: MemoryFit;
+  /** Run the encoder's fused ops as one kernel where the backend has a self-tested one (default true). */
+  fusedKernels?: boolean;
+}
+
+/** Registers the active backend's fused kernels, self-tests them and activates those that pass. */
+async function enableFusedKernels(log: string[], on: boolean): Promise<FusedOp[]> {
+  setFusedEnabled(on);
+  if (!on) {
+    log.push('fused kernels disabled by config (fusedKernels: false)');
+    return [];
+  }
+  const backend = tf.getBackend();
+  let impls: FusedImpl[] = [];
+  try {
+    if (backend === 'webgpu') impls = (await import('./kernels/webgpu/index.ts')).webgpuFusedImpls();
+    else if (backend === 'cpu' || backend === 'wasm') impls = (await import('./kernels/cpu/index.ts')).cpuFusedImpls(backend);
+  } catch (e) {
+    log.push(`${backend}: fused kernels unavailable (${errText(e)})`);
+    return [];
+  }
+  for (const impl of impls) registerFused(impl);
+  const on_ = await activateFused(log, backend);
+  if (impls.length === 0) log.push(`${backend}: no fused kernels for this backend (tfjs compositions)`);
+  return on_;
 }
 
 export async function initBackend(choice: BackendChoice, opts: BackendOptions): Promise<BackendInfo> {
   const log: string[] = [];
   const threads = threadCount(opts.threads);
-  const done = (detail: string): BackendInfo => ({ name: tf.getBackend(), detail, log });
+  const done = async (detail: string): Promise<BackendInfo> => {
+    const fused = await enableFusedKernels(log, opts.fusedKernels !== false);
+    return { name: tf.getBackend(), detail, log, fused };
+  };
   const mem = opts.memory;
   const refuse = (what: string, why: string) => new MemoryError(`${what} (a training step of ${mem!.subject}): ${why}`);
   // a GPU holds the tensors, the host still holds the trainer's state: checked before any probing

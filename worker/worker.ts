@@ -270,7 +270,7 @@ export class Worker {
   /** The compute backend, started once per process from the first config this worker receives. */
   private async ensureBackend(config: Config): Promise<BackendInfo> {
     if (!this.backend) {
-      this.backend = await initBackend(config.backend, { threads: config.threads, fastKernels: config.fastKernels, memory: memoryFit(config) });
+      this.backend = await initBackend(config.backend, { threads: config.threads, fastKernels: config.fastKernels, fusedKernels: config.fusedKernels, memory: memoryFit(config) });
       this.backendAsked = config.backend;
       for (const l of this.backend.log) this.log.info(`backend: ${l}`);
     } else if (config.backend !== this.backendAsked && config.backend !== 'auto' && config.backend !== this.backend.name) {

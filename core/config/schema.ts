@@ -44,6 +44,11 @@ export const configSchema = {
     format: Boolean,
     default: true,
   },
+  fusedKernels: {
+    doc: "Run the encoder's LayerNorm, bias + GELU, attention, softmax cross-entropy and embedding gradient as fused kernels where the backend has one that passes its start-up self-test (ml/kernels/fused.ts); false = tfjs's own kernels throughout.",
+    format: Boolean,
+    default: true,
+  },
   threads: {
     doc: 'CPU threads the compute backend may use (0 = all available cores).',
     format: 'nat',

@@ -30,7 +30,7 @@ export interface TrainOptions {
 
 /** The config's backend, chosen and checked against the step's memory needs (ml/loop/memory-check.ts). */
 export function initRunBackend(config: Config): Promise<BackendInfo> {
-  return initBackend(config.backend, { threads: config.threads, fastKernels: config.fastKernels, memory: memoryFit(config) });
+  return initBackend(config.backend, { threads: config.threads, fastKernels: config.fastKernels, fusedKernels: config.fusedKernels, memory: memoryFit(config) });
 }
 
 export async function trainRun(config: Config, run: RunDir, opts: TrainOptions): Promise<RunSummary> {

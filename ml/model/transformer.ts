@@ -4,7 +4,7 @@
  * Functions of a parameter map, so the same code serves training, evaluation and export.
  */
 import { tf, type Tensor } from '../tf.ts';
-import { crossEntropy, dense, gelu, layerNorm, rowLookup } from './ops.ts';
+import { attention, crossEntropy, dense, denseGelu, layerNorm, rowLookup } from './ops.ts';
 import type { ModelDims } from './spec.ts';
 
 export type Params = Record<string, Tensor>;
@@ -17,20 +17,11 @@ export interface EncoderInput {
   padMask?: Tensor;
 }
 
-function attention(x: Tensor, p: Params, prefix: string, d: ModelDims, batch: number, maskBias?: Tensor): Tensor {
-  const T = x.shape[0] / batch;
-  const h = d.heads;
-  const dh = d.hidden / h;
-  // [B*T, d] → [B*h, T, dh]
-  const split = (t: Tensor) => tf.reshape(tf.transpose(tf.reshape(t, [batch, T, h, dh]), [0, 2, 1, 3]), [batch * h, T, dh]);
-  const q = split(dense(x, p[`${prefix}.query.weight`], p[`${prefix}.query.bias`]));
-  const k = split(dense(x, p[`${prefix}.key.weight`], p[`${prefix}.key.bias`]));
-  const v = split(dense(x, p[`${prefix}.value.weight`], p[`${prefix}.value.bias`]));
-  let scores = tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(dh)); // [B*h, T, T]
-  if (maskBias) scores = tf.add(scores, maskBias);
-  const probs = tf.softmax(scores);
-  const ctx = tf.matMul(probs, v); // [B*h, T, dh]
-  return tf.reshape(tf.transpose(tf.reshape(ctx, [batch, h, T, dh]), [0, 2, 1, 3]), [batch * T, d.hidden]);
+function selfAttention(x: Tensor, p: Params, prefix: string, d: ModelDims, batch: number, keyMask?: Tensor): Tensor {
+  const q = dense(x, p[`${prefix}.query.weight`], p[`${prefix}.query.bias`]);
+  const k = dense(x, p[`${prefix}.key.weight`], p[`${prefix}.key.bias`]);
+  const v = dense(x, p[`${prefix}.value.weight`], p[`${prefix}.value.bias`]);
+  return attention(q, k, v, batch, d.heads, keyMask);
 }
 
 /** Encoder output [B*T, d]. */
@@ -41,17 +32,13 @@ export function encode(p: Params, d: ModelDims, input: EncoderInput): Tensor {
   const positions = tf.tile(tf.range(0, T, 1, 'int32'), [batch]);
   let x = tf.add(rowLookup(p['embeddings.word_embeddings.weight'], ids), rowLookup(p['embeddings.position_embeddings.weight'], positions));
   x = layerNorm(x, p['embeddings.LayerNorm.weight'], p['embeddings.LayerNorm.bias']);
-  // Padding → large negative additive bias on the keys, broadcast over heads and queries: [B*h, 1, T].
-  let maskBias: Tensor | undefined;
-  if (input.padMask) {
-    const perSeq = tf.reshape(tf.mul(tf.sub(1, input.padMask), -1e9), [batch, 1, 1, T]);
-    maskBias = tf.reshape(tf.tile(perSeq, [1, d.heads, 1, 1]), [batch * d.heads, 1, T]);
-  }
+  // Padding: the attention's key mask [B, T] (1 = real token).
+  const keyMask = input.padMask ? tf.reshape(input.padMask, [batch, T]) : undefined;
   for (let i = 0; i < d.layers; i++) {
     const pre = `encoder.layer.${i}`;
-    const att = dense(attention(x, p, `${pre}.attention.self`, d, batch, maskBias), p[`${pre}.attention.output.dense.weight`], p[`${pre}.attention.output.dense.bias`]);
+    const att = dense(selfAttention(x, p, `${pre}.attention.self`, d, batch, keyMask), p[`${pre}.attention.output.dense.weight`], p[`${pre}.attention.output.dense.bias`]);
     x = layerNorm(tf.add(x, att), p[`${pre}.attention.output.LayerNorm.weight`], p[`${pre}.attention.output.LayerNorm.bias`]);
-    const inner = gelu(dense(x, p[`${pre}.intermediate.dense.weight`], p[`${pre}.intermediate.dense.bias`]));
+    const inner = denseGelu(x, p[`${pre}.intermediate.dense.weight`], p[`${pre}.intermediate.dense.bias`]);
     const out = dense(inner, p[`${pre}.output.dense.weight`], p[`${pre}.output.dense.bias`]);
     x = layerNorm(tf.add(x, out), p[`${pre}.output.LayerNorm.weight`], p[`${pre}.output.LayerNorm.bias`]);
   }
@@ -70,7 +57,7 @@ export function mlmLogits(p: Params, d: ModelDims, b: MlmBatch): Tensor {
   const hidden = encode(p, d, { ids: b.ids, batch: b.batch });
   const picked = rowLookup(hidden, b.maskedPositions); // [M, d]
   const t = layerNorm(
-    gelu(dense(picked, p['cls.predictions.transform.dense.weight'], p['cls.predictions.transform.dense.bias'])),
+    denseGelu(picked, p['cls.predictions.transform.dense.weight'], p['cls.predictions.transform.dense.bias']),
     p['cls.predictions.transform.LayerNorm.weight'],
     p['cls.predictions.transform.LayerNorm.bias'],
   );
