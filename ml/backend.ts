@@ -173,6 +173,8 @@ async function enableFusedKernels(log: string[], on: boolean): Promise<FusedOp[]
   try {
     if (backend === 'webgpu') impls = (await import('./kernels/webgpu/index.ts')).webgpuFusedImpls();
     else if (backend === 'cpu' || backend === 'wasm') impls = (await import('./kernels/cpu/index.ts')).cpuFusedImpls(backend);
+    // attention on cpu is one onnxruntime graph per direction (ml/kernels/cpu-attention.ts)
+    if (backend === 'cpu' && !impls.some((i) => i.op === 'attention')) impls.push((await import('./kernels/cpu-attention.ts')).cpuAttentionImpl());
   } catch (e) {
     log.push(`${backend}: fused kernels unavailable (${errText(e)})`);
     return [];
