@@ -11,6 +11,7 @@ import os from 'node:os';
 import { tf } from '../tf.ts';
 import { makeBatchMatMul, makeFusedMatMul, stats, type FastKernelOptions } from './matmul.ts';
 import { makeOrtOp, opStats, ORT_OP_KERNELS } from './ort-ops.ts';
+import { makeRowGather } from './cpu-gather.ts';
 import { disposeSessions, getSpinning, getThreads, loadOrt, session, setSpinning, setThreads, tensor } from './ort.ts';
 
 export interface FastCpuKernelsOptions {
@@ -28,7 +29,8 @@ export interface FastCpuKernelsOptions {
   spinning?: boolean;
   /**
    * on the cpu backend, also run element-wise ops, reductions, transposes and softmax in
-   * onnxruntime (./ort-ops.ts; default true): tfjs-cpu's own are generic JavaScript, 10–50× slower
+   * onnxruntime (./ort-ops.ts; default true): tfjs-cpu's own are generic JavaScript, 10–50× slower;
+   * and embedding row lookups as row copies (./cpu-gather.ts)
    */
   ops?: boolean;
   /** with `ops`: outputs smaller than this keep tfjs's kernel (default 4096 elements) */
@@ -135,6 +137,12 @@ export async function registerFastCpuKernels(opts: FastCpuKernelsOptions = {}): 
           tf.unregisterKernel(kernelName, backendName);
           originals.set(`${backendName}/${kernelName}`, orig);
           tf.registerKernel({ kernelName, backendName, kernelFunc: makeOrtOp(kernelName, orig.kernelFunc, oopts), setupFunc: orig.setupFunc, disposeFunc: orig.disposeFunc });
+        }
+        const gather = tf.getKernel('GatherV2', backendName);
+        if (gather) {
+          tf.unregisterKernel('GatherV2', backendName);
+          originals.set(`${backendName}/GatherV2`, gather);
+          tf.registerKernel({ ...gather, kernelFunc: makeRowGather(gather.kernelFunc) });
         }
       }
       patched.push(backendName);

@@ -140,3 +140,18 @@ test.serial('gradients of a transformer-like chain (LayerNorm, GELU, softmax att
   }
   tf.dispose([...ref, ...got, x0, g0, b0, w0]);
 });
+
+test.serial('row gather (embedding lookup) matches tfjs, duplicates and odd sizes; other gathers keep tfjs', async (t) => {
+  const { ref, got } = await both(() => {
+    const table = rand([13, 7]);
+    const ids = tf.tensor1d([0, 12, 3, 3, 12, 5, 0], 'int32');
+    const cols = tf.gather(rand([5, 9]), tf.tensor1d([8, 0, 8], 'int32'), 1); // axis 1: tfjs's kernel
+    const g = tf.grads((x: T) => tf.sum(tf.mul(tf.gather(x, ids), rand([7, 7]))))([table])[0]!;
+    return [tf.gather(table, ids), cols, g];
+  });
+  for (let i = 0; i < ref.length; i++) {
+    t.deepEqual(got[i]!.shape, ref[i]!.shape);
+    t.deepEqual(Array.from(got[i]!.dataSync()), Array.from(ref[i]!.dataSync()));
+  }
+  tf.dispose([...ref, ...got]);
+});
