@@ -72,3 +72,33 @@ for (const [B, T_, H, dh, masked] of [
     tf.dispose([q, k, v, dy, ...(mask ? [mask] : [])]);
   });
 }
+
+test.serial('training steps on cpu with every new kernel active leave tf.memory() flat', async (t) => {
+  const { MlmTrainer } = await import('../../ml/train/trainer.ts');
+  const { paramLayout } = await import('../../ml/model/spec.ts');
+  const { initialWeights } = await import('../../ml/model/weights.ts');
+  const { fastKernelStats } = await import('../../ml/kernels/index.ts');
+  await initBackend('cpu', { threads: 2 }); // re-registers the fast kernels the cases above removed
+  const dims = { layers: 2, hidden: 96, heads: 3, ffn: 384, seqLen: 24, vocab: 300 };
+  const tr = new MlmTrainer({ dims, optimizer: { beta1: 0.9, beta2: 0.98, epsilon: 1e-6, weightDecay: 0.01 }, gradClipNorm: 1 }, initialWeights(paramLayout(dims), 3, 0.02));
+  const B = 4;
+  const k = 3;
+  const batch = {
+    batch: B,
+    seqLen: 24,
+    inputIds: new Int32Array(B * 24).map((_, i) => 5 + ((i * 11) % 290)),
+    maskedPositions: new Int32Array(B * k).map((_, i) => Math.floor(i / k) * 24 + 1 + (i % k) * 5),
+    maskedLabels: new Int32Array(B * k).map((_, i) => 7 + i),
+  };
+  const memory: Array<[number, number]> = [];
+  const losses: number[] = [];
+  for (let s = 0; s < 4; s++) {
+    const r = await tr.step(batch, 1e-3);
+    losses.push(r.loss);
+    memory.push([tf.memory().numTensors, tf.memory().numBytes]);
+  }
+  t.true(fastKernelStats().opsFast > 0 && fastKernelStats().fast > 0, 'onnxruntime kernels ran');
+  t.deepEqual(memory.slice(1), [memory[1], memory[1], memory[1]], JSON.stringify(memory));
+  t.true(losses[3]! < losses[0]!, `loss falls on a repeated batch: ${losses}`);
+  tr.dispose();
+});
