@@ -14,6 +14,7 @@
  * the BLAS it loaded, its kernel and thread count are printed.
  */
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import fs from 'node:fs';
 import { createInterface } from 'node:readline';
 import os from 'node:os';
 import path from 'node:path';
@@ -103,6 +104,20 @@ function blasInfo(python: string): string {
   return r.status === 0 ? r.stdout.trim() : `unknown (${r.stderr.trim().split('\n').pop()})`;
 }
 
+/**
+ * CPU seconds a process has used, all its threads (utime + stime of /proc/PID/stat, 10 ms ticks):
+ * on a shared machine the wall time of a step depends on the load, its CPU time much less.
+ */
+function cpuSeconds(pid: number | undefined): number {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100; // fields 14 and 15 of proc(5), counted after the name
+  } catch {
+    return NaN;
+  }
+}
+
 const fmt = (ms: number) => (Number.isFinite(ms) ? Math.round(ms).toLocaleString('en') : '—');
 
 async function main(): Promise<void> {
@@ -148,16 +163,21 @@ async function main(): Promise<void> {
 
   const ours: Msg[] = [];
   const theirs: number[] = [];
+  const cpu = { ttc: [] as number[], torch: [] as number[] };
   for (let i = 0; i < STEPS; i++) {
+    let c0 = cpuSeconds(ttc.proc.pid);
     const m = await ttc.next('step');
     if (typeof m.ms !== 'number') throw new Error(`ttc step: ${String(m.error)}`);
+    cpu.ttc.push(cpuSeconds(ttc.proc.pid) - c0);
     ours.push(m);
-    let line = `  step ${i + 1}: ttc ${fmt(m.ms)} ms (grad ${fmt(m.gradMs as number)}, apply ${fmt(m.applyMs as number)}, loss ${(m.loss as number).toFixed(3)})`;
+    let line = `  step ${i + 1}: ttc ${fmt(m.ms)} ms (grad ${fmt(m.gradMs as number)}, apply ${fmt(m.applyMs as number)}, loss ${(m.loss as number).toFixed(3)}; ${cpu.ttc[i]!.toFixed(1)} CPU s)`;
     if (torch) {
+      c0 = cpuSeconds(torch.proc.pid);
       const p = await torch.next('step');
       if (typeof p.ms !== 'number') throw new Error(`PyTorch step: ${String(p.error)}`);
+      cpu.torch.push(cpuSeconds(torch.proc.pid) - c0);
       theirs.push(p.ms);
-      line += `; PyTorch ${fmt(p.ms)} ms`;
+      line += `; PyTorch ${fmt(p.ms)} ms (${cpu.torch[i]!.toFixed(1)} CPU s)`;
     }
     process.stderr.write(`${line}\n`);
   }
@@ -171,13 +191,17 @@ async function main(): Promise<void> {
 
   const ttcMs = median(ours.map((m) => m.ms as number));
   const torchMs = median(theirs);
-  console.log(`\n| | ms/step (median of ${STEPS}) | min–max | GFLOP/s |`);
-  console.log('|:--|--:|--:|--:|');
-  const row = (name: string, xs: number[], med: number) => console.log(`| ${name} | ${fmt(med)} | ${fmt(Math.min(...xs))}–${fmt(Math.max(...xs))} | ${(flops / (med / 1000) / 1e9).toFixed(1)} |`);
-  row(`ttc (${ready.backend})`, ours.map((m) => m.ms as number), ttcMs);
-  if (theirs.length) row(`PyTorch ${py!.version}`, theirs, torchMs);
+  console.log(`\n| | ms/step (median of ${STEPS}) | min–max | GFLOP/s | CPU s/step (all threads) |`);
+  console.log('|:--|--:|--:|--:|--:|');
+  const row = (name: string, xs: number[], med: number, c: number[]) =>
+    console.log(`| ${name} | ${fmt(med)} | ${fmt(Math.min(...xs))}–${fmt(Math.max(...xs))} | ${(flops / (med / 1000) / 1e9).toFixed(1)} | ${median(c).toFixed(1)} |`);
+  row(`ttc (${ready.backend})`, ours.map((m) => m.ms as number), ttcMs, cpu.ttc);
+  if (theirs.length) row(`PyTorch ${py!.version}`, theirs, torchMs, cpu.torch);
   console.log(`\nttc step: grad (forward + backward + read-back) ${fmt(median(ours.map((m) => m.gradMs as number)))} ms, apply (clip + AdamW) ${fmt(median(ours.map((m) => m.applyMs as number)))} ms`);
-  if (theirs.length) console.log(`ratio ttc / PyTorch: ${(ttcMs / torchMs).toFixed(2)}× (target ≤ 2×)`);
+  if (theirs.length) {
+    console.log(`ratio ttc / PyTorch: ${(ttcMs / torchMs).toFixed(2)}× wall time (target ≤ 2×), ${(median(cpu.ttc) / median(cpu.torch)).toFixed(2)}× CPU time`);
+    console.log(`  (load average now ${os.loadavg().map((x) => x.toFixed(1)).join(' ')}: on a shared machine the CPU-time ratio is the steadier of the two)`);
+  }
   console.log(`evaluation: ${ev.sequences} validation sequences in ${fmt(ev.ms as number)} ms (loss ${(ev.loss as number)?.toFixed(3)})`);
   console.log(`ttc process: peak RSS ${end.peakRssMB} MiB, tensors left ${end.numTensors}; total ${((Date.now() - t0) / 1000).toFixed(0)} s`);
 }

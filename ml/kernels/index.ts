@@ -35,6 +35,8 @@ export interface FastCpuKernelsOptions {
   ops?: boolean;
   /** with `ops`: outputs smaller than this keep tfjs's kernel (default 4096 elements) */
   opsMinElements?: number;
+  /** with `ops`: ops touching fewer elements than this run on one thread (default 65,536) */
+  opsSingleThreadBelow?: number;
 }
 
 export interface FastCpuKernelsResult {
@@ -130,7 +132,7 @@ export async function registerFastCpuKernels(opts: FastCpuKernelsOptions = {}): 
         });
       }
       if (backendName === 'cpu' && opts.ops !== false) {
-        const oopts = { minElements: opts.opsMinElements ?? 4096, singleThreadBelow: 1 << 16 };
+        const oopts = { minElements: opts.opsMinElements ?? 4096, singleThreadBelow: opts.opsSingleThreadBelow ?? 1 << 16 };
         for (const kernelName of ORT_OP_KERNELS) {
           const orig = tf.getKernel(kernelName, backendName);
           if (!orig) continue;
