@@ -18,6 +18,8 @@ interface Case {
   inputs: Tensor[];
   /** the op applied to them (ints and attrs closed over) */
   f: (...xs: Tensor[]) => Tensor;
+  /** tensors f closes over (labels, ids, masks): disposed with the inputs */
+  held?: Tensor[];
 }
 
 function normal(rng: Rng, shape: number[], scale = 1, shift = 0): Tensor {
@@ -42,17 +44,17 @@ function cases(op: FusedOp, rng: Rng): Case[] {
       for (const [B, T, H, dh, masked] of [[2, 13, 3, 8, true], [2, 13, 3, 8, false], [3, 5, 1, 16, false], [1, 70, 2, 32, true]] as const) {
         const qkv = [0, 1, 2].map(() => normal(rng, [B * T, H * dh]));
         const mask = masked ? tf.tensor2d(Array.from({ length: B * T }, (_, i) => (i % T < T - 1 - (Math.floor(i / T) * 3) % T ? 1 : 0)), [B, T]) : undefined;
-        out.push({ name: `B${B} T${T} H${H} dh${dh}${masked ? ' masked' : ''}`, inputs: qkv, f: (q, k, v) => attention(q, k, v, B, H, mask) });
+        out.push({ name: `B${B} T${T} H${H} dh${dh}${masked ? ' masked' : ''}`, inputs: qkv, f: (q, k, v) => attention(q, k, v, B, H, mask), held: mask ? [mask] : [] });
       }
       return out;
     }
     case 'softmaxXent': {
       const labels = ints(rng, 37, 101);
-      return [{ name: 'logits[37,101]', inputs: [normal(rng, [37, 101], 3)], f: (x) => crossEntropy(x, labels, 101) }];
+      return [{ name: 'logits[37,101]', inputs: [normal(rng, [37, 101], 3)], f: (x) => crossEntropy(x, labels, 101), held: [labels] }];
     }
     case 'embeddingGrad': {
       const ids = ints(rng, 41, 29); // 41 lookups of 29 rows: duplicates certain
-      return [{ name: 'table[29,16] ids[41]', inputs: [normal(rng, [29, 16])], f: (t) => rowLookup(t, ids) }];
+      return [{ name: 'table[29,16] ids[41]', inputs: [normal(rng, [29, 16])], f: (t) => rowLookup(t, ids), held: [ids] }];
     }
   }
 }
@@ -113,7 +115,7 @@ export async function selfTestFused(impl: FusedImpl): Promise<{ worst: number; f
     return { worst: Infinity, failed: e instanceof Error ? e.message.split('\n')[0] : String(e) };
   } finally {
     setFusedActive(impl, false);
-    for (const c of all) tf.dispose(c.inputs);
+    for (const c of all) tf.dispose([...c.inputs, ...(c.held ?? [])]);
   }
 }
 
