@@ -43,17 +43,28 @@ export function overridesFromSets(sets: string[]): Record<string, unknown> {
 
 /** `--config FILE` (a new run directory) or `--resume DIR` (its stored config), with `--set` overrides (and `extra` ones on top). */
 export function configAndRunDir(values: { config?: string; resume?: string; set?: string[] }, usage: string, extra: (c: Config) => Record<string, unknown> = () => ({})): { config: Config; run: RunDir } {
+  const { config, runDir } = runConfig(values, usage, extra);
+  return { config, run: runDir() };
+}
+
+/**
+ * The same in two halves: the validated config now, the run directory when `runDir()` is called
+ * (a new one is created then), so a command can refuse a config (e.g. a model too big for this
+ * machine) with nothing written.
+ */
+export function runConfig(values: { config?: string; resume?: string; set?: string[] }, usage: string, extra: (c: Config) => Record<string, unknown> = () => ({})): { config: Config; runDir: () => RunDir } {
   const overrides = overridesFromSets(values.set ?? []);
   if (values.resume) {
     const opened = openRunDir(values.resume);
     const stored = resolveConfig(opened.storedConfig, overrides);
-    return { config: resolveConfig(stored, extra(stored)), run: opened.run };
+    return { config: resolveConfig(stored, extra(stored)), runDir: () => opened.run };
   }
   if (!values.config) throw new UsageError(`--config or --resume is required\n\n${usage}`);
   const loaded = loadConfig(values.config, overrides);
   // Validated (with every override) before the run directory is created.
   const config = resolveConfig(loaded, extra(loaded));
-  return { config, run: createRunDir(config, values.config) };
+  const file = values.config;
+  return { config, runDir: () => createRunDir(config, file) };
 }
 
 export function parsePort(raw: string | undefined, flag = '--port'): number {

@@ -30,6 +30,20 @@ export interface BackendInfo {
 
 export const BackendError = codedError('BackendError', 'TTC_ERR_BACKEND');
 export type BackendError = InstanceType<typeof BackendError>;
+export const MemoryError = codedError('MemoryError', 'TTC_ERR_MEMORY');
+export type MemoryError = InstanceType<typeof MemoryError>;
+
+/**
+ * Whether one training step of the run's model fits a backend's memory, with a one-line reason
+ * naming the estimate and the limit (built from the model by ml/loop/memory-check.ts: this layer
+ * does not know models). 'gpu' checks what a GPU backend keeps on the host.
+ */
+export interface MemoryFit {
+  /** the model and batch, e.g. "88,802,464 parameters, batch 16×64" */
+  subject: string;
+  /** why: "needs ~X of …, over …% of the Y limit (source)" */
+  fits(backend: 'wasm' | 'cpu' | 'gpu'): { ok: boolean; why: string };
+}
 
 const require = createRequire(import.meta.url);
 const errText = (e: unknown) => (e instanceof Error ? e.message.split('\n')[0] : String(e));
@@ -161,6 +175,9 @@ export interface BackendOptions {
   /** Accept a software webgpu adapter (tests of the webgpu code path). Default: false for `auto`,
    * true for `webgpu` (forcing webgpu takes any adapter unless this is explicitly false). */
   allowSoftwareGpu?: boolean;
+  /** The run's memory needs: `auto` takes the first CPU backend that holds the step (wasm, else
+   * cpu), a requested backend that cannot hold it is refused (MemoryError). Without it: no check. */
+  memory?: MemoryFit;
   /** Run the encoder's fused ops as one kernel where the backend has a self-tested one (default true). */
   fusedKernels?: boolean;
   /** model.precision (default fp32): mixed needs webgpu with shader-f16 — refused when a backend is
@@ -189,6 +206,8 @@ async function enableFusedKernels(log: string[], on: boolean): Promise<FusedOp[]
   try {
     if (backend === 'webgpu') impls = (await import('./kernels/webgpu/index.ts')).webgpuFusedImpls();
     else if (backend === 'cpu' || backend === 'wasm') impls = (await import('./kernels/cpu/index.ts')).cpuFusedImpls(backend);
+    // attention on cpu is one onnxruntime graph per direction (ml/kernels/cpu-attention.ts)
+    if (backend === 'cpu' && !impls.some((i) => i.op === 'attention')) impls.push((await import('./kernels/cpu-attention.ts')).cpuAttentionImpl());
   } catch (e) {
     log.push(`${backend}: fused kernels unavailable (${errText(e)})`);
     return [];
@@ -228,16 +247,21 @@ export async function initBackend(choice: BackendChoice, opts: BackendOptions): 
     if (choice === 'webgpu') throw new BackendError(`backend "webgpu" requested but unavailable:\n  ${log.join('\n  ')}`);
     return null;
   };
+  const mem = opts.memory;
+  const refuse = (what: string, why: string) => new MemoryError(`${what} (a training step of ${mem!.subject}): ${why}`);
+  // a GPU holds the tensors, the host still holds the trainer's state: checked before any probing
+  const gpuFit = mem?.fits('gpu');
+  if ((choice === 'tensorflow' || choice === 'webgpu') && gpuFit && !gpuFit.ok) throw refuse(`backend "${choice}" cannot hold this model`, gpuFit.why);
   // auto with mixed precision: webgpu (where mixed runs) before tensorflow; any other backend trains in fp32, logged
   const webgpuFirst = precision === 'mixed' && choice === 'auto';
-  if (webgpuFirst) {
+  if (webgpuFirst && gpuFit?.ok !== false) {
     const g = await gpuStep();
     if (g) return g;
   }
   const fp32Instead = () => {
     if (precision === 'mixed') log.push(`${tf.getBackend()}: mixed precision needs webgpu with shader-f16: training in fp32`);
   };
-  if (choice === 'tensorflow' || choice === 'auto') {
+  if ((choice === 'tensorflow' || choice === 'auto') && gpuFit?.ok !== false) {
     const pkg = await tryTensorflow(log);
     if (pkg) {
       fp32Instead();
@@ -245,15 +269,26 @@ export async function initBackend(choice: BackendChoice, opts: BackendOptions): 
     }
     if (choice === 'tensorflow') throw new BackendError(`backend "tensorflow" requested but unavailable:\n  ${log.join('\n  ')}`);
   }
-  if (!webgpuFirst && (choice === 'webgpu' || choice === 'auto')) {
+  if (!webgpuFirst && (choice === 'webgpu' || choice === 'auto') && gpuFit?.ok !== false) {
     const g = await gpuStep();
     if (g) return g;
   }
-  // CPU paths. wasm (SIMD) runs element-wise kernels far faster than tfjs cpu, so auto prefers
-  // it; both get the fast matmul kernels when those load.
+  // CPU paths. wasm (SIMD) runs element-wise kernels faster than plain tfjs cpu, so auto prefers
+  // it when the step fits its 32-bit heap; both get the fast kernels when those load.
+  const wasmFit = mem?.fits('wasm');
+  const cpuFit = mem?.fits('cpu');
+  if (choice === 'wasm' && wasmFit && !wasmFit.ok) throw refuse('backend "wasm" cannot hold this model', wasmFit.why);
+  if (choice === 'cpu' && cpuFit && !cpuFit.ok) throw refuse('backend "cpu" cannot hold this model', cpuFit.why);
+  if (choice === 'auto' && wasmFit && cpuFit && !wasmFit.ok && !cpuFit.ok) {
+    throw refuse('no backend can hold this model', `on wasm it ${wasmFit.why}; on cpu it ${cpuFit.why}`);
+  }
   let plain: string;
-  if (choice === 'cpu' || !(await initWasm(log))) {
+  const wasmWanted = choice === 'wasm' || (choice === 'auto' && wasmFit?.ok !== false);
+  if (choice === 'auto' && wasmFit) log.push(wasmFit.ok ? `wasm: chosen by memory, the step (${mem!.subject}) ${wasmFit.why}` : `wasm: skipped, the step (${mem!.subject}) ${wasmFit.why}`);
+  if (!wasmWanted || !(await initWasm(log))) {
     if (choice === 'wasm') throw new BackendError(`backend "wasm" requested but unavailable:\n  ${log.join('\n  ')}`);
+    if (choice === 'auto' && cpuFit && !cpuFit.ok) throw refuse('no available backend can hold this model', `on cpu it ${cpuFit.why}`);
+    if (choice === 'auto' && cpuFit) log.push(`cpu: the step ${cpuFit.why}`);
     await tf.setBackend('cpu');
     plain = 'tfjs cpu kernels';
   } else {
@@ -262,7 +297,7 @@ export async function initBackend(choice: BackendChoice, opts: BackendOptions): 
   fp32Instead();
   if (opts.fastKernels !== false) {
     const fast = await tryFastKernels(log, threads);
-    if (fast.ok) return done(`${tf.getBackend()} + ${fast.impl} matmul`);
+    if (fast.ok) return done(`${tf.getBackend()} + ${fast.impl} ${tf.getBackend() === 'cpu' ? 'matmul and element-wise ops' : 'matmul'}`);
   } else {
     log.push('fast matmul kernels disabled by config (fastKernels: false)');
   }

@@ -13,7 +13,8 @@ import { isTtcError, type ErrorCode } from '../core/errors.ts';
 import { resolveConfig } from '../core/config/load.ts';
 import type { Config } from '../core/config/schema.ts';
 import type { Logger } from '../core/run/log.ts';
-import { initBackend, type BackendInfo } from '../ml/backend.ts';
+import type { BackendInfo } from '../ml/backend.ts';
+import { initRunBackend } from '../ml/loop/run-backend.ts';
 import { BlobStreams, M, sendBlobs } from '../protocol/index.ts';
 import type { SecretInput } from '../wire/auth.ts';
 import { connect, tlsClientFromEnv, type Connection } from '../wire/net/index.ts';
@@ -269,7 +270,7 @@ export class Worker {
   /** The compute backend, started once per process from the first config this worker receives. */
   private async ensureBackend(config: Config): Promise<BackendInfo> {
     if (!this.backend) {
-      this.backend = await initBackend(config.backend, { threads: config.threads, fastKernels: config.fastKernels, fusedKernels: config.fusedKernels, precision: config.model.precision });
+      this.backend = await initRunBackend(config);
       this.backendAsked = config.backend;
       for (const l of this.backend.log) this.log.info(`backend: ${l}`);
     } else if (config.backend !== this.backendAsked && config.backend !== 'auto' && config.backend !== this.backend.name) {

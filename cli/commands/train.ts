@@ -1,7 +1,8 @@
 /** `ttc train`: one process trains one model under its budget (no workers, no network). */
 import { createLogger } from '../../core/run/log.ts';
 import { trainRun } from '../../ml/loop/run.ts';
-import { configAndRunDir, parseFlags } from '../args.ts';
+import { initRunBackend } from '../../ml/loop/run-backend.ts';
+import { runConfig, parseFlags } from '../args.ts';
 import { onInterrupt } from '../interrupt.ts';
 import { describeSummary } from '../summary.ts';
 
@@ -17,12 +18,16 @@ Ctrl-C finishes the current step, writes a checkpoint and exits; --resume contin
 
 export async function run(argv: string[]): Promise<number> {
   const values = parseFlags(argv, { config: { type: 'string' }, set: { type: 'string', multiple: true }, resume: { type: 'string' } }, usage);
-  const { config, run: runDir } = configAndRunDir(values, usage);
+  const resolved = runConfig(values, usage);
+  const { config } = resolved;
+  // the backend first: a model that fits no backend here is refused before the run directory exists
+  const backend = await initRunBackend(config);
+  const runDir = resolved.runDir();
   const log = createLogger('', runDir.logFile);
   log.info(`run ${runDir.id}: ${runDir.dir}`);
   const interrupt = onInterrupt(log, 'interrupt: finishing this step and writing a checkpoint (Ctrl-C again to quit at once)');
   try {
-    const summary = await trainRun(config, runDir, { log, shouldStop: interrupt.requested });
+    const summary = await trainRun(config, runDir, { log, shouldStop: interrupt.requested, backend });
     console.log(describeSummary(summary));
     if (!summary.completed) console.log(`resume with: ttc train --resume ${runDir.dir}`);
     return 0;

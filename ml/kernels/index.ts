@@ -10,6 +10,7 @@ import os from 'node:os';
 
 import { tf } from '../tf.ts';
 import { makeBatchMatMul, makeFusedMatMul, stats, type FastKernelOptions } from './matmul.ts';
+import { makeOrtOp, opStats, ORT_OP_KERNELS } from './ort-ops.ts';
 import { disposeSessions, getSpinning, getThreads, loadOrt, session, setSpinning, setThreads, tensor } from './ort.ts';
 
 export interface FastCpuKernelsOptions {
@@ -25,6 +26,16 @@ export interface FastCpuKernelsOptions {
   singleThreadBelow?: number;
   /** let onnxruntime's threads spin between calls (default false; see docs/kernels.md) */
   spinning?: boolean;
+  /**
+   * on the cpu backend, also run element-wise ops, reductions, transposes and softmax in
+   * onnxruntime (./ort-ops.ts; default true): tfjs-cpu's own are generic JavaScript, 10–50× slower
+   * (the embedding row lookups are ./cpu/gather-rows.ts's, installed with the fused kernels)
+   */
+  ops?: boolean;
+  /** with `ops`: outputs smaller than this keep tfjs's kernel (default 4096 elements) */
+  opsMinElements?: number;
+  /** with `ops`: ops touching fewer elements than this run on one thread (default 65,536) */
+  opsSingleThreadBelow?: number;
 }
 
 export interface FastCpuKernelsResult {
@@ -119,6 +130,16 @@ export async function registerFastCpuKernels(opts: FastCpuKernelsOptions = {}): 
           disposeFunc: orig.disposeFunc,
         });
       }
+      if (backendName === 'cpu' && opts.ops !== false) {
+        const oopts = { minElements: opts.opsMinElements ?? 4096, singleThreadBelow: opts.opsSingleThreadBelow ?? 1 << 16 };
+        for (const kernelName of ORT_OP_KERNELS) {
+          const orig = tf.getKernel(kernelName, backendName);
+          if (!orig) continue;
+          tf.unregisterKernel(kernelName, backendName);
+          originals.set(`${backendName}/${kernelName}`, orig);
+          tf.registerKernel({ kernelName, backendName, kernelFunc: makeOrtOp(kernelName, orig.kernelFunc, oopts), setupFunc: orig.setupFunc, disposeFunc: orig.disposeFunc });
+        }
+      }
       patched.push(backendName);
     }
     if (patched.length === 0) return (lastResult = fail(`none of the backends ${wanted.join(', ')} is registered with tfjs`, impl));
@@ -169,11 +190,13 @@ export function getFastKernelSpinning(): boolean {
 }
 
 /** How many matmul calls took the fast path and how many went to the original kernel. */
-export function fastKernelStats(): { fast: number; fallback: number } {
-  return { ...stats };
+export function fastKernelStats(): { fast: number; fallback: number; opsFast: number; opsFallback: number } {
+  return { ...stats, opsFast: opStats.fast, opsFallback: opStats.fallback };
 }
 
 export function resetFastKernelStats(): void {
   stats.fast = 0;
   stats.fallback = 0;
+  opStats.fast = 0;
+  opStats.fallback = 0;
 }

@@ -21,9 +21,25 @@ interface BackendIO {
 }
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
+/**
+ * onnxruntime-node's binding refuses typed arrays over a SharedArrayBuffer ("Invalid argument":
+ * Node 20's N-API cannot read their memory), and the trainer's weight tensors are views of its
+ * shared master weights: without a private copy every weight product fell back to tfjs's own
+ * kernel (BERT-base on cpu: 39 s of a 48 s one-layer step). One copy per weight array, kept while
+ * that tensor lives (the trainer replaces the views after every update, so a copy never goes stale).
+ */
+const privateCopies = new WeakMap<Float32Array, Float32Array>();
+
+export function unshared(values: Float32Array): Float32Array {
+  if (!(values.buffer instanceof SharedArrayBuffer)) return values;
+  let copy = privateCopies.get(values);
+  if (!copy) privateCopies.set(values, (copy = new Float32Array(values)));
+  return copy;
+}
+
 function cpuIO(backend: any): BackendIO {
   return {
-    input: (t) => backend.data.get(t.dataId).values as Float32Array,
+    input: (t) => unshared(backend.data.get(t.dataId).values as Float32Array),
     output(shape) {
       const values = new Float32Array(sizeOf(shape));
       let info: TensorInfo | null = null;

@@ -7,14 +7,14 @@
 type Field = Uint8Array;
 
 function varint(n: number): number[] {
-  // non-negative integers below 2^53 only (all we emit)
+  // negative values (e.g. -1 in a Reshape shape) as protobuf does: 64-bit two's complement, 10 bytes
+  let v = n < 0 ? BigInt.asUintN(64, BigInt(n)) : BigInt(n);
   const out: number[] = [];
-  let v = n;
-  while (v >= 0x80) {
-    out.push((v % 0x80) | 0x80);
-    v = Math.floor(v / 0x80);
+  while (v >= 0x80n) {
+    out.push(Number(v & 0x7fn) | 0x80);
+    v >>= 7n;
   }
-  out.push(v);
+  out.push(Number(v));
   return out;
 }
 

@@ -103,6 +103,8 @@ export interface GraphSpec {
   nodes: NodeSpec[];
   inputs: { name: string; rank: number }[];
   output: { name: string; rank: number };
+  /** further outputs of a multi-output graph (fetched by name like `output`) */
+  more?: { name: string; rank: number }[];
 }
 
 /** The cached session for `key`, built from `build()` on first use; `maxThreads` caps the pool. */
@@ -113,7 +115,7 @@ export function session(key: string, build: () => GraphSpec, maxThreads = Infini
   if (s) return s;
   const rt = loadOrt();
   const g = build();
-  const model = buildModel({ nodes: g.nodes, inputs: g.inputs, outputs: [g.output] });
+  const model = buildModel({ nodes: g.nodes, inputs: g.inputs, outputs: [g.output, ...(g.more ?? [])] });
   s = new rt.Session();
   s.loadModel(model.buffer as ArrayBuffer, model.byteOffset, model.byteLength, {
     intraOpNumThreads: n,

@@ -8,7 +8,8 @@ import type { RunDir } from '../../core/run/rundir.ts';
 import type { Logger } from '../../core/run/log.ts';
 import { MetricsWriter } from '../../core/run/metrics.ts';
 import { createProgress, type Progress } from '../../core/run/progress.ts';
-import { initBackend } from '../backend.ts';
+import type { BackendInfo } from '../backend.ts';
+import { initRunBackend } from './run-backend.ts';
 import { tf } from '../tf.ts';
 import { RunController, type RunSummary } from '../train/controller.ts';
 import { loadTrainingData } from '../train/data.ts';
@@ -23,11 +24,13 @@ export interface TrainOptions {
   stopAfterSteps?: number;
   /** Set by a signal handler: finish the current step, checkpoint, return. */
   shouldStop?: () => boolean;
+  /** the backend already started (initRunBackend); else trainRun starts it */
+  backend?: BackendInfo;
 }
 
 export async function trainRun(config: Config, run: RunDir, opts: TrainOptions): Promise<RunSummary> {
   const { log } = opts;
-  const backend = await initBackend(config.backend, { threads: config.threads, fastKernels: config.fastKernels, precision: config.model.precision });
+  const backend = opts.backend ?? (await initRunBackend(config));
   for (const line of backend.log) log.info(`backend: ${line}`);
   log.info(`backend: running on "${backend.name}" (${backend.detail})`);
   const task = new MlmTask(config, await loadTrainingData(config, log));
