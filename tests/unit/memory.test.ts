@@ -104,7 +104,8 @@ test.serial('the estimate is within its factor of the tensor peak tfjs measures 
 });
 
 test.serial('on wasm the heap after a step is within a factor of the estimate', async (t) => {
-  await initBackend('wasm', { threads: 1, fastKernels: false });
+  // the estimate is fitted to the tfjs compositions (the fused kernels need less: it is an upper bound for them)
+  await initBackend('wasm', { threads: 1, fastKernels: false, fusedKernels: false });
   const heap = () => (tf.backend() as unknown as { wasm: { HEAPU8: Uint8Array } }).wasm.HEAPU8.length;
   const before = heap();
   const tr = trainer(SMALL);
