@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # bench/gpu.ts on an offline GPU host (docs/gpu.md, ../shared/gpu/README.md): the webgpu-vs-cpu
-# one-step agreement check (tiny model, then the wide one), then the benchmark; results under $OUT.
+# one-step agreement check (tiny model, then the wide one), then the benchmark, then the fused
+# kernels, mixed precision and the fused attention vs the tfjs compositions; results under $OUT.
 # About 5 minutes on an H200, at most 10 (each part has a time limit; a cut-short bench keeps the
 # sizes it finished in bench.json).
 #
@@ -109,29 +110,29 @@ if grep -q '^no GPU adapter' "$OUT/check.txt"; then
 fi
 # 1b. the same at realistic widths (L2 d256, T128, batch 8): the GPU's tiled kernels (~30 s)
 if ! grep -q '^no GPU adapter' "$OUT/check.txt"; then
-  timeout 120 "$NODE" run.mjs --check --check-model wide ${TTC_GPU_ARGS:-} --json "$OUT/check-wide.json" 2>&1 | grep -v 'artificially reduced' | tee "$OUT/check-wide.txt"
+  timeout 90 "$NODE" run.mjs --check --check-model wide ${TTC_GPU_ARGS:-} --json "$OUT/check-wide.json" 2>&1 | grep -v 'artificially reduced' | tee "$OUT/check-wide.txt"
   wide_rc=${PIPESTATUS[0]}
   log "check-wide exit $wide_rc"
   [ "$wide_rc" = 0 ] || check_rc=$wide_rc
 fi
 # 2. the benchmark: matMul 4096², then small / medium / base (B32×128), then base in mixed precision, ~3 min on an H200
-timeout 300 "$NODE" run.mjs ${TTC_GPU_ARGS:-} --json "$OUT/bench.json" 2>&1 | grep -v 'artificially reduced' | tee "$OUT/bench.txt"
+timeout 230 "$NODE" run.mjs ${TTC_GPU_ARGS:-} --json "$OUT/bench.json" 2>&1 | grep -v 'artificially reduced' | tee "$OUT/bench.txt"
 bench_rc=${PIPESTATUS[0]}
 log "bench exit $bench_rc"
 # 3. the fused kernels vs the tfjs compositions, per op and per training step (~30 s; informational:
 #    its exit status is logged, not part of this script's)
 if [ -s kernels.mjs ]; then
-  timeout 120 "$NODE" kernels.mjs ${TTC_GPU_ARGS:-} --json "$OUT/kernels.json" 2>&1 | grep -v 'artificially reduced' | tee "$OUT/kernels.txt"
+  timeout 90 "$NODE" kernels.mjs ${TTC_GPU_ARGS:-} --json "$OUT/kernels.json" 2>&1 | grep -v 'artificially reduced' | tee "$OUT/kernels.txt"
   log "kernels bench exit ${PIPESTATUS[0]}"
 fi
 # 4. mixed precision: the tiled/f16 matmul vs tfjs's on BERT-base's products, fp32 vs mixed training (~1 min)
 if ! grep -q '^no GPU adapter' "$OUT/check.txt"; then
-  timeout 90 "$NODE" run.mjs --mixed ${TTC_GPU_ARGS:-} --json "$OUT/mixed.json" 2>&1 | grep -v 'artificially reduced' | tee "$OUT/mixed.txt"
+  timeout 60 "$NODE" run.mjs --mixed ${TTC_GPU_ARGS:-} --json "$OUT/mixed.json" 2>&1 | grep -v 'artificially reduced' | tee "$OUT/mixed.txt"
   log "mixed exit ${PIPESTATUS[0]}"
 fi
 # 5. fused attention vs the tfjs composite, forward and forward+backward (~30 s on an H200)
 if [ -s attention.mjs ] && ! grep -q '^no GPU adapter' "$OUT/check.txt"; then
-  timeout 75 "$NODE" attention.mjs --json "$OUT/attention.json" 2>&1 | grep -v 'artificially reduced' | tee "$OUT/attention.txt"
+  timeout 60 "$NODE" attention.mjs --json "$OUT/attention.json" 2>&1 | grep -v 'artificially reduced' | tee "$OUT/attention.txt"
   log "attention bench exit ${PIPESTATUS[0]}"
 fi
 if grep -q '^no GPU adapter' "$OUT/check.txt" "$OUT/bench.txt"; then
