@@ -3,7 +3,7 @@
  * composites of ml/kernels/fused.ts on the same backend: values and gradients on odd shapes (not the
  * start-up self-test's), within |fused − composite| ≤ 1e-5 + 1e-4·max|composite| per output; the
  * leading-axes Sum against tfjs's own Sum (1e-5 relative) and the row gather against tfjs's GatherV2
- * (exactly: a copy), with their fallbacks; every call really ran fused; the tensor
+ * (exactly: a copy), with their fallbacks; wasm's copy-free Identity; every call really ran fused; the tensor
  * count stays flat over repeated forward + backward passes.
  */
 import test from 'ava';
@@ -11,7 +11,7 @@ import '@tensorflow/tfjs-backend-wasm';
 
 import { tf, type Tensor } from '../ml/tf.ts';
 import { Rng } from '../core/rng.ts';
-import { columnSumStats, cpuFusedImpls, gatherRowsStats, installColumnSum, installGatherRows, uninstallColumnSum, uninstallGatherRows } from '../ml/kernels/cpu/index.ts';
+import { columnSumStats, cpuFusedImpls, gatherRowsStats, identityStats, installColumnSum, installGatherRows, installSharedIdentity, uninstallColumnSum, uninstallGatherRows, uninstallSharedIdentity } from '../ml/kernels/cpu/index.ts';
 import { attention, biasGelu, crossEntropy, fusedCounts, layerNorm, registerFused, resetFusedCounts, rowLookup, setFusedActive, type FusedImpl, type FusedOp } from '../ml/kernels/fused.ts';
 
 const ATOL = 1e-5;
@@ -220,3 +220,36 @@ for (const backend of BACKENDS) {
     tf.dispose([table, w, b, g, be, wo, ids, ys]);
   });
 }
+
+test.serial('wasm: the copy-free Identity shares memory; a clone outlives its source and a variable assigned after it', async (t) => {
+  await use('wasm');
+  installSharedIdentity('wasm');
+  const before = { ...identityStats };
+  const x = tf.tensor2d([[1, 2, 3], [4, 5, 6]]);
+  const xi = tf.tensor1d([7, 8, 9], 'int32');
+  const n0 = tf.memory().numDataBuffers;
+  const c = tf.clone(x);
+  const ci = tf.clone(xi);
+  t.is(identityStats.shared - before.shared, 2);
+  t.is(tf.memory().numDataBuffers, n0, 'no new buffer');
+  x.dispose();
+  xi.dispose();
+  t.deepEqual(Array.from(c.dataSync()), [1, 2, 3, 4, 5, 6]);
+  t.deepEqual(Array.from(ci.dataSync()), [7, 8, 9]);
+  t.is(ci.dtype, 'int32');
+  const v = tf.variable(tf.tensor1d([1, 2]));
+  const vc = tf.clone(v);
+  v.assign(tf.tensor1d([5, 6]));
+  t.deepEqual(Array.from(vc.dataSync()), [1, 2]);
+  t.deepEqual(Array.from(v.dataSync()), [5, 6]);
+  // gradients through a clone (tf.customGrad saves clones) are unchanged
+  const w = tf.tensor1d([0.5, -1, 2]);
+  const g = tf.grad((a: Tensor) => tf.sum(tf.mul(tf.clone(a), a)))(w);
+  t.deepEqual(Array.from(g.dataSync()), [1, -2, 4]);
+  uninstallSharedIdentity('wasm');
+  const copy = tf.clone(c);
+  t.is(identityStats.copied - before.copied, 0, 'the original copies (not counted)');
+  t.deepEqual(Array.from(copy.dataSync()), [1, 2, 3, 4, 5, 6]);
+  installSharedIdentity('wasm');
+  tf.dispose([c, ci, v, vc, w, g, copy]);
+});
