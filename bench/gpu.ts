@@ -63,6 +63,7 @@ import { benchArgs } from './lib/args.ts';
 import { median } from './lib/median.ts';
 import { mixedCellMain, mixedCompareMain } from './lib/mixed-bench.ts';
 import { provideWebgpuPackage } from '../ml/kernels/webgpu-matmul.ts';
+import { emit, runChildMain } from './lib/child-main.ts';
 
 // mixed precision creates the webgpu backend itself: the class from the package bundled here
 provideWebgpuPackage(tfjsWebgpu);
@@ -109,7 +110,6 @@ interface CellArgs {
   rule?: Rule;
 }
 
-const emit = (o: unknown) => process.stdout.write(`${JSON.stringify(o)}\n`);
 const progress = (s: string) => process.stderr.write(`  ${s}\n`);
 const SOFTWARE_SKIPPED = /software \(CPU\) implementation, skipped/;
 
@@ -745,11 +745,4 @@ async function main(): Promise<number> {
 }
 
 // exit explicitly: a Dawn instance keeps the event loop alive
-main().then(
-  (code) => process.exit(code),
-  (e: unknown) => {
-    emit({ error: e instanceof Error ? e.message.split('\n')[0] : String(e) });
-    process.stderr.write(`${e instanceof Error ? e.stack : String(e)}\n`);
-    process.exit(1);
-  },
-);
+runChildMain(main, { stack: true });

@@ -12,55 +12,27 @@
  * Without lavapipe's ICD file the checks are registered as skipped with the reason in their titles.
  */
 import test from 'ava';
-import { spawn } from 'node:child_process';
-import fs from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-
 import { OPT_TOL } from './kit/gpu-step.ts';
+import { findLavapipe, NO_LAVAPIPE, onlyIcd, resultLine, runTsx } from './kit/lavapipe.ts';
 import { TOLERANCE } from './kit/one-step.ts';
 import { initialWeights } from '../ml/model/weights.ts';
 import { paramLayout } from '../ml/model/spec.ts';
 import { MlmTrainer } from '../ml/train/trainer.ts';
 import { initBackend } from '../ml/backend.ts';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const CHILD = path.join(ROOT, 'tests/kit/gpu-step.ts');
-const LAVAPIPE = ['/usr/share/vulkan/icd.d', '/etc/vulkan/icd.d', '/usr/local/share/vulkan/icd.d']
-  .flatMap((d) => {
-    try {
-      return fs.readdirSync(d).filter((n) => /^lvp_icd(\..+)?\.json$/.test(n)).map((n) => path.join(d, n));
-    } catch {
-      return [];
-    }
-  })
-  .sort()[0];
-const NO_LAVAPIPE = 'skipped: lavapipe not installed; .ci/run installs it';
+const LAVAPIPE = findLavapipe();
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Json = any;
 
 /** The three checks in one child process (one tsx start, one Dawn init), started on first use and shared by the tests. */
-let all: Promise<{ ok?: boolean; error?: string; stack?: string; ms?: Record<string, number>; results: Json }> | undefined;
+type Checks = { ok?: boolean; error?: string; stack?: string; ms?: Record<string, number>; results?: Json };
+let all: Promise<Checks> | undefined;
 function runChecks() {
-  all ??= new Promise((resolve, reject) => {
-    const env = { ...process.env, VK_DRIVER_FILES: LAVAPIPE!, VK_ICD_FILENAMES: LAVAPIPE! };
-    const p = spawn(process.execPath, ['--import', 'tsx', CHILD, 'optimizer,trainer,resume,mask'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    p.stdout.on('data', (d) => (out += String(d)));
-    p.stderr.on('data', (d) => (err = (err + String(d)).slice(-4000)));
-    const timer = setTimeout(() => p.kill('SIGKILL'), 150_000);
-    p.on('error', reject);
-    p.on('close', (code) => {
-      clearTimeout(timer);
-      const line = out.trim().split('\n').reverse().find((l) => l.startsWith('{'));
-      try {
-        resolve(line ? JSON.parse(line) : { error: `no result line (exit ${code}): ${err}`, results: undefined });
-      } catch {
-        resolve({ error: `unparsable result line: ${line}`, results: undefined });
-      }
-    });
+  all ??= runTsx('tests/kit/gpu-step.ts', ['optimizer,trainer,resume,mask'], onlyIcd(LAVAPIPE!), 150_000).then((r) => {
+    const msg = resultLine(r) as Checks;
+    // the child printed no result line: its stderr says why
+    return msg.error?.startsWith('no result line') ? { ...msg, error: `${msg.error}: ${r.stderr}` } : msg;
   });
   return all;
 }

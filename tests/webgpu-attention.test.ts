@@ -9,49 +9,22 @@
  * float32 with reductions in another order; inputs ~N(0, 4) make scores of a few units).
  */
 import test from 'ava';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 
 import { SELF_TEST_TOLERANCE } from '../ml/kernels/fused-check.ts';
 import { ATTENTION_CASES, caseName, type AttentionChildResult } from './kit/attention-child.ts';
 import { tempDir } from './kit/helpers.ts';
+import { findLavapipe, NO_LAVAPIPE, onlyIcd, runTsx, stderrTail } from './kit/lavapipe.ts';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const CHILD = path.join(ROOT, 'tests/kit/attention-child.ts');
-
-const ICD_DIRS = ['/usr/share/vulkan/icd.d', '/etc/vulkan/icd.d', '/usr/local/share/vulkan/icd.d'];
-function findLavapipe(): string | null {
-  for (const dir of ICD_DIRS) {
-    try {
-      const f = fs.readdirSync(dir).filter((n) => /^lvp_icd(\..+)?\.json$/.test(n)).sort()[0];
-      if (f) return path.join(dir, f);
-    } catch {
-      // no such directory
-    }
-  }
-  return null;
-}
 const LAVAPIPE = findLavapipe();
 
-function runChild(backend: 'webgpu' | 'cpu', dir: string): Promise<{ result?: AttentionChildResult; why: string }> {
+async function runChild(backend: 'webgpu' | 'cpu', dir: string): Promise<{ result?: AttentionChildResult; why: string }> {
   const file = path.join(dir, `${backend}.json`);
-  const env = LAVAPIPE && backend === 'webgpu' ? { ...process.env, VK_DRIVER_FILES: LAVAPIPE, VK_ICD_FILENAMES: LAVAPIPE } : process.env;
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, ['--import', 'tsx', CHILD, backend, file], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    p.stdout.on('data', (d) => (out += String(d)));
-    p.stderr.on('data', (d) => (err = (err + String(d)).slice(-4000)));
-    const timer = setTimeout(() => p.kill('SIGKILL'), 110_000);
-    p.on('error', reject);
-    p.on('close', (code) => {
-      clearTimeout(timer);
-      if (code === 0 && fs.existsSync(file)) return resolve({ result: JSON.parse(fs.readFileSync(file, 'utf8')) as AttentionChildResult, why: '' });
-      resolve({ why: `${backend} child exited ${code}: ${out.slice(-2000)}\n${err.split('\n').filter((l) => !/artificially reduced/.test(l)).slice(-10).join('\n')}` });
-    });
-  });
+  const env = LAVAPIPE && backend === 'webgpu' ? onlyIcd(LAVAPIPE) : process.env;
+  const r = await runTsx('tests/kit/attention-child.ts', [backend, file], env, 110_000);
+  if (r.code === 0 && fs.existsSync(file)) return { result: JSON.parse(fs.readFileSync(file, 'utf8')) as AttentionChildResult, why: '' };
+  return { why: `${backend} child exited ${r.code}: ${r.stdout.slice(-2000)}\n${stderrTail(r.stderr, 10)}` };
 }
 
 /** Largest share of the tolerance any element of any output uses (≤ 1 passes); NaN counts as ∞. */
@@ -92,7 +65,7 @@ if (LAVAPIPE) {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 } else {
-  test.skip('webgpu fused attention agrees with the cpu composite (skipped: lavapipe not installed; .ci/run installs it)', () => {});
+  test.skip(`webgpu fused attention agrees with the cpu composite (${NO_LAVAPIPE})`, () => {});
 }
 
 test('webgpu attention declines what it cannot do (dh not a multiple of 4, dh > 128), which then runs as the composite', async (t) => {

@@ -14,50 +14,27 @@
  * Without lavapipe's ICD file the tests are registered as skipped, with the reason in the title.
  */
 import test from 'ava';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 
 import { SELF_TEST_TOLERANCE } from '../ml/kernels/fused-check.ts';
 import type { FusedChildArgs, FusedChildResult } from './kit/fused-child.ts';
 import { CHECK_DEFAULTS, CHECK_MODEL, compareOneStep, readOneStep, TOLERANCE, type OneStepArgs } from './kit/one-step.ts';
 import { tempDir } from './kit/helpers.ts';
+import { findLavapipe, NO_LAVAPIPE, onlyIcd, runTsx, stderrTail } from './kit/lavapipe.ts';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const LAVAPIPE = ['/usr/share/vulkan/icd.d', '/etc/vulkan/icd.d', '/usr/local/share/vulkan/icd.d']
-  .flatMap((dir) => {
-    try {
-      return fs.readdirSync(dir).filter((n) => /^lvp_icd(\..+)?\.json$/.test(n)).sort().map((n) => path.join(dir, n));
-    } catch {
-      return [];
-    }
-  })[0];
-const onlyIcd = (file: string): NodeJS.ProcessEnv => ({ ...process.env, VK_DRIVER_FILES: file, VK_ICD_FILENAMES: file });
+const LAVAPIPE = findLavapipe();
+
 /** the ops this file checks (attention has its own file, tests/webgpu-attention.test.ts) */
 const OPS = ['layerNorm', 'biasGelu', 'softmaxXent', 'embeddingGrad'];
 /** every op the webgpu backend fuses */
 const ALL_OPS = [...OPS, 'attention'];
 
-function child(script: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, script), ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d) => (stdout += String(d)));
-    p.stderr.on('data', (d) => (stderr = (stderr + String(d)).slice(-4000)));
-    const timer = setTimeout(() => p.kill('SIGKILL'), 120_000);
-    p.on('error', reject);
-    p.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const child = (script: string, args: string[], env: NodeJS.ProcessEnv) => runTsx(script, args, env, 120_000);
 
 async function fusedChild(a: FusedChildArgs, env: NodeJS.ProcessEnv, file: string): Promise<FusedChildResult> {
   const r = await child('tests/kit/fused-child.ts', [JSON.stringify(a), file], env);
-  if (r.code !== 0) throw new Error(`fused child (${a.backend}) exited ${r.code}:\n${r.stderr.split('\n').filter((l) => !/artificially reduced/.test(l)).slice(-12).join('\n')}`);
+  if (r.code !== 0) throw new Error(`fused child (${a.backend}) exited ${r.code}:\n${stderrTail(r.stderr, 12)}`);
   return JSON.parse(fs.readFileSync(file, 'utf8')) as FusedChildResult;
 }
 
@@ -126,7 +103,6 @@ if (LAVAPIPE) {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 } else {
-  const why = 'skipped: lavapipe not installed; .ci/run installs it';
-  test.skip(`webgpu fused kernels vs tfjs cpu (${why})`, () => {});
-  test.skip(`one MLM training step with the webgpu fused kernels on (${why})`, () => {});
+  test.skip(`webgpu fused kernels vs tfjs cpu (${NO_LAVAPIPE})`, () => {});
+  test.skip(`one MLM training step with the webgpu fused kernels on (${NO_LAVAPIPE})`, () => {});
 }

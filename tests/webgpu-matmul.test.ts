@@ -9,29 +9,18 @@
  * Without lavapipe's ICD file the lavapipe tests are registered as skipped, the reason in the title.
  */
 import test from 'ava';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 
 import { CHECK_DEFAULTS, CHECK_MODEL, compareOneStep, readOneStep, type OneStepArgs, type OneStepResult } from './kit/one-step.ts';
 import type { MatmulCheckResult } from './kit/matmul-check.ts';
 import { tempDir } from './kit/helpers.ts';
+import { findLavapipe, NO_LAVAPIPE, onlyIcd, resultLine, runTsx, whyChild } from './kit/lavapipe.ts';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const ONE_STEP = path.join(ROOT, 'bench/lib/one-step-child.ts');
-const MATMUL = path.join(ROOT, 'tests/kit/matmul-child.ts');
+const LAVAPIPE = findLavapipe();
 
-const LAVAPIPE = ['/usr/share/vulkan/icd.d', '/etc/vulkan/icd.d', '/usr/local/share/vulkan/icd.d']
-  .flatMap((d) => {
-    try {
-      return fs.readdirSync(d).filter((n) => /^lvp_icd(\..+)?\.json$/.test(n)).sort().map((n) => path.join(d, n));
-    } catch {
-      return [];
-    }
-  })[0];
-const NO_LAVAPIPE = 'skipped: lavapipe not installed; .ci/run installs it';
-const onlyIcd = (file: string): NodeJS.ProcessEnv => ({ ...process.env, VK_DRIVER_FILES: file, VK_ICD_FILENAMES: file });
+const ONE_STEP = 'bench/lib/one-step-child.ts';
+const MATMUL = 'tests/kit/matmul-child.ts';
 
 /**
  * Mixed precision vs the fp32 cpu step. The matmul operands are rounded to f16 (relative 2⁻¹¹ ≈
@@ -51,30 +40,12 @@ interface Outcome {
   stderr: string;
 }
 
-function child(script: string, args: string[], env: NodeJS.ProcessEnv): Promise<Outcome> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, ['--import', 'tsx', script, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    p.stdout.on('data', (d) => (out += String(d)));
-    p.stderr.on('data', (d) => (err = (err + String(d)).slice(-4000)));
-    const timer = setTimeout(() => p.kill('SIGKILL'), 120_000);
-    p.on('error', reject);
-    p.on('close', (code) => {
-      clearTimeout(timer);
-      const line = out.trim().split('\n').reverse().find((l) => l.startsWith('{'));
-      let msg: Record<string, unknown>;
-      try {
-        msg = line ? (JSON.parse(line) as Record<string, unknown>) : { error: `no result line (exit ${code})` };
-      } catch {
-        msg = { error: `unparsable result line: ${line}` };
-      }
-      resolve({ msg, code, stderr: err });
-    });
-  });
+async function child(script: string, args: string[], env: NodeJS.ProcessEnv): Promise<Outcome> {
+  const r = await runTsx(script, args, env, 120_000);
+  return { msg: resultLine(r), code: r.code, stderr: r.stderr };
 }
 
-const why = (o: Outcome) => String(o.msg.unavailable ?? o.msg.error ?? JSON.stringify(o.msg)) + (o.msg.error ? `\n${o.stderr.split('\n').filter((l) => !/artificially reduced/.test(l)).slice(-8).join('\n')}` : '');
+const why = whyChild;
 
 async function oneStep(args: Partial<OneStepArgs> & { backend: OneStepArgs['backend'] }, env: NodeJS.ProcessEnv, file: string): Promise<{ o: Outcome; result?: OneStepResult }> {
   const full: OneStepArgs = { dims: CHECK_MODEL, ...CHECK_DEFAULTS, ...args };

@@ -11,36 +11,16 @@
  * their title; with it, no adapter or any disagreement fails them.
  */
 import test from 'ava';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 
 import { CHECK_DEFAULTS, CHECK_MODEL, compareOneStep, readOneStep, runOneStep, TOLERANCE, type OneStepArgs, type OneStepResult } from './kit/one-step.ts';
 import { tempDir } from './kit/helpers.ts';
+import { findLavapipe, NO_LAVAPIPE, onlyIcd, resultLine, runTsx, whyChild } from './kit/lavapipe.ts';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const CHILD = path.join(ROOT, 'bench/lib/one-step-child.ts');
-
-const ICD_DIRS = ['/usr/share/vulkan/icd.d', '/etc/vulkan/icd.d', '/usr/local/share/vulkan/icd.d'];
-function findLavapipe(): string | null {
-  for (const dir of ICD_DIRS) {
-    let names: string[];
-    try {
-      names = fs.readdirSync(dir);
-    } catch {
-      continue;
-    }
-    const f = names.filter((n) => /^lvp_icd(\..+)?\.json$/.test(n)).sort()[0];
-    if (f) return path.join(dir, f);
-  }
-  return null;
-}
 const LAVAPIPE = findLavapipe();
-const NO_LAVAPIPE = 'skipped: lavapipe not installed; .ci/run installs it';
 
-/** The Vulkan loader sees only this ICD file (VK_DRIVER_FILES; VK_ICD_FILENAMES for older loaders). */
-const onlyIcd = (file: string): NodeJS.ProcessEnv => ({ ...process.env, VK_DRIVER_FILES: file, VK_ICD_FILENAMES: file });
+const CHILD = 'bench/lib/one-step-child.ts';
 
 interface ChildOutcome {
   msg: Record<string, unknown>;
@@ -49,32 +29,15 @@ interface ChildOutcome {
   result?: OneStepResult;
 }
 
-function runChild(args: Omit<OneStepArgs, 'dims' | 'batch' | 'seed' | 'lr'> & Partial<OneStepArgs>, env: NodeJS.ProcessEnv, dir: string, name: string): Promise<ChildOutcome> {
+async function runChild(args: Omit<OneStepArgs, 'dims' | 'batch' | 'seed' | 'lr'> & Partial<OneStepArgs>, env: NodeJS.ProcessEnv, dir: string, name: string): Promise<ChildOutcome> {
   const full: OneStepArgs = { dims: CHECK_MODEL, ...CHECK_DEFAULTS, ...args };
   const file = path.join(dir, `${name}.bin`);
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, ['--import', 'tsx', CHILD, JSON.stringify(full), file], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    p.stdout.on('data', (d) => (out += String(d)));
-    p.stderr.on('data', (d) => (err = (err + String(d)).slice(-4000)));
-    const timer = setTimeout(() => p.kill('SIGKILL'), 90_000);
-    p.on('error', reject);
-    p.on('close', (code) => {
-      clearTimeout(timer);
-      const line = out.trim().split('\n').reverse().find((l) => l.startsWith('{'));
-      let msg: Record<string, unknown> = {};
-      try {
-        msg = line ? (JSON.parse(line) as Record<string, unknown>) : { error: `no result line (exit ${code})` };
-      } catch {
-        msg = { error: `unparsable result line: ${line}` };
-      }
-      resolve({ msg, code, stderr: err, result: msg.ok && !full.probe ? readOneStep(file) : undefined });
-    });
-  });
+  const r = await runTsx(CHILD, [JSON.stringify(full), file], env, 90_000);
+  const msg = resultLine(r);
+  return { msg, code: r.code, stderr: r.stderr, result: msg.ok && !full.probe ? readOneStep(file) : undefined };
 }
 
-const why = (o: ChildOutcome) => String(o.msg.unavailable ?? o.msg.error ?? JSON.stringify(o.msg)) + (o.msg.error ? `\n${o.stderr.split('\n').filter((l) => !/artificially reduced/.test(l)).slice(-8).join('\n')}` : '');
+const why = whyChild;
 
 if (LAVAPIPE) {
   test('webgpu (lavapipe) vs cpu: one MLM training step and a matMul agree within the float32 tolerance; no tensor leak', async (t) => {

@@ -21,8 +21,8 @@ import { initialWeights } from '../../ml/model/weights.ts';
 import { MlmTrainer } from '../../ml/train/trainer.ts';
 import { tf } from '../../ml/tf.ts';
 import type { Logger } from '../../core/run/log.ts';
+import { emit, runChildMain } from './child-main.ts';
 
-const emit = (o: unknown) => process.stdout.write(`${JSON.stringify(o)}\n`);
 const rssMB = () => Math.round(process.memoryUsage().rss / 2 ** 20);
 let peakRss = 0;
 const sample = () => (peakRss = Math.max(peakRss, rssMB()));
@@ -67,10 +67,4 @@ async function main(): Promise<void> {
   trainer.dispose();
 }
 
-main().then(
-  () => process.exit(0),
-  (e: unknown) => {
-    emit({ error: e instanceof Error ? e.message.split('\n')[0] : String(e) });
-    process.exit(1);
-  },
-);
+runChildMain(main);

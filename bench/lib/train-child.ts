@@ -28,6 +28,7 @@ import { initialWeights } from '../../ml/model/weights.ts';
 import { MlmTrainer } from '../../ml/train/trainer.ts';
 import type { DataPosition } from '../../ml/data/batches.ts';
 import { tf } from '../../ml/tf.ts';
+import { emit, runChildMain } from './child-main.ts';
 
 export interface ChildArgs {
   backend: Exclude<BackendChoice, 'auto'>;
@@ -64,8 +65,6 @@ export interface ChildResult {
   steps: StepResult[];
   numTensors: number;
 }
-
-const emit = (o: unknown) => process.stdout.write(`${JSON.stringify(o)}\n`);
 
 async function main(): Promise<void> {
   const a = JSON.parse(process.argv[2] ?? '{}') as ChildArgs;
@@ -183,11 +182,4 @@ async function main(): Promise<void> {
   trainer.dispose();
 }
 
-main().then(
-  () => process.exit(0),
-  (e: unknown) => {
-    emit({ error: e instanceof Error ? e.message.split('\n')[0] : String(e) });
-    process.stderr.write(`${e instanceof Error ? e.stack : String(e)}\n`);
-    process.exit(1);
-  },
-);
+runChildMain(main, { stack: true });

@@ -73,14 +73,14 @@ function wasmIO(backend: any): BackendIO {
 }
 /* eslint-enable @typescript-eslint/no-explicit-any */
 
-function sizeOf(shape: readonly number[]): number {
+export function sizeOf(shape: readonly number[]): number {
   let n = 1;
   for (const d of shape) n *= d;
   return n;
 }
 
-/** numpy-style broadcast of the batch (outer) dims, or null where they do not broadcast. */
-function broadcastShape(a: readonly number[], b: readonly number[]): number[] | null {
+/** numpy broadcasting, as tfjs and ONNX both define it (matMul's batch dims, ort-ops' element-wise operands); null where the shapes do not broadcast. */
+export function broadcastShape(a: readonly number[], b: readonly number[]): number[] | null {
   const r = Math.max(a.length, b.length);
   const out: number[] = [];
   for (let i = 0; i < r; i++) {

@@ -12,7 +12,7 @@
 import type { tf as TF } from '../tf.ts';
 import type { NodeSpec } from './onnx-graph.ts';
 import { session, tensor, type GraphSpec } from './ort.ts';
-import { unshared } from './matmul.ts';
+import { broadcastShape, sizeOf, unshared } from './matmul.ts';
 
 type TensorInfo = TF.TensorInfo;
 type KernelFunc = TF.KernelFunc;
@@ -29,23 +29,8 @@ interface OpPlan {
 
 type Planner = (inputs: Record<string, TensorInfo | undefined>, attrs: Record<string, unknown>) => OpPlan | null;
 
-const sizeOf = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
-
 function graphOf(nodes: NodeSpec[], ranks: number[], outRank: number): GraphSpec {
   return { nodes, inputs: ranks.map((rank, i) => ({ name: `X${i}`, rank })), output: { name: 'Y', rank: outRank } };
-}
-
-/** numpy broadcasting, as tfjs and ONNX both define it; null where the shapes do not broadcast. */
-function broadcast(a: readonly number[], b: readonly number[]): number[] | null {
-  const r = Math.max(a.length, b.length);
-  const out: number[] = [];
-  for (let i = 0; i < r; i++) {
-    const x = a[a.length - r + i] ?? 1;
-    const y = b[b.length - r + i] ?? 1;
-    if (x !== y && x !== 1 && y !== 1) return null;
-    out.push(x === 1 ? y : x);
-  }
-  return out;
 }
 
 function binary(kernel: string, nodes: (a: string, b: string) => NodeSpec[]): [string, Planner] {
@@ -54,7 +39,7 @@ function binary(kernel: string, nodes: (a: string, b: string) => NodeSpec[]): [s
     (inputs) => {
       const { a, b } = inputs;
       if (!a || !b) return null;
-      const outShape = broadcast(a.shape, b.shape);
+      const outShape = broadcastShape(a.shape, b.shape);
       if (!outShape) return null;
       return { key: `${kernel}|${a.shape.length}|${b.shape.length}`, build: () => graphOf(nodes('X0', 'X1'), [a.shape.length, b.shape.length], outShape.length), inputs: [a, b], outShape };
     },

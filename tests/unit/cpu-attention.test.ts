@@ -9,29 +9,16 @@ import { tf } from '../../ml/tf.ts';
 import { initBackend } from '../../ml/backend.ts';
 import { unregisterFastCpuKernels } from '../../ml/kernels/index.ts';
 import { activeFused, attention, compositeAttention, fusedCounts, resetFusedCounts, setFusedEnabled } from '../../ml/kernels/fused.ts';
+import { maxDiff, seededRand } from '../kit/kernel-check.ts';
 
 type T = tf.Tensor;
 
-let seed = 4242;
-function rand(shape: number[]): T {
-  const n = shape.reduce((a, b) => a * b, 1);
-  const v = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    seed = (seed * 1103515245 + 12345) % 2147483648;
-    v[i] = (2 * seed) / 2147483648 - 1;
-  }
-  return tf.tensor(v, shape);
-}
+const rand = seededRand(4242).rand;
 
+/** max |got − ref| / max |ref|; an all-zero ref makes any difference fail */
 function relErr(ref: Float32Array, got: Float32Array): number {
-  let d = 0;
-  let m = 0;
-  for (let i = 0; i < ref.length; i++) {
-    const e = Math.abs(ref[i] - got[i]);
-    if (!(e <= d)) d = e;
-    m = Math.max(m, Math.abs(ref[i]));
-  }
-  return ref.length === got.length ? d / Math.max(m, 1e-30) : Infinity;
+  const { diff, maxRef } = maxDiff(ref, got);
+  return ref.length === got.length ? diff / Math.max(maxRef, 1e-30) : Infinity;
 }
 
 test.before(async () => {

@@ -17,19 +17,12 @@ import {
   setFastKernelThreads,
   unregisterFastCpuKernels,
 } from '../../ml/kernels/index.ts';
+import { relErr, seededRand } from '../kit/kernel-check.ts';
 
 type T = tf.Tensor;
 
-let seed = 12345;
-function rand(shape: number[]): T {
-  const n = shape.reduce((a, b) => a * b, 1);
-  const v = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    seed = (seed * 1103515245 + 12345) % 2147483648;
-    v[i] = seed / 1073741824 - 1; // [-1, 1)
-  }
-  return tf.tensor(v, shape);
-}
+const gen = seededRand(12345);
+const rand = (shape: number[]) => gen.rand(shape);
 
 async function fastOn(): Promise<void> {
   const r = await registerFastCpuKernels();
@@ -64,19 +57,6 @@ async function wasmVsCpu(f: () => T): Promise<{ ref: Float32Array[]; got: Float3
   const out = { ref: [ref.dataSync() as Float32Array], got: [got.dataSync() as Float32Array], shapes: [[ref.shape], [got.shape]] };
   tf.dispose([got, ref]);
   return out;
-}
-
-/** max |got - ref| / max |ref| (0 for all-zero refs that match exactly) */
-function relErr(ref: Float32Array, got: Float32Array): number {
-  if (ref.length !== got.length) return Infinity;
-  let d = 0;
-  let m = 0;
-  for (let i = 0; i < ref.length; i++) {
-    const e = Math.abs(ref[i] - got[i]);
-    if (!(e <= d)) d = e; // NaN propagates
-    m = Math.max(m, Math.abs(ref[i]));
-  }
-  return m === 0 ? d : d / m;
 }
 
 function close(t: import('ava').ExecutionContext, res: Awaited<ReturnType<typeof both>>, what: string, tol = 1e-5): void {
@@ -322,7 +302,7 @@ test.serial('wasm backend: matMul, fused and gradients equal tfjs wasm (or cpu, 
 
 test.serial('a small model trains identically on the fast path', async (t) => {
   const run = (): number[] => {
-    seed = 777;
+    gen.seed = 777;
     const w1 = tf.variable(rand([16, 32]));
     const w2 = tf.variable(rand([32, 4]));
     const x = rand([64, 16]);

@@ -9,38 +9,19 @@ import test from 'ava';
 import { tf } from '../../ml/tf.ts';
 import { fastKernelStats, registerFastCpuKernels, resetFastKernelStats, unregisterFastCpuKernels } from '../../ml/kernels/index.ts';
 import { ORT_OP_KERNELS } from '../../ml/kernels/ort-ops.ts';
+import { relErr, seededRand } from '../kit/kernel-check.ts';
 
 type T = tf.Tensor;
 
-let seed = 777;
-function rand(shape: number[], lo = -1, hi = 1): T {
-  const n = shape.reduce((a, b) => a * b, 1);
-  const v = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    seed = (seed * 1103515245 + 12345) % 2147483648;
-    v[i] = lo + ((hi - lo) * seed) / 2147483648;
-  }
-  return tf.tensor(v, shape);
-}
-
-function relErr(ref: Float32Array, got: Float32Array): number {
-  if (ref.length !== got.length) return Infinity;
-  let d = 0;
-  let m = 0;
-  for (let i = 0; i < ref.length; i++) {
-    const e = Math.abs(ref[i] - got[i]);
-    if (!(e <= d)) d = e;
-    m = Math.max(m, Math.abs(ref[i]));
-  }
-  return m === 0 ? d : d / m;
-}
+const gen = seededRand(777);
+const rand = gen.rand;
 
 /** f with tfjs's kernels and with ours (every op size takes our path: opsMinElements 1); values, shapes and how many calls were ours. */
 async function both(f: () => T[]): Promise<{ ref: T[]; got: T[]; fast: number }> {
   unregisterFastCpuKernels();
-  const start = seed; // the same random inputs for both runs
+  const start = gen.seed; // the same random inputs for both runs
   const ref = tf.tidy(f);
-  seed = start;
+  gen.seed = start;
   const r = await registerFastCpuKernels({ threads: 2, opsMinElements: 1 });
   if (!r.ok) throw new Error(`fast kernels did not load: ${r.reason}`);
   resetFastKernelStats();
