@@ -87,7 +87,7 @@ export const configSchema = {
       default: 0,
     },
     device: {
-      doc: 'Where the optimizer update (gradient clip + AdamW) runs. auto: on the GPU when the backend is webgpu and the worker has no peers (`ttc train`, a ring of one): no gradient is read back, weights and moments stay on the device (docs/gpu.md); otherwise on the CPU. cpu: always on the CPU (gradients read back). gpu: like auto, but a backend other than webgpu is an error. With peers the update is on the CPU whatever this says (the ring reduces host buffers).',
+      doc: 'Where the optimizer update (gradient clip + AdamW) runs. auto: on the GPU when the backend is webgpu and the worker has no peers (`ttc train`, a ring of one): no gradient is read back, weights and moments stay on the device (docs/gpu.md); otherwise on the CPU. cpu: always on the CPU (gradients read back). gpu: like auto, but a backend other than webgpu is an error. With peers the update is on the CPU whatever this says (the ring reduces host buffers), and so it is with model.precision mixed (the GPU update has no loss scaling: gpu is then refused).',
       format: ['auto', 'cpu', 'gpu'],
       default: 'auto' as 'auto' | 'cpu' | 'gpu',
     },
