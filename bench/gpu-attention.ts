@@ -25,6 +25,7 @@ import { BackendError, initBackend } from '../ml/backend.ts';
 import { attention, setFusedEnabled } from '../ml/kernels/fused.ts';
 import { tf, type Tensor } from '../ml/tf.ts';
 import { benchArgs } from './lib/args.ts';
+import { countingDispatches } from './lib/dispatch-count.ts';
 import { median } from './lib/median.ts';
 import { printTable } from './lib/table.ts';
 
@@ -44,17 +45,6 @@ const WARMUP = 2;
 
 type Arm = 'fused' | 'composite';
 type Mode = 'fwd' | 'fwdbwd';
-
-function countingDispatches(): { get: () => number; restore: () => void } {
-  const proto = (globalThis as unknown as { GPUComputePassEncoder: { prototype: { dispatchWorkgroups: (...a: number[]) => void } } }).GPUComputePassEncoder.prototype;
-  const orig = proto.dispatchWorkgroups;
-  let n = 0;
-  proto.dispatchWorkgroups = function (this: unknown, ...a: number[]) {
-    n++;
-    return orig.apply(this, a);
-  };
-  return { get: () => n, restore: () => (proto.dispatchWorkgroups = orig) };
-}
 
 async function main(): Promise<void> {
   let info;

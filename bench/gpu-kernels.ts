@@ -38,6 +38,7 @@ import { tf, type Tensor } from '../ml/tf.ts';
 import { MlmTrainer } from '../ml/train/trainer.ts';
 import { syntheticBatch } from '../tests/kit/one-step.ts';
 import { benchArgs } from './lib/args.ts';
+import { countingDispatches } from './lib/dispatch-count.ts';
 import { median } from './lib/median.ts';
 import { printTable } from './lib/table.ts';
 
@@ -59,16 +60,9 @@ const SHAPES: Record<string, Shapes> = {
 
 // ---------- dispatch counting ----------
 
-let dispatches = 0;
-function countDispatches(): void {
-  const proto = (globalThis as unknown as { GPUComputePassEncoder?: { prototype: Record<string, (...a: unknown[]) => unknown> } }).GPUComputePassEncoder?.prototype;
-  if (!proto) throw new Error('GPUComputePassEncoder is not a global: cannot count dispatches');
-  const orig = proto.dispatchWorkgroups;
-  proto.dispatchWorkgroups = function (this: unknown, ...a: unknown[]) {
-    dispatches++;
-    return orig.apply(this, a);
-  };
-}
+/** wraps the dispatches once the backend is up (main) */
+let dispatchCounter: { get: () => number } = { get: () => 0 };
+const dispatches = () => dispatchCounter.get();
 
 /** Waits until the GPU has run everything recorded so far (nothing read back). */
 async function gpuIdle(): Promise<void> {
@@ -130,11 +124,11 @@ function cpuMs(): number {
 
 async function sample(c: OpCase, backward: boolean, dy: Tensor, inner: number): Promise<{ ms: number; cpuMs: number; dispatches: number }> {
   await gpuIdle();
-  const d0 = dispatches;
+  const d0 = dispatches();
   const [t0, c0] = [performance.now(), cpuMs()];
   for (let i = 0; i < inner; i++) call(c, backward, dy);
   await gpuIdle();
-  return { ms: (performance.now() - t0) / inner, cpuMs: (cpuMs() - c0) / inner, dispatches: (dispatches - d0) / inner };
+  return { ms: (performance.now() - t0) / inner, cpuMs: (cpuMs() - c0) / inner, dispatches: (dispatches() - d0) / inner };
 }
 
 async function benchOp(c: OpCase, backward: boolean, s: Shapes, reps: number): Promise<Record<'fused' | 'composite', Timing>> {
@@ -174,11 +168,11 @@ async function benchStep(s: Shapes): Promise<Record<'fused' | 'composite', StepT
   let k = 0;
   const step = async (on: boolean) => {
     setFusedEnabled(on);
-    const d0 = dispatches;
+    const d0 = dispatches();
     const [t0, c0] = [performance.now(), cpuMs()];
     await trainer.computeGradients(batches[k++ % batches.length]);
     const t1 = performance.now();
-    const d1 = dispatches;
+    const d1 = dispatches();
     await trainer.apply(1e-4);
     return { gradMs: t1 - t0, stepMs: performance.now() - t0, stepCpuMs: cpuMs() - c0, dispatches: d1 - d0 };
   };
@@ -225,7 +219,7 @@ async function main(): Promise<number> {
   const s = SHAPES[shapesName];
   if (!s) throw new Error(`--shapes: unknown "${shapesName}" (${Object.keys(SHAPES).join(', ')})`);
   const reps = Number(opt('--reps') ?? 9);
-  countDispatches();
+  dispatchCounter = countingDispatches();
   console.log(`${info.detail}; fused ops on: ${activeFused().join(', ')}; shapes ${shapesName}; ${reps} alternated samples × ${s.inner} calls; host ${os.cpus()[0]?.model} ×${os.availableParallelism()}, load ${os.loadavg()[0].toFixed(1)}`);
   for (const l of info.log.filter((x) => /fused/.test(x))) console.log(`  ${l}`);
 

@@ -17,6 +17,7 @@ import { initBackend } from '../../ml/backend.ts';
 import { attention, fusedCounts, resetFusedCounts } from '../../ml/kernels/fused.ts';
 import { Rng } from '../../core/rng.ts';
 import { tf, type Tensor } from '../../ml/tf.ts';
+import { countingDispatches } from '../../bench/lib/dispatch-count.ts';
 
 export interface AttentionCase {
   B: number;
@@ -95,21 +96,15 @@ function step(c: AttentionCase, x: ReturnType<typeof inputsOf>): Tensor[] {
 
 /** Counts GPUComputePassEncoder dispatches (Dawn's globals) while fn runs and the queue flushes. */
 async function countDispatches(fn: () => Tensor[]): Promise<number> {
-  const proto = (globalThis as unknown as { GPUComputePassEncoder: { prototype: { dispatchWorkgroups: (...a: number[]) => void } } }).GPUComputePassEncoder.prototype;
-  const orig = proto.dispatchWorkgroups;
-  let n = 0;
-  proto.dispatchWorkgroups = function (this: unknown, ...a: number[]) {
-    n++;
-    return orig.apply(this, a);
-  };
+  const counter = countingDispatches();
   try {
     const out = fn();
     await Promise.all(out.map((t) => t.data()));
     tf.dispose(out);
   } finally {
-    proto.dispatchWorkgroups = orig;
+    counter.restore();
   }
-  return n;
+  return counter.get();
 }
 
 async function main(backend: 'webgpu' | 'cpu', file: string): Promise<void> {
