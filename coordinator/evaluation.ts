@@ -9,7 +9,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { writeFileAtomic } from '../core/fs.ts';
+import { appendText, writeFileAtomic } from '../core/fs.ts';
 import type { Logger } from '../core/run/log.ts';
 import { applyMask, globalMagnitudeMask, iterativeSchedule } from '../compression/index.ts';
 import type { RoundResult } from '../compression/eval/cells.ts';
@@ -158,7 +158,7 @@ export async function evaluateSweep(sweepDir: string, sweep: SweepConfig, member
       const key = o.id.slice('cell/'.length);
       const x = memberInfo.find((i) => key.startsWith(`${i.id}|`))!;
       const rec: CellRecord = { key, sizeId: x.m.sizeId, budgetId: x.m.budgetId, ...(x.m.seed !== undefined ? { seed: x.m.seed } : {}), result: o.result! };
-      fs.appendFileSync(cellsFile, `${JSON.stringify(rec)}\n`);
+      appendText(cellsFile, `${JSON.stringify(rec)}\n`);
       done.set(key, rec);
       progress('compression cells', done.size, cellsTotal);
     },

@@ -1,6 +1,6 @@
 /** runs/<id>/metrics.jsonl: one JSON object per line, appended as training goes. */
 import fs from 'node:fs';
-import { writeFileAtomic } from '../fs.ts';
+import { appendText, writeFileAtomic } from '../fs.ts';
 
 export interface MetricsRow {
   step: number;
@@ -25,7 +25,7 @@ export class MetricsWriter {
   constructor(readonly file: string) {}
 
   append(row: MetricsRow): void {
-    fs.appendFileSync(this.file, `${JSON.stringify(row)}\n`);
+    appendText(this.file, `${JSON.stringify(row)}\n`);
   }
 
   /** On resume: drop rows past the checkpoint's step (they will be recomputed), keep the rest. */

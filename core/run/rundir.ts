@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Config } from '../config/schema.ts';
 import { RunDirError } from '../errors.ts';
+import { writeJsonAtomic } from '../fs.ts';
 
 export interface RunDir {
   id: string;
@@ -11,6 +12,8 @@ export interface RunDir {
   metricsFile: string;
   logFile: string;
   summaryFile: string;
+  /** a distributed run's worker failures so far, kept across coordinator restarts (coordinator/pretrain.ts) */
+  failuresFile: string;
 }
 
 export function runDirFor(dir: string): RunDir {
@@ -21,6 +24,7 @@ export function runDirFor(dir: string): RunDir {
     metricsFile: path.join(dir, 'metrics.jsonl'),
     logFile: path.join(dir, 'train.log'),
     summaryFile: path.join(dir, 'summary.json'),
+    failuresFile: path.join(dir, 'failures.json'),
   };
 }
 
@@ -39,7 +43,7 @@ export function createRunDir(config: Config, configPath?: string): RunDir {
   }
   fs.mkdirSync(dir, { recursive: true });
   const run = runDirFor(dir);
-  fs.writeFileSync(run.configFile, `${JSON.stringify({ ...config, runId: run.id }, null, 2)}\n`);
+  writeJsonAtomic(run.configFile, { ...config, runId: run.id });
   return run;
 }
 

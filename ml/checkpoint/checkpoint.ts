@@ -5,9 +5,12 @@
  *   state.json             step, schedule length, FLOPs/seconds/tokens used, data position, RNG state
  *   config.json            the model dimensions
  *   manifest.json          SHA-256 of every file above; written last
- * The directory is written under a temporary name, fsynced and renamed, so a crash never leaves
- * a half-written checkpoint under a real name. Loading verifies every checksum; a corrupt
- * checkpoint is reported and skipped (never deleted), and the previous one is used.
+ * The directory is written under a temporary name (step-NNNNNNNN.tmp-PID-TIME), fsynced and
+ * renamed, so a crash never leaves a half-written checkpoint under a real name. A failed write (a
+ * full disk: TTC_ERR_DISK_FULL) removes its temporary at once; one left by a killed writer is
+ * removed when its run starts again (removeStaleTemporaries) or after the next save. Loading
+ * verifies every checksum; a corrupt checkpoint is reported and skipped (never deleted), and the
+ * previous one is used.
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -16,7 +19,7 @@ import { decodeSafetensors, encodeSafetensors, type SafeTensor } from './safeten
 import type { ModelDims, ParamLayout } from '../model/spec.ts';
 import type { DataPosition } from '../data/batches.ts';
 import type { RngState } from '../../core/rng.ts';
-import { writeFileSynced } from '../../core/fs.ts';
+import { writeFileSynced, writingTo } from '../../core/fs.ts';
 import { codedError } from '../../core/errors.ts';
 
 export const CHECKPOINT_FORMAT = 1;
@@ -61,30 +64,30 @@ const stepDirName = (step: number) => `step-${String(step).padStart(8, '0')}`;
 
 export function saveCheckpoint(runDir: string, layout: ParamLayout, ckpt: Checkpoint, keep = 3): string {
   const root = checkpointsDir(runDir);
-  fs.mkdirSync(root, { recursive: true });
   const finalDir = path.join(root, stepDirName(ckpt.state.step));
   const tmpDir = `${finalDir}.tmp-${process.pid}-${Date.now()}`;
-  fs.mkdirSync(tmpDir);
   const weights: Record<string, SafeTensor> = {};
   for (const s of layout.specs) weights[s.name] = { dtype: 'F32', shape: s.shape, data: ckpt.weights.subarray(s.offset, s.offset + s.size) };
-  const files: Record<string, Uint8Array | string> = {
+  const files: Record<string, Uint8Array> = {
     'model.safetensors': encodeSafetensors(weights, { format: 'ttc', layout: 'dense weights [in, out]' }),
     'optimizer.safetensors': encodeSafetensors(
       { 'adamw.m': { dtype: 'F32', shape: [ckpt.optimizer.m.length], data: ckpt.optimizer.m }, 'adamw.v': { dtype: 'F32', shape: [ckpt.optimizer.v.length], data: ckpt.optimizer.v } },
       { t: String(ckpt.optimizer.t) },
     ),
-    'state.json': JSON.stringify(ckpt.state, null, 2),
-    'config.json': JSON.stringify(ckpt.dims, null, 2),
+    'state.json': Buffer.from(JSON.stringify(ckpt.state, null, 2)),
+    'config.json': Buffer.from(JSON.stringify(ckpt.dims, null, 2)),
   };
   const manifest: Record<string, string> = {};
-  for (const [name, data] of Object.entries(files)) {
-    const bytes = typeof data === 'string' ? Buffer.from(data) : data;
-    writeFileSynced(path.join(tmpDir, name), bytes);
-    manifest[name] = sha256(bytes);
-  }
-  writeFileSynced(path.join(tmpDir, 'manifest.json'), JSON.stringify({ format: CHECKPOINT_FORMAT, files: manifest }, null, 2));
-  fs.rmSync(finalDir, { recursive: true, force: true });
-  fs.renameSync(tmpDir, finalDir);
+  for (const [name, bytes] of Object.entries(files)) manifest[name] = sha256(bytes);
+  files['manifest.json'] = Buffer.from(JSON.stringify({ format: CHECKPOINT_FORMAT, files: manifest }, null, 2));
+  // The whole directory is what must fit: a full disk names its size, and its partial temporary goes.
+  const bytes = Object.values(files).reduce((n, b) => n + b.byteLength, 0);
+  writingTo(finalDir, bytes, () => {
+    fs.mkdirSync(tmpDir, { recursive: true });
+    for (const [name, data] of Object.entries(files)) writeFileSynced(path.join(tmpDir, name), data); // manifest.json last
+    fs.rmSync(finalDir, { recursive: true, force: true });
+    fs.renameSync(tmpDir, finalDir);
+  }, () => fs.rmSync(tmpDir, { recursive: true, force: true }));
   pruneCheckpoints(root, keep);
   return finalDir;
 }
@@ -92,8 +95,20 @@ export function saveCheckpoint(runDir: string, layout: ParamLayout, ckpt: Checkp
 function pruneCheckpoints(root: string, keep: number): void {
   const dirs = listCheckpointDirs(root);
   for (const d of dirs.slice(0, Math.max(0, dirs.length - keep))) fs.rmSync(d, { recursive: true, force: true });
-  // Leftover temporaries come from a crash mid-write: never valid, safe to remove.
-  for (const e of fs.readdirSync(root)) if (e.includes('.tmp-')) fs.rmSync(path.join(root, e), { recursive: true, force: true });
+  removeStaleTemporaries(root);
+}
+
+/**
+ * Removes the temporaries (`*.tmp-*`) in a run's checkpoints directory and returns their paths.
+ * Only the process that owns the run calls this — when the run starts or resumes, and after each of
+ * its saves — and only one process trains a run at a time, so no temporary there can belong to a
+ * live writer: each is the leftover of a writer that was killed mid-save, never valid.
+ */
+export function removeStaleTemporaries(root: string): string[] {
+  if (!fs.existsSync(root)) return [];
+  const stale = fs.readdirSync(root).filter((e) => e.includes('.tmp-')).map((e) => path.join(root, e));
+  for (const p of stale) fs.rmSync(p, { recursive: true, force: true });
+  return stale;
 }
 
 /** Checkpoint directories, oldest first. */

@@ -10,9 +10,9 @@ import fs from 'node:fs';
 import { trainSeedOf, type Config } from '../../core/config/schema.ts';
 import type { Logger } from '../../core/run/log.ts';
 import { runDirFor, type RunDir } from '../../core/run/rundir.ts';
-import { writeJsonAtomic } from '../../core/fs.ts';
+import { DiskFullError, writeJsonAtomic } from '../../core/fs.ts';
 import { advancePosition } from '../data/batches.ts';
-import { loadLatestCheckpoint, saveCheckpoint, type TrainingState } from '../checkpoint/checkpoint.ts';
+import { checkpointsDir, loadLatestCheckpoint, removeStaleTemporaries, saveCheckpoint, type TrainingState } from '../checkpoint/checkpoint.ts';
 import { paramLayout, type ParamLayout } from '../model/spec.ts';
 import { initialWeights } from '../model/weights.ts';
 import { modelDims, type RunController, type RunSummary } from '../train/controller.ts';
@@ -44,6 +44,16 @@ export interface RunSnapshot {
  * from the last checkpoint.
  */
 export async function pretrainLoop(ctl: RunController, ex: StepExecutor, o: PretrainLoopOptions): Promise<boolean> {
+  try {
+    return await runSteps(ctl, ex, o);
+  } catch (e) {
+    // A failed write left the run's earlier checkpoints intact (a checkpoint is renamed into place whole).
+    if (e instanceof DiskFullError) throw new DiskFullError(`${e.message}; once there is space, continue the run with --resume ${o.run.dir}`, { cause: e.cause });
+    throw e;
+  }
+}
+
+async function runSteps(ctl: RunController, ex: StepExecutor, o: PretrainLoopOptions): Promise<boolean> {
   const { config } = ctl;
   const layout = paramLayout(ctl.dims);
   if (ctl.state.step === 0 && !Number.isFinite(ctl.lastValLoss)) {
@@ -92,9 +102,13 @@ export async function pretrainLoop(ctl: RunController, ex: StepExecutor, o: Pret
   return true;
 }
 
-/** Where a run starts: its latest valid checkpoint (corrupt ones are reported and skipped), else the initial weights of its seed. */
+/**
+ * Where a run starts: its latest valid checkpoint (corrupt ones are reported and skipped), else the
+ * initial weights of its seed. The caller now owns the run: the temporaries of a killed save are removed.
+ */
 export function startingPoint(config: Config, run: RunDir, log: Logger): { layout: ParamLayout; trainer: TrainerState; training?: TrainingState } {
   const layout = paramLayout(modelDims(config));
+  for (const p of removeStaleTemporaries(checkpointsDir(run.dir))) log.info(`removed ${p}: the partial checkpoint of a writer that was killed`);
   const ckpt = loadLatestCheckpoint(run.dir, layout, (m) => log.warn(m));
   if (!ckpt) return { layout, trainer: freshState(initialWeights(layout, trainSeedOf(config), config.model.initStd)) };
   log.info(`resuming run ${run.id} from its checkpoint at step ${ckpt.state.step}/${ckpt.state.totalSteps} (${ckpt.state.flopsUsed.toExponential(3)} FLOPs used)`);
