@@ -4,9 +4,13 @@
  * point (its last checkpoint), forms a ring of the connected workers, loads that point into it and
  * runs the loop on it; when a worker fails, the ring is re-formed from the remaining (or newly
  * joined) workers and training resumes from the restart point, so at most one checkpoint interval
- * is redone and the budget counts every step once. It never computes gradients.
+ * is redone and the budget counts every step once. The failures it survives are kept in
+ * runs/<id>/failures.json as they happen, so a restarted coordinator (--resume) still lists the
+ * earlier ones in summary.json. It never computes gradients.
  */
+import fs from 'node:fs';
 import type { Config } from '../core/config/schema.ts';
+import { writeJsonAtomic } from '../core/fs.ts';
 import type { Logger } from '../core/run/log.ts';
 import { MetricsWriter } from '../core/run/metrics.ts';
 import type { Progress } from '../core/run/progress.ts';
@@ -37,10 +41,12 @@ export class PretrainRun {
   private ring: RingFormation | undefined;
   private phaseNow = 'waiting for workers';
   private readonly startedAt = Date.now();
-  readonly failures: string[] = [];
+  /** every worker failure of the run, this coordinator's and its predecessors' */
+  readonly failures: string[];
 
   constructor(private readonly opts: PretrainRunOptions) {
     const { config, run, log } = opts;
+    this.failures = earlierFailures(run, log);
     const start = startingPoint(config, run, log);
     this.ctl = new RunController(config, start.training?.worldSize ?? config.dist.minWorkers, new MetricsWriter(run.metricsFile), opts.progress, start.training);
     this.snapshot = { trainer: start.trainer, training: structuredClone(this.ctl.state) };
@@ -69,6 +75,7 @@ export class PretrainRun {
           signal: anySignal(signal, stop),
           onFailure: (e) => {
             this.failures.push(e.message);
+            writeJsonAtomic(run.failuresFile, this.failures);
             log.warn(`re-forming the ring from the checkpoint at step ${this.snapshot.training.step} (steps after it are redone; the budget counts them once)`);
           },
         },
@@ -129,4 +136,20 @@ export class PretrainRun {
       failures: this.failures,
     };
   }
+}
+
+/** The failures recorded by earlier coordinators of this run (none for a new run). */
+function earlierFailures(run: RunDir, log: Logger): string[] {
+  if (!fs.existsSync(run.failuresFile)) return [];
+  try {
+    const list: unknown = JSON.parse(fs.readFileSync(run.failuresFile, 'utf8'));
+    if (Array.isArray(list) && list.every((f) => typeof f === 'string')) {
+      log.info(`${list.length} worker failure(s) before this coordinator started (${run.failuresFile})`);
+      return list;
+    }
+  } catch {
+    // reported below: the history is lost, the run is not
+  }
+  log.warn(`${run.failuresFile} is not a list of failures: starting a new one`);
+  return [];
 }

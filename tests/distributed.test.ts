@@ -142,6 +142,30 @@ test('a coordinator killed with SIGKILL and restarted with --resume continues th
   for (const w of workers) t.is(await w.exited, 0);
 });
 
+test('the failures a run survived outlive its coordinator: after a SIGKILL and --resume, summary.json lists the first coordinator\'s too', async (t) => {
+  const dir = tempDir('failhist');
+  const cfg = writeConfig(dir, { budget: { kind: 'steps', steps: 60 }, train: { batchSize: 4, evalEvery: 20, checkpointEvery: 4 }, dist: { minWorkers: 2, initialWorkers: 3, hashEvery: 4 } });
+  const first = await startCoordinator(['--config', cfg]);
+  const workers = [0, 1, 2].map((i) => startWorker(first.url, `w${i}`));
+  await first.proc.waitFor(/checkpoint: .*step-00000004/);
+  workers[1].kill('SIGKILL');
+  const failure = (await first.proc.waitFor(/ring formation 1 failed: (.*)$/))[1];
+  await first.proc.waitFor(/re-forming the ring from the checkpoint/);
+  first.proc.kill('SIGKILL');
+  await first.proc.exited;
+  const runDir = path.dirname(path.dirname((await first.proc.waitFor(/checkpoint: (\S+)/))[1]));
+  // The two workers left retry the same port; a new one joins them.
+  const second = spawnTtc(['coordinator', '--resume', runDir, '--port', new URL(first.url).port], env);
+  workers.push(startWorker(first.url, 'w3'));
+  t.is(await second.exited, 0, second.lines.slice(-30).join('\n'));
+  t.regex(second.lines.join('\n'), /\d+ worker failure\(s\) before this coordinator started/);
+  const summary = JSON.parse(fs.readFileSync(path.join(runDir, 'summary.json'), 'utf8'));
+  t.true(summary.completed);
+  t.is(summary.failures[0], failure, 'the failure the first coordinator saw');
+  t.regex(failure, /"w1"|link lost/);
+  for (const w of [workers[0], workers[2], workers[3]]) t.is(await w.exited, 0);
+});
+
 test('a worker with a wrong secret is refused, with the reason logged on both sides', async (t) => {
   const dir = tempDir('secret');
   const cfg = writeConfig(dir, { dist: { minWorkers: 1, waitForWorkersSeconds: 300 } });

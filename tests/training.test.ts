@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { tf } from '../ml/tf.ts';
 import { trainRun } from '../ml/loop/run.ts';
+import { startingPoint } from '../ml/loop/pretrain.ts';
 import { readMetrics } from '../core/run/metrics.ts';
 import { mlmStepFlops } from '../ml/flops.ts';
 import { numMaskedPerSeq } from '../ml/data/masking.ts';
@@ -97,6 +98,24 @@ test.serial('a corrupt latest checkpoint is reported and the previous one is use
   t.true(fs.existsSync(file), 'the corrupt checkpoint is kept for inspection');
   const rows = readMetrics(run.metricsFile);
   t.deepEqual(rows.filter((r) => r.step > 0).map((r) => r.step), [1, 2, 3, 4, 5, 6, 7, 8]);
+});
+
+test.serial('a run that starts again removes the partial checkpoints its killed writer left', async (t) => {
+  const config = tinyConfig({ budget: { kind: 'steps', steps: 8 }, train: { checkpointEvery: 2 } });
+  const run = newRun(config);
+  await trainRun(config, run, { ...quiet, stopAfterSteps: 2 });
+  const root = checkpointsDir(run.dir);
+  // what a save killed mid-write leaves: a temporary directory with some of the files
+  const stale = ['step-00000003.tmp-4242-1764660000000', 'step-00000004.tmp-xyz'];
+  for (const s of stale) {
+    fs.mkdirSync(path.join(root, s));
+    fs.writeFileSync(path.join(root, s, 'model.safetensors'), 'partial');
+  }
+  const logged: string[] = [];
+  const start = startingPoint(config, run, { ...quiet.log, info: (m) => logged.push(m) });
+  t.is(start.training?.step, 2);
+  t.deepEqual(fs.readdirSync(root), ['step-00000002'], 'only the real checkpoint is left');
+  for (const s of stale) t.true(logged.some((m) => m.includes(path.join(root, s))), `its removal is logged: ${logged.join('; ')}`);
 });
 
 test.serial('the tensor count does not grow across 20 training steps', async (t) => {
