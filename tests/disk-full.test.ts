@@ -14,6 +14,9 @@ import crypto from 'node:crypto';
 import { descendants, spawnTtc, waitGone, type Proc } from './kit/procs.ts';
 import { tempDir, TEST_CACHE_DIR, TINY_MODEL } from './kit/helpers.ts';
 import { checkpointsDir, loadCheckpoint } from '../ml/checkpoint/checkpoint.ts';
+import { DiskFullError, writeJsonAtomic } from '../core/fs.ts';
+import { MetricsWriter } from '../core/run/metrics.ts';
+import { createLogger } from '../core/run/log.ts';
 import { paramLayout } from '../ml/model/spec.ts';
 
 const env = { TTC_SECRET: crypto.randomBytes(24).toString('base64'), TTC_SECRET_FILE: undefined };
@@ -25,6 +28,9 @@ const mount = (dir: string, bytes: number, remount = false) =>
   execFileSync('mount', remount ? ['-o', `remount,size=${bytes}`, dir] : ['-t', 'tmpfs', '-o', `size=${bytes}`, 'tmpfs', dir], { stdio: 'pipe' });
 // lazy: a process still holding a file there cannot make the teardown fail
 const unmount = (dir: string) => execFileSync('umount', ['-l', dir], { stdio: 'pipe' });
+
+/** `p` matched literally in a RegExp. */
+const esc = (p: string) => p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 /** Why this machine cannot mount a tmpfs (undefined when it can). */
 const cannotMount = ((): string | undefined => {
@@ -43,14 +49,20 @@ const cannotMount = ((): string | undefined => {
 const diskTest = (title: string, fn: (t: ExecutionContext) => Promise<void>) =>
   cannotMount ? test.skip(`${title} (needs to mount a tmpfs: ${cannotMount})`, fn) : test(title, fn);
 
+/** A fresh tmpfs of `bytes` (unmounted after the test). */
+function tmpfs(t: ExecutionContext, bytes: number): string {
+  const dir = tempDir('diskfull');
+  mount(dir, bytes);
+  t.teardown(() => {
+    unmount(dir);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  return dir;
+}
+
 /** A run config whose outputDir is a fresh tmpfs with room for one checkpoint and not two (unmounted after the test). */
 function fullDiskRun(t: ExecutionContext): { config: string; runDir: string; outputDir: string } {
-  const outputDir = tempDir('diskfull');
-  mount(outputDir, Math.round(CHECKPOINT_BYTES * 1.5));
-  t.teardown(() => {
-    unmount(outputDir);
-    fs.rmSync(outputDir, { recursive: true, force: true });
-  });
+  const outputDir = tmpfs(t, Math.round(CHECKPOINT_BYTES * 1.5));
   const config = path.join(tempDir('diskfull-cfg'), 'cfg.json');
   fs.writeFileSync(
     config,
@@ -76,7 +88,6 @@ function checkFailure(t: ExecutionContext, p: Proc, command: string, runDir: str
   const errors = p.lines.filter((l) => l.startsWith(`ttc ${command}:`));
   t.is(errors.length, 1, out.slice(-3000));
   const root = checkpointsDir(runDir);
-  const esc = (p: string) => p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   t.regex(errors[0]!, new RegExp(`^ttc ${command}: disk full: cannot write ${esc(root)}/step-00000008 \\(\\d+\\.\\d KiB needed, \\d+(\\.\\d)? KiB free on its filesystem\\); once there is space, continue the run with --resume ${esc(runDir)}$`));
   const needed = Number(errors[0]!.match(/\(([\d.]+) KiB needed/)![1]) * 1024;
   t.true(needed >= CHECKPOINT_BYTES && needed < CHECKPOINT_BYTES * 1.1, `needed ${needed} for a checkpoint of about ${CHECKPOINT_BYTES} bytes`);
@@ -113,4 +124,17 @@ diskTest('a disk that fills under the coordinator of ttc local: one line, the wo
   t.is(await resumed.exited, 0, resumed.lines.slice(-20).join('\n'));
   t.regex(resumed.lines.join('\n'), /resuming run full from its checkpoint at step 4\/12/);
   t.regex(resumed.lines.join('\n'), /completed its budget: 12\/12 steps/);
+});
+
+diskTest('on a full disk the run files fail with a DiskFullError naming the file (no temporary left), and the log only warns', async (t) => {
+  const dir = tmpfs(t, 1 << 20);
+  execFileSync('fallocate', ['-l', String(1 << 20), path.join(dir, 'filler')]);
+  const summary = path.join(dir, 'summary.json');
+  const e = t.throws(() => writeJsonAtomic(summary, { steps: 1, note: 'x'.repeat(5000) }), { instanceOf: DiskFullError });
+  t.is(e?.code, 'TTC_ERR_DISK_FULL');
+  t.regex(e!.message, new RegExp(`^disk full: cannot write ${esc(summary)} \\(4\\.9 KiB needed, 0 B free on its filesystem\\)$`));
+  const metrics = new MetricsWriter(path.join(dir, 'metrics.jsonl'));
+  t.throws(() => metrics.append({ step: 1, tokens: 1, flops: 1, seconds: 1, wallSeconds: 1, lr: 0 }), { instanceOf: DiskFullError, message: /cannot write \S+metrics\.jsonl \(\d+ B needed/ });
+  t.notThrows(() => createLogger('', path.join(dir, 'train.log'), true).info('a line'));
+  t.deepEqual(fs.readdirSync(dir).filter((f) => f.includes('.tmp-')), [], 'no temporary left');
 });
