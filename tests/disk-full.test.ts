@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import { descendants, spawnTtc, waitGone, type Proc } from './kit/procs.ts';
-import { tempDir, TEST_CACHE_DIR, TINY_MODEL } from './kit/helpers.ts';
+import { tempDir, TINY_MODEL, writeConfig } from './kit/helpers.ts';
 import { checkpointsDir, loadCheckpoint } from '../ml/checkpoint/checkpoint.ts';
 import { DiskFullError, writeJsonAtomic } from '../core/fs.ts';
 import { MetricsWriter } from '../core/run/metrics.ts';
@@ -63,22 +63,7 @@ function tmpfs(t: ExecutionContext, bytes: number): string {
 /** A run config whose outputDir is a fresh tmpfs with room for one checkpoint and not two (unmounted after the test). */
 function fullDiskRun(t: ExecutionContext): { config: string; runDir: string; outputDir: string } {
   const outputDir = tmpfs(t, Math.round(CHECKPOINT_BYTES * 1.5));
-  const config = path.join(tempDir('diskfull-cfg'), 'cfg.json');
-  fs.writeFileSync(
-    config,
-    JSON.stringify({
-      runId: 'full',
-      outputDir,
-      cacheDir: TEST_CACHE_DIR,
-      backend: 'cpu',
-      threads: 1,
-      seed: 11,
-      model: TINY_MODEL,
-      train: { batchSize: 4, evalEvery: 4, checkpointEvery: 4 },
-      data: { maxValidationSequences: 16 },
-      budget: { kind: 'steps', steps: 12 },
-    }),
-  );
+  const config = writeConfig(tempDir('diskfull-cfg'), { runId: 'full', outputDir, train: { batchSize: 4, evalEvery: 4, checkpointEvery: 4 }, budget: { kind: 'steps', steps: 12 } });
   return { config, runDir: path.join(outputDir, 'full'), outputDir };
 }
 

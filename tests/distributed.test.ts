@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import { childProcesses, cmdline, descendants, spawnTtc, waitGone, type Proc } from './kit/procs.ts';
-import { tempDir, TEST_CACHE_DIR, TINY_MODEL } from './kit/helpers.ts';
+import { tempDir, TINY_MODEL, writeConfig } from './kit/helpers.ts';
 import { readMetrics } from '../core/run/metrics.ts';
 import { checkpointsDir, listCheckpointDirs, loadCheckpoint } from '../ml/checkpoint/checkpoint.ts';
 import { paramLayout } from '../ml/model/spec.ts';
@@ -17,27 +17,6 @@ import { numMaskedPerSeq } from '../ml/data/masking.ts';
 
 const SECRET = crypto.randomBytes(24).toString('base64');
 const env = { TTC_SECRET: SECRET, TTC_SECRET_FILE: undefined };
-
-function writeConfig(dir: string, extra: Record<string, unknown> = {}): string {
-  const file = path.join(dir, 'cfg.json');
-  fs.writeFileSync(
-    file,
-    JSON.stringify({
-      outputDir: dir,
-      cacheDir: TEST_CACHE_DIR,
-      backend: 'cpu',
-      threads: 1,
-      seed: 11,
-      model: TINY_MODEL,
-      train: { batchSize: 4, evalEvery: 5, checkpointEvery: 5 },
-      data: { maxValidationSequences: 16 },
-      budget: { kind: 'steps', steps: 6 },
-      dist: { hashEvery: 1, stepTimeoutSeconds: 60, ringTimeoutSeconds: 5 },
-      ...extra,
-    }),
-  );
-  return file;
-}
 
 function runDirOf(p: Proc): string {
   const line = p.lines.find((l) => /results: (\S+)\//.test(l));

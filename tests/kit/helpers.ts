@@ -38,3 +38,25 @@ export const quiet = { log: silentLogger, progress: quietProgress };
 export function newRun(config: Config) {
   return createRunDir(config);
 }
+
+/** A tiny run config for the CLI in `dir`/cfg.json, its runs in `dir` unless `extra` says otherwise (top-level fields of `extra` replace the defaults). */
+export function writeConfig(dir: string, extra: Record<string, unknown> = {}): string {
+  const file = path.join(dir, 'cfg.json');
+  fs.writeFileSync(
+    file,
+    JSON.stringify({
+      outputDir: dir,
+      cacheDir: TEST_CACHE_DIR,
+      backend: 'cpu',
+      threads: 1,
+      seed: 11,
+      model: TINY_MODEL,
+      train: { batchSize: 4, evalEvery: 5, checkpointEvery: 5 },
+      data: { maxValidationSequences: 16 },
+      budget: { kind: 'steps', steps: 6 },
+      dist: { hashEvery: 1, stepTimeoutSeconds: 60, ringTimeoutSeconds: 5 },
+      ...extra,
+    }),
+  );
+  return file;
+}
