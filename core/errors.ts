@@ -27,7 +27,7 @@ export const ERROR_CODES = {
   TTC_ERR_RUN: 'a run cannot continue (too few workers, parameters diverged, cancelled)',
   TTC_ERR_JOB: 'an evaluation job failed on every attempt',
   TTC_ERR_CHECKPOINT: 'a checkpoint that is missing, corrupt or does not match the model',
-  TTC_ERR_DISK_FULL: 'a file could not be written: its filesystem is full (the path, the space needed and the space free are named)',
+  TTC_ERR_DISK_FULL: 'a file could not be written: its filesystem is full or a quota is reached (the path, the space needed and the space free are named)',
   TTC_ERR_SAFETENSORS: 'a safetensors file that is malformed or inconsistent',
   TTC_ERR_COMPRESSED_FORMAT: 'a compressed model file that is malformed or does not match the model',
   TTC_ERR_COMPRESSION: 'a quantization, pruning or bit-packing request that cannot be carried out',

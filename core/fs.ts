@@ -51,7 +51,7 @@ export function writingTo<T>(target: string, bytes: number, write: () => T, clea
     const code = (e as NodeJS.ErrnoException).code;
     if (code !== 'ENOSPC' && code !== 'EDQUOT') throw e;
     const free = freeBytes(target);
-    throw new DiskFullError(`disk full: cannot write ${target} (${formatBytes(bytes)} needed, ${free === undefined ? 'unknown' : formatBytes(free)} free on its filesystem)`, { cause: e });
+    throw new DiskFullError(`${code === 'EDQUOT' ? 'disk quota exceeded' : 'disk full'}: cannot write ${target} (${formatBytes(bytes)} needed, ${free === undefined ? 'unknown' : formatBytes(free)} free on its filesystem)`, { cause: e });
   }
 }
 

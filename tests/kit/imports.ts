@@ -20,8 +20,9 @@ export interface ImportEdge {
 
 /** Source folders of the product, in the order they may import each other (lower first). */
 export const LAYERS: ReadonlyArray<{ layer: string; rank: number }> = [
-  { layer: 'core/errors.ts', rank: 0 }, { layer: 'core/fs.ts', rank: 0 }, { layer: 'core/rng.ts', rank: 0 },
-  { layer: 'core/config', rank: 1 },
+  { layer: 'core/errors.ts', rank: 0 }, { layer: 'core/rng.ts', rank: 0 },
+  // fs.ts raises a coded error (a full disk)
+  { layer: 'core/fs.ts', rank: 1 }, { layer: 'core/config', rank: 1 },
   { layer: 'core/run', rank: 2 },
   { layer: 'wire/protocol', rank: 10 }, { layer: 'wire/auth.ts', rank: 11 }, { layer: 'wire/net', rank: 12 },
   { layer: 'collective', rank: 20 },
