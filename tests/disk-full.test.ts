@@ -73,7 +73,7 @@ function checkFailure(t: ExecutionContext, p: Proc, command: string, runDir: str
   const errors = p.lines.filter((l) => l.startsWith(`ttc ${command}:`));
   t.is(errors.length, 1, out.slice(-3000));
   const root = checkpointsDir(runDir);
-  t.regex(errors[0]!, new RegExp(`^ttc ${command}: disk full: cannot write ${esc(root)}/step-00000008 \\(\\d+\\.\\d KiB needed, \\d+(\\.\\d)? KiB free on its filesystem\\); once there is space, continue the run with --resume ${esc(runDir)}$`));
+  t.regex(errors[0]!, new RegExp(`^ttc ${command}: disk full: cannot write ${esc(root)}/step-00000008 \\(\\d+\\.\\d KiB needed, \\d+(\\.\\d)? KiB free on its filesystem\\); the run's earlier checkpoints are intact: free some space, then resume it \\(--resume\\)$`));
   const needed = Number(errors[0]!.match(/\(([\d.]+) KiB needed/)![1]) * 1024;
   t.true(needed >= CHECKPOINT_BYTES && needed < CHECKPOINT_BYTES * 1.1, `needed ${needed} for a checkpoint of about ${CHECKPOINT_BYTES} bytes`);
   t.false(p.lines.some((l) => /^\s+at /.test(l)), 'no stack trace');

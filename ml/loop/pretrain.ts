@@ -41,14 +41,15 @@ export interface RunSnapshot {
 /**
  * Runs steps until the budget is spent (returns true) or a stop was asked for (returns false,
  * after a checkpoint). Errors of the executor (a failed worker) propagate; the caller restarts
- * from the last checkpoint.
+ * from the last checkpoint. A full disk (a checkpoint, a metrics row) ends the run with a
+ * DiskFullError that says how to go on.
  */
 export async function pretrainLoop(ctl: RunController, ex: StepExecutor, o: PretrainLoopOptions): Promise<boolean> {
   try {
     return await runSteps(ctl, ex, o);
   } catch (e) {
-    // A failed write left the run's earlier checkpoints intact (a checkpoint is renamed into place whole).
-    if (e instanceof DiskFullError) throw new DiskFullError(`${e.message}; once there is space, continue the run with --resume ${o.run.dir}`, { cause: e.cause });
+    // A failed write leaves the earlier checkpoints intact (a checkpoint is renamed into place whole).
+    if (e instanceof DiskFullError) throw new DiskFullError(`${e.message}; the run's earlier checkpoints are intact: free some space, then resume it (--resume)`, { cause: e.cause });
     throw e;
   }
 }
