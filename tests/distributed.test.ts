@@ -141,7 +141,6 @@ test('the failures a run survived outlive its coordinator: after a SIGKILL and -
   t.true(summary.completed);
   t.is(summary.failures[0], failure, 'the failure the first coordinator saw');
   t.regex(second.lines.join('\n'), /\d+ worker failure\(s\) before this coordinator started/);
-  t.regex(failure, /"w1"|link lost/);
   for (const w of [workers[0], workers[2], workers[3]]) t.is(await w.exited, 0);
 });
 
