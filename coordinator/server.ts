@@ -151,13 +151,11 @@ export class RunServer {
     if (kind === 'train') {
       // The server decides where results go; everything else is the submitter's config, validated again here.
       const config = resolveConfig(raw, { ...this.opts.overrides, outputDir: this.opts.outputDir });
-      if (config.runId && !M.RUN_ID.test(config.runId)) throw new Refusal(`runId "${config.runId}": use letters, digits, ".", "_" and "-" (it names a directory on the server)`);
       const run = createRunDir(config, `${name}.json`);
       record = { id: run.id, kind, dir: run.dir, state: 'queued', submittedAt: now() };
     } else {
       const sweep = resolveSweepConfig(raw, `submitted sweep "${name}"`);
       sweep.base = resolveConfig(sweep.base, { ...this.opts.overrides, outputDir: this.opts.outputDir });
-      if (sweep.sweepId && !M.RUN_ID.test(sweep.sweepId)) throw new Refusal(`sweepId "${sweep.sweepId}": use letters, digits, ".", "_" and "-" (it names a directory on the server)`);
       const id = uniqueId(this.opts.outputDir, sweep.sweepId || `${name}-${timestamp()}`, sweep.sweepId !== '');
       const dir = path.join(this.opts.outputDir, id);
       fs.mkdirSync(dir, { recursive: true });
