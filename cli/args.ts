@@ -43,16 +43,11 @@ export function overridesFromSets(sets: string[]): Record<string, unknown> {
   return out;
 }
 
-/** `--config FILE` (a new run directory) or `--resume DIR` (its stored config), with `--set` overrides (and `extra` ones on top). */
-export function configAndRunDir(values: { config?: string; resume?: string; set?: string[] }, usage: string, extra: (c: Config) => Record<string, unknown> = () => ({})): { config: Config; run: RunDir } {
-  const { config, runDir } = runConfig(values, usage, extra);
-  return { config, run: runDir() };
-}
-
 /**
- * The same in two halves: the validated config now, the run directory when `runDir()` is called
- * (a new one is created then), so a command can refuse a config (e.g. a model too big for this
- * machine) with nothing written.
+ * `--config FILE` (a new run directory) or `--resume DIR` (its stored config), with `--set`
+ * overrides (and `extra` ones on top), in two halves: the validated config now, the run directory
+ * when `runDir()` is called (a new one is created then), so a command can refuse a config (e.g. a
+ * model too big for this machine) with nothing written.
  */
 export function runConfig(values: { config?: string; resume?: string; set?: string[] }, usage: string, extra: (c: Config) => Record<string, unknown> = () => ({})): { config: Config; runDir: () => RunDir } {
   const overrides = overridesFromSets(values.set ?? []);

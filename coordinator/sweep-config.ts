@@ -8,6 +8,8 @@ import { join } from 'node:path';
 import { ConfigError, readConfigFile, refuseUnsafeKeys, resolveConfig } from '../core/config/load.ts';
 import { RunDirError } from '../core/errors.ts';
 import { compressionGrid, type GridOptions } from '../compression/grid.ts';
+import { checkRunFits, type RunPlace } from '../ml/loop/memory-check.ts';
+import type { HostMemory } from '../ml/model/memory.ts';
 import { runIdProblem, type Config } from '../core/config/schema.ts';
 
 export interface SweepSize {
@@ -197,4 +199,14 @@ export function memberConfig(s: SweepConfig, size: SweepSize, budget: SweepBudge
     model: { layers: size.layers, hidden: size.hidden, heads: size.heads, ffn: size.ffn },
     budget: budget.kind === 'flops' ? { kind: 'flops', flops: budget.value } : { kind: 'seconds', seconds: budget.value },
   });
+}
+
+/** Refuses, before the sweep's directory exists, a sweep with a member whose run cannot fit what this machine holds of it (ml/loop/memory-check.ts). */
+export function checkSweepFits(s: SweepConfig, place: Omit<RunPlace, 'label'>, host?: HostMemory): void {
+  for (const size of s.sizes) {
+    for (const budget of s.budgets) {
+      const config = memberConfig(s, size, budget, s.outputDir);
+      checkRunFits(config, { ...place, label: `sweep member ${config.runId}` }, host);
+    }
+  }
 }
