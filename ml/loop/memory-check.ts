@@ -26,7 +26,13 @@ const subjectOf = (config: Config, params: number) => `${params.toLocaleString('
 export function memoryFit(config: Config, host: HostMemory = hostMemoryLimit()): MemoryFit {
   return {
     subject: subjectOf(config, stepEstimate(config, 'cpu').params),
-    fits: (backend) => fits(stepEstimate(config, backend), host),
+    fits: (backend) => {
+      const f = fits(stepEstimate(config, backend), host);
+      if (f.ok) return f;
+      // a refusal names the fields, as checkRunFits does (wasm: its heap is what overflows)
+      const fields = blame(config, (c) => (backend === 'wasm' ? stepEstimate(c, backend).backendBytes : stepEstimate(c, backend).hostBytes));
+      return fields ? { ok: false, why: `${f.why}; what makes it big: ${fields}` } : f;
+    },
   };
 }
 
