@@ -23,7 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { resolveConfig } from '../core/config/load.ts';
 import { numMaskedPerSeq } from '../ml/data/masking.ts';
 import { mlmStepFlops } from '../ml/flops.ts';
-import { estimateMemory, fits, gib, hostMemoryLimit } from '../ml/model/memory.ts';
+import { bytesText, estimateMemory, fits, hostMemoryLimit } from '../ml/model/memory.ts';
 import type { ModelDims } from '../ml/model/spec.ts';
 import { benchArgs } from './lib/args.ts';
 import { median } from './lib/median.ts';
@@ -136,11 +136,11 @@ async function main(): Promise<void> {
   const flops = mlmStepFlops(dims, BATCH, masked).training;
   const host = hostMemoryLimit();
   console.log(`# ttc large model on CPU — ${new Date().toISOString()}`);
-  console.log(`# ${os.cpus()[0]?.model ?? 'CPU'}, ${os.availableParallelism()} cores, load average ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}; host memory ${gib(host.bytes)} (${host.source}); Node ${process.version}; ${THREADS} threads each`);
+  console.log(`# ${os.cpus()[0]?.model ?? 'CPU'}, ${os.availableParallelism()} cores, load average ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}; host memory ${bytesText(host.bytes)} (${host.source}); Node ${process.version}; ${THREADS} threads each`);
   console.log(`# model: layers ${dims.layers}, hidden ${dims.hidden}, heads ${dims.heads}, ffn ${dims.ffn}, vocab ${dims.vocab}; batch ${BATCH}×${dims.seqLen}; ${(flops / 1e9).toFixed(0)} GFLOP per training step`);
   for (const b of ['wasm', 'cpu'] as const) {
     const e = estimateMemory(dims, BATCH, masked, b);
-    console.log(`# memory estimate on ${b}: tensors ${gib(e.tensorBytes)}, trainer state ${gib(e.trainerBytes)}, host ${gib(e.hostBytes)} → ${fits(e, host).ok ? 'fits' : 'does not fit'}: ${fits(e, host).why}`);
+    console.log(`# memory estimate on ${b}: tensors ${bytesText(e.tensorBytes)}, trainer state ${bytesText(e.trainerBytes)}, host ${bytesText(e.hostBytes)} → ${fits(e, host).ok ? 'fits' : 'does not fit'}: ${fits(e, host).why}`);
   }
 
   const ttc = new Child(spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bench/lib/large-child.ts'), JSON.stringify(resolved)], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] }), 'ttc');

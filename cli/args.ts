@@ -3,8 +3,8 @@
  * `--set a.b=value` overrides, the `--config` / `--resume` run sources, ports and worker counts.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { loadConfig, resolveConfig } from '../core/config/load.ts';
-import type { Config } from '../core/config/schema.ts';
+import { loadConfig, refuseUnsafeKey, resolveConfig } from '../core/config/load.ts';
+import { RUN_ID, RUN_ID_RULE, type Config } from '../core/config/schema.ts';
 import { UsageError } from '../core/errors.ts';
 import { createRunDir, openRunDir, type RunDir } from '../core/run/rundir.ts';
 
@@ -34,6 +34,8 @@ export function overridesFromSets(sets: string[]): Record<string, unknown> {
     const eq = s.indexOf('=');
     if (eq <= 0) throw new UsageError(`--set expects key=value (e.g. --set model.layers=4), got "${s}"`);
     const keys = s.slice(0, eq).split('.');
+    // before any assignment: `node["__proto__"] ??= {}` would hand back Object.prototype
+    keys.forEach((k, i) => refuseUnsafeKey(keys.slice(0, i + 1).join('.'), k, `--set ${s}`));
     let node = out;
     for (const k of keys.slice(0, -1)) node = (node[k] ??= {}) as Record<string, unknown>;
     node[keys[keys.length - 1]!] = parseValue(s.slice(eq + 1));
@@ -41,16 +43,11 @@ export function overridesFromSets(sets: string[]): Record<string, unknown> {
   return out;
 }
 
-/** `--config FILE` (a new run directory) or `--resume DIR` (its stored config), with `--set` overrides (and `extra` ones on top). */
-export function configAndRunDir(values: { config?: string; resume?: string; set?: string[] }, usage: string, extra: (c: Config) => Record<string, unknown> = () => ({})): { config: Config; run: RunDir } {
-  const { config, runDir } = runConfig(values, usage, extra);
-  return { config, run: runDir() };
-}
-
 /**
- * The same in two halves: the validated config now, the run directory when `runDir()` is called
- * (a new one is created then), so a command can refuse a config (e.g. a model too big for this
- * machine) with nothing written.
+ * `--config FILE` (a new run directory) or `--resume DIR` (its stored config), with `--set`
+ * overrides (and `extra` ones on top), in two halves: the validated config now, the run directory
+ * when `runDir()` is called (a new one is created then), so a command can refuse a config (e.g. a
+ * model too big for this machine) with nothing written.
  */
 export function runConfig(values: { config?: string; resume?: string; set?: string[] }, usage: string, extra: (c: Config) => Record<string, unknown> = () => ({})): { config: Config; runDir: () => RunDir } {
   const overrides = overridesFromSets(values.set ?? []);
@@ -65,6 +62,11 @@ export function runConfig(values: { config?: string; resume?: string; set?: stri
   const config = resolveConfig(loaded, extra(loaded));
   const file = values.config;
   return { config, runDir: () => createRunDir(config, file) };
+}
+
+/** A flag that names a run of a run server (`--run ID`, `--name N`; not a directory path): the run id pattern of the config's runId. */
+export function checkRunIdFlag(flag: string, raw: string | undefined): void {
+  if (raw !== undefined && !RUN_ID.test(raw)) throw new UsageError(`${flag}: expected a run id (${RUN_ID_RULE}), got "${raw}"`);
 }
 
 export function parsePort(raw: string | undefined, flag = '--port'): number {

@@ -15,6 +15,7 @@ import { writeJsonAtomic } from '../core/fs.ts';
 import { createLogger, type Logger } from '../core/run/log.ts';
 import { createProgress } from '../core/run/progress.ts';
 import { createRunDir, openRunDir, runDirFor, timestamp } from '../core/run/rundir.ts';
+import { checkRunFits } from '../ml/loop/memory-check.ts';
 import { readSummary } from '../ml/loop/pretrain.ts';
 import { M, runRecordSchema, type RunRecord, type ServerStatus } from '../protocol/index.ts';
 import type { SecretInput } from '../wire/auth.ts';
@@ -23,7 +24,7 @@ import { Driver } from './formation.ts';
 import { PretrainRun } from './pretrain.ts';
 import { WorkerRegistry, type CliMsg, type FromWorker } from './registry.ts';
 import { resultFiles } from './result-files.ts';
-import { resolveSweepConfig, type SweepConfig } from './sweep-config.ts';
+import { checkSweepFits, resolveSweepConfig, type SweepConfig } from './sweep-config.ts';
 import { runSweep } from './sweep.ts';
 
 export interface RunServerOptions {
@@ -151,13 +152,14 @@ export class RunServer {
     if (kind === 'train') {
       // The server decides where results go; everything else is the submitter's config, validated again here.
       const config = resolveConfig(raw, { ...this.opts.overrides, outputDir: this.opts.outputDir });
-      if (config.runId && !M.RUN_ID.test(config.runId)) throw new Refusal(`runId "${config.runId}": use letters, digits, ".", "_" and "-" (it names a directory on the server)`);
+      // what this server holds of the run (its restart point); each worker checks its step when it joins
+      checkRunFits(config, { workers: 0, coordinator: true });
       const run = createRunDir(config, `${name}.json`);
       record = { id: run.id, kind, dir: run.dir, state: 'queued', submittedAt: now() };
     } else {
       const sweep = resolveSweepConfig(raw, `submitted sweep "${name}"`);
       sweep.base = resolveConfig(sweep.base, { ...this.opts.overrides, outputDir: this.opts.outputDir });
-      if (sweep.sweepId && !M.RUN_ID.test(sweep.sweepId)) throw new Refusal(`sweepId "${sweep.sweepId}": use letters, digits, ".", "_" and "-" (it names a directory on the server)`);
+      checkSweepFits(sweep, { workers: 0, coordinator: true });
       const id = uniqueId(this.opts.outputDir, sweep.sweepId || `${name}-${timestamp()}`, sweep.sweepId !== '');
       const dir = path.join(this.opts.outputDir, id);
       fs.mkdirSync(dir, { recursive: true });

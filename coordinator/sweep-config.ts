@@ -5,10 +5,12 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { ConfigError, readConfigFile, resolveConfig } from '../core/config/load.ts';
+import { ConfigError, readConfigFile, refuseUnsafeKeys, resolveConfig } from '../core/config/load.ts';
 import { RunDirError } from '../core/errors.ts';
 import { compressionGrid, type GridOptions } from '../compression/grid.ts';
-import type { Config } from '../core/config/schema.ts';
+import { checkRunFits, type RunPlace } from '../ml/loop/memory-check.ts';
+import type { HostMemory } from '../ml/model/memory.ts';
+import { runIdProblem, type Config } from '../core/config/schema.ts';
 
 export interface SweepSize {
   id: string;
@@ -126,6 +128,7 @@ function parseBudget(raw: unknown, where: string, errors: string[]): SweepBudget
 
 export function resolveSweepConfig(raw: unknown, source = 'sweep config'): SweepConfig {
   if (!isObj(raw)) throw new ConfigError(`${source}: expected a JSON object`);
+  refuseUnsafeKeys(raw, source);
   const errors: string[] = [];
   for (const k of Object.keys(raw)) if (!['sweepId', 'outputDir', 'workers', 'base', 'sizes', 'grid', 'budgets', 'seeds', 'evaluation'].includes(k)) errors.push(`${k}: unknown field`);
   const seeds = parseSeeds(raw.seeds, errors);
@@ -152,7 +155,9 @@ export function resolveSweepConfig(raw: unknown, source = 'sweep config'): Sweep
   const workers = raw.workers ?? 2;
   if (!posInt(workers)) errors.push(`workers: expected a positive integer, got ${JSON.stringify(workers)}`);
   const sweepId = raw.sweepId ?? '';
-  if (typeof sweepId !== 'string') errors.push(`sweepId: expected a string, got ${JSON.stringify(sweepId)}`);
+  // it names the sweep's directory under outputDir, as a run id does
+  const sweepIdProblem = runIdProblem(sweepId);
+  if (sweepIdProblem) errors.push(`sweepId: ${sweepIdProblem}`);
   const outputDir = raw.outputDir ?? 'runs';
   if (typeof outputDir !== 'string') errors.push(`outputDir: expected a string, got ${JSON.stringify(outputDir)}`);
   if (errors.length > 0) throw new ConfigError(`invalid ${source}:\n  ${errors.join('\n  ')}`);
@@ -194,4 +199,14 @@ export function memberConfig(s: SweepConfig, size: SweepSize, budget: SweepBudge
     model: { layers: size.layers, hidden: size.hidden, heads: size.heads, ffn: size.ffn },
     budget: budget.kind === 'flops' ? { kind: 'flops', flops: budget.value } : { kind: 'seconds', seconds: budget.value },
   });
+}
+
+/** Refuses, before the sweep's directory exists, a sweep with a member whose run cannot fit what this machine holds of it (ml/loop/memory-check.ts). */
+export function checkSweepFits(s: SweepConfig, place: Omit<RunPlace, 'label'>, host?: HostMemory): void {
+  for (const size of s.sizes) {
+    for (const budget of s.budgets) {
+      const config = memberConfig(s, size, budget, s.outputDir);
+      checkRunFits(config, { ...place, label: `sweep member ${config.runId}` }, host);
+    }
+  }
 }

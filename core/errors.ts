@@ -34,7 +34,7 @@ export const ERROR_CODES = {
   TTC_ERR_CELL_SPEC: 'a compression cell that is incomplete or out of range',
   TTC_ERR_BUDGET: 'a budget that cannot be turned into steps',
   TTC_ERR_BACKEND: 'the requested compute backend is not available here (the reasons are listed)',
-  TTC_ERR_MEMORY: "a training step that does not fit the backend's memory or the machine's (the estimate and the limit are named)",
+  TTC_ERR_MEMORY: "a run that does not fit the backend's memory or the machine's: a training step, a local cluster's workers, a coordinator's restart point (the fields that make it big, the estimate and the limit are named)",
   TTC_ERR_DATA: 'training or evaluation data that cannot be built (empty corpus, unreadable file, too few examples)',
   TTC_ERR_REPORT: 'report data that is inconsistent, or a plot that cannot be rendered',
 } as const;
@@ -75,3 +75,6 @@ export type RunDirError = InstanceType<typeof RunDirError>;
 /** Data that cannot be built. */
 export const DataError = codedError('DataError', 'TTC_ERR_DATA');
 export type DataError = InstanceType<typeof DataError>;
+/** A run that does not fit the memory of the machine or of its backend (the estimate and the limit are named). */
+export const MemoryError = codedError('MemoryError', 'TTC_ERR_MEMORY');
+export type MemoryError = InstanceType<typeof MemoryError>;

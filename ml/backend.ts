@@ -8,7 +8,7 @@
 import os from 'node:os';
 import { createRequire } from 'node:module';
 import { tf } from './tf.ts';
-import { codedError } from '../core/errors.ts';
+import { codedError, MemoryError } from '../core/errors.ts';
 import { registerFused, setFusedEnabled, type FusedImpl, type FusedOp } from './kernels/fused.ts';
 import { activateFused } from './kernels/fused-check.ts';
 import { adapterHasF16, registerF16Backend, setupWebgpuKernels, type GpuLike, type Precision, type WebgpuMatmulChoice } from './kernels/webgpu-device.ts';
@@ -30,8 +30,8 @@ export interface BackendInfo {
 
 export const BackendError = codedError('BackendError', 'TTC_ERR_BACKEND');
 export type BackendError = InstanceType<typeof BackendError>;
-export const MemoryError = codedError('MemoryError', 'TTC_ERR_MEMORY');
-export type MemoryError = InstanceType<typeof MemoryError>;
+// defined with the other coded errors so that the checks made before a backend loads can throw it
+export { MemoryError };
 
 /**
  * Whether one training step of the run's model fits a backend's memory, with a one-line reason

@@ -9,6 +9,7 @@
  * other bulk data travel as binary blobs (protocol/blobs.ts), never as JSON numbers.
  */
 import * as v from 'valibot';
+import { RUN_ID, RUN_ID_RULE } from '../core/config/schema.ts';
 import { ERROR_CODE_LIST } from '../core/errors.ts';
 import { bytes, defineMessage, float32Array, shortString, u32 } from '../wire/protocol/index.ts';
 import { cellResultSchema, configJson, jobSpecSchema, taskSpecSchema } from './specs.ts';
@@ -110,9 +111,8 @@ export const Stop = defineMessage('coord.stop', { reason: reason(1024), ok: v.bo
 export const Job = defineMessage('coord.job', { jobId: shortString(200), job: jobSpecSchema });
 
 // ---- CLI ↔ coordinator -------------------------------------------------------------------------
-/** A run id as the server names run directories: no path separators, no leading dot. */
-export const RUN_ID = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
-const runId = () => v.pipe(v.string(), v.regex(RUN_ID, 'a run id (letters, digits, . _ -)'));
+/** A run id as the server names run directories: the run config's own pattern (no path separators, no leading dot). */
+const runId = () => v.pipe(v.string(), v.regex(RUN_ID, `a run id (${RUN_ID_RULE})`));
 /** Status of the coordinator; a run server answers for one run when `runId` is given. */
 export const StatusRequest = defineMessage('coord.status-request', { runId: v.optional(runId()) });
 export const StatusReply = defineMessage('coord.status', { status: statusSchema });

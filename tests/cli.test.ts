@@ -106,3 +106,62 @@ test('expected failures print one coded message and no stack: a missing run or s
     t.notRegex(r.stderr, /\n\s+at /, `no stack trace: ${args.join(' ')}`);
   }
 });
+
+/** `ttc <args>` is refused up front: exit 1, one line on stderr matching `message`, and `dir` holds what it held before. */
+async function refusedUpFront(t: import('ava').ExecutionContext, dir: string, args: string[], message: RegExp): Promise<void> {
+  const before = fs.readdirSync(dir).sort();
+  const r = await ttc(args, { TTC_SECRET: 'a-secret-of-at-least-16-bytes' });
+  t.is(r.code, 1, args.join(' '));
+  t.deepEqual(r.stderr.trim().split('\n').length, 1, `one line: ${r.stderr}`);
+  t.regex(r.stderr.trim(), message, args.join(' '));
+  t.deepEqual(fs.readdirSync(dir).sort(), before, `nothing written: ${args.join(' ')}`);
+}
+
+test('--set __proto__.x=1 and config files with __proto__ / constructor keys are refused in one line, nothing written', async (t) => {
+  const out = tempDir('cli-proto');
+  const setDirs = ['--set', `outputDir=${path.join(out, 'runs')}`, '--set', `cacheDir=${path.join(out, 'cache')}`];
+  await refusedUpFront(t, out, ['train', '--config', 'configs/local.json', ...setDirs, '--set', '__proto__.x=1'], /^ttc train: --set __proto__\.x=1: key "__proto__" is not allowed \(__proto__, constructor and prototype are never config fields\)$/);
+  const ctor = path.join(out, 'ctor.json');
+  fs.writeFileSync(ctor, `{ "outputDir": ${JSON.stringify(path.join(out, 'runs'))}, "model": { "layers": 1, "constructor": { "prototype": { "x": 1 } } } }`);
+  await refusedUpFront(t, out, ['train', '--config', ctor], /^ttc train: config file .*ctor\.json: key "model\.constructor" is not allowed/);
+  const proto = path.join(out, 'proto.json');
+  fs.writeFileSync(proto, `{ "__proto__": { "outputDir": "/tmp" }, "outputDir": ${JSON.stringify(path.join(out, 'runs'))} }`);
+  await refusedUpFront(t, out, ['local', '--config', proto], /^ttc local: config file .*proto\.json: key "__proto__" is not allowed/);
+});
+
+test('a runId that is a path (../escape, /abs, a/b, ..) is refused in one line; no directory inside or outside outputDir', async (t) => {
+  const out = tempDir('cli-runid');
+  const cfg = path.join(out, 'cfg.json');
+  fs.writeFileSync(cfg, JSON.stringify({ outputDir: path.join(out, 'nest', 'runs'), cacheDir: path.join(out, 'nest', 'cache'), model: TINY_MODEL, budget: { kind: 'steps', steps: 1 } }));
+  for (const id of ['../escape', '/abs', 'a/b', '..']) {
+    await refusedUpFront(t, out, ['train', '--config', cfg, '--set', `runId=${id}`], new RegExp(`^ttc train: invalid config: runId: expected a run id \\(.*\\), got "${id.replace(/[./]/g, (c) => `\\${c}`)}"$`));
+  }
+  t.false(fs.existsSync('/abs'));
+  await refusedUpFront(t, out, ['coordinator', '--config', cfg, '--port', '0', '--set', 'runId=../escape'], /^ttc coordinator: invalid config: runId: expected a run id/);
+  // flags that name a run of a run server are run ids too (checked before connecting)
+  await refusedUpFront(t, out, ['cancel', '--coordinator', '127.0.0.1:1', '--run', '../escape'], /^ttc cancel: --run: expected a run id \(.*\), got "\.\.\/escape"$/);
+});
+
+test('sizes past their bounds, and runs that cannot fit this machine, are refused by every command before anything is written', async (t) => {
+  const out = tempDir('cli-sizes');
+  const setDirs = ['--set', `outputDir=${path.join(out, 'runs')}`, '--set', `cacheDir=${path.join(out, 'cache')}`];
+  await refusedUpFront(t, out, ['train', '--config', 'configs/local.json', ...setDirs, '--set', 'model.layers=1e9'], /^ttc train: invalid config: model\.layers: expected a positive integer <= 1,024, got 1000000000$/);
+  // the issue's values at once: every field named (one line each)
+  const all = ['model.hidden=1e6', 'model.seqLen=1e7', 'model.vocab=1e9', 'budget.steps=1e20', 'train.batchSize=1e9', 'optimizer.lr=1e308'];
+  const r = await ttc(['train', '--config', 'configs/local.json', ...setDirs, ...all.flatMap((s) => ['--set', s])]);
+  t.is(r.code, 1);
+  for (const s of all) t.true(r.stderr.includes(`${s.split('=')[0]}: expected`), `${s}: ${r.stderr}`);
+  t.deepEqual(fs.readdirSync(out), [], 'nothing written');
+  // a step whose attention scores need hundreds of GiB: 2 local workers + the coordinator, every member of a sweep
+  const long = { outputDir: path.join(out, 'runs'), cacheDir: path.join(out, 'cache'), backend: 'cpu', model: { ...TINY_MODEL, heads: 1, seqLen: 8192 }, train: { batchSize: 64 }, budget: { kind: 'steps', steps: 1 } };
+  const cfg = path.join(out, 'long.json');
+  fs.writeFileSync(cfg, JSON.stringify(long));
+  const over = /needs ~\d+\.\d (GiB|TiB) of host memory \(per worker: parameters \+ optimizer state ~\d+ MiB, the step's tensors ~\d+\.\d (GiB|TiB); the coordinator's restart point \(weights \+ AdamW moments\) ~\d+ MiB\), over 85% of the \d+\.\d GiB limit \(.+\)$/;
+  await refusedUpFront(t, out, ['local', '--workers', '2', '--config', cfg], new RegExp(`^ttc local: model\\.seqLen=8192, train\\.batchSize=64: 2 local workers' training steps of [\\d,]+ parameters, batch 64×8192 and their coordinator ${over.source}`));
+  const sweep = path.join(out, 'sweep.json');
+  fs.writeFileSync(sweep, JSON.stringify({ base: { ...long, model: { seqLen: 8192, heads: 1 } }, sizes: [{ layers: 1, hidden: 64 }], budgets: [{ kind: 'flops', value: 1e11 }] }));
+  await refusedUpFront(t, out, ['sweep', '--config', sweep], new RegExp(`^ttc sweep: sweep member L1-d64_F1\\.0e11: model\\.seqLen=8192, train\\.batchSize=64: 2 local workers' training steps .* ${over.source}`));
+  // a coordinator holds the run's weights: more parameters than one typed array holds, on any machine
+  fs.writeFileSync(cfg, JSON.stringify({ ...long, backend: 'auto', model: { layers: 64, hidden: 4096, heads: 16, ffn: 16384, seqLen: 32, vocab: 1000 }, train: { batchSize: 16 } }));
+  await refusedUpFront(t, out, ['coordinator', '--config', cfg, '--port', '0'], /^ttc coordinator: model\.hidden=4096, model\.layers=64, model\.ffn=16384: the model would have 12,909,335,528 parameters, over the 4,294,967,296 one typed array \(its flat weights\) can hold$/);
+});

@@ -177,6 +177,45 @@ test.serial('a wrong secret or an invalid config is refused and creates nothing;
   }
 });
 
+test.serial('a submission with __proto__ / constructor keys, a runId or sweepId that is a path, or a model no machine holds is refused with the reason; nothing written; the server keeps serving', async (t) => {
+  const dir = tempDir('serve-unsafe');
+  const out = path.join(dir, 'runs');
+  const { proc: server, url } = await startServer(out);
+  try {
+    const s = await CliSession.open(url, 'test');
+    try {
+      const good = JSON.stringify(runConfig(4));
+      const sweep = (extra: Record<string, unknown>) => JSON.stringify({ base: runConfig(4), sizes: [{ layers: 1, hidden: 64 }], budgets: [{ kind: 'flops', value: 1e11 }], ...extra });
+      const huge = { layers: 64, hidden: 4096, heads: 16, ffn: 16384 };
+      // sent as-is through the client's own connection: the CLI would have refused them before sending
+      const cases: Array<['train' | 'sweep', string, string, RegExp]> = [
+        ['train', `{"__proto__": {"polluted": 1}, ${good.slice(1)}`, 'TTC_ERR_CONFIG', /refused: config: key "__proto__" is not allowed/],
+        ['train', good.replace('"model":{', '"model":{"constructor":{"prototype":{"polluted":1}},'), 'TTC_ERR_CONFIG', /refused: config: key "model\.constructor" is not allowed/],
+        ['sweep', sweep({}).replace('"sizes":[{', '"sizes":[{"__proto__":{"polluted":1},'), 'TTC_ERR_CONFIG', /refused: submitted sweep "bad": key "sizes\[0\]\.__proto__" is not allowed/],
+        ['train', JSON.stringify({ ...runConfig(4), runId: '../escape' }), 'TTC_ERR_CONFIG', /refused: invalid config: runId: expected a run id .*got "\.\.\/escape"/],
+        ['sweep', sweep({ sweepId: '../escape' }), 'TTC_ERR_CONFIG', /refused: invalid submitted sweep "bad":\s+sweepId: expected a run id .*got "\.\.\/escape"/],
+        ['train', JSON.stringify({ ...runConfig(4), model: { ...huge, seqLen: 32, vocab: 1000 } }), 'TTC_ERR_CONFIG', /refused: model\.hidden=4096, model\.layers=64, model\.ffn=16384: the model would have 12,909,335,528 parameters, over the 4,294,967,296 one typed array/],
+        ['sweep', sweep({ sizes: [huge] }), 'TTC_ERR_CONFIG', /refused: sweep member L64-d4096_F1\.0e11: model\.hidden=4096, model\.layers=64, model\.ffn=16384: the model would have/],
+      ];
+      for (const [kind, config, code, reason] of cases) {
+        const err = await t.throwsAsync(s.request(() => s.connection.send(M.Submit, { kind, name: 'bad', config }), (m): m is Message<typeof M.Submitted> => m.t === 'coord.submitted'));
+        t.regex(err!.message, reason, config);
+        t.is((err as { code?: string }).code, code, config);
+      }
+      const st = await s.status();
+      t.deepEqual(st.kind === 'server' && st.runs, [], 'nothing queued; the server still answers');
+    } finally {
+      s.close();
+    }
+    t.deepEqual(fs.readdirSync(out).filter((f) => f !== 'queue.json'), [], 'no run directory');
+    t.deepEqual(fs.readdirSync(dir), ['runs'], 'nothing outside the output directory');
+    await server.waitFor(/submission "bad" refused: sweep member L64-d4096/);
+  } finally {
+    server.kill('SIGTERM');
+    await server.exited;
+  }
+});
+
 test.serial('a server killed mid-run continues it from its checkpoint after a restart; `ttc cancel` stops a running run; the workers then take the next run', async (t) => {
   const dir = tempDir('serve-restart');
   const out = path.join(dir, 'runs');

@@ -2,7 +2,7 @@
 import { UsageError } from '../../core/errors.ts';
 import { M } from '../../protocol/index.ts';
 import type { Message } from '../../wire/protocol/index.ts';
-import { parseFlags } from '../args.ts';
+import { checkRunIdFlag, parseFlags } from '../args.ts';
 import { CliSession, coordinatorFlag, requireCoordinator } from '../client.ts';
 
 export const usage = `ttc cancel --coordinator URL --run ID
@@ -13,6 +13,7 @@ export async function run(argv: string[]): Promise<number> {
   const values = parseFlags(argv, { ...coordinatorFlag, run: { type: 'string' } }, usage);
   const url = requireCoordinator(values.coordinator, usage);
   if (!values.run) throw new UsageError(`--run is required\n\n${usage}`);
+  checkRunIdFlag('--run', values.run);
   const session = await CliSession.open(url, 'cancel');
   try {
     const r = await session.request(() => session.connection.send(M.Cancel, { runId: values.run! }), (m): m is Message<typeof M.Cancelled> => m.t === 'coord.cancelled');

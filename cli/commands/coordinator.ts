@@ -6,7 +6,8 @@ import { PretrainRun } from '../../coordinator/pretrain.ts';
 import { WorkerRegistry } from '../../coordinator/registry.ts';
 import { loadSecret } from '../../wire/auth.ts';
 import { tlsServerFromEnv } from '../../wire/net/index.ts';
-import { configAndRunDir, parseFlags, parsePort } from '../args.ts';
+import { checkRunFits } from '../../ml/loop/memory-check.ts';
+import { parseFlags, parsePort, runConfig } from '../args.ts';
 import { onInterrupt } from '../interrupt.ts';
 import { describeSummary } from '../summary.ts';
 
@@ -38,7 +39,11 @@ export async function run(argv: string[]): Promise<number> {
   const values = parseFlags(argv, coordinatorOptions(), usage);
   const secret = loadSecret();
   const port = parsePort(values.port);
-  const { config, run: runDir } = configAndRunDir(values, usage);
+  const resolved = runConfig(values, usage);
+  const { config } = resolved;
+  // the workers check their own step when they start; here, what the coordinator holds
+  checkRunFits(config, { workers: 0, coordinator: true });
+  const runDir = resolved.runDir();
   const log = createLogger('coordinator', runDir.logFile);
   let live: PretrainRun | undefined;
   const registry: WorkerRegistry = new WorkerRegistry({

@@ -11,7 +11,8 @@ import { LocalCluster, localRunOverrides } from '../../coordinator/local-cluster
 import { PretrainRun } from '../../coordinator/pretrain.ts';
 import { readSweepDir } from '../../coordinator/sweep-config.ts';
 import { evaluateSweepDir } from '../../coordinator/sweep.ts';
-import { configAndRunDir, parseFlags, parseWorkers } from '../args.ts';
+import { checkRunFits } from '../../ml/loop/memory-check.ts';
+import { parseFlags, parseWorkers, runConfig } from '../args.ts';
 import { onInterrupt } from '../interrupt.ts';
 import { describeSummary } from '../summary.ts';
 import { printEvaluation } from '../sweep-output.ts';
@@ -36,8 +37,11 @@ export async function run(argv: string[]): Promise<number> {
 }
 
 async function trainLocally(values: { config?: string; resume?: string; set?: string[] }, n: number): Promise<number> {
-  // The config is refused (and nothing written) before any process starts.
-  const { config, run: runDir } = configAndRunDir(values, usage, (c) => localRunOverrides(c, n));
+  // The config is refused (and nothing written) before any process starts: also when N workers and the coordinator cannot fit this machine.
+  const resolved = runConfig(values, usage, (c) => localRunOverrides(c, n));
+  const { config } = resolved;
+  checkRunFits(config, { workers: n, coordinator: true });
+  const runDir = resolved.runDir();
   const log = createLogger('coordinator', runDir.logFile);
   let live: PretrainRun | undefined;
   const cluster = await LocalCluster.start({

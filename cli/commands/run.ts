@@ -5,7 +5,7 @@ import { loadConfig, readConfigFile } from '../../core/config/load.ts';
 import { loadSweepConfig } from '../../coordinator/sweep-config.ts';
 import { M } from '../../protocol/index.ts';
 import type { Message } from '../../wire/protocol/index.ts';
-import { overridesFromSets, parseFlags } from '../args.ts';
+import { checkRunIdFlag, overridesFromSets, parseFlags } from '../args.ts';
 import { CliSession, coordinatorFlag, requireCoordinator } from '../client.ts';
 import { fetchReport } from '../fetch-report.ts';
 import { follow } from '../follow.ts';
@@ -50,6 +50,7 @@ export async function run(argv: string[]): Promise<number> {
   const sweep = isSweepConfig(raw);
   if (sweep && values.set?.length) throw new UsageError('--set applies to run configs; edit the sweep file (its "base" section) instead');
   const resolved = sweep ? loadSweepConfig(values.config) : loadConfig(values.config, overridesFromSets(values.set ?? []));
+  checkRunIdFlag('--name', values.name);
   const name = values.name ?? runName(values.config);
   let session = await CliSession.open(url, 'run');
   try {

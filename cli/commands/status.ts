@@ -1,5 +1,5 @@
 /** `ttc status`: a coordinator's state, or one run of a run server, optionally followed to its end. */
-import { parseFlags } from '../args.ts';
+import { checkRunIdFlag, parseFlags } from '../args.ts';
 import { CliSession, coordinatorFlag, RefusedError, requireCoordinator } from '../client.ts';
 import { describeStatus, follow } from '../follow.ts';
 
@@ -11,6 +11,7 @@ shows its progress until it ends (exit 0 when it completes). Secret: TTC_SECRET 
 
 export async function run(argv: string[]): Promise<number> {
   const values = parseFlags(argv, { ...coordinatorFlag, run: { type: 'string' }, follow: { type: 'boolean' }, json: { type: 'boolean' }, interval: { type: 'string', default: '2' } }, usage);
+  checkRunIdFlag('--run', values.run);
   const url = requireCoordinator(values.coordinator, usage);
   let session = await CliSession.open(url, 'status');
   try {

@@ -11,7 +11,7 @@ import { createLogger } from '../../core/run/log.ts';
 import { timestamp } from '../../core/run/rundir.ts';
 import { LocalCluster, localRunOverrides } from '../../coordinator/local-cluster.ts';
 import type { PretrainRun } from '../../coordinator/pretrain.ts';
-import { loadSweepConfig, readSweepDir, type SweepConfig } from '../../coordinator/sweep-config.ts';
+import { checkSweepFits, loadSweepConfig, readSweepDir, type SweepConfig } from '../../coordinator/sweep-config.ts';
 import { runSweep } from '../../coordinator/sweep.ts';
 import { parseFlags, parseWorkers } from '../args.ts';
 import { onInterrupt } from '../interrupt.ts';
@@ -40,6 +40,8 @@ export async function run(argv: string[]): Promise<number> {
     if (fs.existsSync(sweepDir)) throw new RunDirError(`${sweepDir} exists: continue it with \`ttc sweep --resume ${sweepDir}\``);
   }
   if (values.workers) sweep.workers = parseWorkers(values.workers);
+  // every member, before anything is written: its N workers and the coordinator all run here
+  checkSweepFits(sweep, { workers: sweep.workers, coordinator: true });
   if (!values.resume) {
     fs.mkdirSync(sweepDir, { recursive: true });
     writeJsonAtomic(path.join(sweepDir, 'sweep.json'), sweep);

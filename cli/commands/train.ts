@@ -1,6 +1,7 @@
 /** `ttc train`: one process trains one model under its budget (no workers, no network). */
 import { createLogger } from '../../core/run/log.ts';
 import { trainRun } from '../../ml/loop/run.ts';
+import { checkRunFits } from '../../ml/loop/memory-check.ts';
 import { initRunBackend } from '../../ml/loop/run-backend.ts';
 import { runConfig, parseFlags } from '../args.ts';
 import { onInterrupt } from '../interrupt.ts';
@@ -20,6 +21,7 @@ export async function run(argv: string[]): Promise<number> {
   const values = parseFlags(argv, { config: { type: 'string' }, set: { type: 'string', multiple: true }, resume: { type: 'string' } }, usage);
   const resolved = runConfig(values, usage);
   const { config } = resolved;
+  checkRunFits(config, { workers: 1, coordinator: false });
   // the backend first: a model that fits no backend here is refused before the run directory exists
   const backend = await initRunBackend(config);
   const runDir = resolved.runDir();

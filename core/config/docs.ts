@@ -16,10 +16,8 @@ function formatName(f: unknown): string {
   if (f === String) return 'string';
   if (f === Boolean) return 'boolean';
   if (f === Array) return 'array of strings';
-  if (typeof f === 'string') return { int: 'integer', nat: 'integer ≥ 0' }[f] ?? f;
-  if (typeof f === 'function') {
-    return { positiveInt: 'integer ≥ 1', nonNegativeNumber: 'number ≥ 0', fraction: 'number in [0, 1)' }[f.name] ?? f.name;
-  }
+  if (typeof f === 'function' && 'accepts' in f) return String(f.accepts); // core/config/schema.ts's validators
+  if (typeof f === 'function') return f.name;
   return String(f);
 }
 

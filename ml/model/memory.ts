@@ -34,6 +34,9 @@ export const HOST_MEMORY_MARGIN = 0.85;
 /** Node, tfjs, onnxruntime and the loaded data before the model (RSS measured at ~0.4 GB) */
 export const PROCESS_BASE_BYTES = 512 * 2 ** 20;
 
+/** What a coordinator holds of a run: its restart point, the weights and AdamW's two moments (f32 each). */
+export const COORDINATOR_BYTES_PER_PARAM = 12;
+
 /** Floats tfjs holds at the peak of a step, per unit (fitted, see the header). */
 const PEAK = {
   /** per layer: per token × hidden, per token × ffn, per attention score (B·heads·T²), per layer parameter */
@@ -88,7 +91,7 @@ export function estimateMemory(d: ModelDims, batch: number, maskedPerSeq: number
   return { backend, params, trainerBytes, tensorBytes, backendBytes, hostBytes };
 }
 
-/** cgroup v2 `memory.max` text → bytes, or undefined for "max"/unreadable. */
+/** cgroup v2 `memory.max` (or v1 `memory.limit_in_bytes`) text → bytes, or undefined for "max"/unreadable. */
 export function parseMemoryMax(text: string): number | undefined {
   const t = text.trim();
   if (t === 'max') return undefined;
@@ -102,19 +105,31 @@ export interface HostMemory {
   source: string;
 }
 
-/** The memory this process may use: the machine's, or a smaller cgroup (a pod's limits.memory). */
+/** The memory this process may use: the machine's, or a smaller cgroup (a pod's limits.memory; cgroup v2, else v1). */
 export function hostMemoryLimit(): HostMemory {
   const total = os.totalmem();
-  let cgroup: number | undefined;
-  try {
-    cgroup = parseMemoryMax(fs.readFileSync('/sys/fs/cgroup/memory.max', 'utf8'));
-  } catch {
-    cgroup = undefined;
+  for (const [file, source] of [['/sys/fs/cgroup/memory.max', 'cgroup memory.max'], ['/sys/fs/cgroup/memory/memory.limit_in_bytes', 'cgroup memory.limit_in_bytes']] as const) {
+    let limit: number | undefined;
+    try {
+      limit = parseMemoryMax(fs.readFileSync(file, 'utf8'));
+    } catch {
+      continue; // not this cgroup version
+    }
+    // v1 says "no limit" with a huge number: only a limit below the machine's memory counts
+    return limit !== undefined && limit < total ? { bytes: limit, source } : { bytes: total, source: 'os.totalmem()' };
   }
-  return cgroup !== undefined && cgroup < total ? { bytes: cgroup, source: 'cgroup memory.max' } : { bytes: total, source: 'os.totalmem()' };
+  return { bytes: total, source: 'os.totalmem()' };
 }
 
-export const gib = (bytes: number) => `${(bytes / 2 ** 30).toFixed(1)} GiB`;
+/** Bytes in MiB below 1 GiB, in GiB, or TiB … EiB once they pass 1,024 of the unit below (a refused config can need petabytes). */
+export function bytesText(bytes: number): string {
+  if (bytes < 2 ** 30) return `${Math.round(bytes / 2 ** 20)} MiB`;
+  const units = ['GiB', 'TiB', 'PiB', 'EiB'];
+  let v = bytes / 2 ** 30;
+  let i = 0;
+  for (; v >= 1024 && i < units.length - 1; i++) v /= 1024;
+  return `${v.toFixed(1)} ${units[i]}`;
+}
 
 export interface Fit {
   ok: boolean;
@@ -126,11 +141,11 @@ export interface Fit {
 export function fits(e: MemoryEstimate, host: HostMemory): Fit {
   const hostCap = host.bytes * HOST_MEMORY_MARGIN;
   if (e.backend === 'wasm' && e.backendBytes > WASM_HEAP_LIMIT * WASM_HEAP_MARGIN) {
-    return { ok: false, why: `needs ~${gib(e.backendBytes)} of tensors in the wasm heap, over ${WASM_HEAP_MARGIN * 100}% of its ${gib(WASM_HEAP_LIMIT)} limit (tfjs-backend-wasm's 32-bit memory)` };
+    return { ok: false, why: `needs ~${bytesText(e.backendBytes)} of tensors in the wasm heap, over ${WASM_HEAP_MARGIN * 100}% of its ${bytesText(WASM_HEAP_LIMIT)} limit (tfjs-backend-wasm's 32-bit memory)` };
   }
   if (e.hostBytes > hostCap) {
-    return { ok: false, why: `needs ~${gib(e.hostBytes)} of host memory, over ${HOST_MEMORY_MARGIN * 100}% of the ${gib(host.bytes)} limit (${host.source})` };
+    return { ok: false, why: `needs ~${bytesText(e.hostBytes)} of host memory, over ${HOST_MEMORY_MARGIN * 100}% of the ${bytesText(host.bytes)} limit (${host.source})` };
   }
-  const where = e.backend === 'wasm' ? `~${gib(e.backendBytes)} in the wasm heap (limit ${gib(WASM_HEAP_LIMIT)}), ` : '';
-  return { ok: true, why: `needs ${where}~${gib(e.hostBytes)} of host memory (limit ${gib(host.bytes)}, ${host.source})` };
+  const where = e.backend === 'wasm' ? `~${bytesText(e.backendBytes)} in the wasm heap (limit ${bytesText(WASM_HEAP_LIMIT)}), ` : '';
+  return { ok: true, why: `needs ${where}~${bytesText(e.hostBytes)} of host memory (limit ${bytesText(host.bytes)}, ${host.source})` };
 }

@@ -92,9 +92,9 @@ test('model.precision "mixed" is refused up front where it cannot run, in one li
   t.is(resolveConfig({ model: { precision: 'mixed' } }).model.precision, 'mixed', 'auto: decided at backend start (fp32 with the reason logged)');
   for (const backend of ['cpu', 'wasm', 'tensorflow']) {
     const e = t.throws(() => resolveConfig({ backend, model: { precision: 'mixed' } }));
-    t.is(e?.message, `invalid config:\n  model.precision: "mixed" needs backend webgpu (or auto), got backend "${backend}"`);
+    t.is(e?.message, `invalid config: model.precision: "mixed" needs backend webgpu (or auto), got backend "${backend}"`);
   }
-  t.throws(() => resolveConfig({ backend: 'webgpu', model: { precision: 'mixed' }, dist: { gradWire: 'bf16' } }), { message: 'invalid config:\n  model.precision: "mixed" cannot be combined with dist.gradWire "bf16"' });
+  t.throws(() => resolveConfig({ backend: 'webgpu', model: { precision: 'mixed' }, dist: { gradWire: 'bf16' } }), { message: 'invalid config: model.precision: "mixed" cannot be combined with dist.gradWire "bf16"' });
   t.throws(() => resolveConfig({ model: { precision: 'half' } }), { message: /model\.precision: must be one of the possible values: \["fp32","mixed"\]/ });
   // the API refuses too (callers without a config)
   const e = await t.throwsAsync(initBackend('cpu', { threads: 1, precision: 'mixed' }));

@@ -5,13 +5,17 @@
  * heap after a step), and `auto`/requested backends chosen or refused by it.
  */
 import test from 'ava';
+import fs from 'node:fs';
+import path from 'node:path';
 import '@tensorflow/tfjs-backend-wasm';
 
-import { resolveConfig } from '../../core/config/load.ts';
+import { ConfigError, loadConfig, resolveConfig } from '../../core/config/load.ts';
+import { checkSweepFits, loadSweepConfig } from '../../coordinator/sweep-config.ts';
+import { importGraph, runtimeClosure } from '../kit/imports.ts';
 import { initBackend, MemoryError } from '../../ml/backend.ts';
 import { numMaskedPerSeq } from '../../ml/data/masking.ts';
-import { memoryFit } from '../../ml/loop/memory-check.ts';
-import { estimateMemory, fits, parseMemoryMax, peakTensorFloats, WASM_HEAP_LIMIT, type HostMemory } from '../../ml/model/memory.ts';
+import { checkRunFits, memoryFit } from '../../ml/loop/memory-check.ts';
+import { bytesText, estimateMemory, fits, parseMemoryMax, peakTensorFloats, WASM_HEAP_LIMIT, type HostMemory } from '../../ml/model/memory.ts';
 import { paramLayout, type ModelDims } from '../../ml/model/spec.ts';
 import { initialWeights } from '../../ml/model/weights.ts';
 import { MlmTrainer } from '../../ml/train/trainer.ts';
@@ -134,5 +138,45 @@ test.serial('auto takes wasm when the step fits its heap and cpu when it does no
   t.false(e!.message.includes('\n'));
   const tiny: HostMemory = { bytes: 2 ** 30, source: 'cgroup memory.max' };
   await t.throwsAsync(initBackend('auto', { threads: 1, memory: memoryFit(config(BERT_BASE), tiny) }), { instanceOf: MemoryError, message: /^no backend can hold this model/ });
-  await t.throwsAsync(initBackend('cpu', { threads: 1, memory: memoryFit(config(BERT_BASE, 'cpu'), tiny) }), { instanceOf: MemoryError, message: /^backend "cpu" cannot hold this model .*1\.0 GiB limit \(cgroup memory\.max\)$/ });
+  await t.throwsAsync(initBackend('cpu', { threads: 1, memory: memoryFit(config(BERT_BASE, 'cpu'), tiny) }), { instanceOf: MemoryError, message: /^backend "cpu" cannot hold this model .*1\.0 GiB limit \(cgroup memory\.max\); what makes it big: (model\.\w+=\d+, )*model\.hidden=768/ });
+});
+
+test('checkRunFits: every shipped config (and every member of a shipped sweep) fits a 24 GiB machine in every place it can run', (t) => {
+  const host: HostMemory = { bytes: 24 * 2 ** 30, source: 'test' };
+  const places = [{ workers: 1, coordinator: false }, { workers: 2, coordinator: true }, { workers: 0, coordinator: true }];
+  for (const f of fs.readdirSync('configs').filter((x) => x.endsWith('.json'))) {
+    const file = path.join('configs', f);
+    if (f.startsWith('sweep')) {
+      const s = loadSweepConfig(file);
+      t.notThrows(() => checkSweepFits(s, { workers: s.workers, coordinator: true }, host), f);
+      for (const place of places) t.notThrows(() => checkSweepFits(s, place, host), `${f} ${JSON.stringify(place)}`);
+    } else for (const place of places) t.notThrows(() => checkRunFits(loadConfig(file), place, host), `${f} ${JSON.stringify(place)}`);
+  }
+});
+
+test('checkRunFits: a run that does not fit is refused with the fields that make it big, the estimate and the limit, for what this machine holds of it', (t) => {
+  const tiny: HostMemory = { bytes: 2 ** 30, source: 'cgroup memory.max' };
+  const bert = config(BERT_BASE);
+  const train = t.throws(() => checkRunFits(bert, { workers: 1, coordinator: false }, tiny), { instanceOf: MemoryError });
+  t.regex(train!.message, /^model\.hidden=768, model\.layers=12(, model\.ffn=3072)?: a training step of 88,\d{3},\d{3} parameters, batch 16×64 needs ~\d+\.\d GiB of host memory \(parameters \+ optimizer state ~\d+\.\d GiB, the step's tensors not counted \(a GPU backend holds them\)\), over 85% of the 1\.0 GiB limit \(cgroup memory\.max\)$/);
+  t.regex(t.throws(() => checkRunFits(bert, { workers: 0, coordinator: true }, tiny))!.message, /^model\.hidden=768.*: the coordinator of a run of 88,\d{3},\d{3} parameters needs ~\d+\.\d GiB of host memory \(the coordinator's restart point \(weights \+ AdamW moments\) ~\d+\.\d GiB\), over 85%/);
+  // on cpu the step's tensors count: seqLen is what makes them big, however small the model
+  const host: HostMemory = { bytes: 24 * 2 ** 30, source: 'test' };
+  const long = config({ ...SMALL, seqLen: 8192 }, 'cpu');
+  t.regex(t.throws(() => checkRunFits(long, { workers: 1, coordinator: false }, host))!.message, /^model\.seqLen=8192: a training step of [\d,]+ parameters, batch 16×8192 needs ~\d+\.\d GiB of host memory \(parameters \+ optimizer state ~\d+ MiB, the step's tensors ~\d+\.\d GiB\)/);
+  t.notThrows(() => checkRunFits(long, { workers: 1, coordinator: false }, { bytes: 2 ** 50, source: 'test' }), 'fits a machine big enough');
+  t.notThrows(() => checkRunFits(config({ ...SMALL, seqLen: 8192 }), { workers: 1, coordinator: false }, host), 'auto: a GPU may hold the tensors; the backend checks when it starts');
+  // wasm: its 32-bit heap, whatever the machine
+  t.regex(t.throws(() => checkRunFits(config(BERT_BASE, 'wasm'), { workers: 1, coordinator: false }, { bytes: 2 ** 50, source: 'test' }))!.message, /^model\.\w+=\d+.*: a training step of .* on backend "wasm" needs ~\d+\.\d GiB of tensors in the wasm heap, over 75% of its 4\.0 GiB limit/);
+  // more parameters than one typed array holds: a config error on any machine
+  const huge = config({ layers: 64, hidden: 4096, heads: 16, ffn: 16384, seqLen: 32, vocab: 1000 });
+  t.throws(() => checkRunFits(huge, { workers: 0, coordinator: true }, { bytes: 2 ** 60, source: 'test' }), { instanceOf: ConfigError, message: /^model\.hidden=4096, model\.layers=64, model\.ffn=16384: the model would have 12,909,335,528 parameters, over the 4,294,967,296/ });
+  t.is(bytesText(3.2e15), '2.8 PiB');
+  t.is(bytesText(512 * 2 ** 20), '512 MiB');
+});
+
+test('checkRunFits loads no TensorFlow.js (a coordinator or a run server calls it before any backend)', (t) => {
+  const edges = importGraph(process.cwd(), ['core', 'ml', 'coordinator']);
+  const closure = runtimeClosure(edges, 'ml/loop/memory-check.ts');
+  t.deepEqual(edges.filter((e) => closure.has(e.from) && e.external && e.to.startsWith('@tensorflow/')).map((e) => `${e.from} → ${e.to}`), []);
 });
