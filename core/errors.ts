@@ -65,6 +65,11 @@ export function codedError(name: string, code: ErrorCode) {
   };
 }
 
+/** An error's message on one line: JSON.parse quotes the text it failed on, newlines included. */
+export function oneLine(e: unknown): string {
+  return (e instanceof Error ? e.message : String(e)).replace(/\s*\n\s*/g, ' ');
+}
+
 /** A wrong or missing command-line flag: the CLI prints its message (and the usage), not a stack. */
 export const UsageError = codedError('UsageError', 'TTC_ERR_USAGE');
 export type UsageError = InstanceType<typeof UsageError>;

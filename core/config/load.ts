@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs';
 import { makeConvict, type Config } from './schema.ts';
-import { codedError } from '../errors.ts';
+import { codedError, oneLine } from '../errors.ts';
 
 export const ConfigError = codedError('ConfigError', 'TTC_ERR_CONFIG');
 export type ConfigError = InstanceType<typeof ConfigError>;
@@ -48,7 +48,7 @@ export function readConfigFile(path: string): unknown {
   try {
     return JSON.parse(text);
   } catch (e) {
-    throw new ConfigError(`config file ${path} is not valid JSON: ${(e as Error).message}`);
+    throw new ConfigError(`config file ${path} is not valid JSON: ${oneLine(e)}`);
   }
 }
 
