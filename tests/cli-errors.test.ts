@@ -13,8 +13,6 @@ import { tempDir, TEST_CACHE_DIR, TINY_MODEL } from './kit/helpers.ts';
 
 interface Fixtures {
   dir: string;
-  /** a valid run config */
-  good: string;
   /** a plain file */
   file: string;
   emptyDir: string;
@@ -31,7 +29,8 @@ interface Fixtures {
 }
 
 interface Case {
-  args: (f: Fixtures, out: string) => string[];
+  /** `out`: where this case's runs would go (its `good` config's outputDir) */
+  args: (f: Fixtures, k: { out: string; good: string }) => string[];
   /** the message after "ttc <command>: " */
   error: RegExp;
   /** a usage error: the message, a blank line, then the command's usage */
@@ -48,42 +47,44 @@ const cases: Record<string, Case> = {
   'train --config a file that is not JSON': { args: (f) => ['train', '--config', f.garbage], error: /^config file .*garbage\.json is not valid JSON: / },
   'train --config an empty file': { args: (f) => ['train', '--config', f.empty], error: /is not valid JSON: Unexpected end of JSON input$/ },
   'train --config without its value': { args: () => ['train', '--config'], error: /^Option '--config <value>' argument missing$/, usage: true },
-  'train --config given twice': { args: (f) => ['train', '--config', f.good, '--config', f.good], error: /^--config is given more than once$/, usage: true },
-  'train with an unknown flag': { args: (f) => ['train', '--config', f.good, '--frobnicate'], error: /^Unknown option '--frobnicate'/, usage: true },
-  'train --set without key=value': { args: (f) => ['train', '--config', f.good, '--set', 'seed'], error: /^--set expects key=value/ },
-  'train with outputDir a file': { args: (f) => ['train', '--config', f.good, '--set', `outputDir=${f.file}`], error: /^cannot create the run directory .* \(outputDir .*\): ENOTDIR$/ },
-  'local --workers not a number': { args: (f, out) => ['local', '--workers', 'two', '--config', f.good, '--set', `outputDir=${out}`], error: /^--workers: expected an integer 1\.\.64, got "two"$/ },
+  'train --config given twice': { args: (f, k) => ['train', '--config', k.good, '--config', k.good], error: /^--config is given more than once$/, usage: true },
+  'train with an unknown flag': { args: (f, k) => ['train', '--config', k.good, '--frobnicate'], error: /^Unknown option '--frobnicate'/, usage: true },
+  'train --set without key=value': { args: (f, k) => ['train', '--config', k.good, '--set', 'seed'], error: /^--set expects key=value/ },
+  'train with outputDir a file': { args: (f, k) => ['train', '--config', k.good, '--set', `outputDir=${f.file}`], error: /^cannot create the run directory .* \(outputDir .*\): ENOTDIR$/ },
+  'local --workers not a number': { args: (f, k) => ['local', '--workers', 'two', '--config', k.good, '--set', `outputDir=${k.out}`], error: /^--workers: expected an integer 1\.\.64, got "two"$/ },
   'local --resume a run whose config.json is cut short': { args: (f) => ['local', '--workers', '1', '--resume', f.truncatedRun], error: /config\.json is not valid JSON/ },
   'sweep --resume a directory without sweep.json': { args: (f) => ['sweep', '--resume', f.emptyDir], error: /is not a sweep directory \(no sweep\.json\)$/ },
   'sweep --resume a sweep whose sweep.json is cut short': { args: (f) => ['sweep', '--resume', f.truncatedSweep], error: /sweep\.json is not valid JSON: / },
   'sweep --config a missing file': { args: (f) => ['sweep', '--config', path.join(f.dir, 'missing.json')], error: /^cannot read config file .*ENOENT/ },
   'evaluate without --sweep': { args: () => ['evaluate'], error: /^--sweep is required$/, usage: true },
   'evaluate --sweep a missing directory': { args: (f) => ['evaluate', '--sweep', path.join(f.dir, 'missing')], error: /is not a sweep directory \(no sweep\.json\)$/ },
-  'export --run a directory without checkpoints': { args: (f, out) => ['export', '--run', f.emptyDir, '--out', out], error: /has no checkpoint$/ },
-  'export --checkpoint a missing directory': { args: (f, out) => ['export', '--checkpoint', path.join(f.dir, 'missing'), '--out', out], error: /is not a checkpoint: cannot read config\.json \(ENOENT\)$/ },
-  'export --out an existing file': { args: (f) => ['export', '--run', f.emptyDir, '--out', f.file], error: /^--out .*: exists and is not a directory$/ },
-  'coordinator --port not a number': { args: (f, out) => ['coordinator', '--config', f.good, '--port', 'http', '--set', `outputDir=${out}`], error: /^--port: expected 0\.\.65535, got "http"$/ },
-  'coordinator --port out of range': { args: (f, out) => ['coordinator', '--config', f.good, '--port', '70000', '--set', `outputDir=${out}`], error: /^--port: expected 0\.\.65535, got "70000"$/ },
-  'coordinator --port in use': { args: (f, out) => ['coordinator', '--config', f.good, '--port', String(f.busyPort), '--set', `outputDir=${out}`], error: /^cannot listen on 127\.0\.0\.1:\d+: the port is in use \(EADDRINUSE\)$/ },
-  'coordinator with TTC_SECRET too short': { args: (f, out) => ['coordinator', '--config', f.good, '--port', '0', '--set', `outputDir=${out}`], env: () => ({ TTC_SECRET: 'short' }), error: /^TTC_SECRET is 5 bytes; at least 16 are required/ },
+  'export --run a directory without checkpoints': { args: (f, k) => ['export', '--run', f.emptyDir, '--out', k.out], error: /has no checkpoint$/ },
+  'export --checkpoint a missing directory': { args: (f, k) => ['export', '--checkpoint', path.join(f.dir, 'missing'), '--out', k.out], error: /is not a checkpoint: cannot read config\.json \(ENOENT\)$/ },
+  'export --out an existing file': { args: (f, k) => ['export', '--run', f.emptyDir, '--out', f.file], error: /^--out .*: exists and is not a directory$/ },
+  'coordinator --port not a number': { args: (f, k) => ['coordinator', '--config', k.good, '--port', 'http', '--set', `outputDir=${k.out}`], error: /^--port: expected 0\.\.65535, got "http"$/ },
+  'coordinator --port out of range': { args: (f, k) => ['coordinator', '--config', k.good, '--port', '70000', '--set', `outputDir=${k.out}`], error: /^--port: expected 0\.\.65535, got "70000"$/ },
+  'coordinator --port in use': { args: (f, k) => ['coordinator', '--config', k.good, '--port', String(f.busyPort), '--set', `outputDir=${k.out}`], error: /^cannot listen on 127\.0\.0\.1:\d+: the port is in use \(EADDRINUSE\)$/ },
+  'coordinator with TTC_SECRET too short': { args: (f, k) => ['coordinator', '--config', k.good, '--port', '0', '--set', `outputDir=${k.out}`], env: () => ({ TTC_SECRET: 'short' }), error: /^TTC_SECRET is 5 bytes; at least 16 are required/ },
   'worker --coordinator a malformed URL': { args: () => ['worker', '--coordinator', 'ws://[::1'], error: /^--coordinator: "ws:\/\/\[::1" is not a URL/ },
   'worker --ring-port out of range': { args: () => ['worker', '--coordinator', 'ws://127.0.0.1:1', '--ring-port', '65536'], error: /^--ring-port: expected 0\.\.65535, got "65536"$/ },
-  'serve --port in use': { args: (f, out) => ['serve', '--port', String(f.busyPort), '--output-dir', out], error: /^cannot listen on 127\.0\.0\.1:\d+: the port is in use \(EADDRINUSE\)$/ },
+  'serve --port in use': { args: (f, k) => ['serve', '--port', String(f.busyPort), '--output-dir', k.out], error: /^cannot listen on 127\.0\.0\.1:\d+: the port is in use \(EADDRINUSE\)$/ },
   'serve --output-dir an existing file': { args: (f) => ['serve', '--port', '0', '--output-dir', f.file], error: /^--output-dir .*: exists and is not a directory$/ },
-  'serve with TTC_TLS_CERT a missing file': { args: (f, out) => ['serve', '--port', '0', '--output-dir', out], env: (f) => ({ TTC_TLS_CERT: path.join(f.dir, 'missing.pem'), TTC_TLS_KEY: f.file }), error: /^TLS: TTC_TLS_CERT=.*missing\.pem: cannot read it \(ENOENT\)$/ },
-  'serve with TLS files that are not PEM': { args: (f, out) => ['serve', '--port', '0', '--output-dir', out], env: (f) => ({ TTC_TLS_CERT: f.garbage, TTC_TLS_KEY: f.garbage }), error: /^TLS: TTC_TLS_CERT=.*: not a usable PEM certificate, key and CA \(.*\)$/ },
+  'serve with TTC_TLS_CERT a missing file': { args: (f, k) => ['serve', '--port', '0', '--output-dir', k.out], env: (f) => ({ TTC_TLS_CERT: path.join(f.dir, 'missing.pem'), TTC_TLS_KEY: f.file }), error: /^TLS: TTC_TLS_CERT=.*missing\.pem: cannot read it \(ENOENT\)$/ },
+  'serve with TLS files that are not PEM': { args: (f, k) => ['serve', '--port', '0', '--output-dir', k.out], env: (f) => ({ TTC_TLS_CERT: f.garbage, TTC_TLS_KEY: f.garbage }), error: /^TLS: TTC_TLS_CERT=.*: not a usable PEM certificate, key and CA \(.*\)$/ },
   'run --config a directory': { args: (f) => ['run', '--coordinator', '127.0.0.1:1', '--config', f.emptyDir], error: /^cannot read config file .*EISDIR/ },
-  'run --report-dir an existing file': { args: (f) => ['run', '--coordinator', '127.0.0.1:1', '--config', f.good, '--report-dir', f.file], error: /^--report-dir .*: exists and is not a directory$/ },
+  'run --report-dir an existing file': { args: (f, k) => ['run', '--coordinator', '127.0.0.1:1', '--config', k.good, '--report-dir', f.file], error: /^--report-dir .*: exists and is not a directory$/ },
   'status --coordinator unreachable': { args: () => ['status', '--coordinator', 'ws://127.0.0.1:1'], error: /^coordinator at ws:\/\/127\.0\.0\.1:1 unreachable: / },
   'status --coordinator an unknown host': { args: () => ['status', '--coordinator', 'ws://no-such-host.invalid:7070'], error: /^coordinator at ws:\/\/no-such-host\.invalid:7070 unreachable: / },
   'status --interval not a number': { args: () => ['status', '--coordinator', '127.0.0.1:1', '--follow', '--interval', 'soon'], error: /^--interval: expected seconds > 0, got "soon"$/ },
   'status with TTC_TLS_CA a missing file': { args: () => ['status', '--coordinator', '127.0.0.1:1'], env: (f) => ({ TTC_TLS_CA: path.join(f.dir, 'missing-ca.pem') }), error: /^TLS: TTC_TLS_CA=.*missing-ca\.pem: cannot read it \(ENOENT\)$/ },
-  'report --out an existing file': { args: (f) => ['report', '--coordinator', '127.0.0.1:1', '--run', 'x', '--out', f.file], error: /^--out .*: exists and is not a directory$/ },
+  'report --out an existing file': { args: (f, k) => ['report', '--coordinator', '127.0.0.1:1', '--run', 'x', '--out', f.file], error: /^--out .*: exists and is not a directory$/ },
   'cancel without --run': { args: () => ['cancel', '--coordinator', '127.0.0.1:1'], error: /^--run is required$/, usage: true },
 };
 
 let fixtures: Promise<Fixtures> | undefined;
 let holder: net.Server | undefined;
+
+const runConfig = (outputDir: string) => JSON.stringify({ outputDir, cacheDir: TEST_CACHE_DIR, backend: 'cpu', model: TINY_MODEL, budget: { kind: 'steps', steps: 2 } });
 
 function makeFixtures(): Promise<Fixtures> {
   const dir = tempDir('cli-errors');
@@ -93,7 +94,7 @@ function makeFixtures(): Promise<Fixtures> {
     fs.writeFileSync(p, text);
     return p;
   };
-  const config = JSON.stringify({ outputDir: path.join(dir, 'runs'), cacheDir: TEST_CACHE_DIR, backend: 'cpu', model: TINY_MODEL, budget: { kind: 'steps', steps: 2 } });
+  const config = runConfig(path.join(dir, 'runs'));
   const emptyDir = path.join(dir, 'empty-dir');
   fs.mkdirSync(emptyDir);
   holder = net.createServer();
@@ -102,7 +103,6 @@ function makeFixtures(): Promise<Fixtures> {
     holder!.listen(0, '127.0.0.1', () =>
       resolve({
         dir,
-        good: write('good.json', config),
         file: write('a-file', 'not a directory\n'),
         emptyDir,
         truncatedRun: path.dirname(write('truncated-run/config.json', config.slice(0, 40))),
@@ -145,8 +145,11 @@ function ttc(args: string[], env: Record<string, string>): Promise<{ code: numbe
 for (const [name, c] of Object.entries(cases)) {
   test(name, async (t) => {
     const f = await (fixtures ??= makeFixtures());
-    const out = path.join(tempDir('cli-errors-out'), 'out');
-    const args = c.args(f, out);
+    const caseDir = tempDir('cli-errors-case');
+    const out = path.join(caseDir, 'out');
+    const good = path.join(caseDir, 'good.json');
+    fs.writeFileSync(good, runConfig(out));
+    const args = c.args(f, { out, good });
     const r = await limited(() => ttc(args, c.env?.(f) ?? {}));
     const shown = `ttc ${args.join(' ')} →\n${r.stderr}`;
     t.not(r.code, 0, shown);
@@ -164,6 +167,5 @@ for (const [name, c] of Object.entries(cases)) {
     t.false(lines.some((l) => /^\s+at /.test(l)), `no stack trace: ${shown}`);
     const runDirs = fs.existsSync(out) ? fs.readdirSync(out, { withFileTypes: true }).filter((d) => d.isDirectory()) : [];
     t.deepEqual(runDirs.map((d) => d.name), [], `no run directory in ${out}`);
-    t.false(fs.existsSync(path.join(f.dir, 'runs')), 'no run directory');
   });
 }
