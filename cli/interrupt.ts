@@ -27,7 +27,7 @@ export function onInterrupt(log: Logger, message: string, beforeExit: () => void
   const stop = new AbortController();
   const handler = (signal: NodeJS.Signals) => {
     if (stop.signal.aborted || !graceful()) {
-      if (!stop.signal.aborted) log.warn(`interrupted (${signal}) before training started: stopping now (there is nothing to checkpoint yet)`);
+      if (!stop.signal.aborted) log.warn(`interrupted (${signal}) while no training step runs: stopping now (nothing to finish or checkpoint; the last checkpoint, if any, stays)`);
       beforeExit();
       process.exit(INTERRUPTED_EXIT);
     }

@@ -71,6 +71,7 @@ export class PretrainRun {
           minWorkers: (attempt) => (attempt === 1 && dist.initialWorkers > 0 ? Math.max(dist.initialWorkers, dist.minWorkers) : dist.minWorkers),
           waitSeconds: dist.waitForWorkersSeconds,
           choose: (all) => {
+            // the members are chosen: from here until the first step, the ring is being formed
             this.phaseNow = 'forming a ring (the workers load their data)';
             return dist.maxWorkers > 0 ? all.slice(0, dist.maxWorkers) : all;
           },

@@ -57,7 +57,7 @@ async function stopsOnSigterm(t: ExecutionContext, p: Proc, outputDir: string): 
   t.true(seconds * 1000 < STOP_MS, `stopped ${seconds.toFixed(1)} s after SIGTERM (limit ${STOP_MS / 1000} s)`);
   t.is(code, 130, out);
   t.is(p.lines.filter((l) => /interrupted/.test(l)).length, 1, out);
-  t.regex(out, /interrupted \(SIGTERM\) before training started: stopping now/);
+  t.regex(out, /interrupted \(SIGTERM\) while no training step runs: stopping now/);
   t.notRegex(out, /^\s+at /m, 'no stack trace');
   const [runId] = fs.readdirSync(outputDir);
   t.false(fs.existsSync(path.join(outputDir, runId!, 'summary.json')), 'the run is not claimed complete');
