@@ -268,6 +268,7 @@ export async function prepareDataset(opts: PrepareDatasetOptions): Promise<Prepa
   };
 }
 
+/** The token ids of every text, as paceable work (core/pace.ts): it yields after each text. */
 function* encodeAll(tokenizer: Tokenizer, texts: string[]): Generator<void, number[][], void> {
   const out: number[][] = [];
   for (const t of texts) {
