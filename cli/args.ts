@@ -2,6 +2,7 @@
  * Flag handling shared by the commands: node's parseArgs with its errors turned into usage errors,
  * `--set a.b=value` overrides, the `--config` / `--resume` run sources, ports and worker counts.
  */
+import fs from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { loadConfig, refuseUnsafeKey, resolveConfig } from '../core/config/load.ts';
 import { RUN_ID, RUN_ID_RULE, type Config } from '../core/config/schema.ts';
@@ -10,14 +11,25 @@ import { createRunDir, openRunDir, type RunDir } from '../core/run/rundir.ts';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
-/** parseArgs (strict: an unknown flag or a missing value is a usage error, with the command's usage). */
+/**
+ * parseArgs (strict: an unknown flag or a missing value is a usage error, with the command's usage);
+ * a flag that takes one value given twice is one too (parseArgs would keep the last silently).
+ */
 export function parseFlags<O extends Options>(argv: string[], options: O, usage: string) {
+  let parsed;
   try {
-    return parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values;
+    parsed = parseArgs({ args: argv, options, strict: true, allowPositionals: false, tokens: true });
   } catch (e) {
     if (String((e as { code?: unknown }).code ?? '').startsWith('ERR_PARSE_ARGS')) throw new UsageError(`${(e as Error).message}\n\n${usage}`);
     throw e;
   }
+  const seen = new Set<string>();
+  for (const t of parsed.tokens) {
+    if (t.kind !== 'option' || options[t.name]?.multiple) continue;
+    if (seen.has(t.name)) throw new UsageError(`--${t.name} is given more than once\n\n${usage}`);
+    seen.add(t.name);
+  }
+  return parsed.values;
 }
 
 export function parseValue(raw: string): unknown {
@@ -69,10 +81,29 @@ export function checkRunIdFlag(flag: string, raw: string | undefined): void {
   if (raw !== undefined && !RUN_ID.test(raw)) throw new UsageError(`${flag}: expected a run id (${RUN_ID_RULE}), got "${raw}"`);
 }
 
+/** An output directory flag (--out, --output-dir, --report-dir), refused before any work when the path is there but is no directory. */
+export function outputDirFlag(flag: string, dir: string): string {
+  try {
+    if (fs.statSync(dir).isDirectory()) return dir;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return dir; // created when written
+    throw new UsageError(`${flag} ${dir}: not usable as a directory (${code ?? (e as Error).message})`);
+  }
+  throw new UsageError(`${flag} ${dir}: exists and is not a directory`);
+}
+
 export function parsePort(raw: string | undefined, flag = '--port'): number {
   const port = Number(raw);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`${flag}: expected 0..65535, got "${raw}"`);
   return port;
+}
+
+/** A duration flag in seconds (> 0). */
+export function parseSeconds(flag: string, raw: string | undefined): number {
+  const s = Number(raw);
+  if (!(s > 0) || !Number.isFinite(s)) throw new UsageError(`${flag}: expected seconds > 0, got "${raw}"`);
+  return s;
 }
 
 export function parseWorkers(raw: string | undefined): number {

@@ -1,7 +1,10 @@
 /**
- * Ctrl-C (or SIGTERM, e.g. a parent that is gone) for the commands that train: the first asks the
- * job to stop — training finishes its current step and writes a checkpoint (resumable), a wait for
- * workers ends at once; a second one exits at once (the last checkpoint stays).
+ * Ctrl-C (or SIGTERM, e.g. a parent that is gone) for the commands that train. While the job can
+ * stop gracefully (`graceful()`), the first signal asks it to: training finishes its current step
+ * and writes a checkpoint (resumable), a wait for workers ends at once; a second one exits at once
+ * (the last checkpoint stays). Otherwise — data being prepared, a ring being formed while its
+ * workers load their data: nothing to finish or checkpoint, and no bound on how long it takes —
+ * the first signal exits at once.
  */
 import type { Logger } from '../core/run/log.ts';
 
@@ -13,13 +16,20 @@ export interface Interrupt {
   dispose(): void;
 }
 
-/** `message` is logged at the first signal; `beforeExit` runs before the second one exits (e.g. to kill child processes). */
-export function onInterrupt(log: Logger, message: string, beforeExit: () => void = () => {}): Interrupt {
+/** The exit status of a process stopped by Ctrl-C or SIGTERM (128 + SIGINT). */
+const INTERRUPTED_EXIT = 130;
+
+/**
+ * `message` is logged at a graceful first signal; `beforeExit` runs before an exit at once (e.g. to
+ * kill child processes); `graceful` says whether a first signal can be served by stopping gracefully now.
+ */
+export function onInterrupt(log: Logger, message: string, beforeExit: () => void = () => {}, graceful: () => boolean = () => true): Interrupt {
   const stop = new AbortController();
-  const handler = () => {
-    if (stop.signal.aborted) {
+  const handler = (signal: NodeJS.Signals) => {
+    if (stop.signal.aborted || !graceful()) {
+      if (!stop.signal.aborted) log.warn(`interrupted (${signal}) while no training step runs: stopping now (nothing to finish or checkpoint; the last checkpoint, if any, stays)`);
       beforeExit();
-      process.exit(130);
+      process.exit(INTERRUPTED_EXIT);
     }
     stop.abort('interrupted');
     log.warn(message);

@@ -57,6 +57,11 @@ export class PretrainRun {
     return this.phaseNow;
   }
 
+  /** True while a ring is being formed (its workers load their data, then the state): no step runs, there is nothing to checkpoint. */
+  get forming(): boolean {
+    return this.phaseNow.startsWith('forming');
+  }
+
   /** Runs the budget (or until stopped); writes summary.json and returns it. */
   async run(): Promise<RunSummary> {
     const { config, run, log, driver, signal, stop } = this.opts;
@@ -71,7 +76,11 @@ export class PretrainRun {
           // The first ring waits for dist.initialWorkers; after a failure the run goes on with dist.minWorkers.
           minWorkers: (attempt) => (attempt === 1 && dist.initialWorkers > 0 ? Math.max(dist.initialWorkers, dist.minWorkers) : dist.minWorkers),
           waitSeconds: dist.waitForWorkersSeconds,
-          choose: (all) => (dist.maxWorkers > 0 ? all.slice(0, dist.maxWorkers) : all),
+          choose: (all) => {
+            // the members are chosen: from here until the first step, the ring is being formed
+            this.phaseNow = 'forming a ring (the workers load their data)';
+            return dist.maxWorkers > 0 ? all.slice(0, dist.maxWorkers) : all;
+          },
           signal: anySignal(signal, stop),
           onFailure: (e) => {
             this.failures.push(e.message);

@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { resolveConfig } from '../core/config/load.ts';
 import type { Config } from '../core/config/schema.ts';
+import { oneLine, RunDirError } from '../core/errors.ts';
 import { writeFileAtomic, writeJsonAtomic } from '../core/fs.ts';
 import { createLogger, type Logger } from '../core/run/log.ts';
 import { readMetrics } from '../core/run/metrics.ts';
@@ -153,7 +154,11 @@ export function writePretrainingResults(sweepDir: string, sweep: SweepConfig, re
 export function readPretrainingResults(sweepDir: string): MemberResult[] {
   const file = path.join(sweepDir, 'pretraining.json');
   if (!fs.existsSync(file)) throw new RunError(`${sweepDir} has no pretraining.json: run the pretraining first (ttc sweep)`);
-  return (JSON.parse(fs.readFileSync(file, 'utf8')) as { members: MemberResult[] }).members;
+  try {
+    return (JSON.parse(fs.readFileSync(file, 'utf8')) as { members: MemberResult[] }).members;
+  } catch (e) {
+    throw new RunDirError(`${file} is not valid JSON (${oneLine(e)})`);
+  }
 }
 
 /** The report's data: the pretraining part, plus the compression cells of the evaluation step. */

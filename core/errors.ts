@@ -7,7 +7,7 @@
  */
 
 export const ERROR_CODES = {
-  TTC_ERR_USAGE: 'a wrong or missing command-line flag',
+  TTC_ERR_USAGE: 'a wrong or missing command-line flag, or one this machine cannot honour (a --port in use, an --out that is a file)',
   TTC_ERR_CONFIG: 'an invalid run or sweep config: the field, the value and what was expected',
   TTC_ERR_RUN_DIR: 'a run or sweep directory that is missing, not what it should be, or already taken',
   TTC_ERR_SECRET: 'no shared secret, or an unusable one (TTC_SECRET, TTC_SECRET_FILE)',
@@ -64,6 +64,11 @@ export function codedError(name: string, code: ErrorCode) {
       super(code, message, options);
     }
   };
+}
+
+/** An error's message on one line: JSON.parse quotes the text it failed on, newlines included. */
+export function oneLine(e: unknown): string {
+  return (e instanceof Error ? e.message : String(e)).replace(/\s*\n\s*/g, ' ');
 }
 
 /** A wrong or missing command-line flag: the CLI prints its message (and the usage), not a stack. */

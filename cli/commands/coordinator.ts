@@ -1,4 +1,5 @@
 /** `ttc coordinator`: the coordinator of one distributed run, serving workers that connect to it (`ttc worker`). */
+import fs from 'node:fs';
 import { createLogger } from '../../core/run/log.ts';
 import { createProgress } from '../../core/run/progress.ts';
 import { Driver } from '../../coordinator/formation.ts';
@@ -57,9 +58,16 @@ export async function run(argv: string[]): Promise<number> {
     phase: () => live?.phase ?? 'starting',
   });
   const driver = new Driver(registry, log);
-  const interrupt = onInterrupt(log, `interrupted: finishing this step and writing a checkpoint; continue with \`ttc coordinator --resume ${runDir.dir}\` (Ctrl-C again to quit at once)`);
+  const interrupt = onInterrupt(log, `interrupted: finishing this step and writing a checkpoint; continue with \`ttc coordinator --resume ${runDir.dir}\` (Ctrl-C again to quit at once)`, undefined, () => !live?.forming);
   live = new PretrainRun({ config, run: runDir, driver, log, progress: createProgress(runDir.id), stop: interrupt.signal });
-  const url = await registry.listen();
+  let url: string;
+  try {
+    url = await registry.listen();
+  } catch (e) {
+    // e.g. the port is in use: a run directory made just now for nothing is not left behind
+    if (!values.resume) fs.rmSync(runDir.dir, { recursive: true, force: true });
+    throw e;
+  }
   log.info(`run ${runDir.id} (${runDir.dir}): listening on ${url}`);
   console.log(`TTC_COORDINATOR_URL=${url}`);
   try {

@@ -7,7 +7,7 @@ import { checkpointsDir, listCheckpointDirs, loadCheckpoint, readCheckpointDims 
 import { decodeSafetensors } from '../../ml/checkpoint/safetensors.ts';
 import { exportHuggingFace } from '../../ml/export/huggingface.ts';
 import { paramLayout } from '../../ml/model/spec.ts';
-import { parseFlags } from '../args.ts';
+import { outputDirFlag, parseFlags } from '../args.ts';
 
 export const usage = `ttc export (--run runs/<id> | --checkpoint <checkpoint dir>) [--compressed <file>] --out <dir>
 
@@ -22,6 +22,7 @@ BertForSequenceClassification for a fine-tuned classifier): load with from_pretr
 export async function run(argv: string[]): Promise<number> {
   const values = parseFlags(argv, { run: { type: 'string' }, checkpoint: { type: 'string' }, compressed: { type: 'string' }, out: { type: 'string' } }, usage);
   if (!values.out || (!values.run && !values.checkpoint)) throw new UsageError(`--out and one of --run / --checkpoint are required\n\n${usage}`);
+  const out = outputDirFlag('--out', values.out);
   const dir = values.checkpoint ?? listCheckpointDirs(checkpointsDir(values.run!)).at(-1);
   if (!dir) throw new RunDirError(`${values.run} has no checkpoint`);
   const dims = readCheckpointDims(dir);
@@ -43,7 +44,7 @@ export async function run(argv: string[]): Promise<number> {
   } else {
     weights = loadCheckpoint(dir, layout).weights;
   }
-  const files = exportHuggingFace(values.out, { dims, layout, weights, source: path.resolve(source) });
+  const files = exportHuggingFace(out, { dims, layout, weights, source: path.resolve(source) });
   console.log(`exported ${source} → ${files.join(', ')}`);
   return 0;
 }

@@ -1,7 +1,7 @@
 /** `ttc report`: fetch a run's result files from a run server. */
 import path from 'node:path';
 import { UsageError } from '../../core/errors.ts';
-import { checkRunIdFlag, parseFlags } from '../args.ts';
+import { checkRunIdFlag, outputDirFlag, parseFlags } from '../args.ts';
 import { CliSession, coordinatorFlag, requireCoordinator } from '../client.ts';
 import { fetchReport } from '../fetch-report.ts';
 
@@ -15,9 +15,10 @@ export async function run(argv: string[]): Promise<number> {
   const url = requireCoordinator(values.coordinator, usage);
   if (!values.run) throw new UsageError(`--run is required\n\n${usage}`);
   checkRunIdFlag('--run', values.run);
+  const out = outputDirFlag('--out', values.out ?? path.join('reports', values.run));
   const session = await CliSession.open(url, 'report');
   try {
-    await fetchReport(session, values.run, values.out ?? path.join('reports', values.run));
+    await fetchReport(session, values.run, out);
     return 0;
   } finally {
     session.close();

@@ -1,11 +1,11 @@
 /** `ttc run`: submit a run or a sweep to a run server (`ttc serve`) and follow it to its end. */
 import path from 'node:path';
-import { TtcError, UsageError } from '../../core/errors.ts';
+import { UsageError } from '../../core/errors.ts';
 import { loadConfig, readConfigFile } from '../../core/config/load.ts';
 import { loadSweepConfig } from '../../coordinator/sweep-config.ts';
 import { M } from '../../protocol/index.ts';
 import type { Message } from '../../wire/protocol/index.ts';
-import { checkRunIdFlag, overridesFromSets, parseFlags } from '../args.ts';
+import { checkRunIdFlag, outputDirFlag, overridesFromSets, parseFlags, parseSeconds } from '../args.ts';
 import { CliSession, coordinatorFlag, requireCoordinator } from '../client.ts';
 import { fetchReport } from '../fetch-report.ts';
 import { follow } from '../follow.ts';
@@ -45,6 +45,8 @@ export async function run(argv: string[]): Promise<number> {
   }, usage);
   const url = requireCoordinator(values.coordinator, usage);
   if (!values.config) throw new UsageError(`--config is required\n\n${usage}`);
+  if (values['report-dir']) outputDirFlag('--report-dir', values['report-dir']);
+  const interval = parseSeconds('--interval', values.interval);
   // Refuse a bad config here, before anything reaches the cluster.
   const raw = readConfigFile(values.config);
   const sweep = isSweepConfig(raw);
@@ -64,8 +66,6 @@ export async function run(argv: string[]): Promise<number> {
       console.log(`follow it with: ttc status --coordinator ${url} --run ${reply.runId} --follow`);
       return 0;
     }
-    const interval = Number(values.interval);
-    if (!(interval > 0)) throw new TtcError('TTC_ERR_USAGE', `--interval: expected seconds > 0, got "${values.interval}"`);
     const followed = await follow(url, session, reply.runId, interval * 1000);
     session = followed.session;
     if (followed.state === 'done' && values['report-dir']) await fetchReport(session, reply.runId, values['report-dir']);

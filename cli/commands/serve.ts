@@ -4,7 +4,7 @@ import { createLogger } from '../../core/run/log.ts';
 import { RunServer } from '../../coordinator/server.ts';
 import { loadSecret } from '../../wire/auth.ts';
 import { tlsServerFromEnv } from '../../wire/net/index.ts';
-import { overridesFromSets, parseFlags, parsePort } from '../args.ts';
+import { outputDirFlag, overridesFromSets, parseFlags, parsePort } from '../args.ts';
 
 export const usage = `ttc serve [--host H] [--port P] [--output-dir DIR] [--set key=value ...]
 
@@ -34,11 +34,12 @@ export function serveOptions(env: NodeJS.ProcessEnv = process.env) {
 export async function run(argv: string[]): Promise<number> {
   const values = parseFlags(argv, serveOptions(), usage);
   const port = parsePort(values.port);
+  const outputDir = outputDirFlag('--output-dir', values['output-dir']!);
   const log = createLogger('serve');
   const overrides = overridesFromSets(values.set ?? []);
   // A bad cluster setting fails here, at start-up, not with every submission.
   resolveConfig({}, overrides);
-  const server = new RunServer({ secret: loadSecret(), host: values.host!, port, tls: tlsServerFromEnv(), outputDir: values['output-dir']!, overrides, log });
+  const server = new RunServer({ secret: loadSecret(), host: values.host!, port, tls: tlsServerFromEnv(), outputDir, overrides, log });
   const url = await server.start();
   log.info(`run server listening on ${url}; runs go to ${values['output-dir']}${values.set?.length ? `; every run gets ${values.set.join(', ')}` : ''}`);
   console.log(`TTC_COORDINATOR_URL=${url}`);

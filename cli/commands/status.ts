@@ -1,5 +1,5 @@
 /** `ttc status`: a coordinator's state, or one run of a run server, optionally followed to its end. */
-import { checkRunIdFlag, parseFlags } from '../args.ts';
+import { checkRunIdFlag, parseFlags, parseSeconds } from '../args.ts';
 import { CliSession, coordinatorFlag, RefusedError, requireCoordinator } from '../client.ts';
 import { describeStatus, follow } from '../follow.ts';
 
@@ -13,6 +13,7 @@ export async function run(argv: string[]): Promise<number> {
   const values = parseFlags(argv, { ...coordinatorFlag, run: { type: 'string' }, follow: { type: 'boolean' }, json: { type: 'boolean' }, interval: { type: 'string', default: '2' } }, usage);
   checkRunIdFlag('--run', values.run);
   const url = requireCoordinator(values.coordinator, usage);
+  const interval = parseSeconds('--interval', values.interval);
   let session = await CliSession.open(url, 'status');
   try {
     const reply = await session.status(values.run);
@@ -20,7 +21,7 @@ export async function run(argv: string[]): Promise<number> {
       if (reply.kind !== 'server') throw new RefusedError('TTC_ERR_REFUSED', '--follow needs a run server (ttc serve); a single-run coordinator prints its own progress');
       const id = values.run ?? reply.current?.id ?? reply.runs.at(-1)?.id;
       if (!id) throw new RefusedError('TTC_ERR_REFUSED', 'the server has no runs to follow');
-      const followed = await follow(url, session, id, Number(values.interval) * 1000);
+      const followed = await follow(url, session, id, interval * 1000);
       session = followed.session;
       return followed.state === 'done' ? 0 : 1;
     }

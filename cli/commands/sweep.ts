@@ -56,7 +56,7 @@ export async function run(argv: string[]): Promise<number> {
     status: () => (live ? { kind: 'run', ...live.status(cluster.registry.workerViews()) } : { kind: 'evaluation', runId: path.basename(sweepDir), phase, workers: cluster.registry.workerViews() }),
     phase: () => live?.phase ?? phase,
   });
-  const interrupt = onInterrupt(log, `interrupted: finishing this step and writing a checkpoint; continue with \`ttc sweep --resume ${sweepDir}\` (Ctrl-C again to stop at once)`, () => cluster.kill());
+  const interrupt = onInterrupt(log, `interrupted: finishing this step and writing a checkpoint; continue with \`ttc sweep --resume ${sweepDir}\` (Ctrl-C again to stop at once)`, () => cluster.kill(), () => !live?.forming);
   try {
     await cluster.driver.waitForWorkers(sweep.workers, sweep.base.dist.waitForWorkersSeconds, interrupt.signal);
     const out = await runSweep(sweep, sweepDir, {

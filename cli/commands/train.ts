@@ -27,9 +27,10 @@ export async function run(argv: string[]): Promise<number> {
   const runDir = resolved.runDir();
   const log = createLogger('', runDir.logFile);
   log.info(`run ${runDir.id}: ${runDir.dir}`);
-  const interrupt = onInterrupt(log, 'interrupt: finishing this step and writing a checkpoint (Ctrl-C again to quit at once)');
+  let training = false;
+  const interrupt = onInterrupt(log, 'interrupt: finishing this step and writing a checkpoint (Ctrl-C again to quit at once)', undefined, () => training);
   try {
-    const summary = await trainRun(config, runDir, { log, shouldStop: interrupt.requested, backend });
+    const summary = await trainRun(config, runDir, { log, shouldStop: interrupt.requested, onTraining: () => (training = true), backend });
     console.log(describeSummary(summary));
     if (!summary.completed) console.log(`resume with: ttc train --resume ${runDir.dir}`);
     return 0;

@@ -5,6 +5,7 @@ import { createLogger } from '../../core/run/log.ts';
 import { loadSecret } from '../../wire/auth.ts';
 import { Worker } from '../../worker/worker.ts';
 import { parseFlags, parsePort } from '../args.ts';
+import { coordinatorUrl } from '../client.ts';
 
 export const usage = `ttc worker --coordinator ws://host:port [--name N] [--listen-host H] [--advertise-host H] [--ring-port P]
 
@@ -37,7 +38,7 @@ export async function run(argv: string[]): Promise<number> {
   if (!(retrySeconds >= 0)) throw new UsageError(`--retry-seconds: expected a number >= 0, got "${values['retry-seconds']}"`);
   const name = values.name ?? `${os.hostname()}-${process.pid}`;
   const worker = new Worker({
-    coordinatorUrl: values.coordinator,
+    coordinatorUrl: coordinatorUrl(values.coordinator),
     secret: loadSecret(),
     name,
     listenHost: values['listen-host']!,

@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs';
 import { makeConvict, MAX_TYPED_ARRAY_LENGTH, type Config } from './schema.ts';
-import { codedError } from '../errors.ts';
+import { codedError, oneLine } from '../errors.ts';
 
 export const ConfigError = codedError('ConfigError', 'TTC_ERR_CONFIG');
 export type ConfigError = InstanceType<typeof ConfigError>;
@@ -89,7 +89,7 @@ export function readConfigFile(path: string): unknown {
   try {
     parsed = JSON.parse(text);
   } catch (e) {
-    throw new ConfigError(`config file ${path} is not valid JSON: ${(e as Error).message}`);
+    throw new ConfigError(`config file ${path} is not valid JSON: ${oneLine(e)}`);
   }
   refuseUnsafeKeys(parsed, `config file ${path}`);
   return parsed;

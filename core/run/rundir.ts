@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Config } from '../config/schema.ts';
-import { RunDirError } from '../errors.ts';
+import { oneLine, RunDirError } from '../errors.ts';
 import { writeJsonAtomic } from '../fs.ts';
 
 export interface RunDir {
@@ -41,7 +41,11 @@ export function createRunDir(config: Config, configPath?: string): RunDir {
     if (config.runId) throw new RunDirError(`run directory ${dir} already exists: resume it with \`ttc train --resume ${dir}\` or choose another runId`);
     dir = path.join(config.outputDir, `${base}-${i}`);
   }
-  fs.mkdirSync(dir, { recursive: true });
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+  } catch (e) {
+    throw new RunDirError(`cannot create the run directory ${dir} (outputDir ${config.outputDir}): ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
   const run = runDirFor(dir);
   writeJsonAtomic(run.configFile, { ...config, runId: run.id });
   return run;
@@ -51,5 +55,15 @@ export function createRunDir(config: Config, configPath?: string): RunDir {
 export function openRunDir(dir: string): { run: RunDir; storedConfig: unknown } {
   const run = runDirFor(dir);
   if (!fs.existsSync(run.configFile)) throw new RunDirError(`${dir} is not a ttc run directory (no config.json)`);
-  return { run, storedConfig: JSON.parse(fs.readFileSync(run.configFile, 'utf8')) };
+  let text: string;
+  try {
+    text = fs.readFileSync(run.configFile, 'utf8');
+  } catch (e) {
+    throw new RunDirError(`cannot read ${run.configFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  try {
+    return { run, storedConfig: JSON.parse(text) };
+  } catch (e) {
+    throw new RunDirError(`${run.configFile} is not valid JSON (${oneLine(e)}): not a usable ttc run directory`);
+  }
 }

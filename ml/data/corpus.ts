@@ -13,6 +13,7 @@
  */
 import { readFileSync, statSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
+import { DataError } from '../../core/errors.ts';
 import { Rng } from '../../core/rng.ts';
 import { brownFiles, loadBrown } from './brown.ts';
 import { buildClassificationSet } from './classification.ts';
@@ -100,12 +101,17 @@ export function extraDocuments(files: string[]): CorpusDocument[] {
   const docs: CorpusDocument[] = [];
   for (const f of files) {
     const p = resolve(f);
-    const buf = readFileSync(p);
+    let buf: Buffer;
+    try {
+      buf = readFileSync(p);
+    } catch (e) {
+      throw new DataError(`data.extraTextFiles: cannot read ${p} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    }
     let text: string;
     try {
       text = new TextDecoder('utf-8', { fatal: true }).decode(buf);
     } catch {
-      throw new Error(`corpus: extra text file is not valid UTF-8: ${p}`);
+      throw new DataError(`data.extraTextFiles: ${p} is not valid UTF-8 text`);
     }
     if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
     text.split(/\r?\n[ \t]*\r?\n/).forEach((para, i) => {

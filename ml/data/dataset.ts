@@ -8,17 +8,21 @@
  *   info.json        human-readable inputs and stats (not read back)
  * The key hashes the format version, every corpus file's name and size, seed,
  * classificationSeed, vocabSize, seqLen and validationFraction. Every file is written to
- * a temporary name and renamed into place (atomic). A file that fails its checks
+ * a temporary name and renamed into place (atomic), so a killed build (even SIGKILL) leaves
+ * whole files or none; the temporary files of killed writers are never read, and are removed
+ * by the next build of the entry once they are old. A file that fails its checks
  * (magic, header, size, sha256) is reported through `log` and rebuilt; it is never used.
  * (A tokenizer.json that verifies is kept when only the packed files are bad, since it
  * depends on exactly the inputs of the key.)
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { endianness } from 'node:os';
 import { join } from 'node:path';
 import { Rng } from '../../core/rng.ts';
+import { DataError } from '../../core/errors.ts';
 import { writeFileAtomic } from '../../core/fs.ts';
+import { runPaced } from '../../core/pace.ts';
 import { corpusFiles, loadPretrainCorpus } from './corpus.ts';
 import { packSequences } from './packing.ts';
 import { Tokenizer } from './tokenizer.ts';
@@ -38,6 +42,8 @@ export interface PrepareDatasetOptions {
   classificationSeed?: number;
   /** Receives cache diagnostics (corrupt files, rebuilds). Default: console.warn. */
   log?: (msg: string) => void;
+  /** Receives the steps of building a new cache entry (they take seconds to minutes). Default: none. */
+  info?: (msg: string) => void;
 }
 
 export interface PreparedDataset {
@@ -53,7 +59,7 @@ export interface PreparedDataset {
   fromCache: boolean;
 }
 
-export function datasetCacheKey(opts: Omit<PrepareDatasetOptions, 'cacheDir' | 'log'>): string {
+export function datasetCacheKey(opts: Omit<PrepareDatasetOptions, 'cacheDir' | 'log' | 'info'>): string {
   const files = corpusFiles(opts.extraTextFiles ?? []).map((f) => [f.name, f.size]);
   const payload = JSON.stringify({
     format: DATA_FORMAT_VERSION,
@@ -163,8 +169,9 @@ function readCache(dir: string, seqLen: number, log: (m: string) => void): Cache
     try {
       return readFileSync(join(dir, name));
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
-      throw e;
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return null;
+      throw new DataError(`cannot read the dataset cache file ${join(dir, name)} (cacheDir): ${code ?? (e as Error).message}`);
     }
   };
   const tokBuf = read('tokenizer.json');
@@ -205,6 +212,8 @@ export async function prepareDataset(opts: PrepareDatasetOptions): Promise<Prepa
   const cached = readCache(dir, seqLen, log);
   if (cached.complete) return { ...cached.complete, cacheKey, fromCache: true };
 
+  const info = opts.info ?? (() => {});
+  info(`dataset: building the cache entry ${dir} (corpus, tokenizer, packed sequences)`);
   const t0 = Date.now();
   const corpus = loadPretrainCorpus({
     seed,
@@ -213,14 +222,17 @@ export async function prepareDataset(opts: PrepareDatasetOptions): Promise<Prepa
     classificationSeed: opts.classificationSeed,
   });
   const t1 = Date.now();
+  // Paced (core/pace.ts): a Ctrl-C or SIGTERM is served during minutes of this, not after it.
   // The tokenizer depends on the same inputs as the key, so a verified cached one is reused.
-  const tokenizer = cached.tokenizer ?? Tokenizer.train(corpus.train, vocabSize);
+  if (!cached.tokenizer) info(`dataset: training the tokenizer (vocab ${vocabSize}) on ${corpus.train.length} documents`);
+  const tokenizer = cached.tokenizer ?? (await runPaced(Tokenizer.trainSteps(corpus.train, vocabSize)));
   const t2 = Date.now();
-  const train = packSequences(corpus.train.map((t) => tokenizer.encode(t)), seqLen);
-  const validation = packSequences(corpus.validation.map((t) => tokenizer.encode(t)), seqLen);
+  info(`dataset: encoding and packing ${corpus.train.length + corpus.validation.length} documents`);
+  const train = packSequences(await runPaced(encodeAll(tokenizer, corpus.train)), seqLen);
+  const validation = packSequences(await runPaced(encodeAll(tokenizer, corpus.validation)), seqLen);
   const t3 = Date.now();
 
-  mkdirSync(dir, { recursive: true });
+  makeCacheDir(dir);
   if (!cached.tokenizer) writeFileAtomic(join(dir, 'tokenizer.json'), encodeTokenizerFile(tokenizer));
   writeFileAtomic(join(dir, 'train.bin'), encodePacked(train.data, train.count, seqLen));
   writeFileAtomic(join(dir, 'validation.bin'), encodePacked(validation.data, validation.count, seqLen));
@@ -254,6 +266,41 @@ export async function prepareDataset(opts: PrepareDatasetOptions): Promise<Prepa
     cacheKey,
     fromCache: false,
   };
+}
+
+/** The token ids of every text, as paceable work (core/pace.ts): it yields after each text. */
+function* encodeAll(tokenizer: Tokenizer, texts: string[]): Generator<void, number[][], void> {
+  const out: number[][] = [];
+  for (const t of texts) {
+    out.push(tokenizer.encode(t));
+    yield;
+  }
+  return out;
+}
+
+/** How old a temporary file of the cache must be to be another writer's leftover (writers rename theirs within seconds). */
+const STALE_TMP_MS = 10 * 60_000;
+
+/**
+ * Creates a cache entry's directory (a clear error when cacheDir is not a usable directory) and
+ * removes temporary files left there by writers that were killed (core/fs.ts names them
+ * `<file>.tmp-<pid>-<random>`; they are never read, only in the way).
+ */
+function makeCacheDir(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true });
+  } catch (e) {
+    throw new DataError(`cannot create the dataset cache directory ${dir} (cacheDir): ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  for (const name of readdirSync(dir)) {
+    if (!name.includes('.tmp-')) continue;
+    const file = join(dir, name);
+    try {
+      if (Date.now() - statSync(file).mtimeMs > STALE_TMP_MS) rmSync(file, { force: true });
+    } catch {
+      // gone meanwhile (its writer renamed it): nothing to clean
+    }
+  }
 }
 
 /**

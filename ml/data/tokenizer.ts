@@ -23,6 +23,8 @@
  * as "[MASK]" is ordinary text.
  */
 
+import { runSync } from '../../core/pace.ts';
+
 export const PAD_ID = 0;
 export const UNK_ID = 1;
 export const CLS_ID = 2;
@@ -178,6 +180,11 @@ export class Tokenizer {
    * lower ids.
    */
   static train(texts: string[], vocabSize: number): Tokenizer {
+    return runSync(Tokenizer.trainSteps(texts, vocabSize));
+  }
+
+  /** `train` as paceable work (core/pace.ts): it yields after every text counted, every 1,024 words set up and every merge. */
+  static *trainSteps(texts: string[], vocabSize: number): Generator<void, Tokenizer, void> {
     if (!Number.isInteger(vocabSize) || vocabSize < NUM_SPECIAL + 1 + 95 || vocabSize >= PAIR_SHIFT) {
       throw new RangeError(`vocabSize must be an integer in [${NUM_SPECIAL + 1 + 95}, ${PAIR_SHIFT}), got ${vocabSize}`);
     }
@@ -189,6 +196,7 @@ export class Tokenizer {
         const m = start ? startCounts : innerCounts;
         m.set(piece, (m.get(piece) ?? 0) + 1);
       });
+      yield;
     }
     // 2. Alphabet: printable ASCII plus every code point seen (most frequent first if it must be cut).
     const charCounts = new Map<string, number>();
@@ -227,6 +235,7 @@ export class Tokenizer {
           lens[w] = n;
           freq[w] = c;
           w++;
+          if ((w & 1023) === 0) yield;
         }
         m.clear();
       }
@@ -248,6 +257,7 @@ export class Tokenizer {
         if (list === undefined) where.set(key, [w]);
         else if (list[list.length - 1] !== w) list.push(w);
       }
+      if ((w & 1023) === 0) yield;
     }
     const heap = new PairHeap();
     for (const [key, c] of pairCount) heap.push(c, key);
@@ -261,6 +271,7 @@ export class Tokenizer {
       touched.add(key);
     };
     while (vocab.length < vocabSize && heap.size > 0) {
+      yield;
       const count = heap.topCount();
       const key = heap.topKey();
       heap.pop();

@@ -24,6 +24,8 @@ export interface TrainOptions {
   stopAfterSteps?: number;
   /** Set by a signal handler: finish the current step, checkpoint, return. */
   shouldStop?: () => boolean;
+  /** Called when the data is ready and the training loop starts (from then on shouldStop is heard). */
+  onTraining?: () => void;
   /** the backend already started (initRunBackend); else trainRun starts it */
   backend?: BackendInfo;
 }
@@ -41,6 +43,7 @@ export async function trainRun(config: Config, run: RunDir, opts: TrainOptions):
   const ctl = new RunController(config, 1, new MetricsWriter(run.metricsFile), progress, start.training);
   log.info(`model: ${start.layout.total.toLocaleString('en')} parameters, ${ctl.flopsPerStep.toExponential(3)} training FLOPs per step (batch ${config.train.batchSize})`);
   try {
+    opts.onTraining?.();
     const completed = await pretrainLoop(ctl, replica, { run, log, shouldStop: opts.shouldStop, stopAfterSteps: opts.stopAfterSteps });
     progress.stop();
     return writeSummary(ctl, run, backend, completed);

@@ -13,8 +13,8 @@ export interface TrainingData {
   unigramEntropy: number;
 }
 
-/** The tokenizer and packed sequences of a run config (one call, so every user hits the same cache entry). */
-export function datasetFor(config: Config, log?: (msg: string) => void): ReturnType<typeof prepareDataset> {
+/** The tokenizer and packed sequences of a run config (one call, so every user hits the same cache entry); `info` hears the steps of building a new entry. */
+export function datasetFor(config: Config, log?: (msg: string) => void, info?: (msg: string) => void): ReturnType<typeof prepareDataset> {
   return prepareDataset({
     seed: config.seed,
     seqLen: config.model.seqLen,
@@ -23,13 +23,14 @@ export function datasetFor(config: Config, log?: (msg: string) => void): ReturnT
     extraTextFiles: config.data.extraTextFiles,
     cacheDir: config.cacheDir,
     ...(log ? { log } : {}),
+    ...(info ? { info } : {}),
   });
 }
 
 export async function loadTrainingData(config: Config, log: Logger): Promise<TrainingData> {
   const t0 = Date.now();
   const { seqLen, vocab } = config.model;
-  const data = await datasetFor(config);
+  const data = await datasetFor(config, undefined, (m) => log.info(m));
   const train: PackedSequences = { data: data.train, count: data.trainCount, seqLen };
   const valid: PackedSequences = { data: data.validation, count: data.validationCount, seqLen };
   log.info(`data: ${train.count} training and ${valid.count} validation sequences of ${seqLen} tokens, vocab ${data.tokenizer.vocabSize} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);

@@ -15,6 +15,7 @@ import {
 } from '../protocol/index.ts';
 import { closeReason, Connection, defaultLogger, describeClose, remoteOf, sendableCode, type Logger } from './connection.ts';
 import { DEFAULTS } from './defaults.ts';
+import { TtcError } from '../../core/errors.ts';
 
 export interface TlsServerFiles {
   /** PEM certificate chain path */
@@ -82,6 +83,13 @@ export class PeerServer<In extends MessageDef = MessageDef> {
   }
 }
 
+/** Why a server could not listen, named (the address is the user's --host / --port), or the error itself when it is not one of those. */
+function listenError(err: Error, host: string, port: number): Error {
+  const why: Record<string, string> = { EADDRINUSE: 'the port is in use', EADDRNOTAVAIL: 'no such address on this machine', EACCES: 'no permission', ENOTFOUND: 'unknown host', EAI_AGAIN: 'unknown host' };
+  const code = (err as NodeJS.ErrnoException).code ?? '';
+  return code in why ? new TtcError('TTC_ERR_USAGE', `cannot listen on ${host}:${port}: ${why[code]} (${code})`, { cause: err }) : err;
+}
+
 export async function listen<In extends MessageDef>(opts: ListenOptions<In>): Promise<PeerServer<In>> {
   const secret = normalizeSecret(opts.secret);
   const log = opts.log ?? defaultLogger;
@@ -124,10 +132,16 @@ export async function listen<In extends MessageDef>(opts: ListenOptions<In>): Pr
     socket.destroy();
   });
   const wss = new WebSocketServer({ maxPayload, perMessageDeflate: false, clientTracking: true, server: https });
+  // ws re-emits the server's errors: until listen() settles they are its rejection (with no
+  // listener on wss, a port in use crashed the process)
+  const asRejection = () => {};
+  wss.on('error', asRejection);
   await new Promise<void>((resolve, reject) => {
-    https.once('error', reject);
-    https.listen(opts.port ?? 0, host, () => { https.off('error', reject); resolve(); });
+    const fail = (err: Error) => reject(listenError(err, host, opts.port ?? 0));
+    https.once('error', fail);
+    https.listen(opts.port ?? 0, host, () => { https.off('error', fail); resolve(); });
   });
+  wss.off('error', asRejection);
   https.on('error', (err) => log(`server error: ${err.message}`));
   wss.on('error', (err) => log(`server error: ${err.message}`));
   wss.on('wsClientError', (err, socket) => {
