@@ -20,7 +20,7 @@ export interface ImportEdge {
 
 /** Source folders of the product, in the order they may import each other (lower first). */
 export const LAYERS: ReadonlyArray<{ layer: string; rank: number }> = [
-  { layer: 'core/errors.ts', rank: 0 }, { layer: 'core/rng.ts', rank: 0 },
+  { layer: 'core/errors.ts', rank: 0 }, { layer: 'core/rng.ts', rank: 0 }, { layer: 'core/pace.ts', rank: 0 },
   // fs.ts raises a coded error (a full disk)
   { layer: 'core/fs.ts', rank: 1 }, { layer: 'core/config', rank: 1 },
   { layer: 'core/run', rank: 2 },
