@@ -209,3 +209,29 @@ export function rawTcpGarbage(port: number, rng: Rng, timeoutMs = 3000): Promise
     sock.on('connect', () => sock.write(data));
   });
 }
+
+/**
+ * A handshake flood: `count` bare WebSocket upgrades to `url` from `localAddress` (any 127.x.y.z
+ * on Linux loopback) that never send a frame, each reopened `reopenMs` after it closes, until
+ * stop(). `codes` counts the close codes the server gave them.
+ */
+export function holdUpgrades(url: string, count: number, localAddress: string, reopenMs = 20): { codes: Map<number, number>; opened: () => number; stop: () => void } {
+  const codes = new Map<number, number>();
+  const live = new Set<WebSocket>();
+  let opened = 0;
+  let stopped = false;
+  const open = () => {
+    if (stopped) return;
+    const ws = new WebSocket(url, { localAddress, perMessageDeflate: false, handshakeTimeout: 5000 });
+    opened++;
+    live.add(ws);
+    ws.on('error', () => { /* the close event follows */ });
+    ws.on('close', (code) => {
+      live.delete(ws);
+      codes.set(code, (codes.get(code) ?? 0) + 1);
+      if (!stopped) setTimeout(open, reopenMs);
+    });
+  };
+  for (let i = 0; i < count; i++) open();
+  return { codes, opened: () => opened, stop: () => { stopped = true; for (const ws of live) ws.terminate(); } };
+}
