@@ -46,11 +46,6 @@ export class PretrainRun {
     this.snapshot = { trainer: start.trainer, training: structuredClone(this.ctl.state) };
   }
 
-  /** What the run is doing, in a few words (for /healthz and status views). */
-  get phase(): string {
-    return this.phaseNow;
-  }
-
   /** Runs the budget (or until stopped); writes summary.json and returns it. */
   async run(): Promise<RunSummary> {
     const { config, run, log, driver, signal, stop } = this.opts;

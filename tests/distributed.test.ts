@@ -157,11 +157,20 @@ test('a worker with a wrong secret is refused, with the reason logged on both si
   const s = JSON.parse(status.lines.join('\n'));
   t.is(s.phase, 'waiting for workers');
   t.deepEqual(s.workers, []);
-  // Plain HTTP on the same port: health check for Kubernetes probes.
-  const health = await fetch(`${url.replace('ws://', 'http://')}/healthz`);
-  t.is(health.status, 200);
-  t.deepEqual(await health.json(), { ok: true, phase: 'waiting for workers' });
-  t.is((await fetch(`${url.replace('ws://', 'http://')}/nope`)).status, 404);
+  // Plain HTTP on the same port: probes for Kubernetes, GET/HEAD only, a status and nothing about the run.
+  const http = url.replace('ws://', 'http://');
+  for (const probe of ['/healthz', '/readyz']) {
+    const health = await fetch(`${http}${probe}`);
+    t.is(health.status, 200);
+    t.is(await health.text(), 'ok\n');
+    t.is((await fetch(`${http}${probe}`, { method: 'HEAD' })).status, 200);
+    for (const method of ['POST', 'PUT', 'DELETE']) {
+      const r = await fetch(`${http}${probe}`, { method });
+      t.is(r.status, 405, `${method} ${probe}`);
+      t.is(r.headers.get('allow'), 'GET, HEAD');
+    }
+  }
+  t.is((await fetch(`${http}/nope`)).status, 404);
   coord.kill('SIGTERM');
   await coord.exited;
 });
