@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import WebSocket from 'ws';
-import { clientProof, newNonce, normalizeSecret, proofsEqual, serverProof, type SecretInput } from '../auth.ts';
+import { clientProof, frameKeys, newNonce, normalizeSecret, proofsEqual, serverProof, type SecretInput } from '../auth.ts';
 import {
   Auth, Challenge, CloseCode, decodeFrame, encodeFrame, ErrorMsg, Hello, ProtocolError, Welcome,
   type Message, type MessageDef,
@@ -52,6 +52,8 @@ export interface ConnectOptions<In extends MessageDef> {
    * authenticated by the handshake. Default false.
    */
   zeroMask?: boolean;
+  /** per-frame MAC on ws:// links (see ListenOptions.frameMac); default true */
+  frameMac?: boolean;
   log?: Logger;
 }
 
@@ -219,9 +221,11 @@ function connectOnce<In extends MessageDef>(opts: ConnectOptions<In>): Promise<C
         state = 'done';
         clearTimeout(timer);
         setReceiveLimit(ws, maxPayload);
+        const keys = opts.frameMac !== false && !opts.url.startsWith('wss:') ? frameKeys(secret, transcript!) : undefined;
         resolve(new Connection<In>({
           ws, allowed: opts.messages, peer: { role: m.role, name: m.name }, remote: new URL(opts.url).host, side: 'client',
           maxPayload, log, label: `${opts.peerLabel ?? m.role} "${m.name}" (${new URL(opts.url).host})`,
+          ...(keys ? { mac: { send: keys.clientToServer, receive: keys.serverToClient } } : {}),
         }));
       } catch (err) {
         if (err instanceof ProtocolError) {

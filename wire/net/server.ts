@@ -8,7 +8,7 @@ import { createServer as createHttpServer, type IncomingMessage, type Server as 
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import WebSocket, { WebSocketServer } from 'ws';
-import { clientProof, newNonce, normalizeSecret, proofsEqual, serverProof, type SecretInput } from '../auth.ts';
+import { clientProof, frameKeys, newNonce, normalizeSecret, proofsEqual, serverProof, type SecretInput } from '../auth.ts';
 import {
   Auth, Challenge, CloseCode, decodeFrame, encodeFrame, ErrorMsg, Hello, ProtocolError, Welcome,
   type Message, type MessageDef,
@@ -53,6 +53,11 @@ export interface ListenOptions<In extends MessageDef> {
   /** connections in the handshake at once from one address (IPv6: one /64); more are refused with 1013 */
   maxPendingPerSource?: number;
   tls?: TlsServerFiles;
+  /**
+   * Tag and check every frame after the handshake (wire/net/frame-mac.ts) when there is no TLS;
+   * default true. false only to measure its cost: both ends of a link must agree.
+   */
+  frameMac?: boolean;
   /** plain HTTP requests on the same port (health checks, metrics); default: 426 Upgrade Required */
   http?: (req: IncomingMessage, res: ServerResponse) => void;
   log?: Logger;
@@ -163,6 +168,7 @@ export async function listen<In extends MessageDef>(opts: ListenOptions<In>): Pr
   const helloTimeoutMs = opts.helloTimeoutMs ?? DEFAULTS.helloTimeoutMs;
   const maxPending = opts.maxPendingHandshakes ?? DEFAULTS.maxPendingHandshakes;
   const maxPerSource = opts.maxPendingPerSource ?? DEFAULTS.maxPendingPerSource;
+  const frameMac = !opts.tls && opts.frameMac !== false; // TLS already protects every byte
 
   // Always our own HTTP(S) server: plain requests go to `opts.http` (health checks) or get 426 and
   // a closed connection, and clients that never finish their request headers are dropped after
@@ -297,8 +303,10 @@ export async function listen<In extends MessageDef>(opts: ListenOptions<In>): Pr
         ws.send(encodeFrame(Welcome, { proof: serverProof(secret, transcript, opts.role, opts.name), role: opts.role, name: opts.name }));
         finish();
         setReceiveLimit(ws, maxPayload);
+        const keys = frameMac ? frameKeys(secret, transcript) : undefined;
         const conn = new Connection<In>({
           ws, allowed: opts.messages, peer: { role: hello!.role, name: hello!.name }, remote, side: 'server', maxPayload, log,
+          ...(keys ? { mac: { send: keys.serverToClient, receive: keys.clientToServer } } : {}),
         });
         server.connections.add(conn);
         conn.onClose(() => server.connections.delete(conn));
