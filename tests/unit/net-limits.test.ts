@@ -7,7 +7,8 @@ import test from 'ava';
 import { createHash } from 'node:crypto';
 import net from 'node:net';
 import WebSocket from 'ws';
-import { connect, ConnectError, listen, type ListenOptions, type PeerServer } from '../../wire/net/index.ts';
+import { readFileSync } from 'node:fs';
+import { connect, ConnectError, DEFAULTS, listen, type ListenOptions, type PeerServer } from '../../wire/net/index.ts';
 import { CloseCode, defineMessage, u32 } from '../../wire/protocol/index.ts';
 
 const SECRET = 'limits-secret-0123456789abcdef';
@@ -155,4 +156,11 @@ test('net: a 1 MiB frame before the server proved itself is refused from its hea
   t.is(err!.kind, 'protocol', err!.message);
   t.is(err!.closeCode, CloseCode.TOO_BIG, err!.message);
   t.true(Date.now() - t0 < 3000, 'refused at the header, not after a timeout');
+});
+
+test('docs/security.md lists every limit of wire/net/defaults.ts with its value', (t) => {
+  const doc = readFileSync(new URL('../../docs/security.md', import.meta.url), 'utf8');
+  for (const [key, value] of Object.entries(DEFAULTS)) {
+    t.regex(doc, new RegExp(`\\| \`${key}\` \\| ${value}[ |]`), `${key} = ${value}`);
+  }
 });
