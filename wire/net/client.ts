@@ -39,8 +39,9 @@ export interface ConnectOptions<In extends MessageDef> {
   maxPayload?: number;
   handshakeTimeoutMs?: number;
   /**
-   * keep retrying while the server is unreachable for up to this long; default 0. A busy server
-   * (1013, a restart, a handshake timeout) is retried for at least DEFAULTS.busyRetryForMs.
+   * keep retrying while the server is unreachable or busy for up to this long; default 0: an
+   * unreachable server fails at once, a busy one (1013, a restart, a handshake timeout) is retried
+   * for DEFAULTS.busyRetryForMs.
    */
   retryForMs?: number;
   /** first delay between retries (doubling, with jitter, up to DEFAULTS.maxRetryIntervalMs); default 200 */
@@ -83,15 +84,16 @@ const BUSY_CODES: ReadonlySet<number> = new Set([CloseCode.GOING_AWAY, 1006, 101
 
 /**
  * How long an error may be retried for: an unreachable server for `retryForMs`; a busy one (1013,
- * a restart, a handshake timeout, a connection dropped during the handshake) for at least
- * DEFAULTS.busyRetryForMs, since it is up and a flood or a restart passes; anything else
- * (a wrong secret, another protocol version, not a ttc server) not at all.
+ * a restart, a handshake timeout, a connection dropped during the handshake) for `retryForMs` too,
+ * or DEFAULTS.busyRetryForMs when the caller asked to fail fast (0: a server that is up but busy
+ * is still worth waiting for); anything else (a wrong secret, another protocol version, not a ttc
+ * server) not at all.
  */
 function retryWindow(err: unknown, retryForMs: number): number {
   if (!(err instanceof ConnectError)) return 0;
   if (err.kind === 'unreachable') return retryForMs;
   if (err.kind === 'timeout' || (err.kind === 'closed' && err.closeCode !== undefined && BUSY_CODES.has(err.closeCode))) {
-    return Math.max(retryForMs, DEFAULTS.busyRetryForMs);
+    return retryForMs > 0 ? retryForMs : DEFAULTS.busyRetryForMs;
   }
   return 0;
 }
@@ -115,9 +117,9 @@ export async function connect<In extends MessageDef>(opts: ConnectOptions<In>): 
         if ((err as ConnectError).kind !== 'unreachable') log((err as Error).message);
         throw err;
       }
-      if (window > retryForMs && !busyLogged) {
-        busyLogged = true;
-        log(`${(err as Error).message}; retrying for up to ${Math.round(window / 1000)} s`);
+      if ((err as ConnectError).kind !== 'unreachable' && !busyLogged) {
+        busyLogged = true; // once: a flood could refuse us many times
+        log(`${(err as Error).message}; retrying for up to ${Math.round((start + window - Date.now()) / 1000)} s`);
       }
       await new Promise((r) => setTimeout(r, delay));
       interval = Math.min(interval * 2, DEFAULTS.maxRetryIntervalMs);

@@ -16,6 +16,6 @@ export const DEFAULTS = Object.freeze({
   retryIntervalMs: 200,
   /** connect(): the longest delay between retries */
   maxRetryIntervalMs: 2000,
-  /** connect(): a server that says "busy" (1013, …) is retried at least this long, whatever retryForMs */
+  /** connect() without retryForMs: a server that says "busy" (1013, …) is still retried this long */
   busyRetryForMs: 30_000,
 });
