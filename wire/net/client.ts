@@ -37,6 +37,7 @@ export interface ConnectOptions<In extends MessageDef> {
   /** how to name the server in logs and errors, e.g. "coordinator"; default "server" */
   peerLabel?: string;
   maxPayload?: number;
+  /** one attempt (TCP, TLS, upgrade, handshake) must finish within this; default DEFAULTS.connectTimeoutMs (10 s) */
   handshakeTimeoutMs?: number;
   /**
    * keep retrying while the server is unreachable or busy for up to this long; default 0: an
@@ -133,7 +134,7 @@ function connectOnce<In extends MessageDef>(opts: ConnectOptions<In>): Promise<C
   const log = opts.log ?? defaultLogger;
   const label = `${opts.peerLabel ?? 'server'} at ${opts.url}`;
   const maxPayload = opts.maxPayload ?? DEFAULTS.maxPayload;
-  const handshakeTimeoutMs = opts.handshakeTimeoutMs ?? DEFAULTS.handshakeTimeoutMs;
+  const handshakeTimeoutMs = opts.handshakeTimeoutMs ?? DEFAULTS.connectTimeoutMs;
   const tls = opts.tls;
   const ws = new WebSocket(opts.url, {
     perMessageDeflate: false,

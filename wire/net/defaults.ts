@@ -6,8 +6,10 @@ export const DEFAULTS = Object.freeze({
   maxHandshakeFrame: 4096,
   /** server: `hello` must arrive within this time of the upgrade (a legitimate client sends it at once) */
   helloTimeoutMs: 2000,
-  /** server: hello → welcome must complete within this time of the upgrade; client: the whole connect attempt */
+  /** server: hello → welcome must complete within this time of the upgrade */
   handshakeTimeoutMs: 3000,
+  /** client: one connect attempt (TCP, TLS, upgrade, handshake); longer, since a loaded machine may be slow to accept */
+  connectTimeoutMs: 10_000,
   /** unauthenticated connections at once, per server (authenticated ones do not count) */
   maxPendingHandshakes: 64,
   /** unauthenticated connections at once from one source address (IPv6: one /64) */
