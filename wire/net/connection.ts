@@ -12,7 +12,7 @@
  * raw handler such a message is malformed like any other undecodable frame.
  */
 import type WebSocket from 'ws';
-import * as ws from 'ws';
+import * as wsModule from 'ws';
 import { FrameMac, splitTag } from './frame-mac.ts';
 import {
   CloseCode, decodeFrame, encodeFrame, ErrorMsg, MessageSet, ProtocolError,
@@ -53,23 +53,19 @@ export function remoteOf(socket: { remoteAddress?: string | undefined; remotePor
   return `${addr.includes(':') ? `[${addr}]` : addr}:${socket?.remotePort ?? '?'}`;
 }
 
-/** ws's internals changed (another major version): ttc cannot enforce its pre-auth frame limit. */
-export class WsInternalsError extends Error {
-  override name = 'WsInternalsError';
-}
-
 // The pre-auth limit (4096 bytes) must apply before ws buffers a frame, so each socket starts with
 // that limit as ws's public maxPayload and is raised to the real one after the handshake, through
-// the Receiver's `_maxPayload` (ws has no public setter). Checked once at startup: fail loudly.
-const WsReceiver = (ws as unknown as { Receiver?: new (o: { maxPayload: number }) => { _maxPayload?: unknown } }).Receiver;
+// the Receiver's `_maxPayload` (ws has no public setter). Checked once at startup: another ws that
+// lacks it fails loudly here (a bug to fix, not a user error: no code).
+const WsReceiver = (wsModule as unknown as { Receiver?: new (o: { maxPayload: number }) => { _maxPayload?: unknown } }).Receiver;
 if (!WsReceiver || new WsReceiver({ maxPayload: 7 })._maxPayload !== 7) {
-  throw new WsInternalsError('ws Receiver lacks _maxPayload (ws 8.x expected): cannot raise the frame limit after authentication');
+  throw new Error('ws internals: Receiver lacks _maxPayload (ws 8.x expected), so the frame limit cannot be raised after authentication');
 }
 
 /** Raise (or lower) the largest frame `ws` accepts from now on (its Receiver's maxPayload). */
 export function setReceiveLimit(ws: WebSocket, bytes: number): void {
   const receiver = (ws as unknown as { _receiver?: { _maxPayload?: unknown } })._receiver;
-  if (!receiver || typeof receiver._maxPayload !== 'number') throw new WsInternalsError('ws socket has no Receiver with _maxPayload (ws 8.x expected)');
+  if (!receiver || typeof receiver._maxPayload !== 'number') throw new Error('ws internals: the socket has no Receiver with _maxPayload (ws 8.x expected)');
   receiver._maxPayload = bytes;
 }
 
