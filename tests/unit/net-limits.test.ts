@@ -9,6 +9,7 @@ import net from 'node:net';
 import WebSocket from 'ws';
 import { readFileSync } from 'node:fs';
 import { connect, ConnectError, DEFAULTS, listen, type ListenOptions, type PeerServer } from '../../wire/net/index.ts';
+import { sourceOf } from '../../wire/net/server.ts';
 import { CloseCode, defineMessage, u32 } from '../../wire/protocol/index.ts';
 
 const SECRET = 'limits-secret-0123456789abcdef';
@@ -65,6 +66,16 @@ test('net: one address holds at most maxPendingPerSource handshakes; at the over
   conn.close();
   conn2.close();
   for (const f of [...flood, other]) f.ws.terminate();
+});
+
+test('net: the per-source limit counts an IPv4 address, or an IPv6 /64', (t) => {
+  t.is(sourceOf('127.0.0.2'), '127.0.0.2');
+  t.is(sourceOf('::ffff:10.1.2.3'), '10.1.2.3');
+  t.is(sourceOf('2001:db8::1'), '2001:db8:0:0::/64');
+  t.is(sourceOf('2001:0db8:0000:0000:abcd::7'), '2001:db8:0:0::/64', 'another host of the same /64');
+  t.is(sourceOf('2001:db8:0:1::1'), '2001:db8:0:1::/64');
+  t.is(sourceOf('fe80::1%eth0'), 'fe80:0:0:0::/64');
+  t.is(sourceOf('::1'), '0:0:0:0::/64');
 });
 
 test('net: a connection that sends no hello is dropped after helloTimeoutMs (4408)', async (t) => {
