@@ -139,7 +139,6 @@ function connectOnce<In extends MessageDef>(opts: ConnectOptions<In>): Promise<C
   const ws = new WebSocket(opts.url, {
     perMessageDeflate: false,
     maxPayload: DEFAULTS.maxHandshakeFrame, // raised to maxPayload once the server has proved itself
-
     handshakeTimeout: handshakeTimeoutMs,
     ...(opts.zeroMask ? { generateMask: zeroMask } : {}),
     ...(tls?.ca ? { ca: readFileSync(tls.ca) } : {}),
