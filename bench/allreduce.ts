@@ -11,7 +11,8 @@
  * and their repetitions alternate, so all three see the same machine; the raw TCP pair runs
  * between them too. The headline is the ratio ring time / raw-TCP-ring time per (N, size), printed
  * first. `--wire bf16` also times the same ring with bf16 reduce-scatter segments (its own
- * repetitions, in the same alternation). Per repetition all ranks first meet in a 1-element all-reduce (a barrier),
+ * repetitions, in the same alternation). The ring also runs a second time with its per-frame MAC
+ * off (`frameMac: false`, "ring, no MAC"), in the same alternation: the MAC's cost, side by side. Per repetition all ranks first meet in a 1-element all-reduce (a barrier),
  * then time the real one; the collective's time is the slowest rank's; tables show medians.
  * busbw = 2(N−1)/N × bytes / time (the per-link bandwidth a bandwidth-optimal algorithm needs).
  * Raw TCP: one process streams 64 MiB to another over a plain `net` socket, same machine, same run.
@@ -89,7 +90,7 @@ async function rawTcpRing(N: number): Promise<{ run: (size: number) => Promise<n
 }
 
 interface Row {
-  kind: 'ring' | 'star' | 'ring-bf16'; N: number; MiB: number; ms: number; msAll: number[];
+  kind: 'ring' | 'ring-nomac' | 'star' | 'ring-bf16'; N: number; MiB: number; ms: number; msAll: number[];
   busbw: number; algbw: number;
   breakdown: { waitMs: number; addMs: number; encodeMs: number; decodeMs: number; sendMs: number; totalMs: number; cpuUserMs: number; cpuSystemMs: number };
 }
@@ -126,33 +127,38 @@ try {
   for (const N of ranks) {
     // all contenders up at once; repetitions alternate between them so they see the same machine
     const ring = await startGroup({ kind: 'ring', worldSize: N, secret, segmentBytes, timeoutMs: 30_000 });
+    const ringNoMac = await startGroup({ kind: 'ring', worldSize: N, secret, segmentBytes, timeoutMs: 30_000, frameMac: false });
     const star = withStar ? await startGroup({ kind: 'star', worldSize: N, secret, segmentBytes, timeoutMs: 30_000 }) : [];
     const tcpRing = await rawTcpRing(N);
     try {
       for (const size of sizesMiB) {
         await collective(ring, size); // warm-up
+        await collective(ringNoMac, size);
         if (bf16) await collective(ring, size, 'bf16');
         if (withStar) await collective(star, size);
         await tcpRing.run(size);
-        const rt: number[] = [], bt: number[] = [], st: number[] = [], tt: number[] = [];
-        const rs: CollectiveStats[] = [], bs: CollectiveStats[] = [], ss: CollectiveStats[] = [];
+        const rt: number[] = [], nt: number[] = [], bt: number[] = [], st: number[] = [], tt: number[] = [];
+        const rs: CollectiveStats[] = [], ns: CollectiveStats[] = [], bs: CollectiveStats[] = [], ss: CollectiveStats[] = [];
         for (let i = 0; i < reps; i++) {
           tt.push(await tcpRing.run(size));
           const r = await collective(ring, size); rt.push(r.ms); rs.push(...r.stats);
+          const n = await collective(ringNoMac, size); nt.push(n.ms); ns.push(...n.stats);
           if (bf16) { const b = await collective(ring, size, 'bf16'); bt.push(b.ms); bs.push(...b.stats); }
           if (withStar) { const s = await collective(star, size); st.push(s.ms); ss.push(...s.stats); }
           if (size === sizesMiB[sizesMiB.length - 1]) tcpRates.push(await pair.run(64 * MiB));
         }
         rows.push(row('ring', N, size, rt, rs));
+        rows.push(row('ring-nomac', N, size, nt, ns));
         if (bf16) rows.push(row('ring-bf16', N, size, bt, bs));
         if (withStar) rows.push(row('star', N, size, st, ss));
         tcpRingMs.set(`${N}/${size}`, median(tt));
         const list = (xs: number[]) => xs.map((x) => fmt(x)).join(' ');
-        process.stderr.write(`  N=${N} ${size} MiB: ring ${list(rt)}${bf16 ? ` | bf16 ring ${list(bt)}` : ''}${withStar ? ` | star ${list(st)}` : ''} | raw TCP ring ${list(tt)} ms\n`);
+        process.stderr.write(`  N=${N} ${size} MiB: ring ${list(rt)} | ring, no MAC ${list(nt)}${bf16 ? ` | bf16 ring ${list(bt)}` : ''}${withStar ? ` | star ${list(st)}` : ''} | raw TCP ring ${list(tt)} ms\n`);
       }
     } finally {
       tcpRing.stop();
       await stopGroup(ring);
+      await stopGroup(ringNoMac);
       if (withStar) await stopGroup(star);
     }
   }
@@ -166,14 +172,15 @@ const lines: string[] = [];
 const find = (kind: Row['kind'], N: number, size: number) => rows.find((x) => x.kind === kind && x.N === N && x.MiB === size);
 lines.push('ring time / raw-TCP-ring time (the target is ≤ 1.3), medians:');
 lines.push('');
-lines.push(`| N | size MiB | raw TCP ring ms | ring ms | ring / raw TCP ring |${bf16 ? ' bf16 ring ms | bf16 ring / raw TCP ring | bf16 / f32 ring |' : ''}`);
-lines.push(`|---|---|---|---|---|${bf16 ? '---|---|---|' : ''}`);
+lines.push(`| N | size MiB | raw TCP ring ms | ring ms | ring / raw TCP ring | ring, no MAC ms | MAC cost (ring / no MAC) |${bf16 ? ' bf16 ring ms | bf16 ring / raw TCP ring | bf16 / f32 ring |' : ''}`);
+lines.push(`|---|---|---|---|---|---|---|${bf16 ? '---|---|---|' : ''}`);
 for (const N of ranks) {
   for (const size of sizesMiB) {
     const r = find('ring', N, size)!;
+    const nm = find('ring-nomac', N, size)!;
     const b = find('ring-bf16', N, size);
     const raw = tcpRingMs.get(`${N}/${size}`) ?? NaN;
-    lines.push(`| ${N} | ${size} | ${fmt(raw, 1)} | ${fmt(r.ms, 1)} | **${fmt(r.ms / raw, 2)}** |${b ? ` ${fmt(b.ms, 1)} | ${fmt(b.ms / raw, 2)} | ${fmt(b.ms / r.ms, 2)} |` : ''}`);
+    lines.push(`| ${N} | ${size} | ${fmt(raw, 1)} | ${fmt(r.ms, 1)} | **${fmt(r.ms / raw, 2)}** | ${fmt(nm.ms, 1)} | ${fmt(r.ms / nm.ms, 2)} |${b ? ` ${fmt(b.ms, 1)} | ${fmt(b.ms / raw, 2)} | ${fmt(b.ms / r.ms, 2)} |` : ''}`);
   }
 }
 lines.push('');
@@ -185,7 +192,7 @@ for (const N of ranks) {
   for (const size of sizesMiB) {
     const s = find('star', N, size);
     const raw = tcpRingMs.get(`${N}/${size}`) ?? NaN;
-    for (const kind of ['ring', 'ring-bf16', 'star'] as const) {
+    for (const kind of ['ring', 'ring-nomac', 'ring-bf16', 'star'] as const) {
       const r = find(kind, N, size);
       if (!r) continue;
       const b = r.breakdown;

@@ -38,6 +38,7 @@ export interface LinkParams {
   listen: { host?: string; port?: number } | undefined;
   handshakeTimeoutMs: number | undefined;
   connectTimeoutMs: number;
+  frameMac: boolean;
   log: Logger;
 }
 
@@ -111,6 +112,7 @@ export class RingLinks {
       name: `${p.ringId}/rank-${p.rank}`,
       messages: FROM_PREV,
       maxPayload: p.segmentBytes + 4096,
+      frameMac: p.frameMac,
       log: p.log,
       ...(p.handshakeTimeoutMs ? { handshakeTimeoutMs: p.handshakeTimeoutMs } : {}),
       ...(p.tls ? { tls: { cert: p.tls.cert, key: p.tls.key } } : {}),
@@ -149,6 +151,7 @@ export class RingLinks {
       messages: FROM_NEXT,
       peerLabel: `ring peer rank ${this.nextRank}`,
       zeroMask: true,
+      frameMac: p.frameMac,
       maxPayload: 64 * 1024,
       retryForMs: Math.max(1, deadline - Date.now()),
       log: p.log,

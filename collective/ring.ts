@@ -62,8 +62,10 @@ export interface RingOptions {
   connectTimeoutMs?: number;
   /** segment size in bytes (multiple of 4); default 1 MiB */
   segmentBytes?: number;
-  /** an incoming connection must complete the HMAC handshake within this time; default 5000 ms */
+  /** an incoming connection must complete the HMAC handshake within this time; default 3000 ms */
   handshakeTimeoutMs?: number;
+  /** per-frame MAC on links without TLS (docs/security.md); default true. false only to measure its cost (bench:allreduce) */
+  frameMac?: boolean;
   /** identifies one ring formation; links with another ringId are refused. Default "ring" */
   ringId?: string;
   log?: Logger;
@@ -171,7 +173,7 @@ export class Ring implements ProcessGroup {
     this.pool = new FramePool(seg);
     this.links = new RingLinks({
       rank: this.rank, worldSize: this.worldSize, ringId: this.ringId, segmentBytes: seg, secret, tls: opts.tls, listen: opts.listen,
-      handshakeTimeoutMs: opts.handshakeTimeoutMs, connectTimeoutMs: this.connectTimeoutMs, log: this.log,
+      handshakeTimeoutMs: opts.handshakeTimeoutMs, connectTimeoutMs: this.connectTimeoutMs, frameMac: opts.frameMac !== false, log: this.log,
     }, {
       fromPrev: (conn, msg) => this.onFromPrev(conn, msg),
       segmentFromPrev: (conn, parts) => this.onSegmentFrame(conn, parts),

@@ -28,7 +28,6 @@ export interface LocalClusterOptions {
   log: Logger;
   /** what `ttc status` shows while it runs */
   status: () => Status;
-  phase: () => string;
 }
 
 /**
@@ -54,7 +53,7 @@ export class LocalCluster {
   static async start(o: LocalClusterOptions): Promise<LocalCluster> {
     // The cluster's own secret: TTC_SECRET when set (so `ttc status` can reach it), else a fresh random one.
     const secret = process.env.TTC_SECRET ?? crypto.randomBytes(24).toString('base64');
-    const registry = new WorkerRegistry({ secret, host: '127.0.0.1', port: 0, name: o.name, log: o.log, status: o.status, phase: o.phase });
+    const registry = new WorkerRegistry({ secret, host: '127.0.0.1', port: 0, name: o.name, log: o.log, status: o.status });
     const url = await registry.listen();
     const env: NodeJS.ProcessEnv = { ...process.env, TTC_SECRET: secret };
     delete env.TTC_SECRET_FILE;

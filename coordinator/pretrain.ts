@@ -52,11 +52,6 @@ export class PretrainRun {
     this.snapshot = { trainer: start.trainer, training: structuredClone(this.ctl.state) };
   }
 
-  /** What the run is doing, in a few words (for /healthz and status views). */
-  get phase(): string {
-    return this.phaseNow;
-  }
-
   /** True while a ring is being formed (its workers load their data, then the state): no step runs, there is nothing to checkpoint. */
   get forming(): boolean {
     return this.phaseNow.startsWith('forming');

@@ -5,7 +5,7 @@
  * of a set of workers, failing fast (and naming the worker) on a disconnect, a reported failure
  * or silence past a timeout.
  */
-import type { ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { listen, type Connection, type PeerServer, type TlsServerFiles } from '../wire/net/index.ts';
 import { CloseCode, type Message } from '../wire/protocol/index.ts';
 import { M, type Status, type WorkerView } from '../protocol/index.ts';
@@ -43,7 +43,6 @@ export interface RegistryOptions {
   name: string;
   log: Logger;
   status: (runId?: string) => Status;
-  phase: () => string;
   /**
    * Requests from the CLI beyond status (run submissions, cancellations, reports): a run server
    * (`ttc serve`) handles them; without a handler they are refused with the reason.
@@ -84,18 +83,24 @@ export class WorkerRegistry {
       tls: this.opts.tls,
       log: (l) => this.opts.log.info(l),
       onConnection: (conn, hello) => this.onConnection(conn, hello.role),
-      http: (req, res) => this.onHttp(req.url ?? '/', res),
+      http: (req, res) => this.onHttp(req, res),
     });
     return this.server.url;
   }
 
-  /** GET /healthz: liveness (200 while the process serves); GET /readyz: 200 once listening. No run data without the secret. */
-  private onHttp(url: string, res: ServerResponse): void {
-    const path = url.split('?')[0];
-    if (path === '/healthz' || path === '/readyz') {
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(path === '/healthz' ? { ok: true, phase: this.opts.phase() } : { ready: true, phase: this.opts.phase() }));
-    } else {
+  /**
+   * Probes for Kubernetes: GET or HEAD /healthz (liveness: the process serves) and /readyz (ready:
+   * listening) answer 200 "ok" and nothing else; other methods 405. Plain HTTP reaches this without
+   * the secret, so it tells nothing about the run (no id, no phase).
+   */
+  private onHttp(req: IncomingMessage, res: ServerResponse): void {
+    const path = (req.url ?? '/').split('?')[0];
+    if (path !== '/healthz' && path !== '/readyz') {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: use a WebSocket client (ttc worker / ttc status), or GET /healthz\n');
+    } else if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('method not allowed: GET or HEAD\n');
+    } else {
+      res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n'); // Node sends no body to a HEAD
     }
   }
 

@@ -75,7 +75,6 @@ export class RunServer {
       name: 'ttc-serve',
       log: opts.log,
       status: (id) => this.status(id),
-      phase: () => this.phase(),
       cli: (conn, msg) => this.onCli(conn, msg),
     });
     this.driver = new Driver(this.registry, opts.log);

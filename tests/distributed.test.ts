@@ -159,13 +159,44 @@ test('a worker with a wrong secret is refused, with the reason logged on both si
   const s = JSON.parse(status.lines.join('\n'));
   t.is(s.phase, 'waiting for workers');
   t.deepEqual(s.workers, []);
-  // Plain HTTP on the same port: health check for Kubernetes probes.
-  const health = await fetch(`${url.replace('ws://', 'http://')}/healthz`);
-  t.is(health.status, 200);
-  t.deepEqual(await health.json(), { ok: true, phase: 'waiting for workers' });
-  t.is((await fetch(`${url.replace('ws://', 'http://')}/nope`)).status, 404);
+  // Plain HTTP on the same port: probes for Kubernetes, GET/HEAD only, a status and nothing about the run.
+  const http = url.replace('ws://', 'http://');
+  for (const probe of ['/healthz', '/readyz']) {
+    const health = await fetch(`${http}${probe}`);
+    t.is(health.status, 200);
+    t.is(await health.text(), 'ok\n');
+    t.is((await fetch(`${http}${probe}`, { method: 'HEAD' })).status, 200);
+    for (const method of ['POST', 'PUT', 'DELETE']) {
+      const r = await fetch(`${http}${probe}`, { method });
+      t.is(r.status, 405, `${method} ${probe}`);
+      t.is(r.headers.get('allow'), 'GET, HEAD');
+    }
+  }
+  t.is((await fetch(`${http}/nope`)).status, 404);
   coord.kill('SIGTERM');
   await coord.exited;
+});
+
+test('a flood of 100 bare WebSocket upgrades from one address does not lock a worker out: it joins from another and the run completes', async (t) => {
+  const { holdUpgrades } = await import('./kit/netkit.ts');
+  const dir = tempDir('flood');
+  const cfg = writeConfig(dir, { dist: { minWorkers: 1, waitForWorkersSeconds: 120 }, budget: { kind: 'steps', steps: 3 } });
+  const { proc: coord, url } = await startCoordinator(['--config', cfg]);
+  // Linux loopback answers any 127.x.y.z: the flood comes from 127.0.0.2, the worker from 127.0.0.1
+  const flood = holdUpgrades(url, 100, '127.0.0.2');
+  t.teardown(() => { flood.stop(); coord.kill(); });
+  for (let i = 0; i < 200 && !flood.codes.get(1013); i++) await new Promise((r) => setTimeout(r, 50));
+  t.truthy(flood.codes.get(1013), 'the flood reached the limit (1013) before the worker started');
+  const w = startWorker(url, 'legit');
+  // before the fix the worker met 1013 and exited for good, and the coordinator waited for workers
+  const workerFailed = w.exited.then((code) => (code === 0 ? new Promise<never>(() => {}) : { who: 'worker', code }));
+  const first = await Promise.race([coord.exited.then((code) => ({ who: 'coordinator', code })), workerFailed]);
+  t.deepEqual(first, { who: 'coordinator', code: 0 }, [...w.lines.slice(-10), ...coord.lines.slice(-10)].join('\n'));
+  flood.stop();
+  t.regex(coord.lines.join('\n'), /completed its budget: 3\/3 steps/);
+  t.is(await w.exited, 0, w.lines.slice(-20).join('\n'));
+  // the flood was held to its share: refused (1013) and, silent, dropped at the hello deadline (4408)
+  t.true((flood.codes.get(1013) ?? 0) > 0 && (flood.codes.get(4408) ?? 0) > 0, JSON.stringify([...flood.codes]));
 });
 
 test('1,000+ random, malformed, wrong-schema and oversized frames at a coordinator process: each refused, no crash, the run still completes', async (t) => {

@@ -4,7 +4,7 @@
  * nonces, then the server proves it over the same transcript plus its own identity. Proofs are
  * compared in constant time. See docs/protocol.md for the sequence.
  */
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { NONCE_BYTES } from './protocol/messages.ts';
 import { codedError } from '../core/errors.ts';
@@ -100,4 +100,17 @@ export function serverProof(secret: Buffer, t: Transcript, serverRole: string, s
 export function proofsEqual(expected: Uint8Array, got: Uint8Array): boolean {
   if (expected.length !== got.length) return false;
   return timingSafeEqual(expected, got);
+}
+
+/** The per-frame MAC keys of one connection (wire/net/frame-mac.ts), one per direction. */
+export interface FrameKeys {
+  clientToServer: Buffer;
+  serverToClient: Buffer;
+}
+
+/** HKDF-SHA256 of the secret, salted with both nonces: fresh keys for every connection, known only to its two ends. */
+export function frameKeys(secret: Buffer, t: Transcript): FrameKeys {
+  const salt = Buffer.concat([t.clientNonce, t.serverNonce]);
+  const key = (direction: string) => Buffer.from(hkdfSync('sha256', secret, salt, `${DOMAIN}/frame/${direction}`, 32));
+  return { clientToServer: key('client-to-server'), serverToClient: key('server-to-client') };
 }

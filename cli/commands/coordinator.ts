@@ -55,7 +55,6 @@ export async function run(argv: string[]): Promise<number> {
     name: runDir.id,
     log,
     status: () => ({ kind: 'run', ...live!.status(registry.workerViews()) }),
-    phase: () => live?.phase ?? 'starting',
   });
   const driver = new Driver(registry, log);
   const interrupt = onInterrupt(log, `interrupted: finishing this step and writing a checkpoint; continue with \`ttc coordinator --resume ${runDir.dir}\` (Ctrl-C again to quit at once)`, undefined, () => !live?.forming);

@@ -35,7 +35,7 @@ export async function run(argv: string[]): Promise<number> {
   const port = parsePort(values.port);
   const log = createLogger('evaluate', path.join(sweepDir, 'evaluate.log'));
   let phase = 'starting';
-  const registry: WorkerRegistry = new WorkerRegistry({ secret: loadSecret(), host: values.host!, port, tls: tlsServerFromEnv(), name: path.basename(sweepDir), log, status: () => ({ kind: 'evaluation', runId: path.basename(sweepDir), phase, workers: registry.workerViews() }), phase: () => phase });
+  const registry: WorkerRegistry = new WorkerRegistry({ secret: loadSecret(), host: values.host!, port, tls: tlsServerFromEnv(), name: path.basename(sweepDir), log, status: () => ({ kind: 'evaluation', runId: path.basename(sweepDir), phase, workers: registry.workerViews() }) });
   const url = await registry.listen();
   console.log(`TTC_COORDINATOR_URL=${url}`);
   const interrupt = onInterrupt(log, `interrupted: stopping after the running jobs; finished fine-tunings and cells are kept (rerun to continue; Ctrl-C again to stop at once)`);

@@ -49,7 +49,6 @@ async function trainLocally(values: { config?: string; resume?: string; set?: st
     name: runDir.id,
     log,
     status: () => (live ? { kind: 'run', ...live.status(cluster.registry.workerViews()) } : { kind: 'evaluation', runId: runDir.id, phase: 'starting', workers: [] }),
-    phase: () => live?.phase ?? 'starting',
   });
   const interrupt = onInterrupt(log, 'interrupted: finishing this step and writing a checkpoint, then stopping the workers (Ctrl-C again to stop at once)', () => cluster.kill(), () => !live?.forming);
   log.info(`run ${runDir.id} (${runDir.dir}): coordinator on ${cluster.url}, ${n} local worker(s)`);
@@ -73,7 +72,7 @@ async function evaluateLocally(sweepDir: string, n: number): Promise<number> {
   const sweep = readSweepDir(sweepDir);
   const log = createLogger('evaluate', path.join(sweepDir, 'evaluate.log'));
   let phase = 'starting';
-  const cluster = await LocalCluster.start({ workers: n, name: path.basename(sweepDir), log, status: () => ({ kind: 'evaluation', runId: path.basename(sweepDir), phase, workers: cluster.registry.workerViews() }), phase: () => phase });
+  const cluster = await LocalCluster.start({ workers: n, name: path.basename(sweepDir), log, status: () => ({ kind: 'evaluation', runId: path.basename(sweepDir), phase, workers: cluster.registry.workerViews() }) });
   const interrupt = onInterrupt(log, `interrupted: stopping after the running jobs; finished fine-tunings and cells are kept (continue with \`ttc local --evaluate ${sweepDir}\`; Ctrl-C again to stop at once)`, () => cluster.kill());
   try {
     await cluster.driver.waitForWorkers(n, sweep.base.dist.waitForWorkersSeconds, interrupt.signal);

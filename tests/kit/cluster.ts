@@ -102,6 +102,8 @@ export interface GroupOptions {
   connectTimeoutMs?: number;
   handshakeTimeoutMs?: number;
   startTimeoutMs?: number;
+  /** ring only: false turns the per-frame MAC off (to measure its cost) */
+  frameMac?: boolean;
 }
 
 /** Spawn, open and connect `worldSize` ranks; returns the worker handles (index = rank). */
@@ -113,7 +115,7 @@ export async function startGroup(o: GroupOptions): Promise<WorkerProc[]> {
       cmd: 'open', kind: o.kind, rank, worldSize: o.worldSize,
       ...(o.segmentBytes ? { segmentBytes: o.segmentBytes } : {}), ...(o.timeoutMs ? { timeoutMs: o.timeoutMs } : {}),
       ...(o.joinTimeoutMs ? { joinTimeoutMs: o.joinTimeoutMs } : {}), ...(o.connectTimeoutMs ? { connectTimeoutMs: o.connectTimeoutMs } : {}),
-      ...(o.handshakeTimeoutMs ? { handshakeTimeoutMs: o.handshakeTimeoutMs } : {}),
+      ...(o.handshakeTimeoutMs ? { handshakeTimeoutMs: o.handshakeTimeoutMs } : {}), ...(o.frameMac === false ? { frameMac: false } : {}),
     }, 'opened', t)));
     opened.forEach((e, i) => { procs[i]!.port = e.port; });
     await Promise.all(procs.map((p, rank) => {

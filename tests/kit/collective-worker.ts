@@ -12,7 +12,7 @@ import { Star } from '../../bench/star.ts';
 import { makeInput } from './inputs.ts';
 
 export type WorkerCommand =
-  | { cmd: 'open'; kind: 'ring' | 'star'; rank: number; worldSize: number; segmentBytes?: number; timeoutMs?: number; joinTimeoutMs?: number; connectTimeoutMs?: number; handshakeTimeoutMs?: number; tls?: RingTls; ringId?: string }
+  | { cmd: 'open'; kind: 'ring' | 'star'; rank: number; worldSize: number; segmentBytes?: number; timeoutMs?: number; joinTimeoutMs?: number; connectTimeoutMs?: number; handshakeTimeoutMs?: number; tls?: RingTls; ringId?: string; frameMac?: boolean }
   | { cmd: 'connect'; host: string; port: number }
   | { cmd: 'reduce'; length: number; op: 'sum' | 'mean'; reps: number; warmup?: number; barrier?: boolean; input: 'random' | 'constant'; seed?: number; returnResult?: boolean; wire?: WireFormat }
   /** a sequence of collectives on the ring; the input of call i is makeInput(rank, length, seed) */
@@ -75,7 +75,7 @@ async function handle(m: WorkerCommand): Promise<void> {
         ...(m.handshakeTimeoutMs ? { handshakeTimeoutMs: m.handshakeTimeoutMs } : {}),
       };
       node = m.kind === 'ring'
-        ? await Ring.open({ ...common, ...(m.joinTimeoutMs ? { joinTimeoutMs: m.joinTimeoutMs } : {}), ...(m.ringId ? { ringId: m.ringId } : {}) })
+        ? await Ring.open({ ...common, ...(m.joinTimeoutMs ? { joinTimeoutMs: m.joinTimeoutMs } : {}), ...(m.ringId ? { ringId: m.ringId } : {}), ...(m.frameMac === false ? { frameMac: false } : {}) })
         : await Star.open(common);
       send({ ev: 'opened', port: node.port });
       return;

@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Packr } from 'msgpackr';
 import WebSocket from 'ws';
-import { clientProof, newNonce, normalizeSecret } from '../../wire/auth.ts';
+import { clientProof, frameKeys, newNonce, normalizeSecret } from '../../wire/auth.ts';
+import { FrameMac } from '../../wire/net/frame-mac.ts';
 import { encodeMsgpack, PROTOCOL_VERSION } from '../../wire/protocol/index.ts';
 
 export class Rng {
@@ -118,7 +119,8 @@ export interface SessionResult {
 
 /**
  * Open a raw WebSocket to `url`; if `secret` is given, authenticate first (hello/challenge/auth,
- * without checking the server's proof); then send `frame` and wait (≤ timeoutMs) for the close.
+ * without checking the server's proof) and tag the frame with the per-frame MAC like a real peer
+ * (so its content is what gets checked); then send `frame` and wait (≤ timeoutMs) for the close.
  */
 export function rawSession(url: string, frame: BadFrame, opts: { secret?: string; timeoutMs?: number; role?: string; name?: string; ca?: Buffer } = {}): Promise<SessionResult> {
   const timeoutMs = opts.timeoutMs ?? 3000;
@@ -134,7 +136,11 @@ export function rawSession(url: string, frame: BadFrame, opts: { secret?: string
     };
     const timer = setTimeout(() => finish({ code: 0, reason: 'timeout', hung: true }), timeoutMs);
     const nonce = newNonce();
-    const sendBad = () => { if (frame.text !== undefined) ws.send(frame.text); else ws.send(frame.bytes!, { binary: true }); };
+    let mac: FrameMac | undefined;
+    const sendBad = () => {
+      if (frame.text !== undefined) ws.send(frame.text);
+      else ws.send(mac ? Buffer.concat([frame.bytes!, mac.next([frame.bytes!])]) : frame.bytes!, { binary: true });
+    };
     ws.on('error', () => { /* the close event follows */ });
     ws.on('close', (code, reason) => finish({ code, reason: reason.toString(), hung: false }));
     ws.on('open', () => {
@@ -147,8 +153,10 @@ export function rawSession(url: string, frame: BadFrame, opts: { secret?: string
       if (step === 0) {
         // challenge: { v, t, nonce } — read the nonce without our decoder's help (the last 32 bytes)
         const serverNonce = data.subarray(data.length - 32);
-        const proof = clientProof(normalizeSecret(opts.secret), { clientNonce: nonce, serverNonce, clientRole: opts.role ?? 'peer', clientName: opts.name ?? 'fuzzer' });
-        ws.send(encodeMsgpack({ v: PROTOCOL_VERSION, t: 'auth', proof }));
+        const secret = normalizeSecret(opts.secret);
+        const transcript = { clientNonce: nonce, serverNonce: Buffer.from(serverNonce), clientRole: opts.role ?? 'peer', clientName: opts.name ?? 'fuzzer' };
+        ws.send(encodeMsgpack({ v: PROTOCOL_VERSION, t: 'auth', proof: clientProof(secret, transcript) }));
+        if (!url.startsWith('wss:')) mac = new FrameMac(frameKeys(secret, transcript).clientToServer);
         step = 1;
       } else if (step === 1) {
         step = 2; // welcome
@@ -208,4 +216,72 @@ export function rawTcpGarbage(port: number, rng: Rng, timeoutMs = 3000): Promise
     sock.resume(); // read (and drop) the answer, so the server's FIN is seen
     sock.on('connect', () => sock.write(data));
   });
+}
+
+/**
+ * A handshake flood: `count` bare WebSocket upgrades to `url` from `localAddress` (any 127.x.y.z
+ * on Linux loopback) that never send a frame, each reopened `reopenMs` after it closes, until
+ * stop(). `codes` counts the close codes the server gave them.
+ */
+export function holdUpgrades(url: string, count: number, localAddress: string, reopenMs = 20): { codes: Map<number, number>; opened: () => number; stop: () => void } {
+  const codes = new Map<number, number>();
+  const live = new Set<WebSocket>();
+  let opened = 0;
+  let stopped = false;
+  const open = () => {
+    if (stopped) return;
+    const ws = new WebSocket(url, { localAddress, perMessageDeflate: false, handshakeTimeout: 5000 });
+    opened++;
+    live.add(ws);
+    ws.on('error', () => { /* the close event follows */ });
+    ws.on('close', (code) => {
+      live.delete(ws);
+      codes.set(code, (codes.get(code) ?? 0) + 1);
+      if (!stopped) setTimeout(open, reopenMs);
+    });
+  };
+  for (let i = 0; i < count; i++) open();
+  return { codes, opened: () => opened, stop: () => { stopped = true; for (const ws of live) ws.terminate(); } };
+}
+
+/**
+ * A TCP proxy to 127.0.0.1:`target` that meddles with the server → client stream once armed:
+ * `flip` inverts one byte of the first chunk holding `marker`, `inject` writes `frame` (raw bytes)
+ * into the stream, `replay` sends the next chunk twice. Each act happens once per arming.
+ */
+export async function tamperProxy(target: number): Promise<{ port: number; arm: (act: { flip: Buffer } | { inject: Buffer } | { replay: true }) => void; close: () => void }> {
+  let act: { flip: Buffer } | { inject: Buffer } | { replay: true } | undefined;
+  const sockets = new Set<net.Socket>();
+  let toClient: net.Socket | undefined;
+  const server = net.createServer((client) => {
+    const upstream = net.connect(target, '127.0.0.1');
+    for (const s of [client, upstream]) { sockets.add(s); s.on('error', () => {}); s.on('close', () => { client.destroy(); upstream.destroy(); }); }
+    toClient = client;
+    client.pipe(upstream);
+    upstream.on('data', (chunk: Buffer) => {
+      if (act && 'flip' in act) {
+        const at = chunk.indexOf(act.flip);
+        if (at >= 0) { chunk = Buffer.from(chunk); chunk[at + 1] ^= 0xff; act = undefined; }
+      } else if (act && 'replay' in act) {
+        client.write(chunk);
+        act = undefined;
+      }
+      client.write(chunk);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    arm: (a) => {
+      if ('inject' in a) toClient?.write(a.inject);
+      else act = a;
+    },
+    close: () => { for (const s of sockets) s.destroy(); server.close(); },
+  };
+}
+
+/** A whole unmasked binary WebSocket frame (as a server sends it) carrying `payload` (< 64 KiB). */
+export function serverFrame(payload: Buffer): Buffer {
+  const head = payload.length < 126 ? Buffer.from([0x82, payload.length]) : Buffer.from([0x82, 126, payload.length >> 8, payload.length & 0xff]);
+  return Buffer.concat([head, payload]);
 }

@@ -18,7 +18,7 @@ import {
   getMessageDef, Hello, MsgpackError, PROTOCOL_VERSION, ProtocolError, registeredTypes, u32, Welcome,
   type ProtocolErrorKind,
 } from '../../wire/protocol/index.ts';
-import { badFrames, inLanes, rawSession, rawTcpGarbage, Rng, selfSignedCert } from '../kit/netkit.ts';
+import { badFrames, inLanes, rawSession, rawTcpGarbage, Rng, selfSignedCert, serverFrame, tamperProxy } from '../kit/netkit.ts';
 import { OPENSSL, testIf } from '../kit/tools.ts';
 
 const SECRET = 'test-secret-0123456789abcdef';
@@ -373,4 +373,35 @@ test('net: a peer error frame is logged and surfaces as the close reason', async
   t.regex(cli.lines.join('\n'), /coordinator "c" .* reports an error and closes: rank 3 is already taken \(4409\)/);
   t.is(ErrorMsg.type, 'error');
   await server.close();
+});
+
+test('net: without TLS every frame carries a MAC: a byte flipped, a frame injected or a frame replayed in transit closes the link (4402), logged', async (t) => {
+  const srv = capture();
+  const { server } = await echoServer(t, { log: srv.log });
+  const proxy = await tamperProxy(server.port);
+  t.teardown(() => proxy.close());
+  const marker = new Float32Array(64).fill(1234.5);
+  const markerBytes = Buffer.from(marker.buffer, 0, 8);
+  const cases: [string, () => void][] = [
+    ['flip', () => proxy.arm({ flip: markerBytes })],
+    ['inject', () => proxy.arm({ inject: serverFrame(Buffer.from(encodeFrame(Ping, { n: 7, payload: new Float32Array(1) }))) })],
+    ['replay', () => proxy.arm({ replay: true })],
+  ];
+  for (const [what, meddle] of cases) {
+    const cli = capture();
+    const conn = await connect({ url: `ws://127.0.0.1:${proxy.port}`, secret: SECRET, role: 'worker', name: what, messages: [Ping], peerLabel: 'coordinator', log: cli.log });
+    t.is(await roundTrip(conn, 1), 2, `${what}: an untouched frame passes`);
+    const got: number[] = [];
+    const closed = new Promise<number>((resolve) => conn.onClose((info) => resolve(info.code)));
+    conn.onFrame((m) => got.push(m.n));
+    meddle();
+    conn.send(Ping, { n: 10, payload: marker });
+    const code = await Promise.race([closed, new Promise<number>((r) => setTimeout(() => r(-1), 5000))]);
+    t.is(code, CloseCode.INTEGRITY, `${what}: closed for integrity (frames delivered: ${got.join(',')})`);
+    t.false(got.includes(7), `${what}: the injected frame never reached the application`);
+    t.true(got.length <= 1 && (got.length === 0 || what === 'replay'), `${what}: delivered ${got.join(',')}`);
+    t.regex(cli.lines.join('\n'), /closing connection with coordinator "test-coordinator" \(127\.0\.0\.1:\d+\): frame integrity check failed on message #\d+ \(\d+ bytes\): altered, injected, replayed or dropped in transit/);
+    conn.terminate();
+  }
+  t.regex(srv.lines.join('\n'), /reports an error and closes: frame integrity check failed/);
 });

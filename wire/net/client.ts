@@ -4,12 +4,12 @@
  */
 import { readFileSync } from 'node:fs';
 import WebSocket from 'ws';
-import { clientProof, newNonce, normalizeSecret, proofsEqual, serverProof, type SecretInput } from '../auth.ts';
+import { clientProof, frameKeys, newNonce, normalizeSecret, proofsEqual, serverProof, type SecretInput } from '../auth.ts';
 import {
   Auth, Challenge, CloseCode, decodeFrame, encodeFrame, ErrorMsg, Hello, ProtocolError, Welcome,
   type Message, type MessageDef,
 } from '../protocol/index.ts';
-import { closeReason, Connection, defaultLogger, describeClose, type Logger } from './connection.ts';
+import { closeReason, Connection, defaultLogger, describeClose, setReceiveLimit, type Logger } from './connection.ts';
 import { DEFAULTS } from './defaults.ts';
 import { TtcError, type ErrorCode } from '../../core/errors.ts';
 
@@ -37,9 +37,15 @@ export interface ConnectOptions<In extends MessageDef> {
   /** how to name the server in logs and errors, e.g. "coordinator"; default "server" */
   peerLabel?: string;
   maxPayload?: number;
+  /** one attempt (TCP, TLS, upgrade, handshake) must finish within this; default DEFAULTS.connectTimeoutMs (10 s) */
   handshakeTimeoutMs?: number;
-  /** keep retrying while the server refuses TCP connections for up to this long; default 0 */
+  /**
+   * keep retrying while the server is unreachable or busy for up to this long; default 0: an
+   * unreachable server fails at once, a busy one (1013, a restart, a handshake timeout) is retried
+   * for DEFAULTS.busyRetryForMs.
+   */
   retryForMs?: number;
+  /** first delay between retries (doubling, with jitter, up to DEFAULTS.maxRetryIntervalMs); default 200 */
   retryIntervalMs?: number;
   tls?: TlsClientFiles;
   /**
@@ -48,6 +54,8 @@ export interface ConnectOptions<In extends MessageDef> {
    * authenticated by the handshake. Default false.
    */
   zeroMask?: boolean;
+  /** per-frame MAC on ws:// links (see ListenOptions.frameMac); default true */
+  frameMac?: boolean;
   log?: Logger;
 }
 
@@ -72,31 +80,65 @@ export class ConnectError extends TtcError {
 
 const zeroMask = (mask: Buffer) => { mask.fill(0); };
 
+/** Close codes of a server that is alive but busy or restarting, or that dropped us mid-handshake: try again. */
+const BUSY_CODES: ReadonlySet<number> = new Set([CloseCode.GOING_AWAY, 1006, 1012, CloseCode.TRY_AGAIN_LATER, CloseCode.TIMEOUT]);
+
+/**
+ * How long an error may be retried for: an unreachable server for `retryForMs`; a busy one (1013,
+ * a restart, a handshake timeout, a connection dropped during the handshake) for `retryForMs` too,
+ * or DEFAULTS.busyRetryForMs when the caller asked to fail fast (0: a server that is up but busy
+ * is still worth waiting for); anything else (a wrong secret, another protocol version, not a ttc
+ * server) not at all.
+ */
+function retryWindow(err: unknown, retryForMs: number): number {
+  if (!(err instanceof ConnectError)) return 0;
+  if (err.kind === 'unreachable') return retryForMs;
+  if (err.kind === 'timeout' || (err.kind === 'closed' && err.closeCode !== undefined && BUSY_CODES.has(err.closeCode))) {
+    return retryForMs > 0 ? retryForMs : DEFAULTS.busyRetryForMs;
+  }
+  return 0;
+}
+
 export async function connect<In extends MessageDef>(opts: ConnectOptions<In>): Promise<Connection<In>> {
   normalizeSecret(opts.secret); // fail fast on a missing/short secret, before any network traffic
-  const deadline = Date.now() + (opts.retryForMs ?? 0);
-  const interval = opts.retryIntervalMs ?? DEFAULTS.retryIntervalMs;
-  for (let attempt = 1; ; attempt++) {
+  const log = opts.log ?? defaultLogger;
+  const start = Date.now();
+  const retryForMs = opts.retryForMs ?? 0;
+  let interval = opts.retryIntervalMs ?? DEFAULTS.retryIntervalMs;
+  let busyLogged = false;
+  for (;;) {
     try {
       return await connectOnce(opts);
     } catch (err) {
-      const retryable = err instanceof ConnectError && err.kind === 'unreachable';
-      if (!retryable || Date.now() + interval > deadline) throw err;
-      await new Promise((r) => setTimeout(r, interval));
+      const window = retryWindow(err, retryForMs);
+      // exponential backoff with jitter (½–1 × the interval): many refused clients do not come back in step
+      const delay = interval * (0.5 + Math.random() / 2);
+      const retry = Date.now() + delay <= start + window;
+      if (!retry) {
+        if ((err as ConnectError).kind !== 'unreachable') log((err as Error).message);
+        throw err;
+      }
+      if ((err as ConnectError).kind !== 'unreachable' && !busyLogged) {
+        busyLogged = true; // once: a flood could refuse us many times
+        log(`${(err as Error).message}; retrying for up to ${Math.round((start + window - Date.now()) / 1000)} s`);
+      }
+      await new Promise((r) => setTimeout(r, delay));
+      interval = Math.min(interval * 2, DEFAULTS.maxRetryIntervalMs);
     }
   }
 }
 
+/** One attempt; rejects with a ConnectError that connect() logs (or retries). */
 function connectOnce<In extends MessageDef>(opts: ConnectOptions<In>): Promise<Connection<In>> {
   const secret = normalizeSecret(opts.secret);
   const log = opts.log ?? defaultLogger;
   const label = `${opts.peerLabel ?? 'server'} at ${opts.url}`;
   const maxPayload = opts.maxPayload ?? DEFAULTS.maxPayload;
-  const handshakeTimeoutMs = opts.handshakeTimeoutMs ?? DEFAULTS.handshakeTimeoutMs;
+  const handshakeTimeoutMs = opts.handshakeTimeoutMs ?? DEFAULTS.connectTimeoutMs;
   const tls = opts.tls;
   const ws = new WebSocket(opts.url, {
     perMessageDeflate: false,
-    maxPayload,
+    maxPayload: DEFAULTS.maxHandshakeFrame, // raised to maxPayload once the server has proved itself
     handshakeTimeout: handshakeTimeoutMs,
     ...(opts.zeroMask ? { generateMask: zeroMask } : {}),
     ...(tls?.ca ? { ca: readFileSync(tls.ca) } : {}),
@@ -112,11 +154,10 @@ function connectOnce<In extends MessageDef>(opts: ConnectOptions<In>): Promise<C
     let transcript: Parameters<typeof clientProof>[1] | undefined;
     let refusal: Message<typeof ErrorMsg> | undefined;
 
-    const settle = (err: ConnectError, logIt = true) => {
+    const settle = (err: ConnectError) => {
       if (state === 'done') return;
       state = 'done';
       clearTimeout(timer);
-      if (logIt) log(err.message);
       reject(err);
       if (ws.readyState === WebSocket.CONNECTING || ws.readyState === WebSocket.OPEN) {
         try { ws.close(err.closeCode && err.closeCode >= 4000 ? err.closeCode : CloseCode.NORMAL, closeReason(err.kind === 'auth' ? 'authentication failed' : err.kind)); } catch { ws.terminate(); }
@@ -131,7 +172,10 @@ function connectOnce<In extends MessageDef>(opts: ConnectOptions<In>): Promise<C
       return new ConnectError('closed', `${label} refused us: ${describeClose(code, reason)}`, code);
     };
     const timer = setTimeout(() => {
-      settle(new ConnectError('timeout', `${label}: handshake not completed within ${handshakeTimeoutMs} ms`, CloseCode.TIMEOUT));
+      // no WebSocket yet (no TCP connection or no upgrade answer): as good as unreachable
+      settle(state === 'connecting'
+        ? new ConnectError('unreachable', `${label} unreachable: no answer within ${handshakeTimeoutMs} ms`)
+        : new ConnectError('timeout', `${label}: handshake not completed within ${handshakeTimeoutMs} ms`, CloseCode.TIMEOUT));
       ws.terminate();
     }, handshakeTimeoutMs);
 
@@ -141,15 +185,16 @@ function connectOnce<In extends MessageDef>(opts: ConnectOptions<In>): Promise<C
     });
     ws.on('error', (err: Error & { code?: string }) => {
       if (state === 'done') return;
-      const unreachable = ['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'ENETUNREACH'].includes(err.code ?? '');
-      if (state === 'connecting' && unreachable) settle(new ConnectError('unreachable', `${label} unreachable: ${err.message}`), false);
-      else if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') settle(new ConnectError('protocol', `${label} sent a frame larger than maxPayload (${maxPayload} bytes)`));
+      const network = ['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'EHOSTUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'ENETUNREACH'].includes(err.code ?? '');
+      if (state === 'connecting' && network) settle(new ConnectError('unreachable', `${label} unreachable: ${err.message}`));
+      else if (network) settle(new ConnectError('closed', `${label} dropped the connection during the handshake: ${err.message}`, 1006));
+      else if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') settle(new ConnectError('protocol', `${label} sent a frame larger than the pre-auth limit (${DEFAULTS.maxHandshakeFrame} bytes) during the handshake`, CloseCode.TOO_BIG));
       else settle(new ConnectError('protocol', `${label}: ${err.message}`));
     });
     ws.on('close', (code: number, reason: Buffer) => {
       if (state === 'done') return;
       if (refusal) settle(refusedError(refusal.code, refusal.reason));
-      else if (state === 'connecting') settle(new ConnectError('unreachable', `${label} closed the connection before the handshake`), false);
+      else if (state === 'connecting') settle(new ConnectError('unreachable', `${label} closed the connection before the handshake`));
       else settle(refusedError(code, reason.toString('utf8')));
     });
     ws.on('open', () => {
@@ -177,9 +222,12 @@ function connectOnce<In extends MessageDef>(opts: ConnectOptions<In>): Promise<C
         }
         state = 'done';
         clearTimeout(timer);
+        setReceiveLimit(ws, maxPayload);
+        const keys = opts.frameMac !== false && !opts.url.startsWith('wss:') ? frameKeys(secret, transcript!) : undefined;
         resolve(new Connection<In>({
           ws, allowed: opts.messages, peer: { role: m.role, name: m.name }, remote: new URL(opts.url).host, side: 'client',
           maxPayload, log, label: `${opts.peerLabel ?? m.role} "${m.name}" (${new URL(opts.url).host})`,
+          ...(keys ? { mac: { send: keys.clientToServer, receive: keys.serverToClient } } : {}),
         }));
       } catch (err) {
         if (err instanceof ProtocolError) {

@@ -12,6 +12,8 @@
  * raw handler such a message is malformed like any other undecodable frame.
  */
 import type WebSocket from 'ws';
+import * as wsModule from 'ws';
+import { FrameMac, splitTag } from './frame-mac.ts';
 import {
   CloseCode, decodeFrame, encodeFrame, ErrorMsg, MessageSet, ProtocolError,
   type Fields, type Message, type MessageDef,
@@ -39,7 +41,7 @@ export function sendableCode(code: number): number {
 export function describeClose(code: number, reason: string): string {
   const names: Record<number, string> = {
     1000: 'normal', 1001: 'going away', 1005: 'no status', 1006: 'connection lost', 1009: 'message too big',
-    1013: 'try again later', 4400: 'malformed frame', 4401: 'authentication failed', 4403: 'unexpected message',
+    1013: 'try again later', 4400: 'malformed frame', 4401: 'authentication failed', 4402: 'integrity check failed', 4403: 'unexpected message',
     4406: 'protocol version mismatch', 4408: 'timeout', 4409: 'conflict', 4410: 'aborted', 4500: 'internal error',
   };
   const name = names[code] ?? 'closed';
@@ -49,6 +51,22 @@ export function describeClose(code: number, reason: string): string {
 export function remoteOf(socket: { remoteAddress?: string | undefined; remotePort?: number | undefined } | undefined): string {
   const addr = (socket?.remoteAddress ?? '?').replace(/^::ffff:/, '');
   return `${addr.includes(':') ? `[${addr}]` : addr}:${socket?.remotePort ?? '?'}`;
+}
+
+// The pre-auth limit (4096 bytes) must apply before ws buffers a frame, so each socket starts with
+// that limit as ws's public maxPayload and is raised to the real one after the handshake, through
+// the Receiver's `_maxPayload` (ws has no public setter). Checked once at startup: another ws that
+// lacks it fails loudly here (a bug to fix, not a user error: no code).
+const WsReceiver = (wsModule as unknown as { Receiver?: new (o: { maxPayload: number }) => { _maxPayload?: unknown } }).Receiver;
+if (!WsReceiver || new WsReceiver({ maxPayload: 7 })._maxPayload !== 7) {
+  throw new Error('ws internals: Receiver lacks _maxPayload (ws 8.x expected), so the frame limit cannot be raised after authentication');
+}
+
+/** Raise (or lower) the largest frame `ws` accepts from now on (its Receiver's maxPayload). */
+export function setReceiveLimit(ws: WebSocket, bytes: number): void {
+  const receiver = (ws as unknown as { _receiver?: { _maxPayload?: unknown } })._receiver;
+  if (!receiver || typeof receiver._maxPayload !== 'number') throw new Error('ws internals: the socket has no Receiver with _maxPayload (ws 8.x expected)');
+  receiver._maxPayload = bytes;
 }
 
 export interface PeerIdentity {
@@ -73,6 +91,8 @@ export interface ConnectionOptions<In extends MessageDef> {
   log: Logger;
   /** how to call the other side in log lines, e.g. "coordinator" or "ring peer rank 3" */
   label?: string;
+  /** per-frame MAC keys (links without TLS): tag every message sent, check every one received */
+  mac?: { send: Buffer; receive: Buffer };
 }
 
 const MAX_QUEUED_FRAMES = 4096;
@@ -102,6 +122,8 @@ export class Connection<In extends MessageDef = MessageDef> {
   private remoteError: { code: number; reason: string } | undefined;
   private closedInfo: CloseInfo | undefined;
   private killTimer: NodeJS.Timeout | undefined;
+  private readonly sendMac: FrameMac | undefined;
+  private readonly receiveMac: FrameMac | undefined;
 
   constructor(opts: ConnectionOptions<In>) {
     this.ws = opts.ws;
@@ -112,6 +134,11 @@ export class Connection<In extends MessageDef = MessageDef> {
     this.log = opts.log;
     this.label = opts.label ?? `${opts.peer.role} "${opts.peer.name}" (${opts.remote})`;
     this.allowed = new MessageSet<In | typeof ErrorMsg>([...opts.allowed, ErrorMsg]);
+    if (opts.mac) {
+      this.sendMac = new FrameMac(opts.mac.send);
+      this.receiveMac = new FrameMac(opts.mac.receive);
+      this.ws.binaryType = 'fragments'; // the tag is the last fragment: taking it off copies nothing
+    }
     // handshake listeners stay attached but ignore everything once the handshake is done
     this.ws.on('message', (data, isBinary) => this.onMessage(data as Buffer | Buffer[], isBinary));
     this.ws.on('ping', () => this.onAnyTraffic());
@@ -195,7 +222,13 @@ export class Connection<In extends MessageDef = MessageDef> {
     }
     this.counters.framesOut++;
     this.counters.bytesOut += frame.length;
-    this.ws.send(frame, { binary: true }, cb);
+    if (!this.sendMac) {
+      this.ws.send(frame, { binary: true }, cb);
+      return;
+    }
+    const tag = this.sendMac.next([frame]);
+    this.ws.send(frame, { binary: true, fin: false });
+    this.ws.send(tag, { binary: true, fin: true }, cb);
   }
 
   /**
@@ -212,7 +245,13 @@ export class Connection<In extends MessageDef = MessageDef> {
     this.counters.framesOut++;
     this.counters.bytesOut += head.length + payload.length;
     this.ws.send(head, { binary: true, fin: false });
-    this.ws.send(payload, { binary: true, fin: true }, cb);
+    if (!this.sendMac) {
+      this.ws.send(payload, { binary: true, fin: true }, cb);
+      return;
+    }
+    const tag = this.sendMac.next([head, payload]);
+    this.ws.send(payload, { binary: true, fin: false });
+    this.ws.send(tag, { binary: true, fin: true }, cb);
   }
 
   ping(): void {
@@ -228,7 +267,7 @@ export class Connection<In extends MessageDef = MessageDef> {
     if (opts.log !== false) this.log(`closing connection with ${this.label}: ${reason}`);
     this.closing = { code, reason };
     try {
-      if (this.ws.readyState === 1) this.ws.send(encodeFrame(ErrorMsg, { code, reason: reason.slice(0, 1024) }, { validate: false }));
+      this.sendEncoded(encodeFrame(ErrorMsg, { code, reason: reason.slice(0, 1024) }, { validate: false }));
     } catch { /* best effort */ }
     this.shutdown(code, reason);
   }
@@ -270,6 +309,19 @@ export class Connection<In extends MessageDef = MessageDef> {
       return;
     }
     this.counters.framesIn++;
+    if (this.receiveMac) {
+      const parts = Array.isArray(raw) ? raw : [raw];
+      const split = splitTag(parts);
+      const n = this.receiveMac.count;
+      if (!split || !this.receiveMac.check(split.body, split.tag)) {
+        let bytes = 0;
+        for (const b of parts) bytes += b.length;
+        this.counters.bytesIn += bytes;
+        this.fail(CloseCode.INTEGRITY, `frame integrity check failed on message #${n} (${bytes} bytes): altered, injected, replayed or dropped in transit`);
+        return;
+      }
+      raw = Array.isArray(raw) ? split.body : split.body[0]!;
+    }
     if (Array.isArray(raw)) {
       let n = 0;
       for (const b of raw) n += b.length;

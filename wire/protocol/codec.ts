@@ -16,6 +16,8 @@ export const CloseCode = {
   TRY_AGAIN_LATER: 1013,
   MALFORMED: 4400,
   AUTH_FAILED: 4401,
+  /** a frame after the handshake failed its MAC (altered, injected, replayed or dropped in transit) */
+  INTEGRITY: 4402,
   UNEXPECTED: 4403,
   VERSION: 4406,
   TIMEOUT: 4408,
