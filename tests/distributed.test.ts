@@ -14,9 +14,13 @@ import { checkpointsDir, listCheckpointDirs, loadCheckpoint } from '../ml/checkp
 import { paramLayout } from '../ml/model/spec.ts';
 import { mlmStepFlops } from '../ml/flops.ts';
 import { numMaskedPerSeq } from '../ml/data/masking.ts';
+import { scaled } from './kit/time-scale.mjs';
 
 const SECRET = crypto.randomBytes(24).toString('base64');
 const env = { TTC_SECRET: SECRET, TTC_SECRET_FILE: undefined };
+
+// Short enough that a dead worker is noticed quickly, grown with the load so that a starved live one is not taken for dead.
+const DIST_TIMEOUTS = { stepTimeoutSeconds: scaled(60), ringTimeoutSeconds: scaled(5) };
 
 function writeConfig(dir: string, extra: Record<string, unknown> = {}): string {
   const file = path.join(dir, 'cfg.json');
@@ -32,7 +36,7 @@ function writeConfig(dir: string, extra: Record<string, unknown> = {}): string {
       train: { batchSize: 4, evalEvery: 5, checkpointEvery: 5 },
       data: { maxValidationSequences: 16 },
       budget: { kind: 'steps', steps: 6 },
-      dist: { hashEvery: 1, stepTimeoutSeconds: 60, ringTimeoutSeconds: 5 },
+      dist: { hashEvery: 1, ...DIST_TIMEOUTS },
       ...extra,
     }),
   );
@@ -57,7 +61,7 @@ async function startCoordinator(args: string[]): Promise<{ proc: Proc; url: stri
 }
 
 const startWorker = (url: string, name: string, extraEnv: Record<string, string | undefined> = {}) =>
-  spawnTtc(['worker', '--coordinator', url, '--name', name, '--retry-seconds', '60'], { ...env, ...extraEnv });
+  spawnTtc(['worker', '--coordinator', url, '--name', name, '--retry-seconds', String(scaled(60))], { ...env, ...extraEnv });
 
 for (const n of [2, 3]) {
   test(`${n} workers × batch b end bit-identical and equal 1 worker × batch ${n}·b after k steps`, async (t) => {
@@ -88,7 +92,7 @@ test('kill -9 of one of 3 workers mid-run: the ring re-forms and the run complet
   const cfg = writeConfig(dir, {
     budget: { kind: 'flops', flops: budget },
     train: { batchSize: 4, evalEvery: 10, checkpointEvery: 4 },
-    dist: { minWorkers: 2, initialWorkers: 3, hashEvery: 5, stepTimeoutSeconds: 60, ringTimeoutSeconds: 5 },
+    dist: { minWorkers: 2, initialWorkers: 3, hashEvery: 5, ...DIST_TIMEOUTS },
   });
   const { proc: coord, url } = await startCoordinator(['--config', cfg]);
   const workers = [0, 1, 2].map((i) => startWorker(url, `w${i}`));
@@ -191,7 +195,7 @@ test('1,000+ random, malformed, wrong-schema and oversized frames at a coordinat
   const preAuth = (frame: Buffer) =>
     new Promise<number>((resolve) => {
       const ws = new WebSocket(url, { perMessageDeflate: false });
-      const timer = setTimeout(() => { ws.terminate(); resolve(-1); }, 10_000);
+      const timer = setTimeout(() => { ws.terminate(); resolve(-1); }, scaled(10_000));
       ws.on('open', () => ws.send(frame));
       ws.on('close', (code) => { clearTimeout(timer); resolve(code); });
       ws.on('error', () => {});
@@ -199,7 +203,7 @@ test('1,000+ random, malformed, wrong-schema and oversized frames at a coordinat
   const postAuth = async (frame: Buffer) => {
     const conn = await connect({ url, secret: SECRET, role: 'worker', name: 'fuzzer', messages: M.toWorker, log: () => {} });
     return new Promise<number>((resolve) => {
-      const timer = setTimeout(() => { conn.terminate(); resolve(-1); }, 10_000);
+      const timer = setTimeout(() => { conn.terminate(); resolve(-1); }, scaled(10_000));
       conn.onClose((info) => { clearTimeout(timer); resolve(info.code); });
       conn.sendEncoded(frame);
     });
@@ -233,7 +237,7 @@ test('ttc local killed with SIGKILL: its workers stop by themselves (no orphan t
   await local.exited;
   // they see their stdin pipe close (core/run/parent-watch.ts) and stop as on Ctrl-C
   const left = await waitGone(tree, 20_000);
-  t.deepEqual(left, [], `still running 20 s after ttc local was killed: ${left.join(', ')}`);
+  t.deepEqual(left, [], `still running ${scaled(20_000) / 1000} s after ttc local was killed: ${left.join(', ')}`);
 });
 
 test('Ctrl-C on ttc local finishes the step, writes a checkpoint and stops every process; --resume continues the run to its budget', async (t) => {

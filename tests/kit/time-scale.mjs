@@ -18,7 +18,7 @@ export function timeScale() {
 // Read once per process: the factor at this test file's start.
 const SCALE = timeScale();
 
-/** `ms` (a limit that suffices on a quiet machine) scaled by the load factor, rounded to a whole ms. */
-export function scaled(ms) {
-  return Math.round(ms * SCALE);
+/** `n` (a limit in ms, or in s, that suffices on a quiet machine) times the load factor, rounded. */
+export function scaled(n) {
+  return Math.round(n * SCALE);
 }
