@@ -29,7 +29,7 @@ const LEDGER_HOOK = pathToFileURL(path.join(ROOT, 'tests/kit/ava-ledger.mjs')).h
 // ava options that take a value (passed on to every file's run)
 const WITH_VALUE = new Set(['--config', '--match', '-m', '--timeout', '-T', '--node-arguments', '--concurrency', '-c']);
 
-const { files, avaArgs, concurrency, timeoutGiven } = parseArgs(process.argv.slice(2));
+const { files, avaArgs, concurrency, timeoutGiven, matchGiven } = parseArgs(process.argv.slice(2));
 const avaTimeoutMs = parseDuration(packageAvaTimeout()) ?? 5 * 60_000;
 const ledgerDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ttc-test-ledger-'));
 const running = new Set();
@@ -103,8 +103,8 @@ function runFile(file, index) {
       clearInterval(watchdog);
       running.delete(child);
       killGroup(child); // whatever the file's processes left behind
-      const exit = code ?? 1;
-      const counts = countFile(ledger, tap, exit);
+      const counts = countFile(ledger, tap, code ?? 1);
+      const exit = counts.noneSelected ? 0 : code ?? 1;
       const notes = [];
       for (const title of counts.unfinished) notes.push(`not ok - ${file} › ${title} # never finished: the file's run timed out, exited or crashed`);
       if (watchdogFired) notes.push(`# ${file}: no output for ${Math.round((2 * timeoutMs + 60_000) / 1000)} s: killed`);
@@ -121,7 +121,8 @@ function runFile(file, index) {
  * A file's counts from its ledger: tests selected as skipped or todo are skipped, the others
  * passed, failed, or (never ended) failed. Without a ledger (ava crashed before selecting any
  * test, or workers are threads) the TAP lines count, as before. A failed ava run with no failed
- * test (a crash outside the tests, a failed after-hook) counts as one failure.
+ * test (a crash outside the tests, a failed after-hook) counts as one failure, except when --match
+ * selected none of the file's tests (ava exits 1 then).
  */
 function countFile(ledger, tap, exit) {
   const state = new Map();
@@ -133,7 +134,7 @@ function countFile(ledger, tap, exit) {
     else if (e.type === 'test-passed') state.set(e.title, 'passed');
     else if (e.type === 'test-failed') state.set(e.title, 'failed');
   }
-  const c = { passed: 0, failed: 0, skipped: 0, unfinished: [], fileFailure: false };
+  const c = { passed: 0, failed: 0, skipped: 0, unfinished: [], fileFailure: false, noneSelected: false };
   if (state.size > 0) {
     for (const [title, s] of state) {
       if (s === 'pending') { c.failed += 1; c.unfinished.push(title); } else c[s] += 1;
@@ -144,7 +145,8 @@ function countFile(ledger, tap, exit) {
       else if (/^not ok \d+/.test(line)) c[/# TODO/i.test(line) ? 'skipped' : 'failed'] += 1;
     }
   }
-  if (exit !== 0 && c.failed === 0) { c.failed = 1; c.fileFailure = true; }
+  if (matchGiven && state.size === 0 && c.passed + c.failed + c.skipped === 0 && /^1\.\.0$/m.test(tap)) c.noneSelected = true;
+  else if (exit !== 0 && c.failed === 0) { c.failed = 1; c.fileFailure = true; }
   return c;
 }
 
@@ -158,6 +160,7 @@ function parseArgs(argv) {
   let concurrency = Math.max(1, os.cpus().length); // ava's default
   let unit = false;
   let timeoutGiven = false;
+  let matchGiven = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const [flag, inline] = a.startsWith('--') && a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
@@ -167,12 +170,13 @@ function parseArgs(argv) {
       if (flag === '--concurrency' || flag === '-c') concurrency = Math.max(1, Number(value) || 1);
       else avaArgs.push(`${flag}=${value}`);
       if (flag === '--timeout' || flag === '-T') timeoutGiven = true;
+      if (flag === '--match' || flag === '-m') matchGiven = true;
     } else if (a.startsWith('-')) avaArgs.push(a);
     else paths.push(a);
   }
   const roots = paths.length > 0 ? paths : [unit ? 'tests/unit' : 'tests'];
   const files = roots.flatMap((p) => (fs.statSync(p, { throwIfNoEntry: false })?.isDirectory() ? testFiles(p) : [p]));
-  return { files, avaArgs, concurrency, timeoutGiven };
+  return { files, avaArgs, concurrency, timeoutGiven, matchGiven };
 }
 
 /** *.test.ts under a directory, in ava's order (sorted paths). */
