@@ -112,7 +112,7 @@ function runFile(file, index) {
       if (counts.fileFailure) notes.push(`not ok - ${file} # ava exited ${exit} without a failed test: counted as one failure`);
       const secs = ((Date.now() - started) / 1000).toFixed(1);
       notes.push(`# ${file}: ${counts.passed} passed, ${counts.failed} failed${counts.skipped ? `, ${counts.skipped} skipped` : ''} (${secs} s, time scale ${scale})`);
-      resolve({ ...counts, exit, report: `${Buffer.concat(out).toString()}${notes.join('\n')}\n` });
+      resolve({ ...counts, exit, report: `# ${file}\n${Buffer.concat(out).toString()}${notes.join('\n')}\n` });
     });
   });
 }
