@@ -148,7 +148,7 @@ test('a coordinator killed with SIGKILL and restarted with --resume continues th
 
 test('a worker with a wrong secret is refused, with the reason logged on both sides', async (t) => {
   const dir = tempDir('secret');
-  const cfg = writeConfig(dir, { dist: { minWorkers: 1, waitForWorkersSeconds: 300 } });
+  const cfg = writeConfig(dir, { dist: { minWorkers: 1, waitForWorkersSeconds: scaled(300) } });
   const { proc: coord, url } = await startCoordinator(['--config', cfg]);
   const bad = startWorker(url, 'intruder', { TTC_SECRET: 'this-is-not-the-right-secret' });
   t.is(await bad.exited, 1);
@@ -178,7 +178,7 @@ test('1,000+ random, malformed, wrong-schema and oversized frames at a coordinat
   const { PROTOCOL_VERSION } = await import('../wire/protocol/index.ts');
   const { Rng } = await import('../core/rng.ts');
   const dir = tempDir('fuzz');
-  const cfg = writeConfig(dir, { dist: { minWorkers: 1, waitForWorkersSeconds: 120 }, budget: { kind: 'steps', steps: 3 } });
+  const cfg = writeConfig(dir, { dist: { minWorkers: 1, waitForWorkersSeconds: scaled(120) }, budget: { kind: 'steps', steps: 3 } });
   const { proc: coord, url } = await startCoordinator(['--config', cfg]);
   const rng = new Rng(99);
   const packr = new Packr({ useRecords: false, moreTypes: true });
