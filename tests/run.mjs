@@ -29,7 +29,7 @@ const LEDGER_HOOK = pathToFileURL(path.join(ROOT, 'tests/kit/ava-ledger.mjs')).h
 // ava options that take a value (passed on to every file's run)
 const WITH_VALUE = new Set(['--config', '--match', '-m', '--timeout', '-T', '--node-arguments', '--concurrency', '-c']);
 
-const { files, avaArgs, concurrency, timeoutGiven, matchGiven } = parseArgs(process.argv.slice(2));
+const { files, avaArgs, nodeArgs, concurrency, timeoutGiven, matchGiven } = parseArgs(process.argv.slice(2));
 const avaTimeoutMs = parseDuration(packageAvaTimeout()) ?? 5 * 60_000;
 const ledgerDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ttc-test-ledger-'));
 const running = new Set();
@@ -76,7 +76,7 @@ function runFile(file, index) {
   const timeoutMs = Math.round(avaTimeoutMs * Number(scale));
   const ledger = path.join(ledgerDir, `${index}.jsonl`);
   const started = Date.now();
-  const args = [AVA, '--tap', `--node-arguments=--import=${LEDGER_HOOK}`, ...(timeoutGiven ? [] : [`--timeout=${timeoutMs}ms`]), ...avaArgs, file];
+  const args = [AVA, '--tap', `--node-arguments=--import=${LEDGER_HOOK}${nodeArgs}`, ...(timeoutGiven ? [] : [`--timeout=${timeoutMs}ms`]), ...avaArgs, file];
   // its own process group, so that a run the watchdog ends takes its workers and their children along
   const child = spawn(process.execPath, args, {
     detached: true,
@@ -161,6 +161,7 @@ function parseArgs(argv) {
   let unit = false;
   let timeoutGiven = false;
   let matchGiven = false;
+  let nodeArgs = ''; // the caller's --node-arguments, after the ledger's
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const [flag, inline] = a.startsWith('--') && a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
@@ -168,7 +169,8 @@ function parseArgs(argv) {
     else if (WITH_VALUE.has(flag)) {
       const value = inline ?? argv[++i];
       if (flag === '--concurrency' || flag === '-c') concurrency = Math.max(1, Number(value) || 1);
-      else avaArgs.push(`${flag}=${value}`);
+      else if (flag === '--node-arguments') nodeArgs += ` ${value}`;
+      else avaArgs.push(flag, value);
       if (flag === '--timeout' || flag === '-T') timeoutGiven = true;
       if (flag === '--match' || flag === '-m') matchGiven = true;
     } else if (a.startsWith('-')) avaArgs.push(a);
@@ -176,7 +178,7 @@ function parseArgs(argv) {
   }
   const roots = paths.length > 0 ? paths : [unit ? 'tests/unit' : 'tests'];
   const files = roots.flatMap((p) => (fs.statSync(p, { throwIfNoEntry: false })?.isDirectory() ? testFiles(p) : [p]));
-  return { files, avaArgs, concurrency, timeoutGiven, matchGiven };
+  return { files, avaArgs, nodeArgs, concurrency, timeoutGiven, matchGiven };
 }
 
 /** *.test.ts under a directory, in ava's order (sorted paths). */
