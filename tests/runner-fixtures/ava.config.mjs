@@ -1,4 +1,4 @@
-// AVA config for the runner's own fixtures (tests/unit/runner.test.ts): tiny files that pass,
+// AVA config for the runner's own fixtures (tests/runner.test.ts): tiny files that pass,
 // hang, exit and crash, outside the main suite's glob (they are *.fixture.ts, not *.test.ts).
 export default {
   extensions: { ts: 'module' },
