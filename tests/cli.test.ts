@@ -4,6 +4,7 @@ import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { tempDir, TEST_CACHE_DIR, TINY_MODEL } from './kit/helpers.ts';
+import { scaled } from './kit/time-scale.mjs';
 
 const run = promisify(execFile);
 
@@ -11,7 +12,7 @@ async function ttc(args: string[], env: Record<string, string | undefined> = {})
   const merged: Record<string, string | undefined> = { ...process.env, ...env };
   for (const [k, v] of Object.entries(merged)) if (v === undefined) delete merged[k];
   try {
-    const r = await run(process.execPath, ['bin/ttc.mjs', ...args], { timeout: 240_000, env: merged as NodeJS.ProcessEnv });
+    const r = await run(process.execPath, ['bin/ttc.mjs', ...args], { timeout: scaled(240_000), env: merged as NodeJS.ProcessEnv });
     return { code: 0, stdout: r.stdout, stderr: r.stderr };
   } catch (e) {
     const err = e as { code: number; stdout: string; stderr: string };
@@ -70,7 +71,7 @@ test('commands load lazily: `ttc status` loads no TensorFlow.js (`ttc train --he
   const dir = tempDir('cli-lazy');
   const traced = async (args: string[]) => {
     const file = path.join(dir, `${args[0]}.txt`);
-    const r = await run(process.execPath, ['--import', './tests/kit/trace-imports.mjs', 'bin/ttc.mjs', ...args], { timeout: 120_000, env: { ...process.env, TTC_TRACE_IMPORTS: file, TTC_SECRET: 'a-secret-of-at-least-16-bytes' } }).catch((e: { code: number; stderr: string }) => e);
+    const r = await run(process.execPath, ['--import', './tests/kit/trace-imports.mjs', 'bin/ttc.mjs', ...args], { timeout: scaled(120_000), env: { ...process.env, TTC_TRACE_IMPORTS: file, TTC_SECRET: 'a-secret-of-at-least-16-bytes' } }).catch((e: { code: number; stderr: string }) => e);
     return { r, urls: fs.readFileSync(file, 'utf8').split('\n').filter(Boolean) };
   };
   const status = await traced(['status', '--coordinator', '127.0.0.1:1']);

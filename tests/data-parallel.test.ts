@@ -18,6 +18,7 @@ import { paramLayout, type ModelDims } from '../ml/model/spec.ts';
 import { initialWeights } from '../ml/model/weights.ts';
 import { MlmTrainer, type TrainerOptions } from '../ml/train/trainer.ts';
 import { DataParallel, gradientBuckets } from '../ml/train/data-parallel.ts';
+import { scaled } from './kit/time-scale.mjs';
 import { closeUpdatePools } from '../ml/train/update-pool.ts';
 import { loadCheckpoint, saveCheckpoint } from '../ml/checkpoint/checkpoint.ts';
 import { Rng } from '../core/rng.ts';
@@ -40,7 +41,7 @@ test.after.always(() => closeUpdatePools());
 const bytes = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 
 async function rings(t: ExecutionContext, N: number): Promise<Ring[]> {
-  const nodes = await Promise.all(Array.from({ length: N }, (_, rank) => Ring.open({ rank, worldSize: N, secret: SECRET, timeoutMs: 20_000, log: () => {} })));
+  const nodes = await Promise.all(Array.from({ length: N }, (_, rank) => Ring.open({ rank, worldSize: N, secret: SECRET, timeoutMs: scaled(20_000), log: () => {} })));
   t.teardown(() => Promise.all(nodes.map((n) => n.close())));
   await Promise.all(nodes.map((n, i) => n.connect(N > 1 ? { host: '127.0.0.1', port: nodes[(i + 1) % N]!.port } : undefined)));
   return nodes;

@@ -8,12 +8,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import { childProcesses, cmdline, descendants, spawnTtc, waitGone, type Proc } from './kit/procs.ts';
-import { tempDir, TINY_MODEL, writeConfig } from './kit/helpers.ts';
+import { DIST_TIMEOUTS, tempDir, TINY_MODEL, writeConfig } from './kit/helpers.ts';
 import { readMetrics } from '../core/run/metrics.ts';
 import { checkpointsDir, listCheckpointDirs, loadCheckpoint } from '../ml/checkpoint/checkpoint.ts';
 import { paramLayout } from '../ml/model/spec.ts';
 import { mlmStepFlops } from '../ml/flops.ts';
 import { numMaskedPerSeq } from '../ml/data/masking.ts';
+import { scaled } from './kit/time-scale.mjs';
 
 const SECRET = crypto.randomBytes(24).toString('base64');
 const env = { TTC_SECRET: SECRET, TTC_SECRET_FILE: undefined };
@@ -36,7 +37,7 @@ async function startCoordinator(args: string[]): Promise<{ proc: Proc; url: stri
 }
 
 const startWorker = (url: string, name: string, extraEnv: Record<string, string | undefined> = {}) =>
-  spawnTtc(['worker', '--coordinator', url, '--name', name, '--retry-seconds', '60'], { ...env, ...extraEnv });
+  spawnTtc(['worker', '--coordinator', url, '--name', name, '--retry-seconds', String(scaled(60))], { ...env, ...extraEnv });
 
 for (const n of [2, 3]) {
   test(`${n} workers × batch b end bit-identical and equal 1 worker × batch ${n}·b after k steps`, async (t) => {
@@ -67,7 +68,7 @@ test('kill -9 of one of 3 workers mid-run: the ring re-forms and the run complet
   const cfg = writeConfig(dir, {
     budget: { kind: 'flops', flops: budget },
     train: { batchSize: 4, evalEvery: 10, checkpointEvery: 4 },
-    dist: { minWorkers: 2, initialWorkers: 3, hashEvery: 5, stepTimeoutSeconds: 60, ringTimeoutSeconds: 5 },
+    dist: { minWorkers: 2, initialWorkers: 3, hashEvery: 5, ...DIST_TIMEOUTS },
   });
   const { proc: coord, url } = await startCoordinator(['--config', cfg]);
   const workers = [0, 1, 2].map((i) => startWorker(url, `w${i}`));
@@ -146,7 +147,7 @@ test('the failures a run survived outlive its coordinator: after a SIGKILL and -
 
 test('a worker with a wrong secret is refused, with the reason logged on both sides', async (t) => {
   const dir = tempDir('secret');
-  const cfg = writeConfig(dir, { dist: { minWorkers: 1, waitForWorkersSeconds: 300 } });
+  const cfg = writeConfig(dir, { dist: { minWorkers: 1, waitForWorkersSeconds: scaled(300) } });
   const { proc: coord, url } = await startCoordinator(['--config', cfg]);
   const bad = startWorker(url, 'intruder', { TTC_SECRET: 'this-is-not-the-right-secret' });
   t.is(await bad.exited, 1);
@@ -207,7 +208,7 @@ test('1,000+ random, malformed, wrong-schema and oversized frames at a coordinat
   const { PROTOCOL_VERSION } = await import('../wire/protocol/index.ts');
   const { Rng } = await import('../core/rng.ts');
   const dir = tempDir('fuzz');
-  const cfg = writeConfig(dir, { dist: { minWorkers: 1, waitForWorkersSeconds: 120 }, budget: { kind: 'steps', steps: 3 } });
+  const cfg = writeConfig(dir, { dist: { minWorkers: 1, waitForWorkersSeconds: scaled(120) }, budget: { kind: 'steps', steps: 3 } });
   const { proc: coord, url } = await startCoordinator(['--config', cfg]);
   const rng = new Rng(99);
   const packr = new Packr({ useRecords: false, moreTypes: true });
@@ -224,7 +225,7 @@ test('1,000+ random, malformed, wrong-schema and oversized frames at a coordinat
   const preAuth = (frame: Buffer) =>
     new Promise<number>((resolve) => {
       const ws = new WebSocket(url, { perMessageDeflate: false });
-      const timer = setTimeout(() => { ws.terminate(); resolve(-1); }, 10_000);
+      const timer = setTimeout(() => { ws.terminate(); resolve(-1); }, scaled(10_000));
       ws.on('open', () => ws.send(frame));
       ws.on('close', (code) => { clearTimeout(timer); resolve(code); });
       ws.on('error', () => {});
@@ -232,7 +233,7 @@ test('1,000+ random, malformed, wrong-schema and oversized frames at a coordinat
   const postAuth = async (frame: Buffer) => {
     const conn = await connect({ url, secret: SECRET, role: 'worker', name: 'fuzzer', messages: M.toWorker, log: () => {} });
     return new Promise<number>((resolve) => {
-      const timer = setTimeout(() => { conn.terminate(); resolve(-1); }, 10_000);
+      const timer = setTimeout(() => { conn.terminate(); resolve(-1); }, scaled(10_000));
       conn.onClose((info) => { clearTimeout(timer); resolve(info.code); });
       conn.sendEncoded(frame);
     });
@@ -266,7 +267,7 @@ test('ttc local killed with SIGKILL: its workers stop by themselves (no orphan t
   await local.exited;
   // they see their stdin pipe close (core/run/parent-watch.ts) and stop as on Ctrl-C
   const left = await waitGone(tree, 20_000);
-  t.deepEqual(left, [], `still running 20 s after ttc local was killed: ${left.join(', ')}`);
+  t.deepEqual(left, [], `still running ${scaled(20_000) / 1000} s after ttc local was killed: ${left.join(', ')}`);
 });
 
 test('Ctrl-C on ttc local finishes the step, writes a checkpoint and stops every process; --resume continues the run to its budget', async (t) => {

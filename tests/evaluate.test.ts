@@ -83,8 +83,8 @@ test.serial('a job lost with its worker (SIGKILL) runs again on another worker; 
   const coord = spawnTtc(['evaluate', '--sweep', sweepDir, '--port', '0'], env);
   const url = (await coord.waitFor(/TTC_COORDINATOR_URL=(\S+)/))[1];
   const victim = spawnTtc(['worker', '--coordinator', url, '--name', 'victim'], env);
+  // the coordinator hands the victim (its only worker) a cell in the tick it prints this, so the kill lands mid-job
   await coord.waitFor(/evaluating \d+ compression cell/);
-  await new Promise((r) => setTimeout(r, 300));
   victim.kill('SIGKILL');
   const rescuer = spawnTtc(['worker', '--coordinator', url, '--name', 'rescuer'], env);
   t.is(await coord.exited, 0, coord.lines.slice(-20).join('\n'));

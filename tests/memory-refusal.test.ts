@@ -11,6 +11,7 @@ import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { tempDir } from './kit/helpers.ts';
+import { scaled } from './kit/time-scale.mjs';
 
 const run = promisify(execFile);
 const HUGE = { layers: 64, hidden: 4096, heads: 16, ffn: 16384, seqLen: 32, vocab: 1000 };
@@ -35,7 +36,7 @@ for (const { backend, model, want } of cases) {
     const cfg = path.join(out, 'huge.json');
     const runs = path.join(out, 'runs');
     fs.writeFileSync(cfg, JSON.stringify({ outputDir: runs, cacheDir: path.join(out, 'cache'), backend, model, budget: { kind: 'steps', steps: 1 } }));
-    const r = await run(process.execPath, ['bin/ttc.mjs', 'train', '--config', cfg], { timeout: 120_000 }).then(
+    const r = await run(process.execPath, ['bin/ttc.mjs', 'train', '--config', cfg], { timeout: scaled(120_000) }).then(
       (ok) => ({ code: 0, ...ok }),
       (e: { code: number; stdout: string; stderr: string }) => e,
     );

@@ -15,6 +15,7 @@ import { paramLayout } from '../ml/model/spec.ts';
 import { initialWeights } from '../ml/model/weights.ts';
 import { AdamW, NORM_BLOCK, sharedFloat32, type AdamWOptions } from '../ml/train/adamw.ts';
 import { closeUpdatePools, parseCpuMax, resolveUpdateThreads } from '../ml/train/update-pool.ts';
+import { scaled } from './kit/time-scale.mjs';
 import { Rng } from '../core/rng.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -148,7 +149,7 @@ test('a process that ran the update on threads exits by itself (idle threads do 
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ttc-update-exit-'));
   const file = path.join(dir, 'exit.mts'); // .mts: ESM outside the package (top-level await)
   fs.writeFileSync(file, script.replaceAll("'./ml/", `'${pathToFileURL(root).href}/ml/`));
-  const r = spawnSync(process.execPath, ['--import', 'tsx', file], { cwd: root, encoding: 'utf8', timeout: 30_000 });
+  const r = spawnSync(process.execPath, ['--import', 'tsx', file], { cwd: root, encoding: 'utf8', timeout: scaled(30_000) });
   fs.rmSync(dir, { recursive: true, force: true });
   t.is(r.error, undefined, 'did not exit within 30 s');
   t.is(r.status, 0, r.stderr);

@@ -20,6 +20,7 @@ import { spawnWorker, startGroup, stopGroup, type WorkerProc } from './kit/clust
 import { makeInput } from './kit/inputs.ts';
 import { badFrames, inLanes, rawSession, selfSignedCert } from './kit/netkit.ts';
 import { OPENSSL, testIf } from './kit/tools.ts';
+import { scaled } from './kit/time-scale.mjs';
 
 const SECRET = 'ring-test-secret-0123456789';
 
@@ -31,7 +32,7 @@ function capture() {
 /** Open and connect an in-process ring of N nodes; closed at teardown. */
 async function ring(t: ExecutionContext, N: number, opts: Partial<RingOptions> & { secrets?: string[] } = {}): Promise<Ring[]> {
   const nodes = await Promise.all(Array.from({ length: N }, (_, rank) => Ring.open({
-    rank, worldSize: N, secret: opts.secrets?.[rank] ?? SECRET, timeoutMs: 5000, connectTimeoutMs: 5000, log: () => {}, ...opts,
+    rank, worldSize: N, secret: opts.secrets?.[rank] ?? SECRET, timeoutMs: scaled(5000), connectTimeoutMs: scaled(5000), log: () => {}, ...opts,
   })));
   t.teardown(() => Promise.all(nodes.map((n) => n.close())));
   await Promise.all(nodes.map((n, i) => n.connect(N > 1 ? { host: '127.0.0.1', port: nodes[(i + 1) % N]!.port } : undefined)));
@@ -42,7 +43,7 @@ function sameBytes(a: Float32Array, b: Float32Array): boolean {
   return a.length === b.length && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 }
 
-/** Frames received also count the predecessor's heartbeats (every 1000 ms at timeoutMs 5000): at most this many during a call. */
+/** Frames received also count the predecessor's heartbeats (every 1000 ms at timeoutMs ≥ 4000): at most this many during a call. */
 const heartbeats = (s: CollectiveStats) => 1 + Math.ceil(s.totalMs / 1000);
 
 /** Check results: identical on every rank, equal to the fixed-order reference, close to the exact sum. */
@@ -146,8 +147,8 @@ test('in-process ring: misuse is rejected (before connect, concurrent call, not 
 test('ring auth: a peer with the wrong secret is refused, logged on both sides', async (t) => {
   const a = capture();
   const b = capture();
-  const r0 = await Ring.open({ rank: 0, worldSize: 2, secret: SECRET, log: a.log, connectTimeoutMs: 3000 });
-  const r1 = await Ring.open({ rank: 1, worldSize: 2, secret: 'a-different-secret-0123456789', log: b.log, connectTimeoutMs: 3000 });
+  const r0 = await Ring.open({ rank: 0, worldSize: 2, secret: SECRET, log: a.log, connectTimeoutMs: scaled(3000) });
+  const r1 = await Ring.open({ rank: 1, worldSize: 2, secret: 'a-different-secret-0123456789', log: b.log, connectTimeoutMs: scaled(3000) });
   t.teardown(() => Promise.all([r0.close(), r1.close()]));
   const [c0, c1] = await Promise.allSettled([r0.connect({ host: '127.0.0.1', port: r1.port }), r1.connect({ host: '127.0.0.1', port: r0.port })]);
   t.is(c0.status, 'rejected');
@@ -614,8 +615,9 @@ for (const [name, frame, ringStarted, reason] of [
 
 // ---- worker processes ------------------------------------------------------------------------
 
+/** N ring ranks in worker processes; their own limits grow with the load (a starved rank is slow, not dead). */
 async function group(t: ExecutionContext, N: number, opts: { timeoutMs?: number; segmentBytes?: number } = {}): Promise<WorkerProc[]> {
-  const procs = await startGroup({ kind: 'ring', worldSize: N, secret: SECRET, timeoutMs: opts.timeoutMs ?? 5000, segmentBytes: opts.segmentBytes ?? 64 * 1024, connectTimeoutMs: 20_000, handshakeTimeoutMs: 1000 });
+  const procs = await startGroup({ kind: 'ring', worldSize: N, secret: SECRET, timeoutMs: opts.timeoutMs ?? scaled(5000), segmentBytes: opts.segmentBytes ?? 64 * 1024, connectTimeoutMs: scaled(20_000), handshakeTimeoutMs: scaled(1000) });
   t.teardown(() => { for (const p of procs) { p.kill('SIGCONT'); p.kill(); } });
   return procs;
 }
@@ -654,11 +656,11 @@ test.serial('process ring N=3: a mixed sequence of collectives across processes,
 });
 
 test.serial('process ring N=4: a peer killed mid-reduce makes every other rank reject naming it, within the timeout', async (t) => {
-  const timeoutMs = 3000;
+  const timeoutMs = scaled(3000);
   const procs = await group(t, 4, { timeoutMs });
   const errors = procs.map((p) => p.next('reduced', 60_000).then(() => undefined, (e: Error & { event?: { failedRank?: number; failedAddress?: string; message: string } }) => e));
-  for (const p of procs) p.send({ cmd: 'reduce', length: 2_000_000, op: 'sum', reps: 10_000, input: 'constant' });
-  await new Promise((r) => setTimeout(r, 400));
+  for (const p of procs) p.send({ cmd: 'reduce', length: 2_000_000, op: 'sum', reps: 10_000, input: 'constant', firstRep: true });
+  await Promise.all(procs.map((p) => p.next('first-rep', 30_000))); // every rank is mid-reduce
   const killedAt = performance.now();
   procs[2]!.kill('SIGKILL');
   for (const r of [0, 1, 3]) {
@@ -667,17 +669,17 @@ test.serial('process ring N=4: a peer killed mid-reduce makes every other rank r
     t.truthy(err, `rank ${r} should reject`);
     t.is(err!.event?.failedRank, 2, `rank ${r}: ${err!.message}`);
     t.regex(err!.message, /rank 2 \(127\.0\.0\.1:\d+\)/);
-    t.true(elapsed < timeoutMs + 2000, `rank ${r} took ${elapsed} ms`);
+    t.true(elapsed < timeoutMs + scaled(2000), `rank ${r} took ${elapsed} ms`);
   }
   t.truthy(procs[2]!.exited || (await procs[2]!.waitExit(5000)));
 });
 
 test.serial('process ring N=3: a stalled (SIGSTOP) peer is named after the timeout', async (t) => {
-  const timeoutMs = 1500;
+  const timeoutMs = scaled(1500);
   const procs = await group(t, 3, { timeoutMs });
   const errors = procs.map((p) => p.next('reduced', 60_000).then(() => undefined, (e: Error & { event?: { failedRank?: number } }) => e));
-  for (const p of procs) p.send({ cmd: 'reduce', length: 500_000, op: 'sum', reps: 10_000, input: 'constant' });
-  await new Promise((r) => setTimeout(r, 400));
+  for (const p of procs) p.send({ cmd: 'reduce', length: 500_000, op: 'sum', reps: 10_000, input: 'constant', firstRep: true });
+  await Promise.all(procs.map((p) => p.next('first-rep', 30_000))); // every rank is mid-reduce
   const stoppedAt = performance.now();
   procs[1]!.kill('SIGSTOP');
   for (const r of [0, 2]) {
@@ -686,13 +688,13 @@ test.serial('process ring N=3: a stalled (SIGSTOP) peer is named after the timeo
     t.truthy(err, `rank ${r} should reject`);
     t.is(err!.event?.failedRank, 1, `rank ${r}: ${err!.message}`);
     t.regex(err!.message, /rank 1 \(127\.0\.0\.1:\d+\)/);
-    t.true(elapsed >= timeoutMs * 0.5 && elapsed < timeoutMs + 4000, `rank ${r} took ${elapsed} ms`);
+    t.true(elapsed >= timeoutMs * 0.5 && elapsed < timeoutMs + scaled(4000), `rank ${r} took ${elapsed} ms`);
   }
   procs[1]!.kill('SIGCONT');
 });
 
 test.serial('process ring N=3: a rank blocked in synchronous work between calls (longer than the timeout) does not break the ring', async (t) => {
-  const timeoutMs = 800;
+  const timeoutMs = scaled(800);
   const procs = await group(t, 3, { timeoutMs });
   const run = async (seed: number) => {
     const res = await Promise.all(procs.map((p) => p.request({ cmd: 'reduce', length: 10_001, op: 'sum', reps: 1, input: 'random', seed, returnResult: true }, 'reduced', 30_000)));
@@ -710,7 +712,7 @@ test.serial('process ring: 1,100 hostile frames at a rank\'s port; it keeps serv
   const pre = badFrames(600, 11, 8000);
   const post = badFrames(500, 12, 200_000);
   const results = await inLanes([
-    ...pre.map((f) => () => rawSession(url, f, { timeoutMs: 5000 })),
+    ...pre.map((f) => () => rawSession(url, f, { timeoutMs: 5000 })), // rawSession scales it
     ...post.map((f) => () => rawSession(url, f, { secret: SECRET, name: 'fuzzer', timeoutMs: 5000 })),
   ], 8);
   t.is(results.length, 1100);

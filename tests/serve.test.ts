@@ -19,6 +19,7 @@ import { compressionGrid } from '../compression/grid.ts';
 import { resolveSweepConfig } from '../coordinator/sweep-config.ts';
 import { selfSignedCert } from './kit/netkit.ts';
 import { OPENSSL, testIf } from './kit/tools.ts';
+import { scaled } from './kit/time-scale.mjs';
 
 const SECRET = crypto.randomBytes(24).toString('base64');
 process.env.TTC_SECRET = SECRET;
@@ -57,7 +58,7 @@ async function startServer(outputDir: string, port = 0): Promise<{ proc: Proc; u
   return { proc, url };
 }
 
-const startWorkers = (url: string, n = 2) => Array.from({ length: n }, (_, i) => spawnTtc(['worker', '--coordinator', url, '--name', `w${i}`, '--retry-seconds', '120'], env));
+const startWorkers = (url: string, n = 2) => Array.from({ length: n }, (_, i) => spawnTtc(['worker', '--coordinator', url, '--name', `w${i}`, '--retry-seconds', String(scaled(120))], env));
 
 async function runState(url: string, runId: string): Promise<{ state: string; step?: number; etaSeconds?: number | null; budgetFraction?: number | null }> {
   const s = await CliSession.open(url, 'test');
@@ -72,7 +73,8 @@ async function runState(url: string, runId: string): Promise<{ state: string; st
   }
 }
 
-async function waitUntil<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 180_000): Promise<T> {
+/** Polls `probe` (a status query: there is no event to wait for) until it gives a value. */
+async function waitUntil<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = scaled(180_000)): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await probe().catch(() => undefined);

@@ -14,6 +14,7 @@ import { initialWeights } from '../ml/model/weights.ts';
 import { paramLayout } from '../ml/model/spec.ts';
 import { spawnTtc } from './kit/procs.ts';
 import { TEST_CACHE_DIR, TINY_MODEL } from './kit/helpers.ts';
+import { scaled } from './kit/time-scale.mjs';
 
 type FromWorker = Message<(typeof M.fromWorker)[number]>;
 
@@ -25,7 +26,7 @@ class Inbox {
     this.frames.push(m);
     this.waiter?.();
   }
-  async next<T extends FromWorker['t']>(type: T, timeoutMs = 120_000): Promise<Extract<FromWorker, { t: T }>> {
+  async next<T extends FromWorker['t']>(type: T, timeoutMs = scaled(120_000)): Promise<Extract<FromWorker, { t: T }>> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const i = this.frames.findIndex((m) => m.t === type || m.t === 'worker.refused');
@@ -67,7 +68,7 @@ test('a worker refuses messages its state does not accept (TTC_ERR_UNEXPECTED_ME
       connected();
     },
   });
-  const worker = spawnTtc(['worker', '--coordinator', server.url, '--name', 'w0', '--retry-seconds', '30'], { TTC_SECRET: secret, TTC_SECRET_FILE: undefined });
+  const worker = spawnTtc(['worker', '--coordinator', server.url, '--name', 'w0', '--retry-seconds', String(scaled(30))], { TTC_SECRET: secret, TTC_SECRET_FILE: undefined });
   t.teardown(async () => {
     worker.kill();
     await server.close();

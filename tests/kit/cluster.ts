@@ -1,10 +1,12 @@
 /**
  * Parent side of tests/kit/collective-worker.ts: spawn worker processes on 127.0.0.1 and drive
- * them over IPC, every wait bounded by a timeout.
+ * them over IPC, every wait bounded by a timeout. Wait limits are what a quiet machine needs;
+ * each is multiplied by the load scale (tests/kit/time-scale.mjs).
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { WorkerCommand, WorkerEvent } from './collective-worker.ts';
+import { scaled } from './time-scale.mjs';
 
 // TTC_BENCH_WORKER: a bundled collective-worker.mjs (bench/allreduce-device.sh), run without tsx
 const WORKER = process.env.TTC_BENCH_WORKER ?? fileURLToPath(new URL('./collective-worker.ts', import.meta.url));
@@ -37,8 +39,9 @@ export class WorkerProc {
     if (this.child.connected) this.child.send(cmd);
   }
 
-  /** Wait for the next event matching `pred` (or an `error` event), bounded by `timeoutMs`. */
+  /** Wait for the next event matching `pred` (or an `error` event), bounded by `timeoutMs` × the load scale. */
   next<E extends WorkerEvent['ev']>(ev: E, timeoutMs: number): Promise<Extract<WorkerEvent, { ev: E }>> {
+    const limit = scaled(timeoutMs);
     const pred = (e: WorkerEvent) => e.ev === ev || e.ev === 'error';
     const i = this.events.findIndex(pred);
     const settle = (e: WorkerEvent) => {
@@ -54,8 +57,8 @@ export class WorkerProc {
       const w = { pred, resolve: (e: WorkerEvent) => { clearTimeout(timer); resolve(e); } };
       const timer = setTimeout(() => {
         this.waiters = this.waiters.filter((x) => x !== w);
-        reject(new Error(`${this.name}: no "${ev}" within ${timeoutMs} ms${this.exited ? ` (exited ${this.exited.code ?? this.exited.signal})` : ''}`));
-      }, timeoutMs);
+        reject(new Error(`${this.name}: no "${ev}" within ${limit} ms${this.exited ? ` (exited ${this.exited.code ?? this.exited.signal})` : ''}`));
+      }, limit);
       timer.unref(); // a wait nobody needs any more must not keep the process alive
       this.waiters.push(w);
     }).then(settle);
@@ -67,10 +70,11 @@ export class WorkerProc {
     return p;
   }
 
+  /** Whether the process exited within timeoutMs × the load scale. */
   waitExit(timeoutMs: number): Promise<boolean> {
     if (this.exited) return Promise.resolve(true);
     return new Promise((resolve) => {
-      const timer = setTimeout(() => resolve(false), timeoutMs);
+      const timer = setTimeout(() => resolve(false), scaled(timeoutMs));
       timer.unref();
       this.exitWaiters.push(() => { clearTimeout(timer); resolve(true); });
     });

@@ -14,7 +14,8 @@ import { makeInput } from './inputs.ts';
 export type WorkerCommand =
   | { cmd: 'open'; kind: 'ring' | 'star'; rank: number; worldSize: number; segmentBytes?: number; timeoutMs?: number; joinTimeoutMs?: number; connectTimeoutMs?: number; handshakeTimeoutMs?: number; tls?: RingTls; ringId?: string; frameMac?: boolean }
   | { cmd: 'connect'; host: string; port: number }
-  | { cmd: 'reduce'; length: number; op: 'sum' | 'mean'; reps: number; warmup?: number; barrier?: boolean; input: 'random' | 'constant'; seed?: number; returnResult?: boolean; wire?: WireFormat }
+  /** firstRep: also send `first-rep` when the first call is done (a test's sign that the ranks are mid-command) */
+  | { cmd: 'reduce'; length: number; op: 'sum' | 'mean'; reps: number; warmup?: number; barrier?: boolean; input: 'random' | 'constant'; seed?: number; returnResult?: boolean; wire?: WireFormat; firstRep?: boolean }
   /** a sequence of collectives on the ring; the input of call i is makeInput(rank, length, seed) */
   | { cmd: 'sequence'; calls: SequenceCall[] }
   | { cmd: 'close' }
@@ -41,6 +42,7 @@ export interface SequenceCall {
 export type WorkerEvent =
   | { ev: 'opened'; port: number }
   | { ev: 'connected' }
+  | { ev: 'first-rep' }
   | { ev: 'reduced'; times: number[]; cpuMs: number[]; stats: CollectiveStats[]; result?: Float32Array }
   /** per call: the buffer afterwards (empty for a barrier) and the stats (none for a barrier) */
   | { ev: 'sequenced'; results: Float32Array[]; stats: (CollectiveStats | null)[] }
@@ -100,6 +102,7 @@ async function handle(m: WorkerCommand): Promise<void> {
         const dt = performance.now() - t0;
         const c = process.cpuUsage(c0);
         if (i >= (m.warmup ?? 0)) { times.push(dt); stats.push(s); cpuMs.push((c.user + c.system) / 1000); }
+        if (i === 0 && m.firstRep) send({ ev: 'first-rep' });
       }
       send({ ev: 'reduced', times, cpuMs, stats, ...(m.returnResult ? { result: buf } : {}) });
       return;

@@ -7,6 +7,7 @@ import type { Config } from '../../core/config/schema.ts';
 import { createRunDir } from '../../core/run/rundir.ts';
 import { silentLogger } from '../../core/run/log.ts';
 import type { Progress } from '../../core/run/progress.ts';
+import { scaled } from './time-scale.mjs';
 
 /** One cache for every test process: the tokenizer and packed data are built once. */
 export const TEST_CACHE_DIR = path.join(os.tmpdir(), 'ttc-test-cache');
@@ -40,6 +41,9 @@ export function newRun(config: Config) {
 }
 
 /** A tiny run config for the CLI in `dir`/cfg.json, its runs in `dir` unless `extra` says otherwise (top-level fields of `extra` replace the defaults). */
+/** Short enough that a dead worker is noticed quickly, grown with the load so that a starved live one is not taken for dead. */
+export const DIST_TIMEOUTS = { stepTimeoutSeconds: scaled(60), ringTimeoutSeconds: scaled(5) };
+
 export function writeConfig(dir: string, extra: Record<string, unknown> = {}): string {
   const file = path.join(dir, 'cfg.json');
   fs.writeFileSync(
@@ -54,7 +58,7 @@ export function writeConfig(dir: string, extra: Record<string, unknown> = {}): s
       train: { batchSize: 4, evalEvery: 5, checkpointEvery: 5 },
       data: { maxValidationSequences: 16 },
       budget: { kind: 'steps', steps: 6 },
-      dist: { hashEvery: 1, stepTimeoutSeconds: 60, ringTimeoutSeconds: 5 },
+      dist: { hashEvery: 1, ...DIST_TIMEOUTS },
       ...extra,
     }),
   );

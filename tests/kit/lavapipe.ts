@@ -8,6 +8,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { scaled } from './time-scale.mjs';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -39,7 +40,7 @@ export interface ChildRun {
   stderr: string;
 }
 
-/** Runs `node --import tsx <script> ...args` in ROOT (script relative to ROOT or absolute); SIGKILL after timeoutMs. */
+/** Runs `node --import tsx <script> ...args` in ROOT (script relative to ROOT or absolute); SIGKILL after timeoutMs × the load scale. */
 export function runTsx(script: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<ChildRun> {
   return new Promise((resolve, reject) => {
     const p = spawn(process.execPath, ['--import', 'tsx', path.resolve(ROOT, script), ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -47,7 +48,7 @@ export function runTsx(script: string, args: string[], env: NodeJS.ProcessEnv, t
     let stderr = '';
     p.stdout.on('data', (d) => (stdout += String(d)));
     p.stderr.on('data', (d) => (stderr = (stderr + String(d)).slice(-4000)));
-    const timer = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
+    const timer = setTimeout(() => p.kill('SIGKILL'), scaled(timeoutMs));
     p.on('error', reject);
     p.on('close', (code) => {
       clearTimeout(timer);

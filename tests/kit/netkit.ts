@@ -13,6 +13,7 @@ import WebSocket from 'ws';
 import { clientProof, frameKeys, newNonce, normalizeSecret } from '../../wire/auth.ts';
 import { FrameMac } from '../../wire/net/frame-mac.ts';
 import { encodeMsgpack, PROTOCOL_VERSION } from '../../wire/protocol/index.ts';
+import { scaled } from './time-scale.mjs';
 
 export class Rng {
   private x: number;
@@ -120,10 +121,10 @@ export interface SessionResult {
 /**
  * Open a raw WebSocket to `url`; if `secret` is given, authenticate first (hello/challenge/auth,
  * without checking the server's proof) and tag the frame with the per-frame MAC like a real peer
- * (so its content is what gets checked); then send `frame` and wait (≤ timeoutMs) for the close.
+ * (so its content is what gets checked); then send `frame` and wait (≤ timeoutMs × the load scale) for the close.
  */
 export function rawSession(url: string, frame: BadFrame, opts: { secret?: string; timeoutMs?: number; role?: string; name?: string; ca?: Buffer } = {}): Promise<SessionResult> {
-  const timeoutMs = opts.timeoutMs ?? 3000;
+  const timeoutMs = scaled(opts.timeoutMs ?? 3000);
   return new Promise((resolve) => {
     const ws = new WebSocket(url, { perMessageDeflate: false, maxPayload: 1 << 20, ...(opts.ca ? { ca: opts.ca } : {}) });
     let done = false;
@@ -196,7 +197,7 @@ export function selfSignedCert(): { cert: string; key: string; dir: string } | u
 /**
  * Raw TCP garbage (not even HTTP) at `port`: random bytes, an upgrade request without a key, an
  * upgrade that never sends a frame, a plain POST. Resolves with whether the server closed the
- * socket within `timeoutMs`.
+ * socket within `timeoutMs` × the load scale.
  */
 export function rawTcpGarbage(port: number, rng: Rng, timeoutMs = 3000): Promise<{ kind: string; closed: boolean }> {
   const variants: [string, () => Buffer][] = [
@@ -210,7 +211,7 @@ export function rawTcpGarbage(port: number, rng: Rng, timeoutMs = 3000): Promise
   const data = make();
   return new Promise((resolve) => {
     const sock = net.connect(port, '127.0.0.1');
-    const timer = setTimeout(() => { sock.destroy(); resolve({ kind, closed: false }); }, timeoutMs);
+    const timer = setTimeout(() => { sock.destroy(); resolve({ kind, closed: false }); }, scaled(timeoutMs));
     sock.on('error', () => {});
     sock.on('close', () => { clearTimeout(timer); resolve({ kind, closed: true }); });
     sock.resume(); // read (and drop) the answer, so the server's FIN is seen

@@ -2,10 +2,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import readline from 'node:readline';
+import { scaled } from './time-scale.mjs';
 
 export interface Proc {
   child: ChildProcess;
   lines: string[];
+  /** First output line matching `pattern`; rejects after timeoutMs (what a quiet machine needs, default 120 s) × the load scale. */
   waitFor(pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
   exited: Promise<number>;
   kill(signal?: NodeJS.Signals): void;
@@ -46,6 +48,7 @@ export function spawnTtcWith(args: string[], env: Record<string, string | undefi
     exited,
     kill: (signal = 'SIGKILL') => child.kill(signal),
     waitFor(pattern, timeoutMs = 120_000) {
+      const limit = scaled(timeoutMs);
       return new Promise((resolve, reject) => {
         const check = () => {
           for (const l of lines) {
@@ -60,8 +63,8 @@ export function spawnTtcWith(args: string[], env: Record<string, string | undefi
         };
         const timer = setTimeout(() => {
           waiters.delete(check);
-          reject(new Error(`timed out waiting for ${pattern}; last lines:\n${lines.slice(-15).join('\n')}`));
-        }, timeoutMs);
+          reject(new Error(`timed out (${limit} ms) waiting for ${pattern}; last lines:\n${lines.slice(-15).join('\n')}`));
+        }, limit);
         waiters.add(check);
         check();
       });
@@ -127,9 +130,9 @@ export const running = (pid: number) => {
   return st !== undefined && st.state !== 'Z';
 };
 
-/** Waits until none of the pids runs; returns those still running after timeoutMs. */
+/** Waits until none of the pids runs; returns those still running after timeoutMs × the load scale. */
 export async function waitGone(pids: number[], timeoutMs: number): Promise<number[]> {
-  const until = Date.now() + timeoutMs;
+  const until = Date.now() + scaled(timeoutMs);
   for (;;) {
     const left = pids.filter(running);
     if (left.length === 0 || Date.now() > until) return left;

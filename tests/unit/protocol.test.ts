@@ -20,6 +20,7 @@ import {
 } from '../../wire/protocol/index.ts';
 import { badFrames, inLanes, rawSession, rawTcpGarbage, Rng, selfSignedCert, serverFrame, tamperProxy } from '../kit/netkit.ts';
 import { OPENSSL, testIf } from '../kit/tools.ts';
+import { scaled } from '../kit/time-scale.mjs';
 
 const SECRET = 'test-secret-0123456789abcdef';
 const OTHER = 'another-secret-0123456789abcdef';
@@ -206,7 +207,7 @@ async function echoServer(t: ExecutionContext, opts: { secret?: string; log?: (l
 
 function roundTrip(conn: Connection<typeof Ping>, n: number): Promise<number> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('no reply')), 5000);
+    const timer = setTimeout(() => reject(new Error('no reply')), scaled(5000));
     conn.onFrame((m) => { clearTimeout(timer); resolve(m.n); });
     conn.send(Ping, { n, payload: new Float32Array([n]) });
   });
@@ -264,7 +265,7 @@ test('net: a server that does not know the secret is detected by the client (mut
   const err = await t.throwsAsync(connect({ url: `ws://127.0.0.1:${port}`, secret: SECRET, role: 'worker', name: 'w2', messages: [Ping], peerLabel: 'coordinator', log: cli.log }), { instanceOf: ConnectError });
   t.is(err?.kind, 'auth');
   t.regex(cli.lines.join('\n'), /coordinator at ws:\/\/127\.0\.0\.1:\d+ failed to prove it knows the shared secret: authentication failed — check TTC_SECRET/);
-  for (let i = 0; i < 100 && serverLog.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+  for (let i = 0; i < scaled(100) && serverLog.length === 0; i++) await new Promise((r) => setTimeout(r, 20)); // ≤ 2 s × the load scale
   t.regex(serverLog.join('\n'), /closed by client: 4401/);
   await new Promise((r) => wss.close(r));
 });
