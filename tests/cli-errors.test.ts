@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { tempDir, TEST_CACHE_DIR, TINY_MODEL } from './kit/helpers.ts';
+import { scaled } from './kit/time-scale.mjs';
 
 interface Fixtures {
   dir: string;
@@ -136,7 +137,7 @@ function ttc(args: string[], env: Record<string, string>): Promise<{ code: numbe
   const clean: NodeJS.ProcessEnv = { ...process.env, TTC_SECRET: 'a-secret-of-at-least-16-bytes', ...env };
   for (const k of ['TTC_COORDINATOR', 'TTC_SECRET_FILE', 'TTC_HOST', 'TTC_PORT', 'TTC_OUTPUT_DIR', 'TTC_TLS_CA', 'TTC_TLS_CERT', 'TTC_TLS_KEY', 'TTC_TLS_INSECURE']) if (!(k in env)) delete clean[k];
   return new Promise((resolve) => {
-    execFile(process.execPath, ['bin/ttc.mjs', ...args], { env: clean, timeout: 120_000 }, (err, _stdout, stderr) => {
+    execFile(process.execPath, ['bin/ttc.mjs', ...args], { env: clean, timeout: scaled(120_000) }, (err, _stdout, stderr) => {
       resolve({ code: err ? ((err as { code?: number | string }).code as number | null) : 0, stderr });
     });
   });

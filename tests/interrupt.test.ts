@@ -5,14 +5,14 @@
  */
 import test, { type ExecutionContext } from 'ava';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { decodePacked, decodeTokenizerFile } from '../ml/data/dataset.ts';
 import { tempDir } from './kit/helpers.ts';
+import { scaled } from './kit/time-scale.mjs';
 import { descendants, spawnTtc, waitGone, type Proc } from './kit/procs.ts';
 
 /** How soon a signal must end the process: a few seconds, more on a loaded machine, far below the minutes it took. */
-const STOP_MS = Math.min(30_000, 5000 * Math.max(1, os.loadavg()[0]! / os.availableParallelism()));
+const STOP_MS = Math.min(30_000, scaled(5000));
 
 /** A run whose data preparation lasts several seconds: a fresh cache and a large vocabulary to train. */
 function writeConfig(dir: string): { file: string; cacheDir: string; outputDir: string } {
@@ -51,7 +51,7 @@ async function exitWithin(p: Proc, ms: number): Promise<number | undefined> {
 async function stopsOnSigterm(t: ExecutionContext, p: Proc, outputDir: string): Promise<void> {
   const t0 = Date.now();
   p.kill('SIGTERM');
-  const code = await exitWithin(p, 120_000);
+  const code = await exitWithin(p, scaled(120_000));
   const seconds = (Date.now() - t0) / 1000;
   const out = p.lines.join('\n');
   t.true(seconds * 1000 < STOP_MS, `stopped ${seconds.toFixed(1)} s after SIGTERM (limit ${STOP_MS / 1000} s)`);
@@ -83,7 +83,7 @@ test.serial('SIGTERM while ttc train trains the tokenizer of a new cache: out wi
   const hourAgo = new Date(Date.now() - 3600_000);
   fs.utimesSync(stale, hourAgo, hourAgo);
   const again = spawnTtc(['train', '--config', file]);
-  t.is(await exitWithin(again, 600_000), 0, again.lines.slice(-20).join('\n'));
+  t.is(await exitWithin(again, scaled(600_000)), 0, again.lines.slice(-20).join('\n'));
   const log = again.lines.join('\n');
   t.regex(log, PREPARING, 'the tokenizer was trained anew, not read from a partial cache');
   t.notRegex(log, /dataset cache: .* (corrupt|missing)/);

@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import net from 'node:net';
 import WebSocket from 'ws';
 import { readFileSync } from 'node:fs';
+import { scaled } from '../kit/time-scale.mjs';
 import { connect, ConnectError, DEFAULTS, listen, type ListenOptions, type PeerServer } from '../../wire/net/index.ts';
 import { sourceOf } from '../../wire/net/server.ts';
 import { CloseCode, defineMessage, u32 } from '../../wire/protocol/index.ts';
@@ -98,11 +99,11 @@ test('net: connect() retries a server that answers 1013 (with backoff) and gets 
   const cli = capture();
   const attempt = connect({ url: server.url, secret: SECRET, role: 'worker', name: 'patient', messages: [Num], log: cli.log, retryIntervalMs: 50 });
   const refusals = () => srv.lines.filter((l) => /too many connections in the handshake/.test(l)).length;
-  const until = Date.now() + 10_000;
+  const until = Date.now() + scaled(10_000);
   while (refusals() < 2 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
   t.true(refusals() >= 2, srv.lines.join('\n'));
   for (const h of held) h.ws.close();
-  const conn = await within(attempt, 10_000, 'connect after the places were freed');
+  const conn = await within(attempt, scaled(10_000), 'connect after the places were freed');
   t.regex(cli.lines.join('\n'), /refused us: 1013 try again later: too many pending handshakes; retrying for up to 30 s/);
   conn.close();
   // a wrong secret is not retried: one attempt, one refusal on the server
