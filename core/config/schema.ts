@@ -167,7 +167,7 @@ export const configSchema = {
       default: 'steps' as 'flops' | 'seconds' | 'steps',
     },
     flops: { doc: 'Total training FLOP budget (budget.kind = flops; at most 1e30, ~10,000× the largest training runs to date).', format: nonNegative(1e30, '1e30'), default: 0 },
-    seconds: { doc: 'Wall-clock budget in seconds of training (budget.kind = seconds; at most 1e9, ~31 years).', format: nonNegative(1e9, '1e9'), default: 0 },
+    seconds: { doc: 'Wall-clock budget in seconds of training (budget.kind = seconds; at most 1e9, ~31 years). The step count is re-estimated before each step from the measured step time; a step that runs past the budget before the planned last step is followed by one closing step at LR 0, so the schedule always ends (overshoot: at most one step).', format: nonNegative(1e9, '1e9'), default: 0 },
     steps: { doc: 'Optimizer steps (budget.kind = steps; at most 4,294,967,295: steps travel as unsigned 32-bit integers in the protocol).', format: integer(0, MAX_STEPS), default: 100 },
     calibrationSteps: {
       doc: 'For a seconds budget: steps timed first to turn seconds into a step count (they count against the budget).',

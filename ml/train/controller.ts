@@ -139,7 +139,11 @@ export class RunController {
     const s = this.state;
     if (this.config.budget.kind === 'seconds') {
       const perStep = this.stepsThisProcess > 0 ? this.stepSecondsThisProcess / this.stepsThisProcess : this.calibratedPerStep;
-      s.totalSteps = estimateStepsForSeconds(this.config.budget.seconds, s.step, s.secondsUsed, perStep);
+      const estimate = estimateStepsForSeconds(this.config.budget.seconds, s.step, s.secondsUsed, perStep);
+      // Time ran out before the step planned as the last (a step slower than the estimate): one
+      // closing step at LR 0, so every run ends its schedule; the overshoot is at most that step.
+      const scheduleEnded = s.step > 0 && s.step >= s.totalSteps;
+      s.totalSteps = estimate <= s.step && s.step > 0 && !scheduleEnded ? s.step + 1 : estimate;
     }
     if (s.step >= s.totalSteps) return null;
     const warm = warmupSteps(s.totalSteps, this.config.optimizer.warmupFraction);
