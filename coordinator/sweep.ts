@@ -16,7 +16,7 @@ import { writeFileAtomic, writeJsonAtomic } from '../core/fs.ts';
 import { createLogger, type Logger } from '../core/run/log.ts';
 import { readMetrics } from '../core/run/metrics.ts';
 import { createProgress } from '../core/run/progress.ts';
-import { createRunDir, openRunDir, runDirFor } from '../core/run/rundir.ts';
+import { createRunDir, openRunDir, removeUnstartedRunDir, runDirFor } from '../core/run/rundir.ts';
 import { readSummary } from '../ml/loop/pretrain.ts';
 import { nonEmbeddingParameterCount, parameterCount } from '../ml/model/spec.ts';
 import { bestSizePerBudget } from '../report/conclusion.ts';
@@ -98,8 +98,7 @@ export async function pretrainMembers(sweep: SweepConfig, sweepDir: string, o: S
           checkCancelled(o.signal, label);
           o.progress?.(`pretraining ${label}`, index - 1, total);
           const resume = fs.existsSync(runDirFor(runDir).configFile);
-          // a start killed between creating the directory and writing its config left it empty
-          if (!resume && fs.existsSync(runDir) && fs.readdirSync(runDir).length === 0) fs.rmdirSync(runDir);
+          if (!resume) removeUnstartedRunDir(runDir);
           o.log.info(`${label}: ${resume ? 'resuming' : 'starting'}`);
           const run = resume ? runDirFor(runDir) : createRunDir(config);
           const runConfig: Config = resume ? resolveConfig(openRunDir(runDir).storedConfig) : config;

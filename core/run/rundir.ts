@@ -52,6 +52,18 @@ export function createRunDir(config: Config, configPath?: string): RunDir {
 }
 
 /** An existing run directory and the config stored in it. */
+/**
+ * A run directory whose start was killed before its config.json landed (createRunDir writes it
+ * first, atomically): empty, or holding only that write's temporary. Removes it so the run can
+ * start afresh; a directory without config.json holding anything else is refused, not deleted.
+ */
+export function removeUnstartedRunDir(dir: string): void {
+  if (!fs.existsSync(dir) || fs.existsSync(runDirFor(dir).configFile)) return;
+  const others = fs.readdirSync(dir).filter((e) => !e.startsWith('config.json.tmp-'));
+  if (others.length > 0) throw new RunDirError(`${dir} has no config.json but holds ${others.slice(0, 3).join(', ')}${others.length > 3 ? ', …' : ''}: not a run this process started; move it away`);
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+
 export function openRunDir(dir: string): { run: RunDir; storedConfig: unknown } {
   const run = runDirFor(dir);
   if (!fs.existsSync(run.configFile)) throw new RunDirError(`${dir} is not a ttc run directory (no config.json)`);
