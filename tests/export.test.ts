@@ -9,6 +9,8 @@ import { checkpointsDir, listCheckpointDirs, loadCheckpoint } from '../ml/checkp
 import { decodeSafetensors } from '../ml/checkpoint/safetensors.ts';
 import { paramLayout } from '../ml/model/spec.ts';
 import { decodeCompressed, encodeCompressed } from '../compression/index.ts';
+import { classLabels, NUM_CLASSES } from '../ml/data/classification.ts';
+import { huggingFaceConfig } from '../ml/export/huggingface.ts';
 
 const run = promisify(execFile);
 
@@ -60,4 +62,38 @@ test.serial('ttc export writes a Hugging Face BertForMaskedLM safetensors + conf
   const emb = layout.byName.get('embeddings.word_embeddings.weight')!;
   t.deepEqual(Array.from(hf2.tensors['bert.embeddings.word_embeddings.weight'].data), Array.from(deq.subarray(emb.offset, emb.offset + emb.size)));
   t.true(new Set(hf2.tensors['bert.embeddings.word_embeddings.weight'].data.slice(0, TINY_MODEL.hidden)).size <= 15, '4-bit: at most 15 levels per row');
+});
+
+test.serial('a classifier export names its classes: num_labels, id2label and label2id match the head, so from_pretrained builds the right head', async (t) => {
+  // a fine-tuned classifier as the sweep compresses it: pretrained body + a 10-class head
+  const layout = paramLayout(TINY_MODEL, { kind: 'classifier', numClasses: NUM_CLASSES });
+  const weights = Float32Array.from({ length: layout.total }, (_, i) => Math.sin(i) * 0.05);
+  const config = tinyConfig({ budget: { kind: 'steps', steps: 1 } });
+  const r = newRun(config);
+  await trainRun(config, r, quiet);
+  const ckptDir = listCheckpointDirs(checkpointsDir(r.dir)).at(-1)!;
+  const out = tempDir('export-cls');
+  const comp = path.join(out, 'cls-q8.ttcz');
+  fs.writeFileSync(comp, encodeCompressed(weights, layout, { quant: { bits: 8, granularity: 'channel', embeddings: true } }));
+  await run(process.execPath, ['bin/ttc.mjs', 'export', '--checkpoint', ckptDir, '--compressed', comp, '--out', path.join(out, 'hf')]);
+  const cfg = JSON.parse(fs.readFileSync(path.join(out, 'hf', 'config.json'), 'utf8'));
+  const hf = decodeSafetensors(fs.readFileSync(path.join(out, 'hf', 'model.safetensors')));
+  t.deepEqual(cfg.architectures, ['BertForSequenceClassification']);
+  t.deepEqual(hf.tensors['classifier.weight'].shape, [NUM_CLASSES, TINY_MODEL.hidden]);
+  t.is(cfg.num_labels, NUM_CLASSES);
+  const names = classLabels();
+  t.deepEqual(cfg.id2label, Object.fromEntries(names.map((l, i) => [String(i), l])));
+  t.deepEqual(cfg.label2id, Object.fromEntries(names.map((l, i) => [l, i])));
+  t.true(names.every((l) => l.startsWith('noun.')), names.join(', '));
+});
+
+test('a classifier head of another size gets Hugging Face\'s default names; label names of the wrong count are refused', (t) => {
+  const layout = paramLayout(TINY_MODEL, { kind: 'classifier', numClasses: 3 });
+  const weights = new Float32Array(layout.total);
+  const cfg = huggingFaceConfig({ dims: TINY_MODEL, layout, weights });
+  t.is(cfg.num_labels, 3);
+  t.deepEqual(cfg.id2label, { 0: 'LABEL_0', 1: 'LABEL_1', 2: 'LABEL_2' });
+  t.deepEqual(cfg.label2id, { LABEL_0: 0, LABEL_1: 1, LABEL_2: 2 });
+  t.throws(() => huggingFaceConfig({ dims: TINY_MODEL, layout, weights, labels: ['a', 'b'] }), { message: /2 label names for a 3-class head/ });
+  t.is(huggingFaceConfig({ dims: TINY_MODEL, layout: paramLayout(TINY_MODEL), weights }).num_labels, undefined, 'an MLM export has no labels');
 });

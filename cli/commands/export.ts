@@ -5,6 +5,7 @@ import { RunDirError, UsageError } from '../../core/errors.ts';
 import { decodeCompressed } from '../../compression/index.ts';
 import { checkpointsDir, listCheckpointDirs, loadCheckpoint, readCheckpointDims } from '../../ml/checkpoint/checkpoint.ts';
 import { decodeSafetensors } from '../../ml/checkpoint/safetensors.ts';
+import { classLabels, NUM_CLASSES } from '../../ml/data/classification.ts';
 import { exportHuggingFace } from '../../ml/export/huggingface.ts';
 import { paramLayout } from '../../ml/model/spec.ts';
 import { outputDirFlag, parseFlags } from '../args.ts';
@@ -29,6 +30,7 @@ export async function run(argv: string[]): Promise<number> {
   let layout = paramLayout(dims);
   let weights: Float32Array;
   let source = dir;
+  let labels: string[] | undefined;
   if (values.compressed) {
     let buf: Buffer;
     try {
@@ -38,13 +40,17 @@ export async function run(argv: string[]): Promise<number> {
     }
     // The file names its parameters: a classifier head means a fine-tuned model.
     const head = decodeSafetensors(buf, values.compressed).tensors['classifier.out_proj.bias'];
-    if (head) layout = paramLayout(dims, { kind: 'classifier', numClasses: head.shape[0]! });
+    if (head) {
+      layout = paramLayout(dims, { kind: 'classifier', numClasses: head.shape[0]! });
+      // ttc's one classification task names its classes; another head size keeps the default names
+      if (head.shape[0] === NUM_CLASSES) labels = classLabels();
+    }
     weights = decodeCompressed(buf, layout);
     source = values.compressed;
   } else {
     weights = loadCheckpoint(dir, layout).weights;
   }
-  const files = exportHuggingFace(out, { dims, layout, weights, source: path.resolve(source) });
+  const files = exportHuggingFace(out, { dims, layout, weights, labels, source: path.resolve(source) });
   console.log(`exported ${source} → ${files.join(', ')}`);
   return 0;
 }

@@ -41,11 +41,8 @@ function subRng(seed: number, tag: number): Rng {
   return r;
 }
 
-const memo = new Map<number, ClassificationSet>();
-
-export function buildClassificationSet(seed: number): ClassificationSet {
-  const hit = memo.get(seed);
-  if (hit) return cloneSet(hit);
+/** The synsets of each lexicographer class, and the task's labels: the 10 largest noun classes (ties broken by name), in alphabetical order. */
+function classesOf(): { byClass: Map<string, Synset[]>; labels: string[] } {
   const byClass = new Map<string, Synset[]>();
   for (const s of loadWordNet()) {
     if (s.pos !== 'n' || s.definition === '') continue;
@@ -59,6 +56,20 @@ export function buildClassificationSet(seed: number): ClassificationSet {
     .slice(0, NUM_CLASSES)
     .map(([name]) => name);
   const labels = [...largest].sort();
+  return { byClass, labels };
+}
+
+/** The classification task's label names (label i = classLabels()[i]), the same for every seed: what an exported classifier calls its classes. */
+export function classLabels(): string[] {
+  return classesOf().labels;
+}
+
+const memo = new Map<number, ClassificationSet>();
+
+export function buildClassificationSet(seed: number): ClassificationSet {
+  const hit = memo.get(seed);
+  if (hit) return cloneSet(hit);
+  const { byClass, labels } = classesOf();
   const rng = subRng(seed, 0x636c6173); // 'clas'
   const train: Example[] = [];
   const dev: Example[] = [];

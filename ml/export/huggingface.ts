@@ -17,7 +17,7 @@ export interface ExportOptions {
   dims: ModelDims;
   layout: ParamLayout;
   weights: Float32Array;
-  /** classification labels when the layout has the classifier head */
+  /** the classes' names when the layout has the classifier head (default LABEL_0, LABEL_1, …) */
   labels?: string[];
   initStd?: number;
   source?: string;
@@ -80,10 +80,14 @@ export function huggingFaceConfig(o: ExportOptions): Record<string, unknown> {
     tie_word_embeddings: true,
     torch_dtype: 'float32',
   };
-  if (!mlm && o.labels) {
-    base.num_labels = o.labels.length;
-    base.id2label = Object.fromEntries(o.labels.map((l, i) => [String(i), l]));
-    base.label2id = Object.fromEntries(o.labels.map((l, i) => [l, i]));
+  if (!mlm) {
+    // without num_labels, from_pretrained builds a 2-class head and fails on the weights' shape
+    const numLabels = o.layout.byName.get('classifier.out_proj.bias')!.size;
+    if (o.labels && o.labels.length !== numLabels) throw new Error(`export: ${o.labels.length} label names for a ${numLabels}-class head`);
+    const labels = o.labels ?? Array.from({ length: numLabels }, (_, i) => `LABEL_${i}`); // Hugging Face's own default names
+    base.num_labels = numLabels;
+    base.id2label = Object.fromEntries(labels.map((l, i) => [String(i), l]));
+    base.label2id = Object.fromEntries(labels.map((l, i) => [l, i]));
   }
   return base;
 }
