@@ -17,6 +17,7 @@ import type { Logger } from '../core/run/log.ts';
 import { childOfThisProcess } from '../core/run/parent-watch.ts';
 import type { Status } from '../protocol/index.ts';
 import { Driver } from './formation.ts';
+import type { TrainingSample } from './metrics.ts';
 import { WorkerRegistry } from './registry.ts';
 
 const TTC = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'ttc.mjs');
@@ -28,6 +29,8 @@ export interface LocalClusterOptions {
   log: Logger;
   /** what `ttc status` shows while it runs */
   status: () => Status;
+  /** what `/metrics` reports (coordinator/metrics.ts) */
+  trainings?: () => TrainingSample[];
 }
 
 /**
@@ -53,7 +56,7 @@ export class LocalCluster {
   static async start(o: LocalClusterOptions): Promise<LocalCluster> {
     // The cluster's own secret: TTC_SECRET when set (so `ttc status` can reach it), else a fresh random one.
     const secret = process.env.TTC_SECRET ?? crypto.randomBytes(24).toString('base64');
-    const registry = new WorkerRegistry({ secret, host: '127.0.0.1', port: 0, name: o.name, log: o.log, status: o.status });
+    const registry = new WorkerRegistry({ secret, host: '127.0.0.1', port: 0, name: o.name, log: o.log, status: o.status, trainings: o.trainings });
     const url = await registry.listen();
     const env: NodeJS.ProcessEnv = { ...process.env, TTC_SECRET: secret };
     delete env.TTC_SECRET_FILE;

@@ -18,6 +18,7 @@ import type { RunDir } from '../core/run/rundir.ts';
 import { pretrainLoop, startingPoint, writeSummary, type RunSnapshot } from '../ml/loop/pretrain.ts';
 import { RunController, type RunSummary } from '../ml/train/controller.ts';
 import { orNull, type TrainingView } from '../protocol/index.ts';
+import type { TrainingSample } from './metrics.ts';
 import { anySignal, RunError, type Driver, type RingFormation } from './formation.ts';
 
 export interface PretrainRunOptions {
@@ -43,6 +44,8 @@ export class PretrainRun {
   private readonly startedAt = Date.now();
   /** every worker failure of the run, this coordinator's and its predecessors' */
   readonly failures: string[];
+  /** rings this coordinator re-formed after a failure */
+  private reformations = 0;
 
   constructor(private readonly opts: PretrainRunOptions) {
     const { config, run, log } = opts;
@@ -79,6 +82,7 @@ export class PretrainRun {
           signal: anySignal(signal, stop),
           onFailure: (e) => {
             this.failures.push(e.message);
+            this.reformations++;
             writeJsonAtomic(run.failuresFile, this.failures);
             log.warn(`re-forming the ring from the checkpoint at step ${this.snapshot.training.step} (steps after it are redone; the budget counts them once)`);
           },
@@ -139,6 +143,11 @@ export class PretrainRun {
       lastCheckpointStep: this.snapshot.training.step,
       failures: this.failures,
     };
+  }
+
+  /** What `/metrics` reports of this run (coordinator/metrics.ts): the status view and the last step's time split. */
+  sample(): TrainingSample {
+    return { view: this.status([]), timing: this.ctl.lastTiming, stepSeconds: orNull(this.ctl.lastStepSeconds), reformations: this.reformations };
   }
 }
 

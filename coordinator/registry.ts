@@ -8,9 +8,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { listen, type Connection, type PeerServer, type TlsServerFiles } from '../wire/net/index.ts';
 import { CloseCode, type Message } from '../wire/protocol/index.ts';
-import { M, type Status, type WorkerView } from '../protocol/index.ts';
+import { M, type RunState, type Status, type WorkerView } from '../protocol/index.ts';
 import type { Logger } from '../core/run/log.ts';
-import type { SecretInput } from '../wire/auth.ts';
+import { httpReadToken, normalizeSecret, proofsEqual, type SecretInput } from '../wire/auth.ts';
+import { metricsRegistry, type TrainingSample } from './metrics.ts';
+import type { Registry } from 'prom-client';
 import { TtcError } from '../core/errors.ts';
 
 export type FromWorker = (typeof M.fromWorker)[number] | (typeof M.fromCli)[number];
@@ -48,6 +50,10 @@ export interface RegistryOptions {
    * (`ttc serve`) handles them; without a handler they are refused with the reason.
    */
   cli?: (conn: Connection<FromWorker>, msg: CliMsg) => void;
+  /** the training runs `/metrics` reports (coordinator/metrics.ts); none by default */
+  trainings?: () => TrainingSample[];
+  /** a run server's queue, for `/metrics` */
+  runStates?: () => RunState[];
 }
 
 export type CliMsg = Message<(typeof M.fromCli)[number]>;
@@ -61,8 +67,14 @@ export class WorkerRegistry {
   private readonly closeListeners = new Set<(w: WorkerEntry, why: string) => void>();
   private changed: () => void = () => {};
   quiet = false;
+  private readonly metrics: Registry;
+  /** what `/metrics` requires as `Authorization: Bearer …` */
+  private readonly readToken: Buffer;
 
-  constructor(private readonly opts: RegistryOptions) {}
+  constructor(private readonly opts: RegistryOptions) {
+    this.metrics = metricsRegistry({ workers: () => this.size, trainings: opts.trainings ?? (() => []), runStates: opts.runStates });
+    this.readToken = Buffer.from(httpReadToken(normalizeSecret(opts.secret)));
+  }
 
   get url(): string {
     return this.server?.url ?? '';
@@ -89,19 +101,36 @@ export class WorkerRegistry {
   }
 
   /**
-   * Probes for Kubernetes: GET or HEAD /healthz (liveness: the process serves) and /readyz (ready:
-   * listening) answer 200 "ok" and nothing else; other methods 405. Plain HTTP reaches this without
-   * the secret, so it tells nothing about the run (no id, no phase).
+   * Plain HTTP, GET or HEAD only (405 otherwise). Probes for Kubernetes: /healthz (liveness: the
+   * process serves) and /readyz (ready: listening) answer 200 "ok" to anyone and tell nothing about
+   * the run (no id, no phase). /metrics (Prometheus text) tells about the run, so it requires the
+   * read token derived from the secret (`ttc token`, docs/security.md): 401 without it.
    */
   private onHttp(req: IncomingMessage, res: ServerResponse): void {
     const path = (req.url ?? '/').split('?')[0];
-    if (path !== '/healthz' && path !== '/readyz') {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: use a WebSocket client (ttc worker / ttc status), or GET /healthz\n');
+    if (path !== '/healthz' && path !== '/readyz' && path !== '/metrics') {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: use a WebSocket client (ttc worker / ttc status), or GET /healthz, /readyz, /metrics\n');
     } else if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('method not allowed: GET or HEAD\n');
-    } else {
+    } else if (path !== '/metrics') {
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n'); // Node sends no body to a HEAD
+    } else if (!this.readTokenIn(req.headers.authorization)) {
+      res.writeHead(401, { 'www-authenticate': 'Bearer realm="ttc"', 'content-type': 'text/plain' }).end('unauthorized: send Authorization: Bearer <token> (`ttc token` prints it)\n');
+    } else {
+      this.metrics.metrics().then(
+        (text) => res.writeHead(200, { 'content-type': this.metrics.contentType }).end(text),
+        (e: Error) => {
+          this.opts.log.error(`/metrics failed: ${e.stack}`);
+          res.writeHead(500, { 'content-type': 'text/plain' }).end('metrics failed: see the coordinator log\n');
+        },
+      );
     }
+  }
+
+  /** Whether an Authorization header holds the read token (compared in constant time). */
+  private readTokenIn(header: string | undefined): boolean {
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '');
+    return m !== null && proofsEqual(this.readToken, Buffer.from(m[1]!));
   }
 
   private onConnection(conn: Connection<FromWorker>, role: string): void {

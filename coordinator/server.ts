@@ -22,6 +22,7 @@ import type { SecretInput } from '../wire/auth.ts';
 import type { Connection, TlsServerFiles } from '../wire/net/index.ts';
 import { Driver } from './formation.ts';
 import { PretrainRun } from './pretrain.ts';
+import type { TrainingSample } from './metrics.ts';
 import { WorkerRegistry, type CliMsg, type FromWorker } from './registry.ts';
 import { resultFiles } from './result-files.ts';
 import { checkSweepFits, resolveSweepConfig, type SweepConfig } from './sweep-config.ts';
@@ -43,6 +44,7 @@ export interface RunServerOptions {
 }
 
 const QUEUE_FILE = 'queue.json';
+const KEEP_FINISHED = 50;
 const now = () => new Date().toISOString();
 /** queue.json */
 const queueSchema = v.strictObject({ runs: v.array(runRecordSchema) });
@@ -60,6 +62,8 @@ export class RunServer {
   private readonly driver: Driver;
   private runs: RunRecord[] = [];
   private live: PretrainRun | undefined;
+  /** the last `/metrics` sample of each training run finished since this server started (the most recent {@link KEEP_FINISHED}) */
+  private readonly finished = new Map<string, TrainingSample>();
   private abort: AbortController | undefined;
   private wake: () => void = () => {};
   private closed = false;
@@ -76,6 +80,8 @@ export class RunServer {
       log: opts.log,
       status: (id) => this.status(id),
       cli: (conn, msg) => this.onCli(conn, msg),
+      trainings: () => this.trainings(),
+      runStates: () => this.runs.map((r) => r.state),
     });
     this.driver = new Driver(this.registry, opts.log);
     this.runs = this.readQueue();
@@ -214,16 +220,34 @@ export class RunServer {
         this.update(next, { state: cancelled ? 'cancelled' : 'failed', finishedAt: now(), error: (e as Error).message });
         this.opts.log.error(`run ${next.id} ${cancelled ? 'cancelled' : 'failed'}: ${isTtcError(e) ? e.message : (e as Error).stack}`);
       } finally {
-        this.live = undefined;
+        this.setLive(undefined);
       }
     }
+  }
+
+  /** The run now training (a sweep's member, one after the other); the one it replaces keeps its final sample for `/metrics`. */
+  private setLive(run: PretrainRun | undefined): void {
+    if (this.live) {
+      const last = this.live.sample();
+      this.finished.delete(last.view.runId); // re-inserted: the newest last
+      this.finished.set(last.view.runId, last);
+      for (const id of this.finished.keys()) if (this.finished.size > KEEP_FINISHED) this.finished.delete(id);
+    }
+    this.live = run;
+  }
+
+  /** What `/metrics` reports: the finished runs' last samples and the live run's (a resumed run only once). */
+  private trainings(): TrainingSample[] {
+    const live = this.live?.sample();
+    const done = [...this.finished.values()].filter((s) => s.view.runId !== live?.view.runId);
+    return live ? [...done, live] : done;
   }
 
   private async runTraining(r: RunRecord, log: Logger): Promise<string> {
     const config = resolveConfig(openRunDir(r.dir).storedConfig);
     this.update(r, { stage: 'training' });
-    this.live = new PretrainRun({ config, run: runDirFor(r.dir), driver: this.driver, log, progress: createProgress(path.basename(r.dir)), signal: this.abort!.signal });
-    const summary = await this.live.run();
+    this.setLive(new PretrainRun({ config, run: runDirFor(r.dir), driver: this.driver, log, progress: createProgress(path.basename(r.dir)), signal: this.abort!.signal }));
+    const summary = await this.live!.run();
     return `final validation loss ${summary.finalValLoss.toFixed(4)} after ${summary.steps} steps (${summary.flopsUsed.toExponential(3)} FLOPs, ${summary.secondsUsed.toFixed(1)} s)`;
   }
 
@@ -234,7 +258,7 @@ export class RunServer {
       driver: this.driver,
       log,
       signal: this.abort!.signal,
-      onMember: (m) => (this.live = m),
+      onMember: (m) => this.setLive(m),
       progress: (stage, done, total) => {
         if (r.stage !== stage || r.stageDone !== done) this.update(r, { stage, stageDone: done, stageTotal: total });
       },

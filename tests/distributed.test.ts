@@ -15,6 +15,7 @@ import { paramLayout } from '../ml/model/spec.ts';
 import { mlmStepFlops } from '../ml/flops.ts';
 import { numMaskedPerSeq } from '../ml/data/masking.ts';
 import { scaled } from './kit/time-scale.mjs';
+import { httpReadToken, normalizeSecret } from '../wire/auth.ts';
 
 const SECRET = crypto.randomBytes(24).toString('base64');
 const env = { TTC_SECRET: SECRET, TTC_SECRET_FILE: undefined };
@@ -174,6 +175,15 @@ test('a worker with a wrong secret is refused, with the reason logged on both si
     }
   }
   t.is((await fetch(`${http}/nope`)).status, 404);
+  // /metrics: only with the read token; with it, the run waiting at step 0 and no worker (the intruder never counted).
+  const unauth = await fetch(`${http}/metrics`);
+  t.is(unauth.status, 401);
+  t.false((await unauth.text()).includes(s.runId));
+  const metrics = await fetch(`${http}/metrics`, { headers: { authorization: `Bearer ${httpReadToken(normalizeSecret(SECRET))}` } });
+  t.is(metrics.status, 200);
+  const text = await metrics.text();
+  t.true(text.includes(`\nttc_train_step{run="${s.runId}"} 0\n`), text);
+  t.true(text.includes('\nttc_workers_connected 0\n'), text);
   coord.kill('SIGTERM');
   await coord.exited;
 });

@@ -114,3 +114,11 @@ export function frameKeys(secret: Buffer, t: Transcript): FrameKeys {
   const key = (direction: string) => Buffer.from(hkdfSync('sha256', secret, salt, `${DOMAIN}/frame/${direction}`, 32));
   return { clientToServer: key('client-to-server'), serverToClient: key('server-to-client') };
 }
+
+/**
+ * The read-only token for plain HTTP (`/metrics`): HMAC-SHA256(secret, "ttc-http-read-v1") in hex.
+ * Derived, so a scraper holding it cannot join a run or forge a handshake; `ttc token` prints it.
+ */
+export function httpReadToken(secret: Buffer): string {
+  return createHmac('sha256', secret).update('ttc-http-read-v1').digest('hex');
+}

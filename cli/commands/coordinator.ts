@@ -55,6 +55,7 @@ export async function run(argv: string[]): Promise<number> {
     name: runDir.id,
     log,
     status: () => ({ kind: 'run', ...live!.status(registry.workerViews()) }),
+    trainings: () => (live ? [live.sample()] : []),
   });
   const driver = new Driver(registry, log);
   const interrupt = onInterrupt(log, `interrupted: finishing this step and writing a checkpoint; continue with \`ttc coordinator --resume ${runDir.dir}\` (Ctrl-C again to quit at once)`, undefined, () => !live?.forming);

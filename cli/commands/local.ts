@@ -49,6 +49,7 @@ async function trainLocally(values: { config?: string; resume?: string; set?: st
     name: runDir.id,
     log,
     status: () => (live ? { kind: 'run', ...live.status(cluster.registry.workerViews()) } : { kind: 'evaluation', runId: runDir.id, phase: 'starting', workers: [] }),
+    trainings: () => (live ? [live.sample()] : []),
   });
   const interrupt = onInterrupt(log, 'interrupted: finishing this step and writing a checkpoint, then stopping the workers (Ctrl-C again to stop at once)', () => cluster.kill(), () => !live?.forming);
   log.info(`run ${runDir.id} (${runDir.dir}): coordinator on ${cluster.url}, ${n} local worker(s)`);

@@ -54,6 +54,7 @@ export async function run(argv: string[]): Promise<number> {
     name: path.basename(sweepDir),
     log,
     status: () => (live ? { kind: 'run', ...live.status(cluster.registry.workerViews()) } : { kind: 'evaluation', runId: path.basename(sweepDir), phase, workers: cluster.registry.workerViews() }),
+    trainings: () => (live ? [live.sample()] : []),
   });
   const interrupt = onInterrupt(log, `interrupted: finishing this step and writing a checkpoint; continue with \`ttc sweep --resume ${sweepDir}\` (Ctrl-C again to stop at once)`, () => cluster.kill(), () => !live?.forming);
   try {

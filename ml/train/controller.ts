@@ -60,6 +60,8 @@ export class RunController {
   lastTrainLoss = NaN;
   /** seconds of the last step (NaN before the first) */
   lastStepSeconds = NaN;
+  /** the last step's time split (undefined before the first, or when its executor reports none) */
+  lastTiming: StepTiming | undefined;
   lastValLoss = NaN;
   /** cross-entropy of the validation targets under the training unigram frequencies (a baseline), once an evaluation reported it */
   unigramEntropy = NaN;
@@ -161,6 +163,7 @@ export class RunController {
     s.dataPosition = r.nextPosition;
     this.lastTrainLoss = r.loss;
     this.lastStepSeconds = r.seconds;
+    this.lastTiming = r.timing;
     this.stepsThisProcess += 1;
     this.stepSecondsThisProcess += r.seconds;
     return {
