@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import { tinyConfig, newRun, quiet, tempDir, TINY_MODEL } from './kit/helpers.ts';
 import { trainRun } from '../ml/loop/run.ts';
 import { checkpointsDir, listCheckpointDirs, loadCheckpoint } from '../ml/checkpoint/checkpoint.ts';
-import { decodeSafetensors } from '../ml/checkpoint/safetensors.ts';
+import { decodeSafetensors, encodeSafetensors } from '../ml/checkpoint/safetensors.ts';
 import { paramLayout } from '../ml/model/spec.ts';
 import { decodeCompressed, encodeCompressed } from '../compression/index.ts';
 import { classLabels, NUM_CLASSES } from '../ml/data/classification.ts';
@@ -96,4 +96,34 @@ test('a classifier head of another size gets Hugging Face\'s default names; labe
   t.deepEqual(cfg.label2id, { LABEL_0: 0, LABEL_1: 1, LABEL_2: 2 });
   t.throws(() => huggingFaceConfig({ dims: TINY_MODEL, layout, weights, labels: ['a', 'b'] }), { message: /2 label names for a 3-class head/ });
   t.is(huggingFaceConfig({ dims: TINY_MODEL, layout: paramLayout(TINY_MODEL), weights }).num_labels, undefined, 'an MLM export has no labels');
+});
+
+test.serial('ttc export --finetuned exports a sweep\'s fine-tuned classifier with the member\'s dimensions; a file of another model is refused in one line', async (t) => {
+  const config = tinyConfig({ budget: { kind: 'steps', steps: 1 } });
+  const member = newRun(config);
+  await trainRun(config, member, quiet);
+  // the file as the sweep's fine-tuning writes it (coordinator/evaluation.ts): one flat F32 tensor
+  const layout = paramLayout(TINY_MODEL, { kind: 'classifier', numClasses: NUM_CLASSES });
+  const weights = Float32Array.from({ length: layout.total }, (_, i) => Math.cos(i) * 0.03);
+  const dir = tempDir('export-ft');
+  const file = path.join(dir, `${member.id}.safetensors`);
+  fs.writeFileSync(file, encodeSafetensors({ weights: { dtype: 'F32', shape: [weights.length], data: weights } }, { devAccuracy: '0.5' }));
+  await run(process.execPath, ['bin/ttc.mjs', 'export', '--run', member.dir, '--finetuned', file, '--out', path.join(dir, 'hf')]);
+  const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'hf', 'config.json'), 'utf8'));
+  const hf = decodeSafetensors(fs.readFileSync(path.join(dir, 'hf', 'model.safetensors')));
+  t.deepEqual(cfg.architectures, ['BertForSequenceClassification']);
+  t.is(cfg.num_labels, NUM_CLASSES);
+  const out = layout.byName.get('classifier.out_proj.weight')!; // ours [in, out], HF's [out, in]
+  t.deepEqual(hf.tensors['classifier.weight'].shape, [NUM_CLASSES, TINY_MODEL.hidden]);
+  t.is(hf.tensors['classifier.weight'].data[3 * TINY_MODEL.hidden + 5], weights[out.offset + 5 * NUM_CLASSES + 3]);
+  const emb = layout.byName.get('embeddings.word_embeddings.weight')!;
+  t.deepEqual(Array.from(hf.tensors['bert.embeddings.word_embeddings.weight'].data), Array.from(weights.subarray(emb.offset, emb.offset + emb.size)));
+
+  const other = path.join(dir, 'other.safetensors');
+  fs.writeFileSync(other, encodeSafetensors({ weights: { dtype: 'F32', shape: [weights.length + 7], data: new Float32Array(weights.length + 7) } }, {}));
+  const refused = await run(process.execPath, ['bin/ttc.mjs', 'export', '--run', member.dir, '--finetuned', other, '--out', path.join(dir, 'hf2')]).then(() => undefined, (e: { code: number; stderr: string }) => e);
+  t.truthy(refused, 'a file of another model is refused');
+  t.is(refused!.code, 1);
+  t.regex(refused!.stderr.trim(), /^ttc export: --finetuned .*other\.safetensors: \d+ weights are no classifier of this model \(layers \d+, hidden \d+\): pass the member it was fine-tuned from with --run$/);
+  t.false(fs.existsSync(path.join(dir, 'hf2', 'model.safetensors')));
 });
