@@ -5,6 +5,7 @@
  * config needs this, not the model code (compression/eval measures the cells).
  */
 import { codedError } from '../core/errors.ts';
+import type { CompressSpec } from './format.ts';
 
 /** The compression methods of the grid, in the report's order. */
 export const METHODS = ['none', 'quant', 'prune-oneshot', 'prune-iterative', 'prune+quant'] as const;
@@ -95,4 +96,14 @@ export function compressionGrid(opts: GridOptions): CellSpec[] {
     seen.add(key);
     return true;
   });
+}
+
+/** The file encoding of a cell (mask given for pruning methods). */
+export function compressSpecOf(spec: CellSpec, mask?: Uint8Array, metadata?: Record<string, string>): CompressSpec {
+  return {
+    quant: quantizes(spec.method) ? { bits: spec.bits!, granularity: spec.granularity!, embeddings: spec.embeddings } : undefined,
+    mask: prunes(spec.method) ? mask : undefined,
+    pruneEmbeddings: prunes(spec.method) && spec.embeddings,
+    metadata,
+  };
 }

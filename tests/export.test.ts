@@ -8,7 +8,7 @@ import { trainRun } from '../ml/loop/run.ts';
 import { checkpointsDir, listCheckpointDirs, loadCheckpoint } from '../ml/checkpoint/checkpoint.ts';
 import { decodeSafetensors, encodeSafetensors } from '../ml/checkpoint/safetensors.ts';
 import { paramLayout } from '../ml/model/spec.ts';
-import { decodeCompressed, encodeCompressed } from '../compression/index.ts';
+import { decodeCompressed, encodeCompressed, globalMagnitudeMask } from '../compression/index.ts';
 import { classLabels, NUM_CLASSES } from '../ml/data/classification.ts';
 import { huggingFaceConfig } from '../ml/export/huggingface.ts';
 
@@ -16,13 +16,18 @@ const run = promisify(execFile);
 
 const HF_LAYER = ['attention.self.query', 'attention.self.key', 'attention.self.value', 'attention.output.dense', 'intermediate.dense', 'output.dense'];
 
-test.serial('ttc export writes a Hugging Face BertForMaskedLM safetensors + config.json, also from a compressed file', async (t) => {
-  const config = tinyConfig({ budget: { kind: 'steps', steps: 2 } });
+/** A tiny model trained for `steps` steps: its run, latest checkpoint, MLM layout and weights. */
+async function trainedTiny(steps: number) {
+  const config = tinyConfig({ budget: { kind: 'steps', steps } });
   const r = newRun(config);
   await trainRun(config, r, quiet);
   const ckptDir = listCheckpointDirs(checkpointsDir(r.dir)).at(-1)!;
   const layout = paramLayout(TINY_MODEL);
-  const { weights } = loadCheckpoint(ckptDir, layout);
+  return { r, ckptDir, layout, weights: loadCheckpoint(ckptDir, layout).weights };
+}
+
+test.serial('ttc export writes a Hugging Face BertForMaskedLM safetensors + config.json, also from a compressed file', async (t) => {
+  const { r, ckptDir, layout, weights } = await trainedTiny(2);
   const out = tempDir('export');
   await run(process.execPath, ['bin/ttc.mjs', 'export', '--run', r.dir, '--out', out]);
   const hf = decodeSafetensors(fs.readFileSync(path.join(out, 'model.safetensors')));
@@ -126,4 +131,44 @@ test.serial('ttc export --finetuned exports a sweep\'s fine-tuned classifier wit
   t.is(refused!.code, 1);
   t.regex(refused!.stderr.trim(), /^ttc export: --finetuned .*other\.safetensors: \d+ weights are no classifier of this model \(layers \d+, hidden \d+\): pass the member it was fine-tuned from with --run$/);
   t.false(fs.existsSync(path.join(dir, 'hf2', 'model.safetensors')));
+});
+
+test.serial('ttc compress writes the compressed file of one cell (pretrained or fine-tuned), which ttc export reads; bad levels are refused in one line', async (t) => {
+  const { r: member, ckptDir, layout, weights } = await trainedTiny(1);
+  const dir = tempDir('compress');
+  const file = path.join(dir, 'p50q4.ttcz');
+  const r = await run(process.execPath, ['bin/ttc.mjs', 'compress', '--run', member.dir, '--method', 'prune+quant', '--sparsity', '0.5', '--bits', '4', '--out', file]);
+  t.regex(r.stdout, /compressed .* \(sparsity 0\.5 \+ 4-bit\/channel\): [\d,]+ → [\d,]+ bytes/);
+  // the same cell computed here: the one-shot global magnitude mask, then 4-bit per channel
+  const mask = globalMagnitudeMask(weights, layout, 0.5, { embeddings: false });
+  const expected = decodeCompressed(encodeCompressed(weights, layout, { quant: { bits: 4, granularity: 'channel', embeddings: false }, mask }), layout);
+  t.deepEqual(Array.from(decodeCompressed(fs.readFileSync(file), layout)), Array.from(expected));
+  await run(process.execPath, ['bin/ttc.mjs', 'export', '--checkpoint', ckptDir, '--compressed', file, '--out', path.join(dir, 'hf')]);
+  t.true(fs.existsSync(path.join(dir, 'hf', 'model.safetensors')));
+
+  // a fine-tuned classifier: compressed, then exported as a 10-class BertForSequenceClassification
+  const clsLayout = paramLayout(TINY_MODEL, { kind: 'classifier', numClasses: NUM_CLASSES });
+  const ft = path.join(dir, `${member.id}.safetensors`);
+  const ftWeights = Float32Array.from({ length: clsLayout.total }, (_, i) => Math.sin(i * 0.7) * 0.04);
+  fs.writeFileSync(ft, encodeSafetensors({ weights: { dtype: 'F32', shape: [ftWeights.length], data: ftWeights } }, {}));
+  const q8 = path.join(dir, 'ft-q8.ttcz');
+  await run(process.execPath, ['bin/ttc.mjs', 'compress', '--run', member.dir, '--finetuned', ft, '--method', 'quant', '--bits', '8', '--out', q8]);
+  await run(process.execPath, ['bin/ttc.mjs', 'export', '--run', member.dir, '--compressed', q8, '--out', path.join(dir, 'hf-ft')]);
+  const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'hf-ft', 'config.json'), 'utf8'));
+  t.deepEqual(cfg.architectures, ['BertForSequenceClassification']);
+  t.is(cfg.num_labels, NUM_CLASSES);
+
+  for (const [args, why] of [
+    [['--method', 'prune-iterative', '--sparsity', '0.5'], /^ttc compress: --method: expected quant, prune-oneshot or prune\+quant, got "prune-iterative" \(iterative pruning fine-tunes between rounds: run it in a sweep\)$/],
+    [['--method', 'quant', '--bits', '9'], /^ttc compress: cell .*: bits must be an integer in \[2, 8\]$/],
+    [['--method', 'prune-oneshot'], /^ttc compress: cell .*: sparsity must be a number in \[0, 1\)$/],
+    [['--method', 'quant', '--bits', 'four'], /^ttc compress: --bits: expected a number, got "four"$/],
+  ] as const) {
+    const out = path.join(dir, 'refused.ttcz');
+    const e = await run(process.execPath, ['bin/ttc.mjs', 'compress', '--run', member.dir, ...args, '--out', out]).then(() => undefined, (err: { code: number; stderr: string }) => err);
+    t.truthy(e, `${args.join(' ')} is refused`);
+    t.is(e!.code, 1);
+    t.regex(e!.stderr.trim(), why);
+    t.false(fs.existsSync(out));
+  }
 });

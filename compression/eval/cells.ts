@@ -23,7 +23,7 @@ import { MlmTrainer } from '../../ml/train/trainer.ts';
 import type { EvalContext } from './context.ts';
 import { deriveSeed } from '../../core/rng.ts';
 import { finetuneClassifier, type FinetuneOptions } from './finetune.ts';
-import { cellLabel, checkCellSpec, CellSpecError, prunes, quantizes, type CellSpec } from '../grid.ts';
+import { cellLabel, checkCellSpec, CellSpecError, compressSpecOf, prunes, quantizes, type CellSpec } from '../grid.ts';
 
 /** Fine-tuning hyper-parameters for iterative pruning's rounds (steps = spec.stepsPerRound; the seed comes from EvaluateCellOptions.seed). */
 export type RoundFinetuneOptions = Pick<FinetuneOptions, 'batchSize' | 'lr' | 'warmupFraction'>;
@@ -75,16 +75,6 @@ export interface CellResult {
   /** prune-iterative: one entry per round */
   rounds?: RoundResult[];
   artifacts?: CellArtifacts;
-}
-
-/** The file encoding of a cell (mask given for pruning methods). */
-export function compressSpecOf(spec: CellSpec, mask?: Uint8Array, metadata?: Record<string, string>): CompressSpec {
-  return {
-    quant: quantizes(spec.method) ? { bits: spec.bits!, granularity: spec.granularity!, embeddings: spec.embeddings } : undefined,
-    mask: prunes(spec.method) ? mask : undefined,
-    pruneEmbeddings: prunes(spec.method) && spec.embeddings,
-    metadata,
-  };
 }
 
 /** Dev and test accuracy of classifier weights (ctx.clsLayout). */
