@@ -5,6 +5,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { isTempName } from '../core/fs.ts';
 
 const RESULT_FILE = /\.(html|md|csv|json|jsonl|log|svg)$/;
 /** sub-directories whose files are results; members/<id>/ holds each sweep member's run (without its checkpoints/) */
@@ -22,7 +23,7 @@ export function resultFiles(dir: string): string[] {
     }
     for (const e of entries.sort((a, b) => a.name.localeCompare(b.name))) {
       const name = rel ? `${rel}/${e.name}` : e.name;
-      if (e.name.startsWith('.') || e.name.includes('.tmp-')) continue;
+      if (e.name.startsWith('.') || isTempName(e.name)) continue;
       if (e.isFile() && RESULT_FILE.test(e.name)) out.push(name);
       else if (e.isDirectory() && depth < 2 && (depth > 0 ? rel.startsWith('members') && e.name !== 'checkpoints' : RESULT_DIRS.has(e.name))) walk(name, depth + 1);
     }

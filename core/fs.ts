@@ -68,9 +68,22 @@ export function writeFileSynced(file: string, data: Uint8Array | string): void {
   }
 }
 
+/** What marks a writer's temporary: `<target>.tmp-<pid>-<random>`, renamed over `<target>` once whole. */
+const TEMP_MARK = '.tmp-';
+
+/** A temporary path, beside `target`, to write it under before the rename. */
+export function tempPathFor(target: string): string {
+  return `${target}${TEMP_MARK}${process.pid}-${randomBytes(4).toString('hex')}`;
+}
+
+/** Whether a directory entry is a writer's temporary (of the entry named `of`, when given); such an entry is never read. */
+export function isTempName(name: string, of?: string): boolean {
+  return of === undefined ? name.includes(TEMP_MARK) : name.startsWith(`${of}${TEMP_MARK}`);
+}
+
 /** Writes `data` to `file` atomically (temporary file in the same directory, fsync, rename). */
 export function writeFileAtomic(file: string, data: Uint8Array | string): void {
-  const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const tmp = tempPathFor(file);
   const bytes = typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength;
   writingTo(file, bytes, () => {
     writeFileSynced(tmp, data);

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Config } from '../config/schema.ts';
 import { oneLine, RunDirError } from '../errors.ts';
-import { writeJsonAtomic } from '../fs.ts';
+import { isTempName, writeJsonAtomic } from '../fs.ts';
 
 export interface RunDir {
   id: string;
@@ -59,7 +59,7 @@ export function createRunDir(config: Config, configPath?: string): RunDir {
  */
 export function removeUnstartedRunDir(dir: string): void {
   if (!fs.existsSync(dir) || fs.existsSync(runDirFor(dir).configFile)) return;
-  const others = fs.readdirSync(dir).filter((e) => !e.startsWith('config.json.tmp-'));
+  const others = fs.readdirSync(dir).filter((e) => !isTempName(e, 'config.json'));
   if (others.length > 0) throw new RunDirError(`${dir} has no config.json but holds ${others.slice(0, 3).join(', ')}${others.length > 3 ? ', …' : ''}: not a run this process started; move it away`);
   fs.rmSync(dir, { recursive: true, force: true });
 }

@@ -19,7 +19,7 @@ import { decodeSafetensors, encodeSafetensors, type SafeTensor } from './safeten
 import type { ModelDims, ParamLayout } from '../model/spec.ts';
 import type { DataPosition } from '../data/batches.ts';
 import type { RngState } from '../../core/rng.ts';
-import { writeFileSynced, writingTo } from '../../core/fs.ts';
+import { isTempName, tempPathFor, writeFileSynced, writingTo } from '../../core/fs.ts';
 import { codedError } from '../../core/errors.ts';
 
 export const CHECKPOINT_FORMAT = 1;
@@ -65,7 +65,7 @@ const stepDirName = (step: number) => `step-${String(step).padStart(8, '0')}`;
 export function saveCheckpoint(runDir: string, layout: ParamLayout, ckpt: Checkpoint, keep = 3): string {
   const root = checkpointsDir(runDir);
   const finalDir = path.join(root, stepDirName(ckpt.state.step));
-  const tmpDir = `${finalDir}.tmp-${process.pid}-${Date.now()}`;
+  const tmpDir = tempPathFor(finalDir);
   const weights: Record<string, SafeTensor> = {};
   for (const s of layout.specs) weights[s.name] = { dtype: 'F32', shape: s.shape, data: ckpt.weights.subarray(s.offset, s.offset + s.size) };
   const files: Record<string, Uint8Array> = {
@@ -106,7 +106,7 @@ function pruneCheckpoints(root: string, keep: number): void {
  */
 export function removeStaleTemporaries(root: string): string[] {
   if (!fs.existsSync(root)) return [];
-  const stale = fs.readdirSync(root).filter((e) => e.includes('.tmp-')).map((e) => path.join(root, e));
+  const stale = fs.readdirSync(root).filter((e) => isTempName(e)).map((e) => path.join(root, e));
   for (const p of stale) fs.rmSync(p, { recursive: true, force: true });
   return stale;
 }

@@ -21,7 +21,7 @@ import { endianness } from 'node:os';
 import { join } from 'node:path';
 import { Rng } from '../../core/rng.ts';
 import { DataError } from '../../core/errors.ts';
-import { writeFileAtomic } from '../../core/fs.ts';
+import { isTempName, writeFileAtomic } from '../../core/fs.ts';
 import { runPaced } from '../../core/pace.ts';
 import { corpusFiles, loadPretrainCorpus } from './corpus.ts';
 import { packSequences } from './packing.ts';
@@ -293,7 +293,7 @@ function makeCacheDir(dir: string): void {
     throw new DataError(`cannot create the dataset cache directory ${dir} (cacheDir): ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
   for (const name of readdirSync(dir)) {
-    if (!name.includes('.tmp-')) continue;
+    if (!isTempName(name)) continue;
     const file = join(dir, name);
     try {
       if (Date.now() - statSync(file).mtimeMs > STALE_TMP_MS) rmSync(file, { force: true });
