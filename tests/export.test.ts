@@ -11,25 +11,42 @@ import { paramLayout } from '../ml/model/spec.ts';
 import { decodeCompressed, encodeCompressed, globalMagnitudeMask } from '../compression/index.ts';
 import { classLabels, NUM_CLASSES } from '../ml/data/classification.ts';
 import { huggingFaceConfig } from '../ml/export/huggingface.ts';
+import { TOKENIZER_FILES } from '../ml/export/hf-tokenizer.ts';
+import { datasetFor } from '../ml/train/data.ts';
+import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 
 const run = promisify(execFile);
 
 const HF_LAYER = ['attention.self.query', 'attention.self.key', 'attention.self.value', 'attention.output.dense', 'intermediate.dense', 'output.dense'];
 
-/** A tiny model trained for `steps` steps: its run, latest checkpoint, MLM layout and weights. */
+/** A tiny model trained for `steps` steps: its run, config, latest checkpoint, MLM layout and weights. */
 async function trainedTiny(steps: number) {
   const config = tinyConfig({ budget: { kind: 'steps', steps } });
   const r = newRun(config);
   await trainRun(config, r, quiet);
   const ckptDir = listCheckpointDirs(checkpointsDir(r.dir)).at(-1)!;
   const layout = paramLayout(TINY_MODEL);
-  return { r, ckptDir, layout, weights: loadCheckpoint(ckptDir, layout).weights };
+  return { r, config, ckptDir, layout, weights: loadCheckpoint(ckptDir, layout).weights };
 }
 
-test.serial('ttc export writes a Hugging Face BertForMaskedLM safetensors + config.json, also from a compressed file', async (t) => {
-  const { r, ckptDir, layout, weights } = await trainedTiny(2);
+/** The tokenizer files an export wrote (tests/tokenizer-export.test.ts checks their ids in depth). */
+function exportedTokenizer(dir: string): { json: string; hf: HfTokenizer; config: Record<string, unknown> } {
+  const read = (name: string) => fs.readFileSync(path.join(dir, name), 'utf8');
+  const config = JSON.parse(read('tokenizer_config.json'));
+  return { json: read('tokenizer.json'), hf: new HfTokenizer(JSON.parse(read('tokenizer.json')), config), config };
+}
+
+test.serial('ttc export writes a Hugging Face BertForMaskedLM safetensors + config.json and the run\'s tokenizer, also from a compressed file', async (t) => {
+  const { r, config, ckptDir, layout, weights } = await trainedTiny(2);
   const out = tempDir('export');
   await run(process.execPath, ['bin/ttc.mjs', 'export', '--run', r.dir, '--out', out]);
+  // the tokenizer next to config.json: the run's, giving its ids
+  const { tokenizer: tok, cacheKey } = await datasetFor(config, () => {});
+  const exported = exportedTokenizer(out);
+  const sentence = 'The Fulton County Grand Jury said Friday an investigation of Atlanta\'s recent primary election produced "no evidence".';
+  t.deepEqual(exported.hf.encode(sentence).ids, [2, ...tok.encode(sentence), 3]);
+  t.like(exported.config, { tokenizer_class: 'PreTrainedTokenizerFast', model_max_length: TINY_MODEL.seqLen });
+  t.true(fs.existsSync(path.join(out, 'special_tokens_map.json')));
   const hf = decodeSafetensors(fs.readFileSync(path.join(out, 'model.safetensors')));
   const cfg = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8'));
   t.deepEqual(cfg.architectures, ['BertForMaskedLM']);
@@ -67,6 +84,22 @@ test.serial('ttc export writes a Hugging Face BertForMaskedLM safetensors + conf
   const emb = layout.byName.get('embeddings.word_embeddings.weight')!;
   t.deepEqual(Array.from(hf2.tensors['bert.embeddings.word_embeddings.weight'].data), Array.from(deq.subarray(emb.offset, emb.offset + emb.size)));
   t.true(new Set(hf2.tensors['bert.embeddings.word_embeddings.weight'].data.slice(0, TINY_MODEL.hidden)).size <= 15, '4-bit: at most 15 levels per row');
+  t.is(exportedTokenizer(out2).json, exported.json, 'a checkpoint in a run directory: the run\'s tokenizer');
+
+  // a checkpoint outside any run directory: the model alone, and a warning; --tokenizer names the dataset cache's file
+  const lone = path.join(tempDir('export-lone'), 'step');
+  fs.cpSync(ckptDir, lone, { recursive: true });
+  const out3 = tempDir('export-lone-out');
+  const warned = await run(process.execPath, ['bin/ttc.mjs', 'export', '--checkpoint', lone, '--out', out3]);
+  t.regex(warned.stderr, /ttc export: no tokenizer exported: .* is not in a run directory: pass --run, or --tokenizer/);
+  t.true(fs.existsSync(path.join(out3, 'model.safetensors')));
+  t.false(fs.existsSync(path.join(out3, 'tokenizer.json')));
+  const cached = path.join(config.cacheDir, cacheKey, 'tokenizer.json');
+  await run(process.execPath, ['bin/ttc.mjs', 'export', '--checkpoint', lone, '--tokenizer', cached, '--out', out3]);
+  t.is(exportedTokenizer(out3).json, exported.json);
+  const bad = await run(process.execPath, ['bin/ttc.mjs', 'export', '--checkpoint', lone, '--tokenizer', path.join(out3, 'config.json'), '--out', out3]).then(() => undefined, (e: { code: number; stderr: string }) => e);
+  t.is(bad?.code, 1);
+  t.regex(bad!.stderr.trim(), /^ttc export: --tokenizer .*config\.json: not a ttc tokenizer file \(a dataset cache's tokenizer\.json\): unsupported format$/);
 });
 
 test.serial('a classifier export names its classes: num_labels, id2label and label2id match the head, so from_pretrained builds the right head', async (t) => {
@@ -90,6 +123,7 @@ test.serial('a classifier export names its classes: num_labels, id2label and lab
   t.deepEqual(cfg.id2label, Object.fromEntries(names.map((l, i) => [String(i), l])));
   t.deepEqual(cfg.label2id, Object.fromEntries(names.map((l, i) => [l, i])));
   t.true(names.every((l) => l.startsWith('noun.')), names.join(', '));
+  for (const f of TOKENIZER_FILES) t.true(fs.existsSync(path.join(out, 'hf', f)), f);
 });
 
 test('a classifier head of another size gets Hugging Face\'s default names; label names of the wrong count are refused', (t) => {
@@ -123,6 +157,7 @@ test.serial('ttc export --finetuned exports a sweep\'s fine-tuned classifier wit
   t.is(hf.tensors['classifier.weight'].data[3 * TINY_MODEL.hidden + 5], weights[out.offset + 5 * NUM_CLASSES + 3]);
   const emb = layout.byName.get('embeddings.word_embeddings.weight')!;
   t.deepEqual(Array.from(hf.tensors['bert.embeddings.word_embeddings.weight'].data), Array.from(weights.subarray(emb.offset, emb.offset + emb.size)));
+  for (const f of TOKENIZER_FILES) t.true(fs.existsSync(path.join(dir, 'hf', f)), f);
 
   const other = path.join(dir, 'other.safetensors');
   fs.writeFileSync(other, encodeSafetensors({ weights: { dtype: 'F32', shape: [weights.length + 7], data: new Float32Array(weights.length + 7) } }, {}));
@@ -157,6 +192,7 @@ test.serial('ttc compress writes the compressed file of one cell (pretrained or 
   const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'hf-ft', 'config.json'), 'utf8'));
   t.deepEqual(cfg.architectures, ['BertForSequenceClassification']);
   t.is(cfg.num_labels, NUM_CLASSES);
+  for (const f of TOKENIZER_FILES) t.true(fs.existsSync(path.join(dir, 'hf-ft', f)), f);
 
   for (const [args, why] of [
     [['--method', 'prune-iterative', '--sparsity', '0.5'], /^ttc compress: --method: expected quant, prune-oneshot or prune\+quant, got "prune-iterative" \(iterative pruning fine-tunes between rounds: run it in a sweep\)$/],

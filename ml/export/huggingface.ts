@@ -5,13 +5,16 @@
  * prefix, transposes dense weights to PyTorch's [out, in], writes the tied decoder explicitly, a zero
  * token-type embedding (we use one segment), and maps our classification head (first token → dense →
  * tanh → dense) onto BERT's pooler + classifier, which is the same computation. Compressed models are
- * exported dequantized (float32), with the zeros of pruning kept.
+ * exported dequantized (float32), with the zeros of pruning kept. With the model's tokenizer, its
+ * tokenizer.json, tokenizer_config.json and special_tokens_map.json are written too (hf-tokenizer.ts).
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { encodeSafetensors, type SafeTensor } from '../checkpoint/safetensors.ts';
 import { LAYER_NORM_EPS } from '../model/ops.ts';
 import type { ModelDims, ParamLayout } from '../model/spec.ts';
+import type { Tokenizer } from '../data/tokenizer.ts';
+import { writeHuggingFaceTokenizer } from './hf-tokenizer.ts';
 
 export interface ExportOptions {
   dims: ModelDims;
@@ -21,6 +24,8 @@ export interface ExportOptions {
   labels?: string[];
   initStd?: number;
   source?: string;
+  /** the tokenizer the model was trained with: exported next to config.json when given */
+  tokenizer?: Tokenizer;
 }
 
 function transpose(src: Float32Array, rows: number, cols: number): Float32Array {
@@ -92,12 +97,14 @@ export function huggingFaceConfig(o: ExportOptions): Record<string, unknown> {
   return base;
 }
 
-/** Writes model.safetensors and config.json into outDir; returns the file paths. */
+/** Writes model.safetensors and config.json (and the tokenizer's files) into outDir; returns the file paths. */
 export function exportHuggingFace(outDir: string, o: ExportOptions): string[] {
+  if (o.tokenizer && o.tokenizer.vocabSize > o.dims.vocab) throw new Error(`export: a tokenizer of ${o.tokenizer.vocabSize} ids for a vocabulary of ${o.dims.vocab}`);
   fs.mkdirSync(outDir, { recursive: true });
   const model = path.join(outDir, 'model.safetensors');
   const config = path.join(outDir, 'config.json');
   fs.writeFileSync(model, encodeSafetensors(huggingFaceTensors(o), { format: 'pt', source: o.source ?? 'ttc' }));
   fs.writeFileSync(config, `${JSON.stringify(huggingFaceConfig(o), null, 2)}\n`);
-  return [model, config];
+  const tokenizer = o.tokenizer ? writeHuggingFaceTokenizer(outDir, o.tokenizer, { modelMaxLength: o.dims.seqLen }) : [];
+  return [model, config, ...tokenizer];
 }
