@@ -376,11 +376,11 @@ figcaption { font-size: 0.9rem; color: #555; margin-top: 0.3rem; max-width: 75em
 .verdict.full { border-left-color: #888; }
 .meta { color: #555; font-size: 0.9rem; }
 nav.toc { font-size: 0.9rem; } nav.toc a { margin-right: 0.8rem; white-space: nowrap; }
-.table-wrap { overflow-x: auto; max-width: 100%; margin: 0.6rem 0 1.2rem; }
-table { border-collapse: collapse; font-size: 0.85rem; }
-th, td { border: 1px solid #ddd; padding: 0.25rem 0.5rem; text-align: left; vertical-align: top; }
-th { background: #f4f4f4; white-space: nowrap; } td { max-width: 30em; }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; } td.num { white-space: nowrap; }
+.table-wrap { overflow-x: auto; overflow-y: auto; max-width: 100%; max-height: 85vh; margin: 0.6rem 0 1.2rem; border: 1px solid #ddd; }
+table { border-collapse: separate; border-spacing: 0; font-size: 0.85rem; }
+th, td { border-right: 1px solid #ddd; border-bottom: 1px solid #ddd; padding: 0.25rem 0.5rem; text-align: left; vertical-align: top; white-space: nowrap; }
+th { background: #f4f4f4; position: sticky; top: 0; z-index: 1; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 tbody tr:nth-child(even) { background: #fafafa; }
 table.sortable th { cursor: pointer; user-select: none; }
 table.sortable th::after { content: " \\2195"; color: #aaa; font-size: 0.8em; }
