@@ -99,7 +99,7 @@ function logX(field: string, title: string, values: Json[]): Json {
     type: 'quantitative',
     title,
     scale: { type: 'log', nice: false, ...(domain ? { domain } : {}) },
-    axis: { format: '~s', labelOverlap: 'greedy', labelSeparation: 6 },
+    axis: { format: '.3~s', labelOverlap: 'greedy', labelSeparation: 6 },
   };
 }
 
@@ -396,7 +396,7 @@ function headlinePlot(data: ReportData, groups: CellGroup[]): PlotSpec[] {
   const several = budgetIds.length > 1;
   const xTitle = 'bytes (log scale)';
   // one x scale per bytes view: padding (in pixels) instead of a fixed domain keeps the panels independent
-  const x: Json = { field: 'bytes', type: 'quantitative', title: xTitle, scale: { type: 'log', nice: false, padding: 14 }, axis: { format: '~s', labelOverlap: 'greedy', labelSeparation: 6 } };
+  const x: Json = { field: 'bytes', type: 'quantitative', title: xTitle, scale: { type: 'log', nice: false, padding: 14 }, axis: { format: '.3~s', labelOverlap: 'greedy', labelSeparation: 6 } };
   const color = sizeColor(data);
   const layers: Json[] = [];
   if (multiSeed(groups)) layers.push(errorBars(x, color));

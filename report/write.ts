@@ -330,7 +330,7 @@ function buildTables(data: ReportData, conclusion: Conclusion): Tables {
 
 function summaryLine(data: ReportData): string {
   const seeds = new Set(data.cells.filter((c) => c.seed !== undefined).map((c) => c.seed));
-  return `${data.sizes.length} sizes × ${data.budgets.length} budget${data.budgets.length === 1 ? '' : 's'}; ${groupCells(data).length} compression cells${seeds.size > 1 ? `, each over ${seeds.size} seeds` : ''}. Created ${data.createdAt}.`;
+  return `${data.sizes.length} size${data.sizes.length === 1 ? '' : 's'} × ${data.budgets.length} budget${data.budgets.length === 1 ? '' : 's'}; ${groupCells(data).length} compression cells${seeds.size > 1 ? `, each over ${seeds.size} seeds` : ''}. Created ${data.createdAt}.`;
 }
 
 const CELLS_NOTE =
