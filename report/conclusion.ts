@@ -95,6 +95,11 @@ export interface Conclusion {
   judgement: Judgement;
   /** one paragraph */
   verdict: string;
+  /**
+   * The short verdict the report opens with (2–4 sentences with one or two budgets): which size
+   * gives the best cell at which memory budgets, the judgement with its tallies, and the caveat.
+   */
+  headline: string;
   /** the conclusion as lines: best sizes, memory answers, and the verdict last */
   lines: string[];
 }
@@ -255,8 +260,9 @@ export function conclude(data: ReportData, options: ConcludeOptions = {}): Concl
     decided.length === 0 ? 'undecided' : decided.every((p) => p.judgement === 'supports') ? 'supports' : decided.every((p) => p.judgement === 'contradicts') ? 'contradicts' : 'neither';
 
   const verdict = writeVerdict(data, bestSizes, comparisons, retention, perBudget, judgement);
+  const headline = writeHeadline(data, answers, perBudget, judgement);
   const lines = [...bestSizes.map((b) => b.text), ...answers.map((a) => a.text), verdict];
-  return { bestSizes, memoryBudgets: mbs, answers, comparisons, retention, perBudget, judgement, verdict, lines };
+  return { bestSizes, memoryBudgets: mbs, answers, comparisons, retention, perBudget, judgement, verdict, headline, lines };
 }
 
 /**
@@ -302,6 +308,79 @@ function computeRetention(groups: CellGroup[], budgetIds: string[], sizeOrder: s
 function list(items: string[]): string {
   if (items.length <= 1) return items.join('');
   return `${items.slice(0, -1).join('; ')}; and ${items[items.length - 1]}`;
+}
+
+/** The caveat every verdict ends with: one seed, or how seeds were compared. */
+function seedCaveat(data: ReportData): string {
+  // Seeds per cell across the report (not only the compared ones: with one size nothing is compared).
+  const maxSeeds = Math.max(1, ...data.cells.map((c) => (c.seed === undefined ? 1 : data.cells.filter((o) => o.sizeId === c.sizeId && o.budgetId === c.budgetId && o.method === c.method && o.level === c.level).length)));
+  return maxSeeds > 1
+    ? 'Accuracies are means over seeds; a comparison whose min–max ranges overlap counts as a tie.'
+    : 'Each cell was measured with one seed, so small differences may be noise.';
+}
+
+interface WinnerRun {
+  sizeId: string;
+  from: number;
+  to: number;
+}
+
+/** Which size gives the best cell along the memory budgets of one (budget, view), as runs of the same size. */
+function winnerRuns(answers: MemoryAnswer[]): WinnerRun[] {
+  const runs: WinnerRun[] = [];
+  for (const a of [...answers].sort((x, y) => x.bytes - y.bytes)) {
+    if (!a.best) continue;
+    const last = runs[runs.length - 1];
+    if (last && last.sizeId === a.best.sizeId) last.to = a.bytes;
+    else runs.push({ sizeId: a.best.sizeId, from: a.bytes, to: a.bytes });
+  }
+  return runs;
+}
+
+/** "tiny up to 2.01 MB, small from 5.5 MB to 21.5 MB and base from 93.8 MB" */
+function runsText(runs: WinnerRun[]): string {
+  const items = runs.map((r, i) =>
+    i === 0 ? `${r.sizeId} up to ${fmtBytes(r.to)}` : i === runs.length - 1 ? `${r.sizeId} from ${fmtBytes(r.from)}` : r.from === r.to ? `${r.sizeId} at ${fmtBytes(r.from)}` : `${r.sizeId} from ${fmtBytes(r.from)} to ${fmtBytes(r.to)}`,
+  );
+  return items.length <= 1 ? items.join('') : `${items.slice(0, -1).join(', ')} and ${items[items.length - 1]}`;
+}
+
+/** The short verdict the report opens with (see Conclusion.headline). */
+function writeHeadline(data: ReportData, answers: MemoryAnswer[], perBudget: BudgetVerdict[], judgement: Judgement): string {
+  if (perBudget.length === 0) return `There are no compression cells, so the report cannot say which size is best at a memory budget. ${seedCaveat(data)}`;
+  const budgetById = new Map(data.budgets.map((b) => [b.id, b]));
+  const perBudgetText = perBudget.map((p) => {
+    const label = budgetLabel(budgetById.get(p.budgetId)!);
+    const [total, nonEmb] = BYTES_VIEWS.map((v) => winnerRuns(answers.filter((a) => a.budgetId === p.budgetId && a.view === v)));
+    if (total!.length === 0 && nonEmb!.length === 0) return `at ${label} no cell fits any memory budget`;
+    const only = [...total!, ...nonEmb!].map((r) => r.sizeId);
+    if (total!.length === 1 && nonEmb!.length === 1 && only[0] === only[1]) return `at ${label} ${only[0]} gives the best cell at every memory budget, in both bytes views`;
+    const one = (runs: WinnerRun[]): string => (runs.length === 0 ? 'no cell fits' : runs.length === 1 ? `${runs[0]!.sizeId} at every memory budget` : runsText(runs));
+    return `at ${label} the best cell comes from ${one(total!)} in total bytes (non-embedding bytes: ${one(nonEmb!)})`;
+  });
+  const cap = (t: string): string => `${t[0]!.toUpperCase()}${t.slice(1)}`;
+  const sentences: string[] = perBudgetText.length <= 2 ? perBudgetText.map((t) => `${cap(t)}.`) : [`${cap(perBudgetText.join('; '))}.`];
+  const tally = (p: BudgetVerdict): string => (p.judgement === 'undecided' ? `${p.budgetId} none` : `${p.budgetId} ${p.largerWins}–${p.smallerWins}${p.ties ? ` (${p.ties} ties)` : ''}`);
+  const tallies = `equal-memory comparisons won, larger vs smaller: ${perBudget.map(tally).join(', ')}`;
+  const at = (j: Judgement): string[] => perBudget.filter((p) => p.judgement === j).map((p) => p.budgetId);
+  switch (judgement) {
+    case 'supports':
+      sentences.push(`So a larger model compressed to the memory budget beats a smaller one compressed less, as the paper claims (${tallies}).`);
+      break;
+    case 'contradicts':
+      sentences.push(`So the smaller model wins at equal memory, contrary to the paper’s claim (${tallies}).`);
+      break;
+    case 'neither': {
+      const parts = [at('supports').length ? `the larger model wins at ${at('supports').join(', ')}` : '', at('contradicts').length ? `the smaller at ${at('contradicts').join(', ')}` : '', at('neither').length ? `neither at ${at('neither').join(', ')}` : ''].filter(Boolean);
+      sentences.push(`So whether larger-then-compressed wins at equal memory depends on the budget: ${parts.join(', ')} (${tallies}).`);
+      break;
+    }
+    case 'undecided':
+      sentences.push(`So the data cannot settle whether larger-then-compressed wins: no memory budget fits cells of two sizes.`);
+      break;
+  }
+  sentences.push(seedCaveat(data));
+  return sentences.join(' ');
 }
 
 function writeVerdict(
@@ -389,12 +468,6 @@ function writeVerdict(
           : 'So the data cannot settle the claim';
   parts.push(perBudget.length > 0 ? `${head}: ${list(perBudget.map(say))}.` : `${head}: there are no compression cells.`);
 
-  // Seeds per cell across the report (not only the compared ones: with one size nothing is compared).
-  const maxSeeds = Math.max(1, ...data.cells.map((c) => (c.seed === undefined ? 1 : data.cells.filter((o) => o.sizeId === c.sizeId && o.budgetId === c.budgetId && o.method === c.method && o.level === c.level).length)));
-  parts.push(
-    maxSeeds > 1
-      ? 'Accuracies are means over seeds; a comparison whose min–max ranges overlap counts as a tie.'
-      : 'Each cell was measured with one seed, so small differences may be noise.',
-  );
+  parts.push(seedCaveat(data));
   return parts.join(' ');
 }

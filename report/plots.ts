@@ -2,6 +2,7 @@
  * The report's plots: Vega-Lite specs built from ReportData, rendered headless to standalone SVG
  * strings (no canvas package, no DOM, no network: the data is inlined in each spec).
  *
+ *   accuracy-vs-bytes                                 the headline: dev accuracy vs total and non-embedding bytes, a line per size
  *   loss-vs-flops / loss-vs-seconds / loss-vs-steps   pretraining curves, one line per size, a panel per budget
  *   isoflop                                           final validation loss vs parameters, a line per budget, best size marked
  *   quant                                             dev accuracy vs total bytes under quantization, a line per size
@@ -28,7 +29,7 @@ import {
   type CellGroup,
 } from './aggregate.ts';
 import { bestSizePerBudget } from './conclusion.ts';
-import type { BytesView, ReportData } from './types.ts';
+import { BYTES_VIEWS, type BytesView, type ReportData } from './types.ts';
 import { codedError } from '../core/errors.ts';
 
 export interface PlotSpec {
@@ -59,6 +60,8 @@ interface Layout {
   column?: { field: string; sort: string[] };
   row?: { field: string; sort: string[] };
   independentX?: boolean;
+  /** the size of each panel (default PANEL) */
+  panel?: { width: number; height: number };
 }
 
 /** A (possibly faceted) layered chart over one inline data set. */
@@ -70,14 +73,15 @@ function chart(title: string, description: string, values: Json[], layers: Json[
     data: { values },
     config: { font: 'sans-serif', axis: { labelFontSize: 10, titleFontSize: 11 }, legend: { labelLimit: 260 } },
   };
-  if (!layout.column && !layout.row) return { ...base, ...PANEL, layer: layers } as unknown as TopLevelSpec;
+  const panel = layout.panel ?? PANEL;
+  if (!layout.column && !layout.row) return { ...base, ...panel, layer: layers } as unknown as TopLevelSpec;
   const facet: Json = {};
-  if (layout.column) facet.column = { field: layout.column.field, type: 'nominal', sort: layout.column.sort, title: null, header: { labelFontSize: 11 } };
+  if (layout.column) facet.column = { field: layout.column.field, type: 'nominal', sort: layout.column.sort, title: null, header: { labelFontSize: 12, labelFontWeight: 'bold' } };
   if (layout.row) facet.row = { field: layout.row.field, type: 'nominal', sort: layout.row.sort, title: null, header: { labelFontSize: 11 } };
   return {
     ...base,
     facet,
-    spec: { ...PANEL, layer: layers },
+    spec: { ...panel, layer: layers },
     ...(layout.independentX ? { resolve: { scale: { x: 'independent' } } } : {}),
   } as unknown as TopLevelSpec;
 }
@@ -95,7 +99,7 @@ function logX(field: string, title: string, values: Json[]): Json {
     type: 'quantitative',
     title,
     scale: { type: 'log', nice: false, ...(domain ? { domain } : {}) },
-    axis: { format: '~s', labelOverlap: 'greedy', labelSeparation: 6 },
+    axis: { format: '.3~s', labelOverlap: 'greedy', labelSeparation: 6 },
   };
 }
 
@@ -368,10 +372,52 @@ function frontierPlot(data: ReportData, groups: CellGroup[], view: BytesView): P
   };
 }
 
-/** Every plot the data allows, in report order (plots without data are left out). */
+export const HEADLINE_PLOT = 'accuracy-vs-bytes';
+const VIEW_HEADERS: Record<BytesView, string> = { total: 'total bytes', nonEmbedding: 'non-embedding bytes' };
+
+/**
+ * The report's headline: dev accuracy against bytes, one line per size, in both bytes views side by
+ * side (a row per budget). Each size's line is its own accuracy-vs-memory front (the cells of that
+ * size that no other cell of the size beats with fewer bytes), drawn as a step: read at x, it is the
+ * best dev accuracy the size reaches within x bytes. Where the lines cross, the winning size changes.
+ */
+function headlinePlot(data: ReportData, groups: CellGroup[]): PlotSpec[] {
+  if (groups.length === 0) return [];
+  const values: Json[] = [];
+  const budgetIds = sortedBudgets(data).map((b) => b.id).filter((id) => groups.some((g) => g.budgetId === id));
+  for (const view of BYTES_VIEWS) {
+    for (const b of budgetIds) {
+      for (const s of sortedSizes(data)) {
+        const own = groups.filter((g) => g.budgetId === b && g.sizeId === s.id);
+        for (const g of paretoFront(own, view)) values.push({ ...cellRow(data, g, view), view: VIEW_HEADERS[view] });
+      }
+    }
+  }
+  const several = budgetIds.length > 1;
+  const xTitle = 'bytes (log scale)';
+  // one x scale per bytes view: padding (in pixels) instead of a fixed domain keeps the panels independent
+  const x: Json = { field: 'bytes', type: 'quantitative', title: xTitle, scale: { type: 'log', nice: false, padding: 14 }, axis: { format: '.3~s', labelOverlap: 'greedy', labelSeparation: 6 } };
+  const color = sizeColor(data);
+  const layers: Json[] = [];
+  if (multiSeed(groups)) layers.push(errorBars(x, color));
+  layers.push({ mark: { type: 'line', interpolate: 'step-after', strokeWidth: 2 }, encoding: { x, y: accY, color } });
+  layers.push({ mark: { type: 'point', filled: true, size: 36 }, encoding: { x, y: accY, color } });
+  const title = 'Dev accuracy vs memory: the best each size reaches within a memory budget';
+  const description = `Dev accuracy against bytes (log scale), one line per model size, in total bytes (left) and non-embedding bytes (right)${several ? ', one row per budget' : ''}: each line is that size’s best cells (none of its other cells is smaller and more accurate), so read at x it is the best the size reaches within x bytes; where the lines cross, the winning size changes.`;
+  const spec = chart(title, description, values, layers, {
+    column: { field: 'view', sort: BYTES_VIEWS.map((v) => VIEW_HEADERS[v]) },
+    ...(several ? { row: { field: 'budget', sort: sortedBudgets(data).filter((b) => budgetIds.includes(b.id)).map(budgetLabel) } } : {}),
+    independentX: true,
+    panel: { width: 340, height: several ? 170 : 230 },
+  });
+  return [{ name: HEADLINE_PLOT, title, description, xTitle, yTitle: DEV_TITLE, spec }];
+}
+
+/** Every plot the data allows, in report order (plots without data are left out); the headline first. */
 export function plotSpecs(data: ReportData): PlotSpec[] {
   const groups = groupCells(data);
   return [
+    ...headlinePlot(data, groups),
     ...curvePlots(data),
     ...isoflopPlot(data),
     ...quantPlot(data, groups),

@@ -7,13 +7,16 @@
  *   curves.csv        every pretraining curve point
  *   report.json       the ReportData itself (plots and tables can be rebuilt from it)
  *   plots/*.svg       the plots (plots.ts)
- *   report.md         tables, the conclusion, links to the SVGs
- *   report.html       the same, self-contained: SVGs inlined, no external resources
+ *   report.md         the headline plot and the short verdict first, then the other plots, the
+ *                     conclusion in full and every table
+ *   report.html       the same, self-contained: SVGs inlined, tables sortable by one inline
+ *                     script, no external resources
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import {
   budgetLabel,
+  bytesOf,
   fmtBytes,
   fmtLoss,
   fmtParams,
@@ -29,7 +32,7 @@ import {
 } from './aggregate.ts';
 import { writeFileAtomic } from '../core/fs.ts';
 import { conclude, type Conclusion } from './conclusion.ts';
-import { renderPlots, type RenderedPlot } from './plots.ts';
+import { HEADLINE_PLOT, renderPlots, type RenderedPlot } from './plots.ts';
 import type { Cell, Final, ReportData } from './types.ts';
 
 export interface WriteReportResult {
@@ -156,7 +159,8 @@ function curvesCsv(data: ReportData): string {
 // ---------------------------------------------------------------------------------------------
 // tables, rendered to Markdown and to HTML from one model
 
-type TCell = string | { text: string; strong?: boolean };
+/** A table cell: text, optionally bold, optionally with the number a click on its header sorts by. */
+type TCell = string | { text: string; strong?: boolean; sort?: number };
 
 interface Table {
   header: string[];
@@ -167,6 +171,12 @@ interface Table {
 
 const text = (c: TCell): string => (typeof c === 'string' ? c : c.text);
 const strong = (c: TCell): boolean => typeof c !== 'string' && !!c.strong;
+/** The number a numeric cell sorts by: its own, else the number its text starts with ("12.5% (…)", "1.0e13 FLOPs"); undefined for "—" or empty. */
+const sortKey = (c: TCell): number | undefined => {
+  if (typeof c !== 'string' && c.sort !== undefined) return c.sort;
+  const m = /^-?\d+(?:\.\d+)?(?:e[-+]?\d+)?/i.exec(text(c));
+  return m ? Number(m[0]) : undefined;
+};
 
 function mdEscape(s: string): string {
   return s.replace(/\\/g, '\\\\').replace(/\|/g, '\\|').replace(/\*/g, '\\*').replace(/_/g, '\\_').replace(/\n/g, ' ');
@@ -185,13 +195,24 @@ export function htmlEscape(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;');
 }
 
-function htmlTable(t: Table): string {
+/**
+ * A table as HTML: wrapped in its own horizontally scrolling container (a wide table never widens
+ * the page), numbers right-aligned with the number they sort by in `data-sort`; `sortable` tables
+ * sort by a click on a header (the page's one script, SORT_SCRIPT).
+ */
+function htmlTable(t: Table, id: string): string {
   const cls = (i: number): string => (t.align[i] === 'r' ? ' class="num"' : '');
-  const head = `<tr>${t.header.map((h, i) => `<th${cls(i)}>${htmlEscape(h)}</th>`).join('')}</tr>`;
+  const attrs = (c: TCell, i: number): string => {
+    if (t.align[i] !== 'r') return '';
+    const k = sortKey(c);
+    return `${cls(i)}${k !== undefined ? ` data-sort="${k}"` : ''}`;
+  };
+  const head = `<tr>${t.header.map((h, i) => `<th scope="col"${cls(i)}>${htmlEscape(h)}</th>`).join('')}</tr>`;
   const body = t.rows
-    .map((r) => `<tr>${r.map((c, i) => `<td${cls(i)}>${strong(c) ? `<strong>${htmlEscape(text(c))}</strong>` : htmlEscape(text(c))}</td>`).join('')}</tr>`)
+    .map((r) => `<tr>${r.map((c, i) => `<td${attrs(c, i)}>${strong(c) ? `<strong>${htmlEscape(text(c))}</strong>` : htmlEscape(text(c))}</td>`).join('')}</tr>`)
     .join('\n');
-  return `<table>\n<thead>${head}</thead>\n<tbody>\n${body}\n</tbody>\n</table>`;
+  const sortable = t.rows.length > 1 ? ' sortable' : '';
+  return `<div class="table-wrap" id="table-${id}">\n<table class="data${sortable}">\n<thead>${head}</thead>\n<tbody>\n${body}\n</tbody>\n</table>\n</div>`;
 }
 
 function pctStats(s: Stats): string {
@@ -225,7 +246,7 @@ function buildTables(data: ReportData, conclusion: Conclusion): Tables {
   const budgetsT: Table = {
     header: ['budget', 'kind', 'value'],
     align: ['l', 'l', 'r'],
-    rows: budgets.map((b) => [b.id, b.kind, b.kind === 'flops' ? `${sci(b.value)} FLOPs` : `${b.value} s`]),
+    rows: budgets.map((b) => [b.id, b.kind, { text: b.kind === 'flops' ? `${sci(b.value)} FLOPs` : `${b.value} s`, sort: b.value }]),
   };
   const sizesT: Table = {
     header: ['size', 'layers', 'hidden', 'heads', 'ffn', 'parameters', 'non-embedding parameters'],
@@ -239,7 +260,7 @@ function buildTables(data: ReportData, conclusion: Conclusion): Tables {
       s.id,
       ...budgets.map((b): TCell => {
         const f = finals.find((x) => x.sizeId === s.id && x.budgetId === b.id);
-        return f ? { text: lossStats(f.valLoss), strong: best.get(b.id) === s.id } : '—';
+        return f ? { text: lossStats(f.valLoss), strong: best.get(b.id) === s.id, sort: f.valLoss.mean } : '—';
       }),
     ]),
   };
@@ -250,9 +271,9 @@ function buildTables(data: ReportData, conclusion: Conclusion): Tables {
       f.budgetId,
       f.sizeId,
       String(Math.round(f.steps)),
-      sci(f.flops),
-      f.seconds.toFixed(1),
-      { text: lossStats(f.valLoss), strong: best.get(f.budgetId) === f.sizeId },
+      { text: sci(f.flops), sort: f.flops },
+      { text: f.seconds.toFixed(1), sort: f.seconds },
+      { text: lossStats(f.valLoss), strong: best.get(f.budgetId) === f.sizeId, sort: f.valLoss.mean },
       String(f.valLoss.n),
     ]),
   };
@@ -280,8 +301,8 @@ function buildTables(data: ReportData, conclusion: Conclusion): Tables {
       g.embeddingsCompressed ? 'yes' : 'no',
       `${g.bytesTotal} (${fmtBytes(g.bytesTotal)})`,
       `${g.bytesNonEmbedding} (${fmtBytes(g.bytesNonEmbedding)})`,
-      pctStats(g.dev),
-      pctStats(g.test),
+      { text: pctStats(g.dev), sort: g.dev.mean },
+      { text: pctStats(g.test), sort: g.test.mean },
       g.valPerplexity ? (g.valPerplexity.n > 1 ? `${g.valPerplexity.mean.toFixed(2)} (${g.valPerplexity.min.toFixed(2)}–${g.valPerplexity.max.toFixed(2)})` : g.valPerplexity.mean.toFixed(2)) : '',
       String(g.dev.n),
       (frontKeys.get(g.key) ?? []).join(', '),
@@ -292,13 +313,13 @@ function buildTables(data: ReportData, conclusion: Conclusion): Tables {
     align: ['l', 'r', 'l', 'l', 'l', 'r', 'r', 'r'],
     rows: conclusion.answers.map((a) => [
       a.budgetId,
-      `≤ ${fmtBytes(a.bytes)} (${a.source})`,
+      { text: `≤ ${fmtBytes(a.bytes)} (${a.source})`, sort: a.bytes },
       a.view === 'total' ? 'total' : 'non-embedding',
       a.best ? a.best.sizeId : '—',
       a.best ? `${a.best.method} ${a.best.level}` : 'nothing fits',
-      a.best ? fmtBytes(a.view === 'total' ? a.best.bytesTotal : a.best.bytesNonEmbedding) : '',
-      a.best ? pctStats(a.best.dev) : '',
-      a.best ? pctStats(a.best.test) : '',
+      a.best ? { text: fmtBytes(bytesOf(a.best, a.view)), sort: bytesOf(a.best, a.view) } : '',
+      a.best ? { text: pctStats(a.best.dev), sort: a.best.dev.mean } : '',
+      a.best ? { text: pctStats(a.best.test), sort: a.best.test.mean } : '',
     ]),
   };
   return { budgets: budgetsT, sizes: sizesT, lossMatrix, finals: finalsT, cells: cellsT, front: frontT };
@@ -309,86 +330,174 @@ function buildTables(data: ReportData, conclusion: Conclusion): Tables {
 
 function summaryLine(data: ReportData): string {
   const seeds = new Set(data.cells.filter((c) => c.seed !== undefined).map((c) => c.seed));
-  return `${data.sizes.length} sizes × ${data.budgets.length} budget${data.budgets.length === 1 ? '' : 's'}; ${groupCells(data).length} compression cells${seeds.size > 1 ? `, each over ${seeds.size} seeds` : ''}. Created ${data.createdAt}.`;
+  return `${data.sizes.length} size${data.sizes.length === 1 ? '' : 's'} × ${data.budgets.length} budget${data.budgets.length === 1 ? '' : 's'}; ${groupCells(data).length} compression cells${seeds.size > 1 ? `, each over ${seeds.size} seeds` : ''}. Created ${data.createdAt}.`;
 }
 
+const CELLS_NOTE =
+  'Every (budget, size, method, level) cell after fine-tuning on the classification task. Bytes are the real size of the compressed file; with several seeds, accuracies are means with the min–max range. “Pareto front”: the cell is on the accuracy-vs-memory front of its budget in that bytes view.';
+
+/**
+ * The report's order, the same in report.md and report.html: the title, the headline figure
+ * (accuracy against bytes, one line per size, both bytes views), the short verdict, the other
+ * plots, then the details (the conclusion in full and every table).
+ */
 function reportMd(data: ReportData, c: Conclusion, t: Tables, plots: RenderedPlot[], files: string[]): string {
   const out: string[] = [];
-  out.push(`# ttc report: ${mdEscape(data.runId)}`, '', summaryLine(data), '');
-  out.push('## Conclusion', '', '### Best size per budget (lowest final validation loss)', '');
+  const headline = plots.find((p) => p.name === HEADLINE_PLOT);
+  const others = plots.filter((p) => p !== headline);
+  const plotMd = (p: RenderedPlot, heading: string): string[] => [`${heading} ${p.title}`, '', `![${p.title}](plots/${p.name}.svg)`, '', p.description, ''];
+  out.push(`# ttc report: ${mdEscape(data.runId)}`, '');
+  if (headline) out.push(...plotMd(headline, '##'));
+  out.push('## Verdict', '', c.headline, '', summaryLine(data), '');
+  if (others.length) {
+    out.push('## Plots', '');
+    for (const p of others) out.push(...plotMd(p, '###'));
+  }
+  out.push('## Conclusion in detail', '', '### Best size per budget (lowest final validation loss)', '');
   for (const b of c.bestSizes) out.push(`- ${b.text}`);
   out.push('', '### Best cell under each memory budget (by dev accuracy; test accuracy reported)', '');
   for (const a of c.answers) out.push(`- ${a.text}`);
-  out.push('', '### Verdict', '', c.verdict, '');
+  out.push('', '### Verdict in full', '', c.verdict, '');
   out.push('## Budgets', '', mdTable(t.budgets), '', '## Sizes', '', mdTable(t.sizes), '');
   out.push('## Pretraining: final validation loss', '', 'Bold: the best size of each budget.', '', mdTable(t.lossMatrix), '', mdTable(t.finals), '');
   out.push('## Best cell per memory budget', '', mdTable(t.front), '');
-  out.push(
-    '## Compression cells',
-    '',
-    'Every (budget, size, method, level) cell after fine-tuning on the classification task. Bytes are the real size of the compressed file; with several seeds, accuracies are means with the min–max range. “Pareto front”: the cell is on the accuracy-vs-memory front of its budget in that bytes view.',
-    '',
-    mdTable(t.cells),
-    '',
-  );
-  out.push('## Plots', '');
-  for (const p of plots) out.push(`### ${p.title}`, '', p.description, '', `![${p.title}](plots/${p.name}.svg)`, '');
+  out.push('## Compression cells', '', CELLS_NOTE, '', mdTable(t.cells), '');
   out.push('## Files', '', ...files.map((f) => `- [${f}](${f})`), '');
   return out.join('\n');
 }
 
 const CSS = `
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 1200px; padding: 0 1rem; color: #222; line-height: 1.45; }
-h1 { font-size: 1.6rem; } h2 { margin-top: 2.2rem; border-bottom: 1px solid #ddd; } h3 { margin-top: 1.4rem; }
-table { border-collapse: collapse; font-size: 0.85rem; margin: 0.6rem 0 1.2rem; }
-th, td { border: 1px solid #ddd; padding: 0.25rem 0.5rem; text-align: left; vertical-align: top; }
-th { background: #f4f4f4; } td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+*, *::before, *::after { box-sizing: border-box; }
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 1.2rem auto 3rem; max-width: 1200px; padding: 0 1rem; color: #222; line-height: 1.45; overflow-wrap: break-word; }
+h1 { font-size: 1.5rem; margin: 0 0 0.6rem; } h2 { margin-top: 2.2rem; border-bottom: 1px solid #ddd; } h3 { margin-top: 1.4rem; }
+figure { margin: 0.6rem 0 1.6rem; } figure svg { display: block; max-width: 100%; height: auto; }
+figcaption { font-size: 0.9rem; color: #555; margin-top: 0.3rem; max-width: 75em; }
+.verdict { background: #f6f8fa; border-left: 4px solid #4c78a8; padding: 0.6rem 1rem; margin: 0 0 0.8rem; max-width: 75em; }
+.verdict.full { border-left-color: #888; }
+.meta { color: #555; font-size: 0.9rem; }
+nav.toc { font-size: 0.9rem; } nav.toc a { margin-right: 0.8rem; white-space: nowrap; }
+.table-wrap { overflow-x: auto; overflow-y: auto; max-width: 100%; max-height: 85vh; margin: 0.6rem 0 1.2rem; border: 1px solid #ddd; }
+table { border-collapse: separate; border-spacing: 0; font-size: 0.85rem; }
+th, td { border-right: 1px solid #ddd; border-bottom: 1px solid #ddd; padding: 0.25rem 0.5rem; text-align: left; vertical-align: top; white-space: nowrap; }
+th { background: #f4f4f4; position: sticky; top: 0; z-index: 1; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 tbody tr:nth-child(even) { background: #fafafa; }
-.verdict { background: #f6f8fa; border-left: 4px solid #888; padding: 0.6rem 1rem; }
-figure { margin: 1rem 0 2rem; overflow-x: auto; } figcaption { font-size: 0.9rem; color: #555; margin-bottom: 0.4rem; }
-.wide { overflow-x: auto; }
+table.sortable th { cursor: pointer; user-select: none; }
+table.sortable th::after { content: " \\2195"; color: #aaa; font-size: 0.8em; }
+table.sortable th[aria-sort="ascending"]::after { content: " \\25B2"; color: #333; }
+table.sortable th[aria-sort="descending"]::after { content: " \\25BC"; color: #333; }
+`;
+
+/**
+ * The page's only script, inline and self-contained (no network): a click on (or Enter on) a header
+ * of a sortable table sorts its rows by that column, ascending then descending. Numeric columns sort
+ * by their cells' data-sort numbers (cells without one last), the others by text.
+ */
+export const SORT_SCRIPT = `
+(function () {
+  function key(td, numeric) {
+    if (!numeric) return td.textContent.trim();
+    var v = td.getAttribute('data-sort');
+    return v === null || v === '' ? NaN : Number(v);
+  }
+  function sortBy(table, col, th) {
+    var numeric = th.classList.contains('num');
+    var dir = th.getAttribute('aria-sort') === 'ascending' ? -1 : 1;
+    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (h) { h.setAttribute('aria-sort', 'none'); });
+    th.setAttribute('aria-sort', dir === 1 ? 'ascending' : 'descending');
+    var body = table.tBodies[0];
+    var rows = Array.prototype.slice.call(body.rows);
+    rows.sort(function (a, b) {
+      var x = key(a.cells[col], numeric), y = key(b.cells[col], numeric);
+      if (numeric) {
+        if (isNaN(x) || isNaN(y)) return isNaN(x) === isNaN(y) ? 0 : isNaN(x) ? 1 : -1;
+        return dir * (x - y);
+      }
+      return dir * x.localeCompare(y, undefined, { numeric: true });
+    });
+    rows.forEach(function (r) { body.appendChild(r); });
+  }
+  Array.prototype.forEach.call(document.querySelectorAll('table.sortable'), function (table) {
+    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, col) {
+      th.tabIndex = 0;
+      th.setAttribute('aria-sort', 'none');
+      th.title = 'sort by ' + th.textContent;
+      th.addEventListener('click', function () { sortBy(table, col, th); });
+      th.addEventListener('keydown', function (e) { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); sortBy(table, col, th); } });
+    });
+  });
+})();
 `;
 
 function reportHtml(data: ReportData, c: Conclusion, t: Tables, plots: RenderedPlot[]): string {
   const li = (items: string[]): string => `<ul>\n${items.map((s) => `<li>${htmlEscape(s)}</li>`).join('\n')}\n</ul>`;
+  const figure = (p: RenderedPlot, cls: string, heading: boolean): string[] => [
+    `<figure id="plot-${htmlEscape(p.name)}"${cls ? ` class="${cls}"` : ''}>`,
+    ...(heading ? [`<h3>${htmlEscape(p.title)}</h3>`] : []),
+    p.svg,
+    `<figcaption>${htmlEscape(p.description)}</figcaption>`,
+    '</figure>',
+  ];
+  const headline = plots.find((p) => p.name === HEADLINE_PLOT);
+  const others = plots.filter((p) => p !== headline);
+  const sections: Array<[string, string]> = [
+    ...(others.length ? [['plots', 'Plots'] as [string, string]] : []),
+    ['conclusion', 'Conclusion in detail'],
+    ['budgets', 'Budgets'],
+    ['sizes', 'Sizes'],
+    ['pretraining', 'Pretraining'],
+    ['best-cells', 'Best cell per memory budget'],
+    ['cells', 'Compression cells'],
+  ];
   const parts: string[] = [];
   parts.push(
     '<!DOCTYPE html>',
     '<html lang="en">',
     '<head>',
     '<meta charset="utf-8">',
+    '<meta name="viewport" content="width=device-width, initial-scale=1">',
     `<title>ttc report: ${htmlEscape(data.runId)}</title>`,
     `<style>${CSS}</style>`,
     '</head>',
     '<body>',
     `<h1>ttc report: ${htmlEscape(data.runId)}</h1>`,
-    `<p>${htmlEscape(summaryLine(data))}</p>`,
-    '<h2>Conclusion</h2>',
+  );
+  if (headline) parts.push(...figure(headline, 'headline', false));
+  parts.push(
+    `<p class="verdict" id="verdict">${htmlEscape(c.headline)}</p>`,
+    `<p class="meta">${htmlEscape(summaryLine(data))}</p>`,
+    `<nav class="toc">Contents: ${sections.map(([id, title]) => `<a href="#${id}">${htmlEscape(title)}</a>`).join(' ')}</nav>`,
+  );
+  if (others.length) {
+    parts.push('<h2 id="plots">Plots</h2>');
+    for (const p of others) parts.push(...figure(p, '', true));
+  }
+  parts.push(
+    '<h2 id="conclusion">Conclusion in detail</h2>',
     '<h3>Best size per budget (lowest final validation loss)</h3>',
     li(c.bestSizes.map((b) => b.text)),
     '<h3>Best cell under each memory budget (by dev accuracy; test accuracy reported)</h3>',
     li(c.answers.map((a) => a.text)),
-    '<h3>Verdict</h3>',
-    `<p class="verdict">${htmlEscape(c.verdict)}</p>`,
-    '<h2>Budgets</h2>',
-    htmlTable(t.budgets),
-    '<h2>Sizes</h2>',
-    htmlTable(t.sizes),
-    '<h2>Pretraining: final validation loss</h2>',
-    '<p>Bold: the best size of each budget.</p>',
-    htmlTable(t.lossMatrix),
-    htmlTable(t.finals),
-    '<h2>Best cell per memory budget</h2>',
-    `<div class="wide">${htmlTable(t.front)}</div>`,
-    '<h2>Compression cells</h2>',
-    '<p>Every (budget, size, method, level) cell after fine-tuning on the classification task. Bytes are the real size of the compressed file; with several seeds, accuracies are means with the min–max range. “Pareto front”: the cell is on the accuracy-vs-memory front of its budget in that bytes view.</p>',
-    `<div class="wide">${htmlTable(t.cells)}</div>`,
-    '<h2>Plots</h2>',
+    '<h3>Verdict in full</h3>',
+    `<p class="verdict full">${htmlEscape(c.verdict)}</p>`,
+    '<h2 id="budgets">Budgets</h2>',
+    htmlTable(t.budgets, 'budgets'),
+    '<h2 id="sizes">Sizes</h2>',
+    htmlTable(t.sizes, 'sizes'),
+    '<h2 id="pretraining">Pretraining: final validation loss</h2>',
+    '<p>Bold: the best size of each budget. Click a column header to sort.</p>',
+    htmlTable(t.lossMatrix, 'loss'),
+    htmlTable(t.finals, 'finals'),
+    '<h2 id="best-cells">Best cell per memory budget</h2>',
+    htmlTable(t.front, 'best-cells'),
+    '<h2 id="cells">Compression cells</h2>',
+    `<p>${htmlEscape(CELLS_NOTE)} Click a column header to sort.</p>`,
+    htmlTable(t.cells, 'cells'),
+    `<script>${SORT_SCRIPT}</script>`,
+    '</body>',
+    '</html>',
+    '',
   );
-  for (const p of plots) {
-    parts.push(`<figure id="plot-${htmlEscape(p.name)}">`, `<h3>${htmlEscape(p.title)}</h3>`, `<figcaption>${htmlEscape(p.description)}</figcaption>`, p.svg, '</figure>');
-  }
-  parts.push('</body>', '</html>', '');
   return parts.join('\n');
 }
 

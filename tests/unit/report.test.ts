@@ -7,7 +7,7 @@ import { bestSizePerBudget, bestUnder, conclude } from '../../report/conclusion.
 import { plotSpecs, renderPlotsAsync, renderPlots } from '../../report/plots.ts';
 import { syntheticReportData } from '../../report/synthetic.ts';
 import type { Cell, Final, ReportData, Size } from '../../report/types.ts';
-import { RESULTS_COLUMNS, htmlEscape, writeReport } from '../../report/write.ts';
+import { RESULTS_COLUMNS, SORT_SCRIPT, htmlEscape, writeReport } from '../../report/write.ts';
 
 function tempDir(name: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `ttc-report-${name}-`));
@@ -76,7 +76,7 @@ test('writeReport writes every file; CSV, Markdown and HTML hold every cell; SVG
   const dir = tempDir('full');
   const { files, conclusion } = writeReport(dir, data);
 
-  const expectedPlots = ['loss-vs-flops', 'loss-vs-seconds', 'loss-vs-steps', 'isoflop', 'quant', 'prune', 'prune-quant', 'frontier-total', 'frontier-nonembedding'];
+  const expectedPlots = ['accuracy-vs-bytes', 'loss-vs-flops', 'loss-vs-seconds', 'loss-vs-steps', 'isoflop', 'quant', 'prune', 'prune-quant', 'frontier-total', 'frontier-nonembedding'];
   for (const f of ['results.csv', 'finals.csv', 'curves.csv', 'report.json', 'report.md', 'report.html', ...expectedPlots.map((p) => `plots/${p}.svg`)]) {
     const p = path.join(dir, f);
     t.true(files.includes(p), `${f} is listed`);
@@ -129,11 +129,86 @@ test('writeReport writes every file; CSV, Markdown and HTML hold every cell; SVG
   // report.html is self-contained: no external resources, unique ids
   t.false(/\ssrc\s*=/i.test(html), 'no src=');
   t.false(/href\s*=\s*["']?\s*(https?:)?\/\//i.test(html), 'no external href');
-  t.false(/<link\b|<script\b|@import|url\(\s*["']?https?:/i.test(html), 'no link, script, @import or remote url()');
+  t.false(/<link\b|@import|url\(\s*["']?https?:/i.test(html), 'no link, @import or remote url()');
+  // one script: the inline table sorter, which reaches nothing outside the page
+  const scripts = [...html.matchAll(/<script\b([^>]*)>([\s\S]*?)<\/script>/gi)];
+  t.is((html.match(/<script\b/gi) ?? []).length, 1, 'one script');
+  t.is(scripts.length, 1);
+  t.is(scripts[0]![1], '', 'the script is inline: no src or other attributes');
+  t.is(scripts[0]![2], SORT_SCRIPT, 'the script is the table sorter');
+  t.false(/fetch|XMLHttpRequest|WebSocket|import|https?:|\bsrc\b|eval|Function\(|innerHTML|location|cookie|storage/i.test(SORT_SCRIPT), 'the sorter uses no network, no eval, no storage');
   t.is((html.match(/<svg\b/g) ?? []).length, expectedPlots.length);
   const ids = [...html.matchAll(/\sid="([^"]+)"/g)].map((m) => m[1]);
   t.is(new Set(ids).size, ids.length, 'ids are unique across the inlined SVGs');
   for (const m of html.matchAll(/url\(#([^)]+)\)/g)) t.true(ids.includes(m[1]), `url(#${m[1]}) points to an element of the page`);
+});
+
+test('report.html and report.md lead with the headline figure and the short verdict; the long tables follow, wrapped and sortable', (t) => {
+  const data = syntheticReportData();
+  const dir = tempDir('layout');
+  writeReport(dir, data);
+  const c = conclude(data);
+  const html = fs.readFileSync(path.join(dir, 'report.html'), 'utf8');
+  const md = fs.readFileSync(path.join(dir, 'report.md'), 'utf8');
+  const body = html.slice(html.indexOf('<body>'));
+
+  // the order: title, headline figure, short verdict, the other plots, then the details
+  const at = (needle: string): number => {
+    const i = body.indexOf(needle);
+    t.true(i >= 0, `report.html has ${needle}`);
+    return i;
+  };
+  const order = [
+    '<h1>ttc report: synthetic</h1>',
+    '<figure id="plot-accuracy-vs-bytes" class="headline">',
+    `<p class="verdict" id="verdict">${htmlEscape(c.headline)}</p>`,
+    '<h2 id="plots">Plots</h2>',
+    '<figure id="plot-loss-vs-flops">',
+    '<h2 id="conclusion">Conclusion in detail</h2>',
+    htmlEscape(c.verdict),
+    '<h2 id="budgets">',
+    '<h2 id="pretraining">',
+    '<h2 id="best-cells">',
+    '<h2 id="cells">',
+    '<script>',
+  ].map(at);
+  t.deepEqual(order, [...order].sort((a, b) => a - b), 'report.html sections in order');
+  // nothing between the title and the headline figure
+  t.regex(body, /<h1>[^<]*<\/h1>\n<figure id="plot-accuracy-vs-bytes"/);
+  // the headline figure: both bytes views side by side, a row per budget, a line per size
+  const headline = fs.readFileSync(path.join(dir, 'plots', 'accuracy-vs-bytes.svg'), 'utf8');
+  for (const label of ['total bytes', 'non-embedding bytes', 'B1 (1.0e13 FLOPs)', 'B2 (1.0e16 FLOPs)', 'tiny (1.49M)', 'small (5.36M)', 'base (23.4M)']) t.true(headline.includes(`>${label}</text>`), `the headline figure shows "${label}"`);
+  t.is((headline.match(/class="mark-line role-mark/g) ?? []).length, 3 * 4, 'a line per size in each panel: 3 sizes × 2 views × 2 budgets');
+
+  // the short verdict: 2–4 sentences, which size wins where, the judgement with its tallies, the caveat
+  t.is(c.headline.split(/(?<=\.) (?=[A-Z])/).length, 4, c.headline);
+  t.regex(c.headline, /^At B1 \(1\.0e13 FLOPs\) tiny gives the best cell at every memory budget, in both bytes views\. /);
+  t.regex(c.headline, /At B2 \(1\.0e16 FLOPs\) the best cell comes from tiny up to [\d.]+ MB, small from [\d.]+ MB to [\d.]+ MB and base from [\d.]+ MB in total bytes \(non-embedding bytes: tiny up to/);
+  t.regex(c.headline, /depends on the budget: the larger model wins at B2, the smaller at B1 \(equal-memory comparisons won, larger vs smaller: B1 0–\d+, B2 \d+–\d+\)\./);
+  t.regex(c.headline, /one seed, so small differences may be noise\.$/);
+
+  // report.md in the same order
+  const mdOrder = ['# ttc report: synthetic', '](plots/accuracy-vs-bytes.svg)', '## Verdict', c.headline, '## Plots', '](plots/loss-vs-flops.svg)', '## Conclusion in detail', c.verdict, '## Budgets', '## Compression cells', '## Files'].map((x) => {
+    const i = md.indexOf(x);
+    t.true(i >= 0, `report.md has ${x.slice(0, 40)}`);
+    return i;
+  });
+  t.deepEqual(mdOrder, [...mdOrder].sort((a, b) => a - b), 'report.md sections in order');
+
+  // every table sits in its own scrolling container, is sortable, numbers right-aligned with their sort key
+  const tables = body.match(/<table\b/g) ?? [];
+  t.is(tables.length, 6);
+  t.is((body.match(/<div class="table-wrap" id="table-[\w-]+">\n<table class="data sortable">/g) ?? []).length, tables.length);
+  t.true(/\.table-wrap \{ overflow-x: auto;/.test(html), 'the containers scroll horizontally');
+  const groups = groupCells(data);
+  for (const g of groups.slice(0, 20)) {
+    const row = body.split('\n').find((l) => l.startsWith(`<tr>${sizeRow(g).map((x) => `<td>${x}</td>`).join('')}`))!;
+    t.truthy(row);
+    t.true(row.includes(`<td class="num" data-sort="${g.bytesTotal}">${g.bytesTotal} (`), 'bytes total sorts by the bytes');
+    t.true(row.includes(`<td class="num" data-sort="${g.dev.mean}">`), 'dev accuracy sorts by the mean');
+  }
+  t.regex(body, /<td class="num" data-sort="\d+">≤ [\d.]+ [kM]?B \(/, 'a memory budget sorts by its bytes, not its text');
+  t.regex(body, /<th scope="col" class="num">dev accuracy<\/th>/);
 });
 
 test('the synchronous renderer gives the same SVG as Vega’s asynchronous toSVG', async (t) => {
@@ -294,6 +369,7 @@ test('when the small model wins, the verdict says the data contradicts the paper
   t.regex(c.verdict, /contradicts the paper’s claim: here the smaller model wins/);
   t.regex(c.verdict, /compute-optimal scaling/);
   t.notRegex(c.verdict, /supports/);
+  t.regex(c.headline, /^At B \(1\.0e12 FLOPs\) tiny gives the best cell at every memory budget, in both bytes views\. So the smaller model wins at equal memory, contrary to the paper’s claim \(equal-memory comparisons won, larger vs smaller: B 0–\d+\)\. Each cell was measured with one seed/);
   // writeReport returns the same conclusion and puts the verdict in both documents
   const dir = tempDir('small-wins');
   const out = writeReport(dir, data);
@@ -311,6 +387,7 @@ test('when the large model wins, the verdict says the data supports the paper; m
   t.is(c.judgement, 'supports');
   t.regex(c.verdict, /the largest size won at every budget/i);
   t.regex(c.verdict, /So the data supports the paper’s claim/);
+  t.regex(c.headline, /So a larger model compressed to the memory budget beats a smaller one compressed less, as the paper claims \(equal-memory comparisons won, larger vs smaller: B \d+–0\)\./);
 
   // the synthetic sweep: the smallest size wins the small budget, the largest the big one
   const mixed = conclude(syntheticReportData());
@@ -334,6 +411,7 @@ test('a sweep without compression cells, or with one size, still gets a report',
   t.true(out.files.some((f) => f.endsWith('isoflop.svg')));
   t.false(out.files.some((f) => f.endsWith('quant.svg') || f.endsWith('frontier-total.svg')));
   t.regex(out.conclusion[out.conclusion.length - 1]!, /cannot settle the claim: there are no compression cells\./);
+  t.regex(conclude(pretrainOnly).headline, /^There are no compression cells, so the report cannot say which size is best at a memory budget\./);
   const oneSize: ReportData = {
     ...data,
     sizes: data.sizes.slice(0, 1),
