@@ -195,7 +195,12 @@ export function fetchTranslationsWithApt(opts: AptFetchOptions): AptFetched {
       maxBuffer: 64 << 20,
     });
     const seconds = (Date.now() - t0) / 1000;
-    const lastLine = (s: string) => s.trim().split('\n').filter((l) => /^(E|W|Err):/.test(l.trim())).pop() ?? s.trim().split('\n').pop() ?? '';
+    // what apt said, in one line: its first error (E:), else its first warning (W:), else its last line
+    const lastLine = (s: string) => {
+      const lines = s.trim().split('\n').map((l) => l.trim());
+      const first = (p: string) => lines.find((l) => l.startsWith(p));
+      return first('E:') ?? first('W:') ?? lines.pop() ?? '';
+    };
     if (r.error) {
       const code = (r.error as NodeJS.ErrnoException).code;
       if (code === 'ENOENT') throw new DataError('apt-get is not installed: ttc data ddtp downloads through apt (a Debian or Ubuntu system); give a TSV of pairs with ttc data tsv instead');
