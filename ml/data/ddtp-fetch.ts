@@ -17,7 +17,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -306,6 +306,15 @@ function writeSplits(dir: string, pairs: readonly Pair[], split: SplitFractions,
   return manifest;
 }
 
+function sameFile(file: string, sum: FileSum): boolean {
+  try {
+    if (statSync(file).size !== sum.bytes) return false;
+    return sha256Hex(readFileSync(file)) === sum.sha256;
+  } catch {
+    return false;
+  }
+}
+
 function makeDir(dir: string): void {
   try {
     mkdirSync(path.join(dir, 'raw'), { recursive: true });
@@ -330,8 +339,10 @@ export function buildDdtpCache(dir: string, raw: { en: Buffer; fr: Buffer; inRel
   if (pairs.length === 0) throw new DataError(`no aligned pairs in ${path.join(dir, 'raw')} (${stats.enEntries} English and ${stats.frEntries} French descriptions, ${stats.joined} joined)`);
   const files: Record<string, FileSum> = {};
   const write = (rel: string, data: Buffer) => {
-    writeFileAtomic(path.join(dir, rel), data);
-    files[rel] = sumOf(data);
+    const sum = sumOf(data);
+    // rebuilt from the raw files: they are already there, byte for byte
+    if (!sameFile(path.join(dir, rel), sum)) writeFileAtomic(path.join(dir, rel), data);
+    files[rel] = sum;
   };
   write(RAW.en, raw.en);
   write(RAW.fr, raw.fr);
