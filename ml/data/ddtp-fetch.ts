@@ -22,7 +22,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { DataError } from '../../core/errors.ts';
-import { writeFileAtomic, writeJsonAtomic } from '../../core/fs.ts';
+import { isTempName, writeFileAtomic, writeJsonAtomic } from '../../core/fs.ts';
 import { alignDdtp, DEFAULT_ALIGN_RULES, DEFAULT_SPLIT, parseTranslationFile, SPLIT_NAMES, splitPairs, type AlignRules, type AlignStats, type SplitFractions, type SplitName } from './ddtp.ts';
 import { formatPairsTsv, readPairsTsv, type Pair } from './pairs.ts';
 
@@ -271,8 +271,7 @@ export function checkPairsCache(dir: string): CacheCheck {
     const got = sha256Hex(data);
     if (got !== sum.sha256) bad.push(`${rel} has sha256 ${got.slice(0, 12)}…, the manifest ${sum.sha256.slice(0, 12)}…`);
   }
-  const rawFiles = Object.keys(manifest.files).filter((f) => f.startsWith('raw/'));
-  const rawOk = rawFiles.length > 0 && !bad.some((b) => b.startsWith('raw/'));
+  const rawOk = manifest.files[RAW.en] !== undefined && manifest.files[RAW.fr] !== undefined && !bad.some((b) => b.startsWith('raw/'));
   for (const s of SPLIT_NAMES) if (!manifest.files[`${s}.tsv`]) bad.push(`${s}.tsv is not in the manifest`);
   if (bad.length) return { ok: false, problem: `${bad.length === 1 ? bad[0] : `${bad[0]} (and ${bad.length - 1} more)`}`, manifest, rawOk };
   return { ok: true, manifest };
@@ -315,17 +314,31 @@ function sameFile(file: string, sum: FileSum): boolean {
   }
 }
 
-function makeDir(dir: string): void {
+/** How old a writer's temporary must be to be a killed writer's leftover (writers rename theirs within seconds). */
+const STALE_TMP_MS = 10 * 60_000;
+
+/** Creates `dir` (and `sub` in it), removing writers' temporaries a killed `ttc data` left there. */
+function makeDir(dir: string, sub?: string): void {
   try {
-    mkdirSync(path.join(dir, 'raw'), { recursive: true });
+    mkdirSync(sub ? path.join(dir, sub) : dir, { recursive: true });
   } catch (e) {
     throw new DataError(`cannot create the data directory ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  for (const d of sub ? [dir, path.join(dir, sub)] : [dir]) {
+    for (const name of readdirSync(d)) {
+      if (!isTempName(name)) continue;
+      try {
+        if (Date.now() - statSync(path.join(d, name)).mtimeMs > STALE_TMP_MS) rmSync(path.join(d, name), { force: true });
+      } catch {
+        // renamed meanwhile by its writer
+      }
+    }
   }
 }
 
 /** Aligns raw Translation files (bytes) and writes the cache (raw files, splits, manifest). */
 export function buildDdtpCache(dir: string, raw: { en: Buffer; fr: Buffer; inRelease?: Buffer }, source: Extract<PairsManifest['source'], { kind: 'ddtp' }>, rules: AlignRules = DEFAULT_ALIGN_RULES, split: SplitFractions = DEFAULT_SPLIT): PairsManifest {
-  makeDir(dir);
+  makeDir(dir, 'raw');
   const decode = (b: Buffer, name: string) => {
     try {
       return new TextDecoder('utf-8', { fatal: true }).decode(b);

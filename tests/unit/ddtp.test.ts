@@ -154,6 +154,17 @@ test('a cache is reused when every file verifies, rebuilt from verified raw file
   t.is(stricter.from, 'raw');
   t.true(stricter.manifest.counts.total < 673);
 
+  // a killed writer's old temporary is removed by the next build; a fresh one (a writer at work) is not
+  const old = path.join(dir, 'raw', 'Translation-en.tmp-999999-deadbeef');
+  const fresh = path.join(dir, 'train.tsv.tmp-999999-cafef00d');
+  fs.writeFileSync(old, 'partial');
+  fs.writeFileSync(fresh, 'partial');
+  fs.utimesSync(old, new Date(Date.now() - 3600_000), new Date(Date.now() - 3600_000));
+  t.is(prepareDdtp({ ...offline, rules: { ...DEFAULT_ALIGN_RULES, maxRatio: 1.75 } }).from, 'raw');
+  t.false(fs.existsSync(old));
+  t.true(fs.existsSync(fresh));
+  fs.rmSync(fresh);
+
   // a raw file that does not verify: offline, a one-line refusal (a download would fetch it again)
   fs.appendFileSync(path.join(dir, 'raw/Translation-fr'), '\n');
   t.throws(() => prepareDdtp(offline), { message: /^data cache .*ddtp: raw\/Translation-fr has sha256 [0-9a-f]{12}…, the manifest [0-9a-f]{12}…, and --offline forbids downloading it again$/ });
