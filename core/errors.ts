@@ -35,7 +35,7 @@ export const ERROR_CODES = {
   TTC_ERR_BUDGET: 'a budget that cannot be turned into steps',
   TTC_ERR_BACKEND: 'the requested compute backend is not available here (the reasons are listed)',
   TTC_ERR_MEMORY: "a run that does not fit the backend's memory or the machine's: a training step, a local cluster's workers, a coordinator's restart point (the fields that make it big, the estimate and the limit are named)",
-  TTC_ERR_DATA: 'training or evaluation data that cannot be built (empty corpus, unreadable file, too few examples)',
+  TTC_ERR_DATA: 'training or evaluation data that cannot be built or fetched (empty corpus, unreadable or malformed file, too few examples, a data cache that fails its checksums under --offline, a download apt refuses)',
   TTC_ERR_REPORT: 'report data that is inconsistent, or a plot that cannot be rendered',
 } as const;
 

@@ -80,6 +80,13 @@ const cases: Record<string, Case> = {
   'status with TTC_TLS_CA a missing file': { args: () => ['status', '--coordinator', '127.0.0.1:1'], env: (f) => ({ TTC_TLS_CA: path.join(f.dir, 'missing-ca.pem') }), error: /^TLS: TTC_TLS_CA=.*missing-ca\.pem: cannot read it \(ENOENT\)$/ },
   'report --out an existing file': { args: (f, k) => ['report', '--coordinator', '127.0.0.1:1', '--run', 'x', '--out', f.file], error: /^--out .*: exists and is not a directory$/ },
   'cancel without --run': { args: () => ['cancel', '--coordinator', '127.0.0.1:1'], error: /^--run is required$/, usage: true },
+  'data without a source': { args: () => ['data'], error: /^expected a source: ddtp or tsv$/, usage: true },
+  'data with an unknown source': { args: () => ['data', 'europarl'], error: /^unknown source "europarl": ddtp or tsv$/, usage: true },
+  'data ddtp --mirror that is not http, https or file': { args: (f, k) => ['data', 'ddtp', '--mirror', 'ftp://x/debian', '--out', k.out], error: /^--mirror ftp:\/\/x\/debian: expected an http:\/\/, https:\/\/ or file: URL, got ftp:$/ },
+  'data ddtp --out a file': { args: (f) => ['data', 'ddtp', '--out', f.file], error: /^--out .*a-file: exists and is not a directory$/ },
+  'data ddtp --offline without a cache': { args: (f) => ['data', 'ddtp', '--offline', '--out', f.emptyDir], error: /^data cache .*: no manifest\.json, and --offline forbids downloading it again$/ },
+  'data tsv without --in': { args: (f, k) => ['data', 'tsv', '--out', k.out], error: /^ttc data tsv: --in and --out are required$/, usage: true },
+  'data tsv a file that is not TSV': { args: (f, k) => ['data', 'tsv', '--in', f.garbage, '--out', k.out], error: /garbage\.json:1: expected "source<TAB>target", found no tab$/ },
 };
 
 let fixtures: Promise<Fixtures> | undefined;
