@@ -465,15 +465,17 @@ export interface BudgetEstimate {
   /** 'measured': within the budgets the law was fitted on; 'extrapolated': outside them; 'never': N_opt does not grow with the budget on this fit, or there is no fit */
   basis: 'measured' | 'extrapolated' | 'never';
   reason: string;
+  /** the interval's width in standard errors */
+  z: number;
 }
 
 /** The budget C* at which the fitted N_opt(C) reaches `params`: ln C* = (ln N − ln k)/a (a > 0 needed). */
 export function budgetForOptimum(law: PowerLawFit, params: number, z = 2): BudgetEstimate {
   if (law.status !== 'fit' || law.exponent === null || law.logK === null) {
-    return { budget: null, logBudgetSe: null, interval: null, basis: 'never', reason: `no power law: ${law.reason}` };
+    return { budget: null, logBudgetSe: null, interval: null, basis: 'never', reason: `no power law: ${law.reason}`, z };
   }
   const a = law.exponent;
-  if (!(a > 1e-12)) return { budget: null, logBudgetSe: null, interval: null, basis: 'never', reason: `N_opt does not grow with the budget on this fit (exponent ${a.toPrecision(3)})` };
+  if (!(a > 1e-12)) return { budget: null, logBudgetSe: null, interval: null, basis: 'never', reason: `N_opt does not grow with the budget on this fit (exponent ${a.toPrecision(3)})`, z };
   const d = Math.log(params) - law.logK;
   const logC = d / a;
   let logBudgetSe: number | null = null;
@@ -492,6 +494,7 @@ export function budgetForOptimum(law: PowerLawFit, params: number, z = 2): Budge
     interval: logBudgetSe !== null ? [Math.exp(logC - z * logBudgetSe), Math.exp(logC + z * logBudgetSe)] : null,
     basis: measured ? 'measured' : 'extrapolated',
     reason: measured ? 'within the budgets run' : logC < Math.log(lo) ? 'below the smallest budget run (extrapolated)' : 'beyond the largest budget run (extrapolated)',
+    z,
   };
 }
 
