@@ -43,7 +43,11 @@ export function isoflopSentence(b: BudgetFit): string {
       return `${head}: every size reached the same mean final loss (${fmtLoss(f.points[0]!.loss.mean)}), so no size is compute-optimal over another.`;
     case 'edge': {
       const end = f.side === 'largest' ? f.points[f.points.length - 1]! : f.points[0]!;
-      return `${head}: the IsoFLOP parabola over ${f.distinctSizes} sizes has no interior minimum: the optimum is at or beyond the ${f.side} size measured, ${sizeName({ params: end.params, id: end.id })}.`;
+      const endName = sizeName({ params: end.params, id: end.id });
+      if (f.vertexLogParams !== null) {
+        return `${head}: the IsoFLOP parabola over ${f.distinctSizes} sizes bends too little to place a minimum (it would be at ≈ ${fmtParams(Math.exp(f.vertexLogParams))}, more than the measured range again beyond the ${f.side} size): the optimum is at or beyond the ${f.side} size measured, ${endName}.`;
+      }
+      return `${head}: the IsoFLOP parabola over ${f.distinctSizes} sizes has no interior minimum: the optimum is at or beyond the ${f.side} size measured, ${endName}.`;
     }
     case 'optimum': {
       const o = f.optimum;

@@ -163,8 +163,21 @@ interface IsoFlopBase {
 export type IsoFlopFit =
   | (IsoFlopBase & { status: 'insufficient'; parabola: null })
   | (IsoFlopBase & { status: 'flat'; parabola: null })
-  | (IsoFlopBase & { status: 'edge'; parabola: ParabolaFit; side: 'smallest' | 'largest' })
+  | (IsoFlopBase & {
+      status: 'edge';
+      parabola: ParabolaFit;
+      side: 'smallest' | 'largest';
+      /** ln of the vertex when the parabola does have a minimum, but farther out than REACH allows; null when a ≤ 0 */
+      vertexLogParams: number | null;
+    })
   | (IsoFlopBase & { status: 'optimum'; parabola: ParabolaFit; optimum: Optimum });
+
+/**
+ * How far beyond the measured sizes a fitted minimum may lie and still count as an (extrapolated)
+ * optimum: in half-widths of the measured ln N range from its centre, so 3 = one whole measured
+ * range beyond either end. Farther out the fit is 'edge'.
+ */
+export const REACH = 3;
 
 /** The fitted loss at a parameter count. */
 export function parabolaAt(p: Pick<ParabolaFit, 'a' | 'b' | 'c'>, params: number): number {
@@ -176,8 +189,9 @@ export function parabolaAt(p: Pick<ParabolaFit, 'a' | 'b' | 'c'>, params: number
  * Fits final loss = a·(ln N)² + b·ln N + c to one budget's sizes by weighted least squares (see
  * Weighting), on the sizes' mean losses; needs ≥ 3 distinct sizes. With a > 0 the vertex
  * N_opt = exp(−b / 2a) is the compute-optimal size; its standard error is the delta method's from
- * the coefficients' covariance. With a ≤ 0 there is no interior minimum and `side` says which end
- * of the measured sizes the optimum is at or beyond.
+ * the coefficients' covariance. With a ≤ 0 there is no interior minimum, and with a vertex more than
+ * the measured range again beyond an end (REACH) none within reach: status 'edge', and `side` says
+ * which end of the measured sizes the optimum is at or beyond.
  */
 export function fitIsoFlop(input: readonly IsoFlopPoint[], options: FitOptions = {}): IsoFlopFit {
   const z = options.z ?? 2;
@@ -277,16 +291,22 @@ export function fitIsoFlop(input: readonly IsoFlopPoint[], options: FitOptions =
     const atLo = au - bu + cu;
     const atHi = au + bu + cu;
     const side = atLo < atHi ? 'smallest' : atHi < atLo ? 'largest' : means[0]! <= means[m - 1]! ? 'smallest' : 'largest';
+    return { ...base, status: 'edge', parabola, side, vertexLogParams: null, reason: `no interior minimum: the optimum is at or beyond the ${side} size measured` };
+  }
+  const uOpt = -bu / (2 * au);
+  const logParams = xc + xs2 * uOpt;
+  if (Math.abs(uOpt) > REACH) {
+    // a minimum so far out that the curvature only barely bends the fit: not a place to extrapolate to
+    const side = uOpt > 0 ? 'largest' : 'smallest';
     return {
       ...base,
       status: 'edge',
       parabola,
       side,
-      reason: `no interior minimum: the optimum is at or beyond the ${side} size measured`,
+      vertexLogParams: logParams,
+      reason: `no minimum within reach: the fitted parabola bottoms out more than the measured range again beyond the ${side} size, so the optimum is at or beyond the ${side} size measured`,
     };
   }
-  const uOpt = -bu / (2 * au);
-  const logParams = xc + xs2 * uOpt;
   let logParamsSe: number | null = null;
   if (covU) {
     const ga = bu / (2 * au * au);
@@ -300,7 +320,7 @@ export function fitIsoFlop(input: readonly IsoFlopPoint[], options: FitOptions =
     params: Math.exp(logParams),
     logParams,
     logParamsSe,
-    interval: logParamsSe !== null ? [Math.exp(logParams - z * logParamsSe), Math.exp(logParams + z * logParamsSe)] : null,
+    interval: logParamsSe !== null ? [Math.exp(Math.max(-700, logParams - z * logParamsSe)), Math.exp(Math.min(700, logParams + z * logParamsSe))] : null,
     z,
     loss: cu - (bu * bu) / (4 * au),
     position,
@@ -485,13 +505,16 @@ export function budgetForOptimum(law: PowerLawFit, params: number, z = 2): Budge
     const C = law.covariance;
     logBudgetSe = Math.sqrt(Math.max(0, gk * gk * C[0]![0]! + 2 * gk * ga * C[0]![1]! + ga * ga * C[1]![1]!));
   }
+  if (!Number.isFinite(Math.exp(logC)) || Math.exp(logC) === 0) {
+    return { budget: null, logBudgetSe, interval: null, basis: 'never', reason: `the fitted trend reaches it only at a budget of e^${logC.toFixed(0)}`, z };
+  }
   const [lo, hi] = law.range!;
   const tol = 1e-9 * Math.max(1, Math.abs(Math.log(hi)));
   const measured = logC >= Math.log(lo) - tol && logC <= Math.log(hi) + tol;
   return {
     budget: Math.exp(logC),
     logBudgetSe,
-    interval: logBudgetSe !== null ? [Math.exp(logC - z * logBudgetSe), Math.exp(logC + z * logBudgetSe)] : null,
+    interval: logBudgetSe !== null ? [Math.exp(Math.max(-700, logC - z * logBudgetSe)), Math.exp(Math.min(700, logC + z * logBudgetSe))] : null,
     basis: measured ? 'measured' : 'extrapolated',
     reason: measured ? 'within the budgets run' : logC < Math.log(lo) ? 'below the smallest budget run (extrapolated)' : 'beyond the largest budget run (extrapolated)',
     z,

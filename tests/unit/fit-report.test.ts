@@ -219,6 +219,8 @@ test('the IsoFLOP sentence states the known optimum, its interval and whether it
   // a ≤ 0, too few sizes, flat
   const falling = fitReportData(report(flops(1e17), 1, 0, (n) => 4 - 0.1 * Math.log(n)));
   t.is(isoflopSentence(falling.perBudget[0]!), 'Budget F1 (1.0e17 FLOPs): the IsoFLOP parabola over 5 sizes has no interior minimum: the optimum is at or beyond the largest size measured, s4 (64M).');
+  const far = fitReportData(report(flops(1e17), 1, 0, (n) => 3 + 0.01 * (Math.log(n) - Math.log(1e13)) ** 2));
+  t.is(isoflopSentence(far.perBudget[0]!), 'Budget F1 (1.0e17 FLOPs): the IsoFLOP parabola over 5 sizes bends too little to place a minimum (it would be at ≈ 10T, more than the measured range again beyond the largest size): the optimum is at or beyond the largest size measured, s4 (64M).');
   const two = report(flops(1e17));
   two.finals = two.finals.filter((f) => f.sizeId === 's0' || f.sizeId === 's1');
   t.is(isoflopSentence(fitReportData(two).perBudget[0]!), 'Budget F1 (1.0e17 FLOPs): no IsoFLOP fit (a parabola needs at least 3 distinct sizes with a finite loss, got 2).');

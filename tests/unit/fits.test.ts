@@ -126,6 +126,20 @@ test('a ≤ 0: no interior minimum, with the side the optimum is at or beyond', 
   t.is(concaveRight.status === 'edge' && concaveRight.side, 'smallest');
 });
 
+test('a minimum far beyond the sizes (more than the measured range again) is no optimum: edge, with the vertex kept', (t) => {
+  const far = fitIsoFlop(exactPoints(parabolaLoss(1e12)));
+  t.is(far.status, 'edge');
+  if (far.status !== 'edge') return;
+  t.is(far.side, 'largest');
+  close(t, far.vertexLogParams!, Math.log(1e12), 1e-9, 'the vertex');
+  t.regex(far.reason, /^no minimum within reach: .* the optimum is at or beyond the largest size measured$/);
+  const farBelow = fitIsoFlop(exactPoints(parabolaLoss(1e2)));
+  t.is(farBelow.status === 'edge' && farBelow.side, 'smallest');
+  // just inside the reach: still an (extrapolated) optimum
+  const reachable = Math.exp((Math.log(1e6) + Math.log(32e6)) / 2 + 2.9 * (Math.log(32e6) - Math.log(1e6)) / 2);
+  t.is(optimumOf(fitIsoFlop(exactPoints(parabolaLoss(reachable)))).position, 'above');
+});
+
 test('degenerate inputs: too few sizes, all the same loss, diverged runs, non-positive sizes', (t) => {
   const two = fitIsoFlop(exactPoints(parabolaLoss(5e6), [1e6, 2e6], 3));
   t.is(two.status, 'insufficient');
@@ -271,6 +285,12 @@ test('budgetForOptimum: the inverse of the power law, measured within the budget
   t.is(never.budget, null);
   t.regex(never.reason, /does not grow with the budget/);
   t.is(budgetForOptimum(fitPowerLaw([]), 1e6).basis, 'never');
+  // an exponent so small that the budget overflows: never, not Infinity
+  const flatLaw = fitPowerLaw([1e15, 1e16].map((C) => ({ budget: C, params: 1e6 * C ** 1e-9 })));
+  const overflow = budgetForOptimum(flatLaw, 1e9);
+  t.is(overflow.basis, 'never');
+  t.is(overflow.budget, null);
+  t.regex(overflow.reason, /only at a budget of e\^\d+/);
   // with noisy optima the estimate carries an interval around it
   const noisy = fitPowerLaw([1e15, 1e16, 1e17].map((C, i) => ({ budget: C, params: k * C ** a * [1.1, 0.9, 1.05][i]!, logParamsSe: 0.1 })));
   const e = budgetForOptimum(noisy, 1e9);
