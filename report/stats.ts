@@ -158,3 +158,15 @@ export function rankBySpread<T>(items: readonly T[], summaryOf: (item: T) => Spr
   const basis: RankingBasis = singles === rows.length ? 'single-run' : singles === 0 ? 'spread' : 'mixed';
   return { entries, groups, basis };
 }
+
+/**
+ * A summarized value for a table cell: "3.1000" for one run; "3.1000 (3.0500–3.1500)" with 2
+ * repeats; "3.1000 ± 0.0500" with 3 or more (the same interval the rule uses); `fmt` formats each
+ * number (e.g. aggregate.ts's fmtLoss or fmtPct).
+ */
+export function formatSpread(s: SpreadLike, fmt: (x: number) => string = (x) => String(x)): string {
+  const iv = spreadInterval(s);
+  if (iv.kind === 'none') return fmt(s.mean);
+  if (iv.kind === 'sd') return `${fmt(s.mean)} ± ${fmt(s.sd!)}`;
+  return `${fmt(s.mean)} (${fmt(iv.lo)}–${fmt(iv.hi)})`;
+}

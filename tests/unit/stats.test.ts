@@ -3,7 +3,7 @@
  * spread cannot tell apart (report/stats.ts), on constructed values whose answer is known.
  */
 import test from 'ava';
-import { compareSpread, rankBySpread, spreadInterval, summarize, type SpreadLike } from '../../report/stats.ts';
+import { compareSpread, formatSpread, rankBySpread, spreadInterval, summarize, type SpreadLike } from '../../report/stats.ts';
 
 const close = (a: number, b: number, tol = 1e-12): boolean => Math.abs(a - b) <= tol * Math.max(1, Math.abs(b));
 
@@ -100,4 +100,12 @@ test('rankBySpread: single runs are ordered by value and labelled single-run; mi
   t.is(mixed.basis, 'mixed');
   t.deepEqual(ids(mixed.groups), [['y', 'z'], ['x', 'w']], 'the single run x = 2 lies inside w’s range (equal means keep the input order)');
   t.deepEqual(rankBySpread([], (x: Row) => x.s), { entries: [], groups: [], basis: 'single-run' });
+});
+
+test('formatSpread: a table cell shows the same interval the rule uses', (t) => {
+  const f = (x: number): string => x.toFixed(2);
+  t.is(formatSpread(summarize([3.1]), f), '3.10');
+  t.is(formatSpread(summarize([3.0, 3.2]), f), '3.10 (3.00–3.20)');
+  t.is(formatSpread(summarize([3.0, 3.1, 3.2]), f), '3.10 ± 0.10');
+  t.is(formatSpread({ mean: 3.1, min: 3, max: 3.2, n: 3 }, f), '3.10 (3.00–3.20)', 'no sd known: the range');
 });
