@@ -28,7 +28,7 @@ export const commands: Record<string, { synopsis: string; load: () => Promise<Co
   run: { synopsis: 'ttc run --coordinator URL --config <file.json> [--set key=value ...] [--name N] [--detach] [--report-dir DIR]', load: () => import('./commands/run.ts') },
   status: { synopsis: 'ttc status --coordinator URL [--run ID] [--follow] [--json]', load: () => import('./commands/status.ts') },
   report: { synopsis: 'ttc report --coordinator URL --run ID [--out DIR]', load: () => import('./commands/report.ts') },
-  token: { synopsis: 'ttc token', load: () => import('./commands/token.ts') },
+  token: { synopsis: 'ttc token [--url URL]', load: () => import('./commands/token.ts') },
   cancel: { synopsis: 'ttc cancel --coordinator URL --run ID', load: () => import('./commands/cancel.ts') },
 };
 

@@ -1,0 +1,252 @@
+/**
+ * The live dashboard of a real run server (`ttc serve`) with two real workers: over HTTP, every
+ * page, file, API call and report needs the read token (Bearer, or the cookie `?token=` trades it
+ * for), answers with a strict CSP and no CORS, and never tells the secret; the API describes the
+ * runs, their loss history and per-worker step splits. In a real headless Chromium (tests/kit/
+ * browser.ts; skipped with the reason where there is none): the page loads with no error and no
+ * request leaving loopback, its step and loss numbers grow while a short run trains, its charts and
+ * per-worker timeline are drawn, and the finished run shows as done; docs/dashboard.png is its screenshot.
+ */
+import test from 'ava';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { browserSkipReason, launchBrowser, openRecordedPage } from './kit/browser.ts';
+import { spawnTtc, type Proc } from './kit/procs.ts';
+import { tempDir, TEST_CACHE_DIR, TINY_MODEL } from './kit/helpers.ts';
+import { scaled } from './kit/time-scale.mjs';
+import { httpReadToken, normalizeSecret } from '../wire/auth.ts';
+
+const SECRET = crypto.randomBytes(24).toString('base64');
+const env = { TTC_SECRET: SECRET, TTC_SECRET_FILE: undefined, TTC_COORDINATOR: undefined };
+const TOKEN = httpReadToken(normalizeSecret(SECRET));
+const SCREENSHOT = fileURLToPath(new URL('../docs/dashboard.png', import.meta.url));
+
+interface Cluster {
+  dir: string;
+  url: string;
+  base: string;
+  server: Proc;
+  workers: Proc[];
+}
+let cluster: Cluster | undefined;
+
+test.before(async () => {
+  const dir = tempDir('dashboard');
+  const server = spawnTtc(['serve', '--port', '0', '--output-dir', path.join(dir, 'runs')], env);
+  const url = (await server.waitFor(/TTC_COORDINATOR_URL=(\S+)/))[1]!;
+  const workers = [0, 1].map((i) => spawnTtc(['worker', '--coordinator', url, '--name', `w${i}`, '--retry-seconds', String(scaled(120))], env));
+  cluster = { dir, url, base: url.replace('ws://', 'http://'), server, workers };
+});
+
+test.after.always(async () => {
+  if (!cluster) return;
+  cluster.server.kill('SIGTERM');
+  for (const w of cluster.workers) w.kill();
+  await cluster.server.exited;
+});
+
+/** Submits a tiny training run of `steps` steps; returns its id. */
+async function submit(name: string, steps: number, every: number): Promise<string> {
+  const { dir, url } = cluster!;
+  const cfg = path.join(dir, `${name}.json`);
+  fs.writeFileSync(cfg, JSON.stringify({
+    cacheDir: TEST_CACHE_DIR, backend: 'cpu', threads: 1, model: TINY_MODEL,
+    train: { batchSize: 4, evalEvery: every, checkpointEvery: every }, data: { maxValidationSequences: 16 },
+    budget: { kind: 'steps', steps }, dist: { minWorkers: 2 },
+  }));
+  const p = spawnTtc(['run', '--coordinator', url, '--config', cfg, '--detach'], env);
+  if ((await p.exited) !== 0) throw new Error(`ttc run failed: ${p.lines.join('\n')}`);
+  return p.lines.map((l) => /^TTC_RUN_ID=(\S+)/.exec(l)?.[1]).find(Boolean)!;
+}
+
+test.serial('the dashboard over HTTP: the read token (Bearer or the cookie ?token= sets), a strict CSP, no CORS, the API\'s runs, history and per-worker splits, no secret', async (t) => {
+  const { base, server, url } = cluster!;
+  const seen: string[] = []; // every response's headers and body: the secret must be in none
+  const get = async (p: string, init: RequestInit = {}) => {
+    const res = await fetch(`${base}${p}`, { redirect: 'manual', signal: AbortSignal.timeout(scaled(10_000)), ...init });
+    const body = await res.text();
+    seen.push(`${p} ${res.status} ${JSON.stringify([...res.headers])}\n${body}`);
+    return { res, body };
+  };
+  const bearer = { authorization: `Bearer ${TOKEN}` };
+
+  // `ttc serve` says where the dashboard is, never the token; `ttc token --url` prints the link.
+  await server.waitFor(/dashboard: /);
+  const hint = server.lines.find((l) => l.includes('dashboard: '))!;
+  t.true(hint.includes(`dashboard: ${base}/dashboard `) && hint.includes(`ttc token --url ${url}`), hint);
+  t.false(server.lines.some((l) => l.includes(TOKEN)));
+  const link = spawnTtc(['token', '--url', url], env);
+  t.is(await link.exited, 0);
+  t.deepEqual(link.lines, [`${base}/dashboard?token=${TOKEN}`]);
+
+  const runId = await submit('http', 12, 4);
+  const port = new URL(base).port;
+
+  // Without the token, a wrong one, another scheme, a wrong cookie: 401 and a one-line hint, nothing about the run.
+  for (const p of ['/', '/dashboard', '/api/overview', `/api/runs/${runId}`, '/assets/dashboard.js', `/report/${runId}`]) {
+    for (const headers of [{}, { authorization: `Bearer ${'0'.repeat(64)}` }, { authorization: `Basic ${TOKEN}` }, { cookie: `ttc_read_${port}=${TOKEN.slice(1)}` }, { cookie: `ttc_read_1=${TOKEN}` }] as Record<string, string>[]) {
+      const { res, body } = await get(p, { headers });
+      t.is(res.status, 401, `${p} ${JSON.stringify(headers)}`);
+      t.is(body.trim().split('\n').length, 1);
+      t.regex(body, /ttc token/);
+      t.false(body.includes(runId));
+    }
+  }
+  const wrong = await get(`/dashboard?token=${'f'.repeat(64)}`);
+  t.is(wrong.res.status, 401);
+  t.is(wrong.res.headers.get('set-cookie'), null);
+
+  // ?token= once: a cookie (HttpOnly, SameSite=Strict, Path=/) and a redirect to the address without it.
+  const signIn = await get(`/dashboard?token=${TOKEN}`);
+  t.is(signIn.res.status, 303);
+  t.is(signIn.res.headers.get('location'), '/dashboard');
+  const setCookie = signIn.res.headers.get('set-cookie') ?? '';
+  t.is(setCookie, `ttc_read_${port}=${TOKEN}; HttpOnly; SameSite=Strict; Path=/`);
+  const cookie = { cookie: setCookie.split(';')[0]! };
+
+  // The page: its script is a file (no inline script), a CSP of its own origin, nosniff, no CORS.
+  const page = await get('/dashboard', { headers: { ...cookie, origin: 'http://evil.example' } });
+  t.is(page.res.status, 200);
+  t.regex(page.res.headers.get('content-type')!, /^text\/html/);
+  const csp = page.res.headers.get('content-security-policy') ?? '';
+  t.regex(csp, /default-src 'self'/);
+  t.regex(csp, /script-src 'self'(;|$)/);
+  t.notRegex(csp, /unsafe/);
+  t.is(page.res.headers.get('x-content-type-options'), 'nosniff');
+  t.is(page.res.headers.get('access-control-allow-origin'), null);
+  t.regex(page.body, /<script src="\/assets\/dashboard\.js" defer><\/script>/);
+  t.notRegex(page.body, /<script>|<script [^>]*>[^<]|on(click|load)=|https?:\/\//i);
+  for (const [p, type] of [['/assets/dashboard.js', /^text\/javascript/], ['/assets/dashboard.css', /^text\/css/], ['/assets/favicon.svg', /^image\/svg\+xml/]] as const) {
+    const a = await get(p, { headers: cookie });
+    t.is(a.res.status, 200, p);
+    t.regex(a.res.headers.get('content-type')!, type);
+    t.is(a.res.headers.get('x-content-type-options'), 'nosniff');
+  }
+  t.is((await get('/', { headers: cookie })).res.status, 303);
+  t.is((await get('/dashboard', { method: 'HEAD', headers: cookie })).res.status, 200);
+  t.is((await get('/api/overview', { method: 'POST', headers: bearer })).res.status, 405);
+  t.is((await get('/assets/../registry.ts', { headers: bearer })).res.status, 404);
+  t.is((await get('/assets/index.html', { headers: bearer })).res.status, 404);
+  t.is((await get('/api/runs/..%2F..%2Fetc', { headers: bearer })).res.status, 404);
+  t.is((await get('/api/runs/nope', { headers: bearer })).res.status, 404);
+  t.is((await get('/healthz')).res.status, 200, 'the probes need no token');
+  t.is((await get('/metrics', { headers: cookie })).res.status, 200, 'the cookie reads /metrics too');
+
+  // The API, while the run trains and once it is done.
+  await server.waitFor(new RegExp(`run ${runId}: done`), scaled(180_000));
+  const overview = JSON.parse((await get('/api/overview', { headers: bearer })).body);
+  t.is(overview.kind, 'server');
+  t.deepEqual(overview.workers.map((w: { name: string }) => w.name).sort(), ['w0', 'w1']);
+  const row = overview.runs.find((r: { id: string }) => r.id === runId);
+  t.like(row, { id: runId, kind: 'train', state: 'done', step: 12, totalSteps: 12, budgetFraction: 1, report: false });
+  t.false('dir' in row, 'no server paths');
+  t.true(Number.isFinite(row.trainLoss));
+
+  const detail = JSON.parse((await get(`/api/runs/${runId}`, { headers: cookie })).body);
+  t.like(detail, { id: runId, kind: 'train', state: 'done', failures: [], reformations: 0, report: null });
+  // the evaluation before the first step, then one row per step
+  t.deepEqual(detail.history.map((r: { step: number }) => r.step), Array.from({ length: 13 }, (_, i) => i));
+  const steps = detail.history.slice(1);
+  for (const k of ['flops', 'seconds', 'tokens', 'trainLoss', 'tokensPerSecond']) t.true(steps.every((r: Record<string, number>) => Number.isFinite(r[k])), k);
+  t.true(Number.isFinite(detail.history[0].valLoss));
+  t.true(detail.history.some((r: { valLoss: number | null }) => r.valLoss !== null));
+  t.is(detail.view.step, 12);
+  t.is(detail.summary.completed, true);
+  t.is(detail.splits.length, 12);
+  const last = detail.splits.at(-1);
+  t.is(last.step, 12);
+  t.deepEqual(last.ranks.map((r: { rank: number; name: string }) => r.rank), [0, 1]);
+  t.deepEqual(last.ranks.map((r: { name: string }) => r.name).sort(), ['w0', 'w1']);
+  for (const r of last.ranks) for (const k of ['computeMs', 'readBackMs', 'allReduceMs', 'updateMs']) t.true(r[k] >= 0 && Number.isFinite(r[k]), `${k} ${r[k]}`);
+  t.like(detail.events[0], { kind: 'formed', fromStep: 0 });
+  t.deepEqual([...detail.events[0].workers].sort(), ['w0', 'w1']);
+
+  // A report in the run's directory is served sandboxed and listed.
+  fs.writeFileSync(path.join(cluster!.dir, 'runs', runId, 'report.html'), '<!doctype html><title>r</title><style>p{color:red}</style><p>the report</p>');
+  const report = await get(`/report/${runId}`, { headers: cookie });
+  t.is(report.res.status, 200);
+  t.regex(report.body, /the report/);
+  t.regex(report.res.headers.get('content-security-policy') ?? '', /^sandbox /);
+  t.is(JSON.parse((await get(`/api/runs/${runId}`, { headers: bearer })).body).report, `/report/${runId}`);
+
+  // The secret is in no response; the token only in the cookie the sign-in sets.
+  for (const s of seen) t.false(s.includes(SECRET), s.slice(0, 200));
+  t.deepEqual(seen.filter((s) => s.includes(TOKEN)).map((s) => s.split(' ')[0]), [`/dashboard?token=${TOKEN}`]);
+});
+
+const skip = browserSkipReason();
+const browserTitle = 'the dashboard in headless Chromium: loads with no error and nothing from the network, its step and loss grow while a run trains, charts and the per-worker timeline are drawn, the finished run shows as done';
+if (skip) {
+  test.skip(`${browserTitle} (${skip})`, () => {});
+} else {
+  test.serial(browserTitle, async (t) => {
+    const { base, server } = cluster!;
+    const STEPS = 150;
+    const browser = await launchBrowser();
+    try {
+      const { page, external, errors } = await openRecordedPage(browser);
+      page.setDefaultTimeout(scaled(120_000));
+      let ok = true;
+      const check = (cond: boolean, what: string) => {
+        t.true(cond, what);
+        ok &&= cond;
+      };
+
+      // Signing in with the link `ttc token --url` prints: the token leaves the address bar at once.
+      const res = await page.goto(`${base}/dashboard?token=${TOKEN}`, { waitUntil: 'load' });
+      check(res?.status() === 200, `status ${res?.status()}`);
+      check(page.url() === `${base}/dashboard`, page.url());
+      await page.waitForFunction(() => Number(document.body.dataset.updates ?? 0) >= 1);
+      const cookies = await browser.cookies();
+      check(cookies.some((c) => c.httpOnly && c.sameSite === 'Strict' && c.value === TOKEN), JSON.stringify(cookies.map((c) => [c.name, c.httpOnly, c.sameSite])));
+      check(!(await page.evaluate(() => document.cookie)).includes(TOKEN), 'the cookie is HttpOnly');
+
+      const runId = await submit('browser', STEPS, 10);
+      // The page follows the live run: its step while training, then a later one.
+      const stepOnPage = () => page.$eval('#stat-step', (e) => Number((e as HTMLElement).dataset.value));
+      await page.waitForFunction((id, total) => {
+        const title = document.getElementById('run-title')?.textContent;
+        const step = Number(document.getElementById('stat-step')?.dataset.value);
+        return title === id && document.getElementById('run-state')?.dataset.state === 'running' && step >= 1 && step < total;
+      }, {}, runId, STEPS);
+      const first = await stepOnPage();
+      const firstLoss = Number(await page.$eval('#stat-loss', (e) => e.textContent));
+      check(Number.isFinite(firstLoss) && firstLoss > 0, `loss on the page ${firstLoss}`);
+      await page.waitForFunction((s) => Number(document.getElementById('stat-step')?.dataset.value) > s, {}, first);
+      const second = await stepOnPage();
+      check(second > first, `${first} → ${second}`);
+      const rows = () => page.$eval('#loss-chart polyline.train', (e) => Number(e.getAttribute('data-points')));
+      await page.waitForFunction(() => Number(document.querySelector('#loss-chart polyline.train')?.getAttribute('data-points') ?? 0) >= 2);
+      check((await rows()) >= 2, 'the loss line has points');
+      await page.waitForFunction(() => document.querySelectorAll('#timeline rect.seg-compute').length >= 2);
+      check((await page.$$('#timeline rect.seg-allreduce')).length >= 1, 'all-reduce segments');
+      const timelineWorkers = await page.$$eval('#timeline rect.seg', (rs) => [...new Set(rs.map((r) => r.getAttribute('data-worker')))].sort());
+      check(JSON.stringify(timelineWorkers) === '["w0","w1"]', `timeline rows ${timelineWorkers}`);
+      check(await page.$eval('#workers', (e) => /w0/.test(e.textContent ?? '') && /w1/.test(e.textContent ?? '')), 'the workers are listed');
+      check(await page.$eval('#events', (e) => /ring formation \d+: 2 worker/.test(e.textContent ?? '')), 'the ring formation is listed');
+
+      // Done: the page says so, at the final step, with the budget spent.
+      await server.waitFor(new RegExp(`run ${runId}: done`), scaled(300_000));
+      await page.waitForFunction((total) => document.getElementById('run-state')?.dataset.state === 'done' && Number(document.getElementById('stat-step')?.dataset.value) === total, {}, STEPS);
+      check((await page.$eval('#stat-budget', (e) => e.textContent)) === '100.0 %', 'budget used');
+      check((await page.$eval('#stat-eta', (e) => e.textContent)) === 'done', 'ETA');
+      check((await page.$eval(`#runs tr[data-run="${runId}"] .badge`, (e) => e.textContent)) === 'done', 'the run list says done');
+      const finalLoss = Number(await page.$eval('#stat-loss', (e) => e.textContent));
+      check(finalLoss < firstLoss, `loss ${firstLoss} → ${finalLoss}`);
+      // the x axis choice redraws the chart
+      await page.click('.axis-choice button[data-x="flops"]');
+      await page.waitForFunction(() => [...document.querySelectorAll('#loss-chart text')].some((e) => e.textContent === 'FLOPs'));
+      await page.click('.axis-choice button[data-x="step"]');
+
+      check(external.length === 0, `requests leaving loopback: ${external.join(', ')}`);
+      check(errors.length === 0, `page errors: ${errors.join('; ')}`);
+      const shot = await page.screenshot({ fullPage: true, type: 'png' });
+      if (ok) fs.writeFileSync(SCREENSHOT, shot);
+      t.log(`steps seen on the page: ${first} → ${second} → ${STEPS}${ok ? `; screenshot ${path.relative(process.cwd(), SCREENSHOT)}` : ''}`);
+    } finally {
+      await browser.close();
+    }
+  });
+}
