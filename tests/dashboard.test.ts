@@ -36,7 +36,7 @@ test.before(async () => {
   const dir = tempDir('dashboard');
   const server = spawnTtc(['serve', '--port', '0', '--output-dir', path.join(dir, 'runs')], env);
   const url = (await server.waitFor(/TTC_COORDINATOR_URL=(\S+)/))[1]!;
-  const workers = [0, 1].map((i) => spawnTtc(['worker', '--coordinator', url, '--name', `w${i}`, '--retry-seconds', String(scaled(120))], env));
+  const workers = [0, 1, 2].map((i) => spawnTtc(['worker', '--coordinator', url, '--name', `w${i}`, '--retry-seconds', String(scaled(120))], env));
   cluster = { dir, url, base: url.replace('ws://', 'http://'), server, workers };
 });
 
@@ -54,7 +54,7 @@ async function submit(name: string, steps: number, every: number): Promise<strin
   fs.writeFileSync(cfg, JSON.stringify({
     cacheDir: TEST_CACHE_DIR, backend: 'cpu', threads: 1, model: TINY_MODEL,
     train: { batchSize: 4, evalEvery: every, checkpointEvery: every }, data: { maxValidationSequences: 16 },
-    budget: { kind: 'steps', steps }, dist: { minWorkers: 2 },
+    budget: { kind: 'steps', steps }, dist: { minWorkers: 2, stepTimeoutSeconds: scaled(60) },
   }));
   const p = spawnTtc(['run', '--coordinator', url, '--config', cfg, '--detach'], env);
   if ((await p.exited) !== 0) throw new Error(`ttc run failed: ${p.lines.join('\n')}`);
@@ -138,7 +138,7 @@ test.serial('the dashboard over HTTP: the read token (Bearer or the cookie ?toke
   await server.waitFor(new RegExp(`run ${runId}: done`), scaled(180_000));
   const overview = JSON.parse((await get('/api/overview', { headers: bearer })).body);
   t.is(overview.kind, 'server');
-  t.deepEqual(overview.workers.map((w: { name: string }) => w.name).sort(), ['w0', 'w1']);
+  t.deepEqual(overview.workers.map((w: { name: string }) => w.name).sort(), ['w0', 'w1', 'w2']);
   const row = overview.runs.find((r: { id: string }) => r.id === runId);
   t.like(row, { id: runId, kind: 'train', state: 'done', step: 12, totalSteps: 12, budgetFraction: 1, report: false });
   t.false('dir' in row, 'no server paths');
@@ -157,11 +157,11 @@ test.serial('the dashboard over HTTP: the read token (Bearer or the cookie ?toke
   t.is(detail.splits.length, 12);
   const last = detail.splits.at(-1);
   t.is(last.step, 12);
-  t.deepEqual(last.ranks.map((r: { rank: number; name: string }) => r.rank), [0, 1]);
-  t.deepEqual(last.ranks.map((r: { name: string }) => r.name).sort(), ['w0', 'w1']);
+  t.deepEqual(last.ranks.map((r: { rank: number; name: string }) => r.rank), [0, 1, 2]);
+  t.deepEqual(last.ranks.map((r: { name: string }) => r.name).sort(), ['w0', 'w1', 'w2']);
   for (const r of last.ranks) for (const k of ['computeMs', 'readBackMs', 'allReduceMs', 'updateMs']) t.true(r[k] >= 0 && Number.isFinite(r[k]), `${k} ${r[k]}`);
   t.like(detail.events[0], { kind: 'formed', fromStep: 0 });
-  t.deepEqual([...detail.events[0].workers].sort(), ['w0', 'w1']);
+  t.deepEqual([...detail.events[0].workers].sort(), ['w0', 'w1', 'w2']);
 
   // A report in the run's directory is served sandboxed and listed.
   fs.writeFileSync(path.join(cluster!.dir, 'runs', runId, 'report.html'), '<!doctype html><title>r</title><style>p{color:red}</style><p>the report</p>');
@@ -183,7 +183,7 @@ if (skip) {
 } else {
   test.serial(browserTitle, async (t) => {
     const { base, server } = cluster!;
-    const STEPS = 150;
+    const STEPS = 200;
     const browser = await launchBrowser();
     try {
       const { page, external, errors } = await openRecordedPage(browser);
@@ -216,21 +216,33 @@ if (skip) {
       check(Number.isFinite(firstLoss) && firstLoss > 0, `loss on the page ${firstLoss}`);
       await page.waitForFunction((s) => Number(document.getElementById('stat-step')?.dataset.value) > s, {}, first);
       const second = await stepOnPage();
-      check(second > first, `${first} → ${second}`);
+      check(second > first && second < STEPS, `${first} → ${second}`);
+
+      // A worker killed mid-run: the page lists the failure and the re-formed ring of the other two, and the run goes on.
+      cluster!.workers[2]!.kill('SIGKILL');
+      await page.waitForFunction(() => {
+        const items = [...document.querySelectorAll('#events li')].map((e) => e.textContent ?? '');
+        return items.some((x) => /failure: .*w2/.test(x)) && items.some((x) => /ring formation \d+: 2 worker\(s\) \(w[01], w[01]\)/.test(x));
+      });
+      const restartedAt = await stepOnPage();
+      await page.waitForFunction((s) => Number(document.getElementById('stat-step')?.dataset.value) > s, {}, restartedAt);
       const rows = () => page.$eval('#loss-chart polyline.train', (e) => Number(e.getAttribute('data-points')));
       await page.waitForFunction(() => Number(document.querySelector('#loss-chart polyline.train')?.getAttribute('data-points') ?? 0) >= 2);
       check((await rows()) >= 2, 'the loss line has points');
       await page.waitForFunction(() => document.querySelectorAll('#timeline rect.seg-compute').length >= 2);
-      check((await page.$$('#timeline rect.seg-allreduce')).length >= 1, 'all-reduce segments');
-      const timelineWorkers = await page.$$eval('#timeline rect.seg', (rs) => [...new Set(rs.map((r) => r.getAttribute('data-worker')))].sort());
-      check(JSON.stringify(timelineWorkers) === '["w0","w1"]', `timeline rows ${timelineWorkers}`);
-      check(await page.$eval('#workers', (e) => /w0/.test(e.textContent ?? '') && /w1/.test(e.textContent ?? '')), 'the workers are listed');
-      check(await page.$eval('#events', (e) => /ring formation \d+: 2 worker/.test(e.textContent ?? '')), 'the ring formation is listed');
+      check(await page.$eval('#workers', (e) => /w0/.test(e.textContent ?? '') && /w1/.test(e.textContent ?? '') && !/w2/.test(e.textContent ?? '')), 'the workers left are listed');
+      check(await page.$eval('#events', (e) => /ring formation \d+: 3 worker/.test(e.textContent ?? '')), 'the first ring formation is listed');
+      check((await page.$$('#loss-chart line.reform')).length >= 1, 'the loss chart marks where the re-formed ring restarted');
 
       // Done: the page says so, at the final step, with the budget spent.
       await server.waitFor(new RegExp(`run ${runId}: done`), scaled(300_000));
       await page.waitForFunction((total) => document.getElementById('run-state')?.dataset.state === 'done' && Number(document.getElementById('stat-step')?.dataset.value) === total, {}, STEPS);
       check((await page.$eval('#stat-budget', (e) => e.textContent)) === '100.0 %', 'budget used');
+      // the timeline's last steps are the re-formed ring's: two workers, every kind of segment
+      await page.waitForFunction(() => document.querySelectorAll('#timeline rect.seg-compute').length >= 10);
+      for (const seg of ['compute', 'readback', 'allreduce', 'update']) check((await page.$$(`#timeline rect.seg-${seg}`)).length >= 1, `${seg} segments`);
+      const timelineWorkers = await page.$$eval('#timeline rect.seg', (rs) => [...new Set(rs.map((r) => r.getAttribute('data-worker')))].sort());
+      check(JSON.stringify(timelineWorkers) === '["w0","w1"]', `timeline rows after the re-formation ${timelineWorkers}`);
       check((await page.$eval('#stat-eta', (e) => e.textContent)) === 'done', 'ETA');
       check((await page.$eval(`#runs tr[data-run="${runId}"] .badge`, (e) => e.textContent)) === 'done', 'the run list says done');
       const finalLoss = Number(await page.$eval('#stat-loss', (e) => e.textContent));
@@ -244,7 +256,7 @@ if (skip) {
       check(errors.length === 0, `page errors: ${errors.join('; ')}`);
       const shot = await page.screenshot({ fullPage: true, type: 'png' });
       if (ok) fs.writeFileSync(SCREENSHOT, shot);
-      t.log(`steps seen on the page: ${first} → ${second} → ${STEPS}${ok ? `; screenshot ${path.relative(process.cwd(), SCREENSHOT)}` : ''}`);
+      t.log(`steps seen on the page: ${first} → ${second}, w2 killed, ${restartedAt} once the page showed the re-formed ring → ${STEPS}${ok ? `; screenshot ${path.relative(process.cwd(), SCREENSHOT)}` : ''}`);
     } finally {
       await browser.close();
     }
