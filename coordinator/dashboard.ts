@@ -14,7 +14,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { readMetrics, type MetricsRow } from '../core/run/metrics.ts';
+import type { MetricsRow } from '../core/run/metrics.ts';
 import { runDirFor } from '../core/run/rundir.ts';
 import type { Logger } from '../core/run/log.ts';
 import type { RunRecord, RunState, TrainingView, WorkerView } from '../protocol/index.ts';
@@ -77,7 +77,7 @@ export function cookieName(req: IncomingMessage): string {
 }
 
 export class Dashboard {
-  private readonly metricsCache = new Map<string, { mtimeMs: number; size: number; rows: MetricsRow[] }>();
+  private readonly metricsCache = new Map<string, { ino: number; size: number; rows: MetricsRow[] }>();
 
   constructor(private readonly o: { readToken: Buffer; source: DashboardSource; log: Logger; secure: boolean }) {}
 
@@ -231,21 +231,46 @@ export class Dashboard {
     };
   }
 
-  /** metrics.jsonl, read again only when it changed */
+  /**
+   * metrics.jsonl's rows. The file only grows while a run trains (one row per step), so what was
+   * read is kept and only the bytes appended since are parsed: a poll never re-reads a long run's
+   * history on the coordinator's event loop. A file replaced (a resume drops rows past its
+   * checkpoint, written atomically: another inode) or shorter is read again whole.
+   */
   private metricsOf(file: string): MetricsRow[] {
     let st: fs.Stats;
     try {
       st = fs.statSync(file);
     } catch {
+      this.metricsCache.delete(file);
       return [];
     }
-    const hit = this.metricsCache.get(file);
-    if (hit && hit.mtimeMs === st.mtimeMs && hit.size === st.size) return hit.rows;
-    const rows = readMetrics(file);
-    this.metricsCache.delete(file);
-    this.metricsCache.set(file, { mtimeMs: st.mtimeMs, size: st.size, rows });
+    let hit = this.metricsCache.get(file);
+    if (hit && (hit.ino !== st.ino || st.size < hit.size)) hit = undefined;
+    if (!hit) hit = { ino: st.ino, size: 0, rows: [] };
+    if (st.size > hit.size) {
+      const fd = fs.openSync(file, 'r');
+      try {
+        const buf = Buffer.alloc(st.size - hit.size);
+        const n = fs.readSync(fd, buf, 0, buf.length, hit.size);
+        const end = n > 0 ? buf.lastIndexOf(10, n - 1) + 1 : 0; // a row being appended right now waits for the next poll
+        for (const line of buf.subarray(0, end).toString('utf8').split('\n')) {
+          if (line.trim() === '') continue;
+          try {
+            hit.rows.push(JSON.parse(line) as MetricsRow);
+          } catch {
+            // a line cut short by a crash mid-append (readMetrics skips it too)
+          }
+        }
+        hit.size += end;
+      } finally {
+        fs.closeSync(fd);
+      }
+    }
+    this.metricsCache.delete(file); // re-inserted: the most recently used last
+    this.metricsCache.set(file, hit);
     for (const k of this.metricsCache.keys()) if (this.metricsCache.size > 20) this.metricsCache.delete(k);
-    return rows;
+    return hit.rows;
   }
 
   /** A finished sweep's (or run's) report.html, sandboxed by its CSP. */

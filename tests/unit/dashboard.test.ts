@@ -83,6 +83,25 @@ test('a coordinator of one run lists its training as the run', (t) => {
   t.like(d.runDetail('r1', undefined), { id: 'r1', state: 'done', splits: [], events: [] });
 });
 
+test('metrics.jsonl is read as it grows (a row being written waits), and again whole once replaced', (t) => {
+  const root = tempDir('dash-unit');
+  const dir = member(root, 'r2', 3);
+  const file = path.join(dir, 'metrics.jsonl');
+  const s: TrainingSample = { view: view('r2', dir, 'training', 3), timing: undefined, stepSeconds: 0.1, reformations: 0 };
+  const d = new Dashboard({ readToken: Buffer.from('t'), log: silentLogger, secure: false, source: { kind: 'run', trainings: () => [s], workers: () => [] } });
+  const steps = () => (d.runDetail('r2', undefined) as { history: Array<{ step: number }> }).history.map((r) => r.step);
+  t.deepEqual(steps(), [1, 2, 3]);
+  const row = (step: number) => JSON.stringify({ step, tokens: 10, flops: 1, seconds: 1, wallSeconds: 1, lr: 0, trainLoss: 6 });
+  fs.appendFileSync(file, `${row(4)}\n${row(5).slice(0, 20)}`); // step 5 half written
+  t.deepEqual(steps(), [1, 2, 3, 4]);
+  fs.appendFileSync(file, `${row(5).slice(20)}\n`);
+  t.deepEqual(steps(), [1, 2, 3, 4, 5]);
+  // a resume rewrites the file with the rows up to its checkpoint (atomically: a new file)
+  fs.writeFileSync(`${file}.new`, `${row(1)}\n${row(2)}\n`);
+  fs.renameSync(`${file}.new`, file);
+  t.deepEqual(steps(), [1, 2]);
+});
+
 test('the dashboard address from a coordinator address, never with the token in the start-up line', (t) => {
   t.is(dashboardUrl('ws://127.0.0.1:7070'), 'http://127.0.0.1:7070/dashboard');
   t.is(dashboardUrl('wss://ttc.example:443/'), 'https://ttc.example/dashboard');
