@@ -54,7 +54,7 @@ async function submit(name: string, steps: number, every: number): Promise<strin
   fs.writeFileSync(cfg, JSON.stringify({
     cacheDir: TEST_CACHE_DIR, backend: 'cpu', threads: 1, model: TINY_MODEL,
     train: { batchSize: 4, evalEvery: every, checkpointEvery: every }, data: { maxValidationSequences: 16 },
-    budget: { kind: 'steps', steps }, dist: { minWorkers: 2, stepTimeoutSeconds: scaled(60) },
+    budget: { kind: 'steps', steps }, dist: { minWorkers: 2, initialWorkers: 3, stepTimeoutSeconds: scaled(60) },
   }));
   const p = spawnTtc(['run', '--coordinator', url, '--config', cfg, '--detach'], env);
   if ((await p.exited) !== 0) throw new Error(`ttc run failed: ${p.lines.join('\n')}`);
