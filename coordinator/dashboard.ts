@@ -192,15 +192,15 @@ export class Dashboard {
     if (member !== undefined) {
       if (record?.kind !== 'sweep' || !memberIds(record.dir).includes(member)) return undefined;
       const dir = path.join(record.dir, 'members', member);
-      return { id: `${id}/${member}`, kind: 'train', sweep: id, ...this.training(dir, samples.find((s) => s.view.runDir === dir)) };
+      const sample = samples.find((s) => s.view.runDir === dir);
+      return { id: `${id}/${member}`, kind: 'train', sweep: id, state: memberState(dir, sample), ...this.training(dir, sample) };
     }
     if (record?.kind === 'sweep') {
       const members = memberIds(record.dir).map((m) => {
         const dir = path.join(record.dir, 'members', m);
         const s = samples.find((x) => x.view.runDir === dir);
-        const sum = readJson(runDirFor(dir).summaryFile) as { completed?: boolean; steps?: number; totalSteps?: number; finalValLoss?: number | null } | undefined;
-        const state = s?.view.phase === 'training' || (s && s.view.phase.startsWith('forming')) ? 'running' : sum?.completed ? 'done' : s ? stateOfPhase(s.view.phase) : 'stopped';
-        return { id: m, state, step: s?.view.step ?? sum?.steps ?? null, totalSteps: s?.view.totalSteps ?? sum?.totalSteps ?? null, valLoss: s?.view.valLoss ?? sum?.finalValLoss ?? null };
+        const sum = readJson(runDirFor(dir).summaryFile) as { steps?: number; totalSteps?: number; finalValLoss?: number | null } | undefined;
+        return { id: m, state: memberState(dir, s), step: s?.view.step ?? sum?.steps ?? null, totalSteps: s?.view.totalSteps ?? sum?.totalSteps ?? null, valLoss: s?.view.valLoss ?? sum?.finalValLoss ?? null };
       });
       const live = this.sampleOf(record, samples);
       return { ...publicRecord(record), members, liveMember: live ? path.basename(live.view.runDir) : null, report: this.hasReport(record) ? `/report/${encodeURIComponent(id)}` : null };
@@ -301,6 +301,13 @@ function stateOfPhase(phase: string): RunState {
   if (phase.startsWith('failed')) return 'failed';
   if (phase.startsWith('stopped')) return 'cancelled';
   return 'running';
+}
+
+/** A sweep member's state: its live phase, else done (summary.json says completed) or stopped (it has a checkpoint to continue from). */
+function memberState(dir: string, s: TrainingSample | undefined): 'running' | 'done' | 'failed' | 'stopped' {
+  if (s && (s.view.phase === 'training' || s.view.phase.startsWith('forming') || s.view.phase.startsWith('waiting'))) return 'running';
+  if ((readJson(runDirFor(dir).summaryFile) as { completed?: boolean } | undefined)?.completed) return 'done';
+  return s?.view.phase.startsWith('failed') ? 'failed' : 'stopped';
 }
 
 /** The members of a sweep directory that have a run directory (members/<id>/config.json). */

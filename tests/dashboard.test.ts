@@ -12,11 +12,17 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { TimeoutError, type Page } from 'puppeteer-core';
 import { browserSkipReason, launchBrowser, openRecordedPage } from './kit/browser.ts';
 import { spawnTtc, type Proc } from './kit/procs.ts';
 import { tempDir, TEST_CACHE_DIR, TINY_MODEL } from './kit/helpers.ts';
 import { scaled } from './kit/time-scale.mjs';
 import { httpReadToken, normalizeSecret } from '../wire/auth.ts';
+import http from 'node:http';
+import { Dashboard } from '../coordinator/dashboard.ts';
+import type { TrainingSample } from '../coordinator/metrics.ts';
+import { silentLogger } from '../core/run/log.ts';
+import type { RunRecord } from '../protocol/index.ts';
 
 const SECRET = crypto.randomBytes(24).toString('base64');
 const env = { TTC_SECRET: SECRET, TTC_SECRET_FILE: undefined, TTC_COORDINATOR: undefined };
@@ -46,6 +52,26 @@ test.after.always(async () => {
   for (const w of cluster.workers) w.kill();
   await cluster.server.exited;
 });
+
+/** how long a page condition may take on a quiet machine (× the load scale) */
+const LIMIT = 120_000;
+
+/**
+ * Waits until `fn` holds in the page, up to `ms` (what a quiet machine needs) × the load scale. One
+ * puppeteer wait is one browser call, bounded by the protocol timeout (2 min): a long wait is made
+ * of shorter ones.
+ */
+async function until<A extends unknown[]>(page: Page, ms: number, fn: (...args: A) => boolean, ...args: A): Promise<void> {
+  const deadline = Date.now() + scaled(ms);
+  for (;;) {
+    try {
+      await page.waitForFunction(fn as (...a: unknown[]) => boolean, { timeout: Math.max(1, Math.min(30_000, deadline - Date.now())), polling: 200 }, ...args);
+      return;
+    } catch (e) {
+      if (!(e instanceof TimeoutError) || Date.now() >= deadline) throw e;
+    }
+  }
+}
 
 /** Submits a tiny training run of `steps` steps; returns its id. */
 async function submit(name: string, steps: number, every: number): Promise<string> {
@@ -178,16 +204,81 @@ test.serial('the dashboard over HTTP: the read token (Bearer or the cookie ?toke
 
 const skip = browserSkipReason();
 const browserTitle = 'the dashboard in headless Chromium: loads with no error and nothing from the network, its step and loss grow while a run trains, charts and the per-worker timeline are drawn, the finished run shows as done';
+const sweepTitle = 'a sweep in headless Chromium: its stage, its members, the live member\'s charts, a member picked by a click, the report link; no page error';
 if (skip) {
   test.skip(`${browserTitle} (${skip})`, () => {});
+  test.skip(`${sweepTitle} (${skip})`, () => {});
 } else {
+  test.serial(sweepTitle, async (t) => {
+    // A sweep as the run server would show it, without training: member directories on disk and a live member's sample.
+    const dir = tempDir('dashboard-sweep');
+    const row = (step: number) => JSON.stringify({ step, tokens: 100 * step, flops: 1e8 * step, seconds: step / 10, wallSeconds: step / 10, lr: 1e-3, trainLoss: 7 - step / 50, ...(step % 5 === 0 ? { valLoss: 7 - step / 45 } : {}), tokensPerSecond: 1000 });
+    const member = (id: string, steps: number, summary?: object) => {
+      const m = path.join(dir, 'members', id);
+      fs.mkdirSync(m, { recursive: true });
+      fs.writeFileSync(path.join(m, 'config.json'), '{}');
+      fs.writeFileSync(path.join(m, 'metrics.jsonl'), Array.from({ length: steps }, (_, i) => `${row(i + 1)}\n`).join(''));
+      if (summary) fs.writeFileSync(path.join(m, 'summary.json'), JSON.stringify(summary));
+      return m;
+    };
+    member('L1-d32_1e9', 20, { completed: true, steps: 20, totalSteps: 20, finalValLoss: 6.5, flopsUsed: 2e9 });
+    const live = member('L2-d32_1e9', 12);
+    fs.writeFileSync(path.join(dir, 'report.html'), '<!doctype html><p>an earlier report</p>');
+    const record: RunRecord = { id: 'sw1', kind: 'sweep', dir, state: 'running', submittedAt: new Date().toISOString(), stage: 'pretraining member 2/4 L2-d32_1e9', stageDone: 1, stageTotal: 4 };
+    const ranks = (k: number) => ['a', 'b'].map((name, rank) => ({ rank, name, computeMs: 20 + k, readBackMs: 3, allReduceMs: 5 + rank, updateMs: 4 }));
+    const sample: TrainingSample = {
+      view: {
+        runId: 'L2-d32_1e9', runDir: live, phase: 'training', formation: 1, uptimeSeconds: 9, workers: [], step: 12, totalSteps: 20,
+        budget: { kind: 'flops', flops: 2e9, seconds: 0, steps: 0, calibrationSteps: 0 }, budgetFraction: 0.6, etaSeconds: 4, flopsUsed: 1.2e9,
+        secondsUsed: 1.2, tokensSeen: 1200, trainLoss: 6.8, valLoss: 6.7, tokensPerSecond: 1000, lastCheckpointStep: 10, failures: [],
+      },
+      timing: undefined, stepSeconds: 0.04, reformations: 0,
+      timeline: { splits: Array.from({ length: 12 }, (_, k) => ({ step: k + 1, formation: 1, ranks: ranks(k) })), events: [{ at: new Date().toISOString(), kind: 'formed', formation: 1, workers: ['a', 'b'], fromStep: 0 }] },
+    };
+    const dash = new Dashboard({ readToken: Buffer.from(TOKEN), log: silentLogger, secure: false, source: { kind: 'server', records: () => [record], trainings: () => [sample], workers: () => [] } });
+    const server = http.createServer((req, res) => dash.handle(req, res, new URL(req.url ?? '/', 'http://x')));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+    const browser = await launchBrowser();
+    try {
+      const { page, external, errors } = await openRecordedPage(browser);
+      page.setDefaultTimeout(scaled(LIMIT));
+      await page.goto(`${base}/dashboard?token=${TOKEN}`, { waitUntil: 'load' });
+      await until(page, LIMIT, () => document.getElementById('sweep-title')?.textContent === 'sw1' && document.querySelectorAll('#members tbody tr').length === 2);
+      t.is(await page.$eval('#sweep-stage', (e) => e.textContent), 'pretraining member 2/4 L2-d32_1e9 — 1 of 4');
+      t.deepEqual(await page.$$eval('#members tbody tr .badge', (es) => es.map((e) => e.textContent)), ['done', 'running']);
+      t.is(await page.$eval('#sweep-report', (e) => (e as HTMLAnchorElement).hidden ? null : e.getAttribute('href')), '/report/sw1');
+      // the live member's charts under the sweep
+      await until(page, LIMIT, () => document.getElementById('run-title')?.textContent === 'sw1/L2-d32_1e9');
+      t.is(await page.$eval('#stat-step', (e) => e.textContent), '12 / 20');
+      t.is(await page.$eval('#stat-eta', (e) => e.textContent), '4 s');
+      t.is(await page.$eval('#loss-chart polyline.train', (e) => e.getAttribute('data-points')), '12');
+      t.true((await page.$$('#timeline rect.seg-readback')).length >= 10);
+      // a click on the finished member shows it
+      await page.click('#members tr[data-member="L1-d32_1e9"]');
+      await until(page, LIMIT, () => document.getElementById('run-title')?.textContent === 'sw1/L1-d32_1e9' && document.getElementById('run-state')?.dataset.state === 'done');
+      t.is(await page.$eval('#stat-step', (e) => e.textContent), '20 / 20');
+      t.is(await page.$eval('#stat-val', (e) => e.textContent), '6.5000');
+      t.true(page.url().endsWith('#run=sw1%2FL1-d32_1e9'), page.url());
+      t.false(await page.$eval('#timeline-empty', (e) => (e as HTMLElement).hidden), 'no timeline kept for it: said so');
+      // the report opens in its own sandbox
+      const report = await page.goto(`${base}/report/sw1`);
+      t.regex(report?.headers()['content-security-policy'] ?? '', /^sandbox/);
+      t.deepEqual(external, []);
+      t.deepEqual(errors, []);
+    } finally {
+      await browser.close();
+      server.close();
+    }
+  });
+
   test.serial(browserTitle, async (t) => {
     const { base, server } = cluster!;
     const STEPS = 200;
     const browser = await launchBrowser();
     try {
       const { page, external, errors } = await openRecordedPage(browser);
-      page.setDefaultTimeout(scaled(120_000));
+      page.setDefaultTimeout(scaled(LIMIT));
       let ok = true;
       const check = (cond: boolean, what: string) => {
         t.true(cond, what);
@@ -198,7 +289,7 @@ if (skip) {
       const res = await page.goto(`${base}/dashboard?token=${TOKEN}`, { waitUntil: 'load' });
       check(res?.status() === 200, `status ${res?.status()}`);
       check(page.url() === `${base}/dashboard`, page.url());
-      await page.waitForFunction(() => Number(document.body.dataset.updates ?? 0) >= 1);
+      await until(page, LIMIT, () => Number(document.body.dataset.updates ?? 0) >= 1);
       const cookies = await browser.cookies();
       check(cookies.some((c) => c.httpOnly && c.sameSite === 'Strict' && c.value === TOKEN), JSON.stringify(cookies.map((c) => [c.name, c.httpOnly, c.sameSite])));
       check(!(await page.evaluate(() => document.cookie)).includes(TOKEN), 'the cookie is HttpOnly');
@@ -206,40 +297,40 @@ if (skip) {
       const runId = await submit('browser', STEPS, 10);
       // The page follows the live run: its step while training, then a later one.
       const stepOnPage = () => page.$eval('#stat-step', (e) => Number((e as HTMLElement).dataset.value));
-      await page.waitForFunction((id, total) => {
+      await until(page, 3 * LIMIT, (id, total) => {
         const title = document.getElementById('run-title')?.textContent;
         const step = Number(document.getElementById('stat-step')?.dataset.value);
         return title === id && document.getElementById('run-state')?.dataset.state === 'running' && step >= 1 && step < total;
-      }, {}, runId, STEPS);
+      }, runId, STEPS);
       const first = await stepOnPage();
       const firstLoss = Number(await page.$eval('#stat-loss', (e) => e.textContent));
       check(Number.isFinite(firstLoss) && firstLoss > 0, `loss on the page ${firstLoss}`);
-      await page.waitForFunction((s) => Number(document.getElementById('stat-step')?.dataset.value) > s, {}, first);
+      await until(page, LIMIT, (s) => Number(document.getElementById('stat-step')?.dataset.value) > s, first);
       const second = await stepOnPage();
       check(second > first && second < STEPS, `${first} → ${second}`);
 
       // A worker killed mid-run: the page lists the failure and the re-formed ring of the other two, and the run goes on.
       cluster!.workers[2]!.kill('SIGKILL');
-      await page.waitForFunction(() => {
+      await until(page, LIMIT, () => {
         const items = [...document.querySelectorAll('#events li')].map((e) => e.textContent ?? '');
         return items.some((x) => /failure: .*w2/.test(x)) && items.some((x) => /ring formation \d+: 2 worker\(s\) \(w[01], w[01]\)/.test(x));
       });
       const restartedAt = await stepOnPage();
-      await page.waitForFunction((s) => Number(document.getElementById('stat-step')?.dataset.value) > s, {}, restartedAt);
+      await until(page, LIMIT, (s) => Number(document.getElementById('stat-step')?.dataset.value) > s, restartedAt);
       const rows = () => page.$eval('#loss-chart polyline.train', (e) => Number(e.getAttribute('data-points')));
-      await page.waitForFunction(() => Number(document.querySelector('#loss-chart polyline.train')?.getAttribute('data-points') ?? 0) >= 2);
+      await until(page, LIMIT, () => Number(document.querySelector('#loss-chart polyline.train')?.getAttribute('data-points') ?? 0) >= 2);
       check((await rows()) >= 2, 'the loss line has points');
-      await page.waitForFunction(() => document.querySelectorAll('#timeline rect.seg-compute').length >= 2);
+      await until(page, LIMIT, () => document.querySelectorAll('#timeline rect.seg-compute').length >= 2);
       check(await page.$eval('#workers', (e) => /w0/.test(e.textContent ?? '') && /w1/.test(e.textContent ?? '') && !/w2/.test(e.textContent ?? '')), 'the workers left are listed');
       check(await page.$eval('#events', (e) => /ring formation \d+: 3 worker/.test(e.textContent ?? '')), 'the first ring formation is listed');
       check((await page.$$('#loss-chart line.reform')).length >= 1, 'the loss chart marks where the re-formed ring restarted');
 
       // Done: the page says so, at the final step, with the budget spent.
       await server.waitFor(new RegExp(`run ${runId}: done`), scaled(300_000));
-      await page.waitForFunction((total) => document.getElementById('run-state')?.dataset.state === 'done' && Number(document.getElementById('stat-step')?.dataset.value) === total, {}, STEPS);
+      await until(page, LIMIT, (total) => document.getElementById('run-state')?.dataset.state === 'done' && Number(document.getElementById('stat-step')?.dataset.value) === total, STEPS);
       check((await page.$eval('#stat-budget', (e) => e.textContent)) === '100.0 %', 'budget used');
       // the timeline's last steps are the re-formed ring's: two workers, every kind of segment
-      await page.waitForFunction(() => document.querySelectorAll('#timeline rect.seg-compute').length >= 10);
+      await until(page, LIMIT, () => document.querySelectorAll('#timeline rect.seg-compute').length >= 10);
       for (const seg of ['compute', 'readback', 'allreduce', 'update']) check((await page.$$(`#timeline rect.seg-${seg}`)).length >= 1, `${seg} segments`);
       const timelineWorkers = await page.$$eval('#timeline rect.seg', (rs) => [...new Set(rs.map((r) => r.getAttribute('data-worker')))].sort());
       check(JSON.stringify(timelineWorkers) === '["w0","w1"]', `timeline rows after the re-formation ${timelineWorkers}`);
@@ -249,7 +340,7 @@ if (skip) {
       check(finalLoss < firstLoss, `loss ${firstLoss} → ${finalLoss}`);
       // the x axis choice redraws the chart
       await page.click('.axis-choice button[data-x="flops"]');
-      await page.waitForFunction(() => [...document.querySelectorAll('#loss-chart text')].some((e) => e.textContent === 'FLOPs'));
+      await until(page, LIMIT, () => [...document.querySelectorAll('#loss-chart text')].some((e) => e.textContent === 'FLOPs'));
       await page.click('.axis-choice button[data-x="step"]');
 
       check(external.length === 0, `requests leaving loopback: ${external.join(', ')}`);

@@ -43,6 +43,7 @@
     if (value !== undefined) e.dataset.value = value === null ? '' : String(value);
   };
   const badge = (e, state) => {
+    state = state || 'unknown';
     e.textContent = state;
     e.className = `badge state-${state}`;
     e.dataset.state = state;

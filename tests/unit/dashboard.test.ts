@@ -62,7 +62,7 @@ test('a sweep lists its members (done from summary.json, running from the live v
   t.deepEqual(b.failures, ['worker "w2" disconnected during step 3']);
   t.false('runDir' in b.view, 'no server paths');
   const a = d.runDetail('sw', 'a') as Record<string, any>;
-  t.like(a, { id: 'sw/a', summary: { completed: true }, view: null, splits: [] });
+  t.like(a, { id: 'sw/a', state: 'done', summary: { completed: true }, view: null, splits: [] });
 
   // the overview shows the sweep with its live member's numbers
   const o = d.overview() as { runs: Array<Record<string, unknown>> };
