@@ -117,11 +117,11 @@ export class Dashboard {
       if (p === '/api/overview') return this.json(res, this.overview());
       const run = /^\/api\/runs\/([^/]+)(?:\/([^/]+))?$/.exec(p);
       if (run) {
-        const detail = this.runDetail(decodeURIComponent(run[1]!), run[2] === undefined ? undefined : decodeURIComponent(run[2]));
+        const detail = this.runDetail(decoded(run[1]!), run[2] === undefined ? undefined : decoded(run[2]));
         return detail ? this.json(res, detail) : this.notFound(res, 'no such run on this coordinator');
       }
       const report = /^\/report\/([^/]+)$/.exec(p);
-      if (report) return this.report(res, decodeURIComponent(report[1]!));
+      if (report) return this.report(res, decoded(report[1]!));
       this.notFound(res, 'not found');
     } catch (e) {
       this.o.log.error(`dashboard ${p} failed: ${(e as Error).stack}`);
@@ -279,6 +279,15 @@ export class Dashboard {
     const file = record && path.join(record.dir, 'report.html');
     if (!file || !fs.existsSync(file)) return this.notFound(res, 'no report for this run (yet)');
     res.writeHead(200, { ...COMMON_HEADERS, 'x-frame-options': 'SAMEORIGIN', 'content-security-policy': REPORT_CSP, 'content-type': 'text/html; charset=utf-8' }).end(fs.readFileSync(file));
+  }
+}
+
+/** A path segment decoded; '' for a malformed escape (never a valid id). */
+function decoded(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return '';
   }
 }
 

@@ -157,6 +157,8 @@ test.serial('the dashboard over HTTP: the read token (Bearer or the cookie ?toke
   t.is((await get('/assets/index.html', { headers: bearer })).res.status, 404);
   t.is((await get('/api/runs/..%2F..%2Fetc', { headers: bearer })).res.status, 404);
   t.is((await get('/api/runs/nope', { headers: bearer })).res.status, 404);
+  t.is((await get('/api/runs/%E0%A4%A', { headers: bearer })).res.status, 404, 'a malformed escape');
+  t.is((await get('/report/%E0%A4%A', { headers: bearer })).res.status, 404);
   t.is((await get('/healthz')).res.status, 200, 'the probes need no token');
   t.is((await get('/metrics', { headers: cookie })).res.status, 200, 'the cookie reads /metrics too');
 
