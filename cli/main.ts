@@ -29,7 +29,7 @@ export const commands: Record<string, { synopsis: string; load: () => Promise<Co
   status: { synopsis: 'ttc status --coordinator URL [--run ID] [--follow] [--json]', load: () => import('./commands/status.ts') },
   report: { synopsis: 'ttc report --coordinator URL --run ID [--out DIR]', load: () => import('./commands/report.ts') },
   data: { synopsis: 'ttc data (ddtp [--mirror URL] [--keyring FILE] [--offline] | tsv --in <pairs.tsv>) [--out DIR]', load: () => import('./commands/data.ts') },
-  token: { synopsis: 'ttc token', load: () => import('./commands/token.ts') },
+  token: { synopsis: 'ttc token [--url URL]', load: () => import('./commands/token.ts') },
   cancel: { synopsis: 'ttc cancel --coordinator URL --run ID', load: () => import('./commands/cancel.ts') },
 };
 

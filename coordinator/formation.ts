@@ -107,10 +107,26 @@ export class Driver {
   }
 }
 
+/** Where one rank's step went (ms), as its `coord.step-done` reported it: the dashboard's per-worker timeline. */
+export interface RankSplit {
+  rank: number;
+  name: string;
+  /** forward + backward, without the read-back */
+  computeMs: number;
+  /** reading the gradients back (0 when the worker does not measure it: then inside computeMs) */
+  readBackMs: number;
+  /** waiting for the gradient all-reduce after the read-back (its exposed part) */
+  allReduceMs: number;
+  /** clip + optimizer update + handing the weights to the backend */
+  updateMs: number;
+}
+
 /** A formed ring of workers, driven from the coordinator: the StepExecutor of distributed training. */
 export class RingFormation implements StepExecutor {
   /** what the members reported when they joined */
   trainCount = 0;
+  /** called with every step's per-rank split (rank order) once all ranks answered */
+  onStepSplit: ((step: number, ranks: RankSplit[]) => void) | undefined;
   backend = '';
   /** parameters of the state loaded (what a state transfer must hold) */
   private total = 0;
@@ -210,6 +226,11 @@ export class RingFormation implements StepExecutor {
     this.broadcast(M.Step, () => ({ formation: this.id, step, lr, epoch: pos.epoch, offset: pos.offset }));
     const done = await this.collect(this.members, `step ${step + 1}`, (m) => (m.t === 'coord.step-done' && m.step === step ? m : undefined));
     const results = this.members.map((w) => done.get(w)!);
+    this.onStepSplit?.(step + 1, this.members.map((w, i) => {
+      const r = results[i]!;
+      const readBackMs = Math.min(r.readBackMs ?? 0, r.computeMs);
+      return { rank: w.rank ?? i, name: w.name, computeMs: r.computeMs - readBackMs, readBackMs, allReduceMs: r.reduceMs, updateMs: r.applyMs };
+    }));
     // Every rank's loss is the mean over its equal share of the global batch: their mean is the batch's.
     const mean = (f: (r: (typeof results)[number]) => number) => results.reduce((a, r) => a + f(r), 0) / results.length;
     return {

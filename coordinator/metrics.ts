@@ -7,6 +7,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { StepTiming } from '../ml/train/controller.ts';
 import { RUN_STATES, type RunState, type TrainingView } from '../protocol/index.ts';
+import type { RunTimeline } from './pretrain.ts';
 
 /** One training run as the metrics see it: its status view, its last step's time split and how often its ring was re-formed. */
 export interface TrainingSample {
@@ -15,6 +16,8 @@ export interface TrainingSample {
   /** seconds of the last step (null before the first) */
   stepSeconds: number | null;
   reformations: number;
+  /** the per-rank step splits and ring history the dashboard shows (not a metric) */
+  timeline?: RunTimeline;
 }
 
 export interface MetricsSource {

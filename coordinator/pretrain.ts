@@ -19,7 +19,35 @@ import { pretrainLoop, startingPoint, writeSummary, type RunSnapshot } from '../
 import { RunController, type RunSummary } from '../ml/train/controller.ts';
 import { orNull, type TrainingView } from '../protocol/index.ts';
 import type { TrainingSample } from './metrics.ts';
-import { anySignal, RunError, type Driver, type RingFormation } from './formation.ts';
+import { anySignal, RunError, type Driver, type RankSplit, type RingFormation } from './formation.ts';
+
+/** One step's per-rank time split (the dashboard's timeline). */
+export interface StepSplit {
+  step: number;
+  formation: number;
+  ranks: RankSplit[];
+}
+
+/** A ring formed for the run (with its workers and the step it starts from) or a failure that ended one. */
+export interface RingEvent {
+  at: string;
+  kind: 'formed' | 'failure';
+  formation: number;
+  workers?: string[];
+  fromStep?: number;
+  reason?: string;
+}
+
+/** What this coordinator saw of the run beyond metrics.jsonl: the last steps' per-rank splits and the ring's history. */
+export interface RunTimeline {
+  splits: StepSplit[];
+  events: RingEvent[];
+}
+
+/** steps of per-rank splits kept in memory */
+const KEEP_SPLITS = 60;
+/** ring events kept in memory (a run that keeps failing keeps its latest) */
+const KEEP_EVENTS = 200;
 
 export interface PretrainRunOptions {
   config: Config;
@@ -46,6 +74,8 @@ export class PretrainRun {
   readonly failures: string[];
   /** rings this coordinator re-formed after a failure */
   private reformations = 0;
+  private readonly splits: StepSplit[] = [];
+  private readonly events: RingEvent[] = [];
 
   constructor(private readonly opts: PretrainRunOptions) {
     const { config, run, log } = opts;
@@ -80,7 +110,8 @@ export class PretrainRun {
             return dist.maxWorkers > 0 ? all.slice(0, dist.maxWorkers) : all;
           },
           signal: anySignal(signal, stop),
-          onFailure: (e) => {
+          onFailure: (e, failed) => {
+            this.event({ kind: 'failure', formation: failed?.id ?? 0, reason: e.message });
             this.failures.push(e.message);
             this.reformations++;
             writeJsonAtomic(run.failuresFile, this.failures);
@@ -93,6 +124,11 @@ export class PretrainRun {
           // Every worker starts from the same bytes: the last checkpoint (or the initial weights).
           await ring.load(this.snapshot.trainer);
           this.ctl.restore(this.snapshot.training, ring.worldSize);
+          this.event({ kind: 'formed', formation: ring.id, workers: ring.members.map((w) => w.name), fromStep: this.snapshot.training.step });
+          ring.onStepSplit = (step, ranks) => {
+            this.splits.push({ step, formation: ring.id, ranks });
+            if (this.splits.length > KEEP_SPLITS) this.splits.shift();
+          };
           this.phaseNow = 'training';
           return pretrainLoop(this.ctl, ring, {
             run,
@@ -111,6 +147,16 @@ export class PretrainRun {
     } finally {
       this.opts.progress.stop();
     }
+  }
+
+  private event(e: Omit<RingEvent, 'at'>): void {
+    this.events.push({ at: new Date().toISOString(), ...e });
+    if (this.events.length > KEEP_EVENTS) this.events.shift();
+  }
+
+  /** The last steps' per-rank splits and the ring's history (copies). */
+  timeline(): RunTimeline {
+    return { splits: this.splits.slice(), events: this.events.slice() };
   }
 
   private beforeStep(): void {
@@ -147,7 +193,7 @@ export class PretrainRun {
 
   /** What `/metrics` reports of this run (coordinator/metrics.ts): the status view and the last step's time split. */
   sample(): TrainingSample {
-    return { view: this.status([]), timing: this.ctl.lastTiming, stepSeconds: orNull(this.ctl.lastStepSeconds), reformations: this.reformations };
+    return { view: this.status([]), timing: this.ctl.lastTiming, stepSeconds: orNull(this.ctl.lastStepSeconds), reformations: this.reformations, timeline: this.timeline() };
   }
 }
 

@@ -8,9 +8,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { listen, type Connection, type PeerServer, type TlsServerFiles } from '../wire/net/index.ts';
 import { CloseCode, type Message } from '../wire/protocol/index.ts';
-import { M, type RunState, type Status, type WorkerView } from '../protocol/index.ts';
+import { M, type RunRecord, type RunState, type Status, type WorkerView } from '../protocol/index.ts';
 import type { Logger } from '../core/run/log.ts';
-import { httpReadToken, normalizeSecret, proofsEqual, type SecretInput } from '../wire/auth.ts';
+import { httpReadToken, normalizeSecret, type SecretInput } from '../wire/auth.ts';
+import { Dashboard, isDashboardPath } from './dashboard.ts';
 import { metricsRegistry, type TrainingSample } from './metrics.ts';
 import type { Registry } from 'prom-client';
 import { TtcError } from '../core/errors.ts';
@@ -54,6 +55,8 @@ export interface RegistryOptions {
   trainings?: () => TrainingSample[];
   /** a run server's queue, for `/metrics` */
   runStates?: () => RunState[];
+  /** a run server's runs and sweeps, for the dashboard (without: it lists the trainings) */
+  runRecords?: () => RunRecord[];
 }
 
 export type CliMsg = Message<(typeof M.fromCli)[number]>;
@@ -68,12 +71,18 @@ export class WorkerRegistry {
   private changed: () => void = () => {};
   quiet = false;
   private readonly metrics: Registry;
-  /** what `/metrics` requires as `Authorization: Bearer …` */
-  private readonly readToken: Buffer;
+  /** the page, its API and the reports; it also checks the read token `/metrics` requires */
+  private readonly dashboard: Dashboard;
 
   constructor(private readonly opts: RegistryOptions) {
-    this.metrics = metricsRegistry({ workers: () => this.size, trainings: opts.trainings ?? (() => []), runStates: opts.runStates });
-    this.readToken = Buffer.from(httpReadToken(normalizeSecret(opts.secret)));
+    const trainings = opts.trainings ?? (() => []);
+    this.metrics = metricsRegistry({ workers: () => this.size, trainings, runStates: opts.runStates });
+    this.dashboard = new Dashboard({
+      readToken: Buffer.from(httpReadToken(normalizeSecret(opts.secret))),
+      source: { kind: opts.runRecords ? 'server' : 'run', records: opts.runRecords, trainings, workers: () => this.workerViews() },
+      log: opts.log,
+      secure: opts.tls !== undefined,
+    });
   }
 
   get url(): string {
@@ -103,18 +112,28 @@ export class WorkerRegistry {
   /**
    * Plain HTTP, GET or HEAD only (405 otherwise). Probes for Kubernetes: /healthz (liveness: the
    * process serves) and /readyz (ready: listening) answer 200 "ok" to anyone and tell nothing about
-   * the run (no id, no phase). /metrics (Prometheus text) tells about the run, so it requires the
-   * read token derived from the secret (`ttc token`, docs/security.md): 401 without it.
+   * the run (no id, no phase). /metrics (Prometheus text) and the dashboard (/, /dashboard, /api/…,
+   * /assets/…, /report/…; coordinator/dashboard.ts) tell about the run, so they require the read
+   * token derived from the secret (`ttc token`, docs/security.md): 401 without it.
    */
   private onHttp(req: IncomingMessage, res: ServerResponse): void {
-    const path = (req.url ?? '/').split('?')[0];
-    if (path !== '/healthz' && path !== '/readyz' && path !== '/metrics') {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: use a WebSocket client (ttc worker / ttc status), or GET /healthz, /readyz, /metrics\n');
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://ttc');
+    } catch {
+      return void res.writeHead(400, { 'content-type': 'text/plain' }).end('bad request\n');
+    }
+    const path = url.pathname;
+    const known = path === '/healthz' || path === '/readyz' || path === '/metrics' || isDashboardPath(path);
+    if (!known) {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: use a WebSocket client (ttc worker / ttc status), or GET /healthz, /readyz, /metrics, /dashboard\n');
     } else if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('method not allowed: GET or HEAD\n');
-    } else if (path !== '/metrics') {
+    } else if (path === '/healthz' || path === '/readyz') {
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n'); // Node sends no body to a HEAD
-    } else if (!this.readTokenIn(req.headers.authorization)) {
+    } else if (path !== '/metrics') {
+      this.dashboard.handle(req, res, url);
+    } else if (!this.dashboard.authorized(req)) {
       res.writeHead(401, { 'www-authenticate': 'Bearer realm="ttc"', 'content-type': 'text/plain' }).end('unauthorized: send Authorization: Bearer <token> (`ttc token` prints it)\n');
     } else {
       this.metrics.metrics().then(
@@ -125,12 +144,6 @@ export class WorkerRegistry {
         },
       );
     }
-  }
-
-  /** Whether an Authorization header holds the read token (compared in constant time). */
-  private readTokenIn(header: string | undefined): boolean {
-    const m = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '');
-    return m !== null && proofsEqual(this.readToken, Buffer.from(m[1]!));
   }
 
   private onConnection(conn: Connection<FromWorker>, role: string): void {

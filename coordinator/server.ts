@@ -82,6 +82,7 @@ export class RunServer {
       cli: (conn, msg) => this.onCli(conn, msg),
       trainings: () => this.trainings(),
       runStates: () => this.runs.map((r) => r.state),
+      runRecords: () => this.runs,
     });
     this.driver = new Driver(this.registry, opts.log);
     this.runs = this.readQueue();

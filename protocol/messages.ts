@@ -54,7 +54,10 @@ export const StepDone = defineMessage('coord.step-done', {
   loss: finite(),
   /** null: the step was skipped (mixed precision: the gradients overflowed f16, ml/train/loss-scale.ts) */
   gradNorm: v.nullable(finite()),
+  /** forward, backward and the gradients' read-back */
   computeMs: finite(),
+  /** of computeMs, the read-back (absent from a worker that does not measure it) */
+  readBackMs: v.optional(finite()),
   reduceMs: finite(),
   applyMs: finite(),
   /** collectives' time for this step (its gradient reduction, the previous step's weight all-gather) and the part hidden behind other work */

@@ -184,6 +184,10 @@ test('a worker with a wrong secret is refused, with the reason logged on both si
   const text = await metrics.text();
   t.true(text.includes(`\nttc_train_step{run="${s.runId}"} 0\n`), text);
   t.true(text.includes('\nttc_workers_connected 0\n'), text);
+  // The dashboard of a coordinator of one run (docs/dashboard.md; tested in depth in dashboard.test.ts): the same token, its run listed.
+  t.is((await fetch(`${http}/api/overview`)).status, 401);
+  const overview = await fetch(`${http}/api/overview`, { headers: { authorization: `Bearer ${httpReadToken(normalizeSecret(SECRET))}` } });
+  t.like(await overview.json(), { kind: 'run', workers: [], runs: [{ id: s.runId, kind: 'train', state: 'running', step: 0 }] });
   coord.kill('SIGTERM');
   await coord.exited;
 });

@@ -170,7 +170,7 @@ export class Worker {
       case 'coord.step':
         return this.stepping(msg, msg.step, async (m) => {
           const r = await m.loaded.step(msg.step, msg.lr, { epoch: msg.epoch, offset: msg.offset });
-          this.send(M.StepDone, { formation: m.formation, step: msg.step, loss: r.loss, gradNorm: Number.isFinite(r.gradNorm) ? r.gradNorm : null, computeMs: r.computeMs, reduceMs: r.reduceMs, applyMs: r.applyMs, commMs: r.commMs, hiddenMs: r.hiddenMs });
+          this.send(M.StepDone, { formation: m.formation, step: msg.step, loss: r.loss, gradNorm: Number.isFinite(r.gradNorm) ? r.gradNorm : null, computeMs: r.computeMs, ...(r.readBackMs !== undefined ? { readBackMs: r.readBackMs } : {}), reduceMs: r.reduceMs, applyMs: r.applyMs, commMs: r.commMs, hiddenMs: r.hiddenMs });
         });
       case 'coord.calibrate':
         return this.stepping(msg, 0, async (m) => {

@@ -2,6 +2,7 @@
 import fs from 'node:fs';
 import { createLogger } from '../../core/run/log.ts';
 import { createProgress } from '../../core/run/progress.ts';
+import { dashboardHint } from '../../coordinator/dashboard.ts';
 import { Driver } from '../../coordinator/formation.ts';
 import { PretrainRun } from '../../coordinator/pretrain.ts';
 import { WorkerRegistry } from '../../coordinator/registry.ts';
@@ -70,6 +71,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   log.info(`run ${runDir.id} (${runDir.dir}): listening on ${url}`);
   console.log(`TTC_COORDINATOR_URL=${url}`);
+  log.info(dashboardHint(url));
   try {
     const summary = await live.run();
     console.log(describeSummary(summary));

@@ -1,6 +1,7 @@
 /** `ttc serve`: the long-running run server of a cluster (coordinator/server.ts). */
 import { resolveConfig } from '../../core/config/load.ts';
 import { createLogger } from '../../core/run/log.ts';
+import { dashboardHint } from '../../coordinator/dashboard.ts';
 import { RunServer } from '../../coordinator/server.ts';
 import { loadSecret } from '../../wire/auth.ts';
 import { tlsServerFromEnv } from '../../wire/net/index.ts';
@@ -43,6 +44,7 @@ export async function run(argv: string[]): Promise<number> {
   const url = await server.start();
   log.info(`run server listening on ${url}; runs go to ${values['output-dir']}${values.set?.length ? `; every run gets ${values.set.join(', ')}` : ''}`);
   console.log(`TTC_COORDINATOR_URL=${url}`);
+  log.info(dashboardHint(url));
   await new Promise<void>((resolve) => {
     let stopping = false;
     const onSignal = () => {

@@ -39,6 +39,8 @@ export interface StepResult {
   gradNorm: number;
   /** forward, backward and reading the gradients back */
   computeMs: number;
+  /** of computeMs, reading the gradients back to the host (bucket by bucket, their reductions starting meanwhile); 0 on the GPU-resident path */
+  readBackMs?: number;
   /** waiting for the gradient reduction after the read-back */
   reduceMs: number;
   /** clip + optimizer update + handing the weights to the backend */
@@ -154,6 +156,7 @@ export abstract class Trainer<B> {
       return (await this.gradientsOnDevice(b).value.data())[0]!;
     }
     const { value, grads } = this.lossAndGrads(b, scale);
+    const t0 = performance.now();
     try {
       // every read-back is requested at once (a GPU backend copies them in parallel), awaited in bucket order
       const reads = grads.map((g) => g.data() as Promise<Float32Array>);
@@ -164,6 +167,7 @@ export abstract class Trainer<B> {
       }
       return (await value.data())[0]! / scale; // a power of two: exact
     } finally {
+      this.lastReadBackMs = performance.now() - t0;
       tf.dispose([value, ...grads]);
     }
   }
@@ -257,6 +261,9 @@ export abstract class Trainer<B> {
     return norm;
   }
 
+  /** How long the last computeGradients waited for its gradients' read-back (after recording the forward and backward pass). */
+  lastReadBackMs = 0;
+
   /** Where the last update spent its time: the optimizer (CPU, in apply) and handing the weights to the backend (in the settle after it). */
   lastApply = { updateMs: 0, uploadMs: 0 };
 
@@ -272,7 +279,7 @@ export abstract class Trainer<B> {
       const { loss, norm } = await this.applyOnDevice(lr);
       const t2 = performance.now();
       this.lastApply = { updateMs: t2 - t1, uploadMs: 0 };
-      return { loss, gradNorm: norm, computeMs: t1 - t0, reduceMs: 0, applyMs: t2 - t1, commMs: 0, hiddenMs: 0 };
+      return { loss, gradNorm: norm, computeMs: t1 - t0, readBackMs: 0, reduceMs: 0, applyMs: t2 - t1, commMs: 0, hiddenMs: 0 };
     }
     const loss = await this.computeGradients(b);
     const t1 = performance.now();
@@ -281,7 +288,7 @@ export abstract class Trainer<B> {
     const lossScale = this.lossScaler?.scale;
     const gradNorm = await this.apply(lr);
     const mixed = lossScale === undefined ? {} : { lossScale, skipped: !Number.isFinite(gradNorm) };
-    return { loss, gradNorm, computeMs: t1 - t0, reduceMs: t2 - t1, applyMs: performance.now() - t2, ...comm, ...mixed };
+    return { loss, gradNorm, computeMs: t1 - t0, readBackMs: this.lastReadBackMs, reduceMs: t2 - t1, applyMs: performance.now() - t2, ...comm, ...mixed };
   }
 
   /** The weights and optimizer state of the whole model (sharded: gathered from every replica — a collective). */
