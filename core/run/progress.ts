@@ -3,6 +3,7 @@
  * elsewhere (CI, logs, child processes) a plain line every `lineEverySeconds` and at the end.
  */
 import cliProgress from 'cli-progress';
+import { appendText, DiskFullError } from '../fs.ts';
 
 export interface ProgressUpdate {
   step: number;
@@ -70,5 +71,32 @@ export function createProgress(label: string, opts: { tty?: boolean; lineEverySe
     stop() {
       if (pending) write(`${label} ${describe(pending)}`);
     },
+  };
+}
+
+/**
+ * A line per update (every step) appended to a run's log file, `ISO info [label] step …`: the log
+ * keeps the full per-step record that a console view shows only sparsely. A full disk is not an
+ * error here (the log only mirrors the run's metrics.jsonl).
+ */
+export function fileProgress(label: string, file: string): Progress {
+  const write = (u: ProgressUpdate) => {
+    try {
+      appendText(file, `${new Date().toISOString()} info [${label}] ${describe(u)}\n`);
+    } catch (e) {
+      if (!(e instanceof DiskFullError)) throw e;
+    }
+  };
+  return {
+    update: write,
+    stop() {},
+  };
+}
+
+/** Every update and stop to each of `parts`. */
+export function teeProgress(...parts: Progress[]): Progress {
+  return {
+    update: (u) => parts.forEach((p) => p.update(u)),
+    stop: () => parts.forEach((p) => p.stop()),
   };
 }
