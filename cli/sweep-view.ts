@@ -71,6 +71,7 @@ export class SweepView {
   private live = 0;
   private dirty = false;
   private paintedAt = 0;
+  private lastInfo: string | undefined;
   private timer: ReturnType<typeof setInterval> | undefined;
   private pretrained = 0;
   /** the log file of the member in training: the workers' output goes there too */
@@ -93,14 +94,29 @@ export class SweepView {
   readonly console: ConsoleSink = (level: LogLevel, text: string) => {
     this.file(text);
     if (this.o.mode === 'verbose' || level !== 'info') this.show(this.err, text);
+    else this.latest(text);
   };
 
-  /** A line of a worker's output (LocalCluster's `output`): to the files; on the console all (verbose) or its errors. */
+  /**
+   * A line of a worker's output (LocalCluster's `output`): to the files; on the console all of them
+   * (verbose) or its errors — its error log lines and the one line `ttc worker: …` of a worker that
+   * ends with an error (cli/main.ts; a bug's stack after it stays in the files). Not its other
+   * lines: info and warnings (their consequences reach the sweep's own log), Dawn's or Node's
+   * diagnostics.
+   */
   workerOutput(_worker: string, line: string, stream: 'stdout' | 'stderr'): void {
     this.file(line);
     if (this.memberLog) this.append(this.memberLog, line);
-    if (this.o.mode === 'verbose') this.show(stream === 'stdout' ? this.out : this.err, line);
-    else if (LEVEL_LINE.exec(line)?.[1] === 'error') this.show(this.err, line);
+    if (this.o.mode === 'verbose') return void this.show(stream === 'stdout' ? this.out : this.err, line);
+    const level = LEVEL_LINE.exec(line)?.[1];
+    if (level === 'error' || (stream === 'stderr' && line.startsWith('ttc worker: '))) this.show(this.err, line);
+    else if (level === 'info') this.latest(line);
+  }
+
+  /** The last info line, shown under the rows on a terminal while nothing has progress to show (start-up, data preparation, a ring forming). */
+  private latest(text: string): void {
+    this.lastInfo = text.replace(LEVEL_LINE, (m) => m.slice(m.indexOf('[')));
+    this.dirty = true;
   }
 
   /** A line for the console in every mode (the header, the summary), filed too. */
@@ -200,6 +216,7 @@ export class SweepView {
     const room = Math.max(1, (this.out.rows || 30) - 3);
     const lines = rows.slice(0, room).map((r) => clip(this.rowText(r, true)));
     if (rows.length > room) lines.push(`… ${rows.length - room} more`);
+    if (this.lastInfo && rows.every((r) => r.done === undefined)) lines.push(clip(`  … ${this.lastInfo}`));
     lines.push(clip(this.statusLine()));
     this.out.write(`${this.live > 0 ? `\u001b[${this.live}F\u001b[0J` : ''}${lines.join('\n')}\n`);
     this.live = lines.length;

@@ -111,16 +111,20 @@ test('on a terminal the running phases are rows redrawn in place under the finis
   view.console('info', '2026-01-01T00:00:00.000Z info [sweep] something for the log only');
   view.workerOutput('worker-0', '2026-01-01T00:00:00.000Z error [worker-0] worker worker-0: it broke', 'stderr');
   view.workerOutput('worker-0', "Warning: Couldn't load Vulkan: libvulkan.so.1: cannot open shared object file", 'stderr');
+  view.workerOutput('worker-1', 'ttc worker: Error: something it could not survive', 'stderr');
+  view.workerOutput('worker-1', '    at someFunction (file:///x.ts:1:1)', 'stderr');
+  view.workerOutput('worker-1', '2026-01-01T00:00:00.000Z warn [worker-1] leaving ring formation 1: A: done', 'stderr');
   view.onPhase({ phase: 'pretrain', id: 'A', state: 'done', detail: 'validation loss 6.1 after 10 steps' });
   view.stop();
   t.deepEqual(term.screen.map((l) => l.replace(/\(in \S+\)$/, '(in T)')), [
     'sweep s: 2 members',
     '2026-01-01T00:00:00.000Z warn [sweep] something that matters',
     '2026-01-01T00:00:00.000Z error [worker-0] worker worker-0: it broke',
+    'ttc worker: Error: something it could not survive',
     'pretrain A: done — validation loss 6.1 after 10 steps (in T)',
   ]);
   const file = fs.readFileSync(path.join(dir, 'console.log'), 'utf8');
-  for (const l of ['something for the log only', "Couldn't load Vulkan", 'it broke']) t.true(file.includes(l), l);
+  for (const l of ['something for the log only', "Couldn't load Vulkan", 'it broke', 'at someFunction', 'leaving ring formation']) t.true(file.includes(l), l);
   t.regex(fs.readFileSync(path.join(dir, 'A.log'), 'utf8'), /info \[A\] step 5\/10 \(50\.0% of budget\) loss 6\.500/);
   t.is(viewMode(true, { isTTY: true }), 'verbose');
   t.is(viewMode(false, { isTTY: true }, { TERM: 'xterm' }), 'tty');
