@@ -25,8 +25,9 @@ const fmt = (x: number | undefined, digits = 3) => (x === undefined || !Number.i
 /** 75 → "1m15s", 42 → "42s", unknown → "-". */
 export function formatEta(s: number | undefined): string {
   if (s === undefined || !Number.isFinite(s)) return '-';
-  const m = Math.floor(s / 60);
-  return m > 0 ? `${m}m${String(Math.round(s % 60)).padStart(2, '0')}s` : `${Math.round(s)}s`;
+  const r = Math.round(s); // 719.6 → "12m00s", not "11m60s"
+  const m = Math.floor(r / 60);
+  return m > 0 ? `${m}m${String(r % 60).padStart(2, '0')}s` : `${r}s`;
 }
 
 export function describe(u: ProgressUpdate): string {
