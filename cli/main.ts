@@ -18,7 +18,7 @@ export interface Command {
 export const commands: Record<string, { synopsis: string; load: () => Promise<Command> }> = {
   train: { synopsis: 'ttc train --config <file.json> [--set key=value ...]', load: () => import('./commands/train.ts') },
   local: { synopsis: 'ttc local --workers N --config <file.json> [--set key=value ...]', load: () => import('./commands/local.ts') },
-  sweep: { synopsis: 'ttc sweep --config <sweep.json> [--workers N]', load: () => import('./commands/sweep.ts') },
+  sweep: { synopsis: 'ttc sweep --config <sweep.json> [--workers N] [--verbose]', load: () => import('./commands/sweep.ts') },
   evaluate: { synopsis: 'ttc evaluate --sweep runs/<id> [--host H] [--port P] [--workers N]', load: () => import('./commands/evaluate.ts') },
   export: { synopsis: 'ttc export (--run runs/<id> | --checkpoint <checkpoint dir>) [--compressed <file> | --finetuned <file>] --out <dir>', load: () => import('./commands/export.ts') },
   compress: { synopsis: 'ttc compress (--run runs/<id> | --checkpoint <checkpoint dir>) [--finetuned <file>] --method M [level flags] --out <file>', load: () => import('./commands/compress.ts') },

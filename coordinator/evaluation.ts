@@ -23,6 +23,7 @@ import type { CellResultWire, Selection } from '../protocol/index.ts';
 import { toReportCell } from '../report/cells.ts';
 import type { Cell } from '../report/types.ts';
 import { finetuneDistributed } from './finetune.ts';
+import type { PhaseListener } from './phases.ts';
 import { RunError, type Driver } from './formation.ts';
 import { runJobs, type JobRequest } from './jobs.ts';
 import { memberConfig, type SweepConfig } from './sweep-config.ts';
@@ -62,6 +63,8 @@ export interface EvaluationOptions {
   driver: Driver;
   log: Logger;
   progress?: EvaluationProgress;
+  /** start, progress and end of each fine-tuning, pruning and of the cells (a progress view) */
+  onPhase?: PhaseListener;
   /** ends the step between fine-tunings and jobs (cancel, Ctrl-C); what is finished is kept */
   signal?: AbortSignal;
 }
@@ -69,6 +72,7 @@ export interface EvaluationOptions {
 export async function evaluateSweep(sweepDir: string, sweep: SweepConfig, members: MemberResult[], o: EvaluationOptions): Promise<{ cells: Cell[]; failures: string[] }> {
   const { driver, log, signal } = o;
   const progress = o.progress ?? (() => {});
+  const phase = o.onPhase ?? (() => {});
   const checkStopped = () => {
     if (signal?.aborted) throw new RunError(`the compression + evaluation step stopped (${String(signal.reason ?? 'cancelled')}); finished fine-tunings and cells are kept`);
   };
@@ -95,20 +99,24 @@ export async function evaluateSweep(sweepDir: string, sweep: SweepConfig, member
     return { m, config, id: config.runId, ftSeed, pretrained: loadCheckpoint(last, paramLayout(config.model)).weights, ftFile: path.join(ftDir, `${config.runId}.safetensors`) };
   });
   type Member = (typeof memberInfo)[number];
-  const finetuneRound = (x: Member, label: string, from: { pretrained: Float32Array } | { initial: Float32Array; mask: Uint8Array }, opts: { steps: number; seed: number }) => {
+  const finetuneRound = (x: Member, label: string, from: { pretrained: Float32Array } | { initial: Float32Array; mask: Uint8Array }, opts: { steps: number; seed: number }, onStep?: (step: number, loss: number) => void) => {
     checkStopped();
-    return finetuneDistributed(driver, { config: x.config, ...from, classificationSeed: seed, selection, opts: { ...evaluation.finetune, ...opts }, label, timeoutMs, waitForWorkersSeconds });
+    return finetuneDistributed(driver, { config: x.config, ...from, classificationSeed: seed, selection, opts: { ...evaluation.finetune, ...opts }, label, timeoutMs, waitForWorkersSeconds, onStep });
   };
 
   // Phase 1: fine-tune every member, data-parallel on all connected workers.
   const todo = memberInfo.filter((x) => !fs.existsSync(x.ftFile));
   log.info(`fine-tuning ${todo.length} member(s) (${memberInfo.length - todo.length} already done)`);
   let finetuned = memberInfo.length - todo.length;
+  for (const x of memberInfo) if (!todo.includes(x)) phase({ phase: 'finetune', id: x.id, state: 'skipped', detail: 'already fine-tuned' });
   for (const x of todo) {
+    const steps = evaluation.finetune.steps;
+    phase({ phase: 'finetune', id: x.id, state: 'start', done: 0, total: steps, detail: `member ${finetuned + 1}/${memberInfo.length}, ${steps} steps: starting` });
     progress(`fine-tuning ${x.id}`, finetuned++, memberInfo.length);
-    const r = await finetuneRound(x, x.id, { pretrained: x.pretrained }, { steps: evaluation.finetune.steps, seed: x.ftSeed });
+    const r = await finetuneRound(x, x.id, { pretrained: x.pretrained }, { steps, seed: x.ftSeed }, (step, loss) => phase({ phase: 'finetune', id: x.id, state: 'progress', done: step, total: steps, loss }));
     writeFileAtomic(x.ftFile, encodeSafetensors({ weights: { dtype: 'F32', shape: [r.weights.length], data: r.weights } }, { trainLoss: String(r.trainLoss), devAccuracy: String(r.devAccuracy), workers: String(r.workers) }));
     log.info(`fine-tuned ${x.id} on ${r.workers} worker(s): dev accuracy ${(100 * r.devAccuracy).toFixed(1)}%, train loss ${r.trainLoss.toFixed(4)}`);
+    phase({ phase: 'finetune', id: x.id, state: 'done', done: steps, total: steps, detail: `dev accuracy ${(100 * r.devAccuracy).toFixed(1)}%, train loss ${r.trainLoss.toFixed(4)}` });
   }
 
   // Phase 2: every (member × cell) not yet in cells.jsonl.
@@ -132,7 +140,10 @@ export async function evaluateSweep(sweepDir: string, sweep: SweepConfig, member
       let mask: Uint8Array | undefined;
       const rounds: RoundResult[] = [];
       const targets = iterativeSchedule(spec.sparsity!, spec.rounds!);
+      const pruneId = `${x.id} ${cellLabel(spec)}`;
+      phase({ phase: 'prune', id: pruneId, state: 'start', done: 0, total: targets.length, detail: `${targets.length} round(s) of ${spec.stepsPerRound} fine-tuning steps: starting` });
       for (let r = 0; r < targets.length; r++) {
+        phase({ phase: 'prune', id: pruneId, state: 'progress', done: r, total: targets.length });
         progress(`iterative pruning ${key}, round ${r + 1}/${targets.length}`, r, targets.length);
         mask = globalMagnitudeMask(current, clsLayout, targets[r]!, { embeddings: spec.embeddings, previousMask: mask });
         applyMask(current, mask);
@@ -141,12 +152,14 @@ export async function evaluateSweep(sweepDir: string, sweep: SweepConfig, member
         rounds.push({ round: r + 1, sparsity: targets[r]!, trainLoss: ft.trainLoss, devAccuracy: ft.devAccuracy });
       }
       log.info(`iterative pruning ${key}: ${rounds.map((r) => `round ${r.round} sparsity ${r.sparsity.toFixed(3)} dev ${(100 * r.devAccuracy).toFixed(1)}%`).join(', ')}`);
+      phase({ phase: 'prune', id: pruneId, state: 'done', done: targets.length, total: targets.length, detail: `sparsity ${rounds.at(-1)!.sparsity.toFixed(3)}, dev accuracy ${(100 * rounds.at(-1)!.devAccuracy).toFixed(1)}%` });
       cellJobs.push({ id: `cell/${key}`, job: { kind: 'cell-trained', ...common, cell: spec, rounds }, inputs: { pretrained: x.pretrained, trained: current, mask: Float32Array.from(mask!) } });
     }
   }
   log.info(`evaluating ${cellJobs.length} compression cell(s) (${done.size} already done) on ${driver.registry.size} worker(s)`);
   const cellsTotal = done.size + cellJobs.length;
   progress('compression cells', done.size, cellsTotal);
+  phase({ phase: 'evaluate', id: 'cells', state: 'start', done: done.size, total: cellsTotal, detail: `${cellJobs.length} compression cell(s) (${done.size} already done) on ${driver.registry.size} worker(s): starting` });
   await runJobs(driver.registry, cellJobs, {
     signal,
     timeoutMs: 3_600_000,
@@ -154,16 +167,21 @@ export async function evaluateSweep(sweepDir: string, sweep: SweepConfig, member
     minWorkers: 1,
     waitForWorkersSeconds,
     onOutcome: (o) => {
-      if (!o.ok) return void failures.push(`${o.id}: ${o.errors.join('; ')}`);
+      if (!o.ok) {
+        failures.push(`${o.id}: ${o.errors.join('; ')}`);
+        return void phase({ phase: 'evaluate', id: 'cells', state: 'progress', done: done.size + failures.length, total: cellsTotal });
+      }
       const key = o.id.slice('cell/'.length);
       const x = memberInfo.find((i) => key.startsWith(`${i.id}|`))!;
       const rec: CellRecord = { key, sizeId: x.m.sizeId, budgetId: x.m.budgetId, ...(x.m.seed !== undefined ? { seed: x.m.seed } : {}), result: o.result! };
       appendText(cellsFile, `${JSON.stringify(rec)}\n`);
       done.set(key, rec);
       progress('compression cells', done.size, cellsTotal);
+      phase({ phase: 'evaluate', id: 'cells', state: 'progress', done: done.size + failures.length, total: cellsTotal });
     },
   }, log);
   checkStopped();
+  phase({ phase: 'evaluate', id: 'cells', state: 'done', done: done.size, total: cellsTotal, detail: `${done.size} cell(s)${failures.length ? `, ${failures.length} FAILED` : ''}` });
   const cells = [...readCells(cellsFile).values()].map((r) => toReportCell(r.result, { sizeId: r.sizeId, budgetId: r.budgetId, ...(r.seed !== undefined ? { seed: r.seed } : {}) }));
   return { cells, failures };
 }

@@ -33,6 +33,8 @@ export interface DistributedFinetune {
   label: string;
   timeoutMs: number;
   waitForWorkersSeconds: number;
+  /** each step's loss as it is taken (step counts from 1) */
+  onStep?: (step: number, loss: number) => void;
 }
 
 export async function finetuneDistributed(driver: Driver, job: DistributedFinetune): Promise<FinetuneOutcome & { workers: number }> {
@@ -65,7 +67,7 @@ export async function finetuneDistributed(driver: Driver, job: DistributedFinetu
       if (opts.batchSize > ring.trainCount) throw new RunError(`fine-tuning batch ${opts.batchSize} exceeds the ${ring.trainCount} training examples`);
       await ring.load(freshState(initial), job.mask);
       workers = ring.worldSize;
-      return finetuneLoop(ring, opts);
+      return finetuneLoop(ring, opts, job.onStep);
     },
   );
   return { ...outcome, workers };

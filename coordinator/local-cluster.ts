@@ -2,7 +2,8 @@
  * The whole distributed system on this machine, for `ttc local` and `ttc sweep`: the coordinator
  * runs in this process (a WorkerRegistry on a loopback port and the distributed driver) and N
  * `ttc worker` processes are started once and connect to it — this process knows its own address,
- * so nothing is read back from a child's output. The workers' output is passed through, and each
+ * so nothing is read back from a child's output. The workers' output is passed through (or, line
+ * by line, to the caller's `output`: `ttc sweep`'s progress view files it), and each
  * stops by itself when this process dies, even by SIGKILL (they watch their stdin pipe,
  * core/run/parent-watch.ts).
  */
@@ -31,6 +32,8 @@ export interface LocalClusterOptions {
   status: () => Status;
   /** what `/metrics` reports (coordinator/metrics.ts) */
   trainings?: () => TrainingSample[];
+  /** each line a worker writes, instead of passing it through to this process's stdout/stderr */
+  output?: (worker: string, line: string, stream: 'stdout' | 'stderr') => void;
 }
 
 /**
@@ -64,8 +67,9 @@ export class LocalCluster {
     for (let i = 0; i < o.workers; i++) {
       const w = spawn(process.execPath, [TTC, 'worker', '--coordinator', url, '--name', `worker-${i}`], childOfThisProcess(env, 'pipe'));
       children.push(w);
-      for (const [from, to] of [[w.stdout!, process.stdout], [w.stderr!, process.stderr]] as const) {
-        readline.createInterface({ input: from }).on('line', (line) => to.write(`${line}\n`));
+      for (const [from, to, stream] of [[w.stdout!, process.stdout, 'stdout'], [w.stderr!, process.stderr, 'stderr']] as const) {
+        const output = o.output;
+        readline.createInterface({ input: from }).on('line', output ? (line) => output(`worker-${i}`, line, stream) : (line) => to.write(`${line}\n`));
       }
       w.on('exit', (code, signal) => {
         if (code !== 0) o.log.warn(`worker-${i} exited (${signal ?? `code ${code}`})`);

@@ -13,9 +13,9 @@ import { resolveConfig } from '../core/config/load.ts';
 import type { Config } from '../core/config/schema.ts';
 import { oneLine, RunDirError } from '../core/errors.ts';
 import { writeFileAtomic, writeJsonAtomic } from '../core/fs.ts';
-import { createLogger, type Logger } from '../core/run/log.ts';
+import { createLogger, type ConsoleSink, type Logger } from '../core/run/log.ts';
 import { readMetrics } from '../core/run/metrics.ts';
-import { createProgress } from '../core/run/progress.ts';
+import { createProgress, type Progress } from '../core/run/progress.ts';
 import { createRunDir, openRunDir, removeUnstartedRunDir, runDirFor } from '../core/run/rundir.ts';
 import { readSummary } from '../ml/loop/pretrain.ts';
 import { nonEmbeddingParameterCount, parameterCount } from '../ml/model/spec.ts';
@@ -24,6 +24,7 @@ import type { Cell, ReportData } from '../report/types.ts';
 import { writeReport } from '../report/write.ts';
 import { evaluateSweep, type EvaluationOptions, type EvaluationProgress } from './evaluation.ts';
 import { anySignal, RunError, type Driver } from './formation.ts';
+import type { PhaseListener } from './phases.ts';
 import { PretrainRun } from './pretrain.ts';
 import { memberConfig, memberSeeds, type SweepConfig } from './sweep-config.ts';
 
@@ -50,6 +51,12 @@ export interface SweepRunOptions {
   memberOverrides?: Record<string, unknown>;
   /** where the sweep is (a stage and how far it is), for status views */
   progress?: EvaluationProgress;
+  /** start, progress and end of each phase: pretraining per member, fine-tunings, prunings, cells, report (a progress view) */
+  onPhase?: PhaseListener;
+  /** where the members' and the evaluation step's loggers print (default stderr); their files get every line */
+  console?: ConsoleSink;
+  /** a member's training progress (default: a bar or sparse lines on stderr, core/run/progress.ts) */
+  memberProgress?: (runId: string, logFile: string) => Progress;
   /** the member now training (for a live status view), undefined between members */
   onMember?: (run: PretrainRun | undefined) => void;
   /** cancels between steps and between stages (`ttc cancel`, shutdown) */
@@ -90,19 +97,24 @@ export async function pretrainMembers(sweep: SweepConfig, sweepDir: string, o: S
         index += 1;
         const config = resolveConfig(memberConfig(sweep, size, budget, membersDir, seed), o.memberOverrides);
         const runDir = path.join(membersDir, config.runId);
-        const label = `member ${index}/${total} ${config.runId} (${size.layers} layers, d=${size.hidden}; budget ${budget.kind} ${budget.value})`;
+        const place = `(${size.layers} layers, d=${size.hidden}; budget ${budget.kind} ${budget.value})`;
+        const label = `member ${index}/${total} ${config.runId} ${place}`;
         let summary = readSummary(runDir);
         if (summary?.completed) {
           o.log.info(`${label}: already complete, skipped`);
+          o.onPhase?.({ phase: 'pretrain', id: config.runId, state: 'skipped', detail: `member ${index}/${total} ${place}: already complete, skipped` });
         } else {
           checkCancelled(o.signal, label);
           o.progress?.(`pretraining ${label}`, index - 1, total);
           const resume = fs.existsSync(runDirFor(runDir).configFile);
           if (!resume) removeUnstartedRunDir(runDir);
           o.log.info(`${label}: ${resume ? 'resuming' : 'starting'}`);
+          o.onPhase?.({ phase: 'pretrain', id: config.runId, state: 'start', detail: `member ${index}/${total} ${place}: ${resume ? 'resuming' : 'starting'}` });
           const run = resume ? runDirFor(runDir) : createRunDir(config);
           const runConfig: Config = resume ? resolveConfig(openRunDir(runDir).storedConfig) : config;
-          const member = new PretrainRun({ config: runConfig, run, driver: o.driver, log: createLogger(config.runId, run.logFile), progress: createProgress(run.id), signal: o.signal, stop: o.stop });
+          const log = createLogger(config.runId, run.logFile, { console: o.console });
+          const progress = o.memberProgress?.(run.id, run.logFile) ?? createProgress(run.id);
+          const member = new PretrainRun({ config: runConfig, run, driver: o.driver, log, progress, signal: o.signal, stop: o.stop });
           o.onMember?.(member);
           try {
             summary = await member.run();
@@ -114,6 +126,7 @@ export async function pretrainMembers(sweep: SweepConfig, sweepDir: string, o: S
             return undefined;
           }
           o.log.info(`${label}: done — validation loss ${summary.finalValLoss.toFixed(4)} after ${summary.steps} steps (${summary.flopsUsed.toExponential(3)} FLOPs, ${summary.secondsUsed.toFixed(1)} s)`);
+          o.onPhase?.({ phase: 'pretrain', id: config.runId, state: 'done', done: summary.steps, total: summary.totalSteps, detail: `validation loss ${summary.finalValLoss.toFixed(4)} after ${summary.steps} steps` });
         }
         results.push({
           sizeId: size.id,
@@ -207,9 +220,11 @@ export async function runSweep(sweep: SweepConfig, sweepDir: string, o: SweepRun
   if (sweep.evaluation) {
     checkCancelled(o.signal, 'the compression + evaluation step');
     o.log.info(`compression + evaluation step on ${o.driver.registry.size} workers`);
-    ({ cells, failures } = await evaluateSweep(sweepDir, sweep, members, { ...o, log: createLogger('evaluate', path.join(sweepDir, 'evaluate.log')), signal: anySignal(o.signal, o.stop) }));
+    ({ cells, failures } = await evaluateSweep(sweepDir, sweep, members, { ...o, log: createLogger('evaluate', path.join(sweepDir, 'evaluate.log'), { console: o.console }), signal: anySignal(o.signal, o.stop) }));
   }
+  o.onPhase?.({ phase: 'report', id: path.basename(sweepDir), state: 'start', detail: 'writing the report' });
   const data = sweepReportData(path.basename(sweepDir), sweep, members, cells);
   const report = writeReport(sweepDir, data);
+  o.onPhase?.({ phase: 'report', id: path.basename(sweepDir), state: 'done', detail: path.join(sweepDir, 'report.html') });
   return { members, conclusion: report.conclusion, best: bestSizeLines(data), cells: cells.length, failures, completed: true };
 }

@@ -3,8 +3,11 @@
  * an optional dependency whose native binary is often missing), webgpu (only with a real GPU
  * adapter: a software/CPU Vulkan adapter is slower than the CPU paths), then the fastest CPU
  * path (tfjs cpu with the BLAS-class kernels of ml/kernels when they load, else wasm).
- * Every choice and every skipped candidate is logged with its reason.
+ * Every choice and every skipped candidate is logged with its reason. Dawn is probed in a child
+ * process first (probeAdapter), so that its native warnings on a machine without a GPU ("Couldn't
+ * load Vulkan") never reach this process's stderr.
  */
+import { spawn } from 'node:child_process';
 import os from 'node:os';
 import { createRequire } from 'node:module';
 import { tf } from './tf.ts';
@@ -71,6 +74,69 @@ interface GpuAdapterLike {
   isFallbackAdapter?: boolean;
 }
 
+const adapterLabel = (adapter: GpuAdapterLike): string => {
+  const info = adapter.info ?? {};
+  return [info.backendType, info.vendor, info.device || info.description || info.architecture].filter(Boolean).join(' / ');
+};
+
+function isSoftware(adapter: GpuAdapterLike): boolean {
+  const info = adapter.info ?? {};
+  return adapter.isFallbackAdapter === true || info.isFallbackAdapter === true || info.adapterType === 'cpu' || info.architecture === 'software' || /llvmpipe|lavapipe|swiftshader/i.test(adapterLabel(adapter));
+}
+
+const PROBE_TIMEOUT_MS = 60_000;
+
+/**
+ * Which adapter Dawn (the `webgpu` package) finds, asked in a child process. Dawn writes its
+ * diagnostics straight to the process's stderr from native code ("Couldn't load Vulkan:
+ * libvulkan.so.1 …", "vkCreateInstance: Found no drivers!", "… artificially reduced …"): asked
+ * here, they would reach the console of every run on a machine without a GPU. The child's stderr
+ * is captured and dropped unless the probe fails (then its last lines are the reason); Dawn is
+ * loaded in this process only when the probe found an adapter that will be used.
+ */
+async function probeAdapter(): Promise<{ adapter: GpuAdapterLike | null } | { error: string }> {
+  let dawnPath: string;
+  try {
+    dawnPath = require.resolve('webgpu');
+  } catch (e) {
+    return { error: errText(e) };
+  }
+  const script = `const d = require(${JSON.stringify(dawnPath)}); Object.assign(globalThis, d.globals);
+const keys = ['vendor', 'architecture', 'device', 'description', 'type', 'backendType', 'adapterType', 'isFallbackAdapter'];
+const done = (o) => process.stdout.write(JSON.stringify(o) + '\\n', () => process.exit(0));
+d.create([]).requestAdapter().then((a) => {
+  if (!a) return done({ adapter: null });
+  const info = {};
+  for (const k of keys) if (a.info && a.info[k] !== undefined && a.info[k] !== '') info[k] = a.info[k];
+  done({ adapter: { info, isFallbackAdapter: a.isFallbackAdapter } });
+}, (e) => done({ error: String((e && e.message) || e).split('\\n')[0] }));`;
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += String(d)));
+    child.stderr.on('data', (d) => (err = (err + String(d)).slice(-2000)));
+    const timer = setTimeout(() => child.kill('SIGKILL'), PROBE_TIMEOUT_MS);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      resolve({ error: `the adapter probe did not start (${errText(e)})` });
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      const line = out.trim().split('\n').pop() ?? '';
+      try {
+        const r = JSON.parse(line) as { adapter: GpuAdapterLike | null } | { error: string };
+        if ('error' in r || 'adapter' in r) return resolve(r);
+      } catch {
+        // reported below
+      }
+      const why = signal === 'SIGKILL' ? `no answer within ${PROBE_TIMEOUT_MS / 1000} s` : `exit ${signal ?? code}`;
+      const tail = err.trim().split('\n').slice(-2).join(' | ');
+      resolve({ error: `the adapter probe failed (${why})${tail ? `: ${tail}` : ''}` });
+    });
+  });
+}
+
 /** Real GPU adapters only, unless allowSoftware (e.g. lavapipe in CI tests of the webgpu code path). */
 async function tryWebgpu(log: string[], allowSoftware: boolean, kernels: { precision: Precision; matmul: WebgpuMatmulChoice; forced: boolean }): Promise<WebgpuChoice | null> {
   let adapter: GpuAdapterLike | null;
@@ -82,6 +148,21 @@ async function tryWebgpu(log: string[], allowSoftware: boolean, kernels: { preci
     const nav = ((globalThis as { navigator?: object }).navigator ??= {}) as { gpu?: Gpu };
     let navGpu = nav.gpu;
     if (typeof navGpu?.requestAdapter !== 'function') {
+      // Dawn's first look at the machine happens in a child process (probeAdapter): on a machine
+      // without a usable GPU it writes its warnings there, not on this process's stderr.
+      const probe = await probeAdapter();
+      if ('error' in probe) {
+        log.push(`webgpu: Dawn not usable (${probe.error})`);
+        return null;
+      }
+      if (!probe.adapter) {
+        log.push('webgpu: no GPU adapter found (no Vulkan driver/GPU on this machine)');
+        return null;
+      }
+      if (isSoftware(probe.adapter) && !allowSoftware) {
+        log.push(`webgpu: adapter "${adapterLabel(probe.adapter)}" is a software (CPU) implementation, skipped`);
+        return null;
+      }
       const dawn = require('webgpu') as { create: (flags: string[]) => unknown; globals: Record<string, unknown> };
       Object.assign(globalThis, dawn.globals);
       navGpu = dawn.create([]) as Gpu;
@@ -97,10 +178,8 @@ async function tryWebgpu(log: string[], allowSoftware: boolean, kernels: { preci
     log.push('webgpu: no GPU adapter found (no Vulkan driver/GPU on this machine)');
     return null;
   }
-  const info = adapter.info ?? {};
-  const label = [info.backendType, info.vendor, info.device || info.description || info.architecture].filter(Boolean).join(' / ');
-  const software =
-    adapter.isFallbackAdapter === true || info.isFallbackAdapter === true || info.adapterType === 'cpu' || info.architecture === 'software' || /llvmpipe|lavapipe|swiftshader/i.test(label);
+  const label = adapterLabel(adapter);
+  const software = isSoftware(adapter);
   if (software && !allowSoftware) {
     log.push(`webgpu: adapter "${label}" is a software (CPU) implementation, skipped`);
     return null;

@@ -42,7 +42,8 @@ test('a sweep trains every size × budget member within its budget, and a killed
   const left = await waitGone(tree, 20_000);
   t.deepEqual(left, [], `still running 20 s after ttc sweep was killed: ${left.join(', ')}`);
   const sweepDir = path.join(dir, 'sw');
-  const second = spawnTtc(['sweep', '--resume', sweepDir]);
+  // --verbose: the full log stream on the console, as before the progress view (tests/console.test.ts has the view)
+  const second = spawnTtc(['sweep', '--resume', sweepDir, '--verbose']);
   t.is(await second.exited, 0, second.lines.slice(-20).join('\n'));
   const out = second.lines.join('\n');
   t.regex(out, /member 1\/4 L1-d32_b0 .*already complete, skipped/);

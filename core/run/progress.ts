@@ -3,6 +3,7 @@
  * elsewhere (CI, logs, child processes) a plain line every `lineEverySeconds` and at the end.
  */
 import cliProgress from 'cli-progress';
+import { appendText, DiskFullError } from '../fs.ts';
 
 export interface ProgressUpdate {
   step: number;
@@ -24,8 +25,9 @@ const fmt = (x: number | undefined, digits = 3) => (x === undefined || !Number.i
 /** 75 → "1m15s", 42 → "42s", unknown → "-". */
 export function formatEta(s: number | undefined): string {
   if (s === undefined || !Number.isFinite(s)) return '-';
-  const m = Math.floor(s / 60);
-  return m > 0 ? `${m}m${String(Math.round(s % 60)).padStart(2, '0')}s` : `${Math.round(s)}s`;
+  const r = Math.round(s); // 719.6 → "12m00s", not "11m60s"
+  const m = Math.floor(r / 60);
+  return m > 0 ? `${m}m${String(r % 60).padStart(2, '0')}s` : `${r}s`;
 }
 
 export function describe(u: ProgressUpdate): string {
@@ -70,5 +72,32 @@ export function createProgress(label: string, opts: { tty?: boolean; lineEverySe
     stop() {
       if (pending) write(`${label} ${describe(pending)}`);
     },
+  };
+}
+
+/**
+ * A line per update (every step) appended to a run's log file, `ISO info [label] step …`: the log
+ * keeps the full per-step record that a console view shows only sparsely. A full disk is not an
+ * error here (the log only mirrors the run's metrics.jsonl).
+ */
+export function fileProgress(label: string, file: string): Progress {
+  const write = (u: ProgressUpdate) => {
+    try {
+      appendText(file, `${new Date().toISOString()} info [${label}] ${describe(u)}\n`);
+    } catch (e) {
+      if (!(e instanceof DiskFullError)) throw e;
+    }
+  };
+  return {
+    update: write,
+    stop() {},
+  };
+}
+
+/** Every update and stop to each of `parts`. */
+export function teeProgress(...parts: Progress[]): Progress {
+  return {
+    update: (u) => parts.forEach((p) => p.update(u)),
+    stop: () => parts.forEach((p) => p.stop()),
   };
 }

@@ -28,7 +28,8 @@ export interface FinetuneOutcome {
   devAccuracy: number;
 }
 
-export async function finetuneLoop(ex: StepExecutor, o: FinetuneSchedule): Promise<FinetuneOutcome> {
+/** `onStep` hears each step's loss as it is taken (a progress view). */
+export async function finetuneLoop(ex: StepExecutor, o: FinetuneSchedule, onStep?: (step: number, loss: number) => void): Promise<FinetuneOutcome> {
   const warmup = warmupSteps(o.steps, o.warmupFraction);
   const tail = Math.max(1, Math.round(o.steps / 10));
   const B = ex.globalBatch;
@@ -42,6 +43,7 @@ export async function finetuneLoop(ex: StepExecutor, o: FinetuneSchedule): Promi
     }
     const { loss } = await ex.step(step, learningRate(step, o.steps, warmup, o.lr), { epoch, offset });
     if (!Number.isFinite(loss)) throw new TtcError('TTC_ERR_RUN', `fine-tuning diverged: loss ${loss} at step ${step}`);
+    onStep?.(step + 1, loss);
     if (step >= o.steps - tail) tailLoss += loss;
     offset += B;
   }
