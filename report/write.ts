@@ -560,7 +560,11 @@ function reportHtml(data: ReportData, c: Conclusion, t: Tables, plots: RenderedP
 /** The compute-optimal fit plots (fit-plots.ts), rendered and placed right after the measured IsoFLOP view. */
 function withFitPlots(plots: RenderedPlot[], fits: ReportFits | null): RenderedPlot[] {
   if (!fits) return plots;
-  const extra = fitPlotSpecs(fits).map((p) => ({ ...p, svg: renderSvgSync(p.spec, p.name) }));
+  // N_opt against the budget only for a budget kind with 2 or more budgets (one budget: the conclusion says so instead)
+  const kinds = new Set<string>(fits.perKind.filter((k) => fits.perBudget.filter((b) => b.budget.kind === k.kind).length >= 2).map((k) => (k.kind === 'flops' ? 'nopt-vs-flops' : 'nopt-vs-seconds')));
+  const extra = fitPlotSpecs(fits)
+    .filter((p) => !p.name.startsWith('nopt-') || kinds.has(p.name))
+    .map((p) => ({ ...p, svg: renderSvgSync(p.spec, p.name) }));
   const at = plots.findIndex((p) => p.name === 'isoflop');
   const i = at >= 0 ? at + 1 : Math.min(1, plots.length);
   return [...plots.slice(0, i), ...extra, ...plots.slice(i)];
