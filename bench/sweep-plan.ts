@@ -7,7 +7,9 @@
  *
  *   node --import tsx bench/sweep-plan.ts configs/sweep-gpu.json            the plan at the H200 throughput measured (docs/gpu.md)
  *   node --import tsx bench/sweep-plan.ts configs/sweep-gpu.json --tflops 1.1   the plan at a flat 1.1 TFLOP/s
- *   node --import tsx bench/sweep-plan.ts configs/sweep-gpu.json --scale 0.01 --out /tmp/s.json   a scaled copy
+ *   node --import tsx bench/sweep-plan.ts configs/sweep-gpu.json --scale 0.0003 --seconds-scale 0.5 --width 8 --depth 4 \
+ *     --set '{"base":{"model":{"seqLen":32}}}' --out /tmp/s.json       a scaled copy (FLOP budgets × 0.0003, seconds × 0.5,
+ *                                                                      widths ÷ 8, depths ÷ 4, then --set merged in)
  *
  * The estimate is arithmetic, not a measurement: docs/sweep-gpu.md says which figures it rests on.
  */
@@ -135,6 +137,16 @@ export function scaleSweepJson(raw: Record<string, unknown>, f: { flops: number;
   return out;
 }
 
+/** `over` merged into `base` (objects recursively; anything else replaced). */
+export function deepMerge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    const b = out[k];
+    out[k] = v && typeof v === 'object' && !Array.isArray(v) && b && typeof b === 'object' && !Array.isArray(b) ? deepMerge(b as Record<string, unknown>, v as Record<string, unknown>) : v;
+  }
+  return out;
+}
+
 function fmt(n: number, digits = 3): string {
   return n >= 1e6 ? `${(n / 1e6).toPrecision(digits)}M` : n >= 1e3 ? `${(n / 1e3).toPrecision(digits)}k` : n.toPrecision(digits);
 }
@@ -159,7 +171,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   if (opt('scale') !== undefined) {
     const k = Number(opt('scale'));
     const raw = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
-    const scaled = scaleSweepJson(raw, { flops: k, seconds: Number(opt('seconds-scale') ?? k), width: Number(opt('width') ?? 4), depth: Number(opt('depth') ?? 4) });
+    const scaled = deepMerge(scaleSweepJson(raw, { flops: k, seconds: Number(opt('seconds-scale') ?? k), width: Number(opt('width') ?? 4), depth: Number(opt('depth') ?? 4) }), JSON.parse(opt('set') ?? '{}') as Record<string, unknown>);
     const text = `${JSON.stringify(scaled, null, 2)}\n`;
     if (opt('out')) fs.writeFileSync(opt('out')!, text);
     else process.stdout.write(text);
