@@ -41,6 +41,8 @@ export interface DropPoint {
   levelLabel: string;
   /** uncompressed dev accuracy − compressed dev accuracy (a fraction: 0.05 = 5 points), over seeds */
   drop: Summary;
+  /** the compressed dev accuracy itself, over seeds */
+  accuracy: Summary;
 }
 
 export type RobustnessWinner = 'larger' | 'smaller' | 'not distinguishable';
@@ -52,6 +54,8 @@ export interface RobustnessCase {
   familyLabel: string;
   level: number;
   levelLabel: string;
+  /** harsher levels left out because a size was at the floor accuracy there (labels) */
+  floorLevels: string[];
   /** smallest drop first; sizes whose spreads overlap share a tie group */
   ranking: Ranking<{ sizeId: string }>;
   smallest: { sizeId: string; drop: Summary };
@@ -110,7 +114,7 @@ export function dropPoints(data: ReportData): DropPoint[] {
           const rows = byLevel.get(l)!;
           const drops = rows.map((c) => baseOf(c.seed) - c.devAccuracy).filter(Number.isFinite);
           if (drops.length === 0) continue;
-          out.push({ budgetId: b.id, sizeId: s.id, family: f.id, level: l, levelLabel: rows[0]!.level, drop: summarize(drops) });
+          out.push({ budgetId: b.id, sizeId: s.id, family: f.id, level: l, levelLabel: rows[0]!.level, drop: summarize(drops), accuracy: summarize(rows.map((c) => c.devAccuracy)) });
         }
       }
     }
@@ -137,7 +141,19 @@ export function robustness(data: ReportData): Robustness {
       // the harshest level every size has
       const shared = [...new Set(mine.map((p) => p.level))].filter((l) => sizes.every((s) => mine.some((p) => p.sizeId === s && p.level === l)));
       if (shared.length === 0) continue;
-      const level = f.axis === 'bits' ? Math.min(...shared) : Math.max(...shared);
+      // harshest first. A size whose compressed accuracy sits at the floor (chance: the lowest
+      // accuracy of this family and budget, reached at two or more (size, level) points, a plateau)
+      // cannot lose more, so its drop there is only its uncompressed accuracy minus the floor and
+      // says nothing about robustness: levels where any size is at the floor are passed over
+      const harshFirst = [...shared].sort((x, y) => (f.axis === 'bits' ? x - y : y - x));
+      const floor = Math.min(...mine.map((p) => p.accuracy.mean));
+      const tol = Math.max(0.005, ...mine.map((p) => p.accuracy.sd));
+      const plateau = mine.filter((p) => p.accuracy.mean <= floor + tol).length >= 2;
+      const atFloor = (l: number): boolean => plateau && sizes.some((sz) => mine.find((p) => p.sizeId === sz && p.level === l)!.accuracy.mean <= floor + tol);
+      const pick = harshFirst.find((l) => !atFloor(l));
+      if (pick === undefined) continue;
+      const floorLevels = harshFirst.slice(0, harshFirst.indexOf(pick)).map((l) => mine.find((p) => p.level === l)!.levelLabel);
+      const level = pick;
       const at = sizes.map((s) => mine.find((p) => p.sizeId === s && p.level === level)!);
       const ranking = rankBySpread(
         at.map((p) => ({ sizeId: p.sizeId })),
@@ -156,8 +172,9 @@ export function robustness(data: ReportData): Robustness {
             ? `the largest (${large.sizeId}) loses less than the smallest (${small.sizeId})`
             : `the smallest (${small.sizeId}) loses less than the largest (${large.sizeId})`;
       const label = cmp.distinction === 'unknown' ? ' (single run, spread unknown)' : '';
-      const text = `At ${budgetLabel(b)}, ${f.label} at ${at[0]!.levelLabel}: accuracy drop ${order}; ${verdict}${label}.`;
-      cases.push({ budgetId: b.id, family: f.id, familyLabel: f.label, level, levelLabel: at[0]!.levelLabel, ranking, smallest: { sizeId: small.sizeId, drop: small.drop }, largest: { sizeId: large.sizeId, drop: large.drop }, distinction: cmp.distinction, winner, text });
+      const floorNote = floorLevels.length ? ` (at ${list(floorLevels)} a size is at the floor accuracy, a plateau where it cannot lose more, so the harshest level where every size is above it is used)` : '';
+      const text = `At ${budgetLabel(b)}, ${f.label} at ${at[0]!.levelLabel}${floorNote}: accuracy drop ${order}; ${verdict}${label}.`;
+      cases.push({ budgetId: b.id, family: f.id, familyLabel: f.label, level, levelLabel: at[0]!.levelLabel, floorLevels, ranking, smallest: { sizeId: small.sizeId, drop: small.drop }, largest: { sizeId: large.sizeId, drop: large.drop }, distinction: cmp.distinction, winner, text });
     }
   }
   const larger = cases.filter((c) => c.winner === 'larger').length;
@@ -170,7 +187,7 @@ export function robustness(data: ReportData): Robustness {
   if (cases.length === 0) {
     sentence = 'Robustness to compression by size: no compression level was measured for two sizes, so robustness cannot be compared.';
   } else {
-    const tally = `largest size lost less in ${larger}, the smallest in ${smaller}, not distinguishable in ${ties} of ${cases.length} (budget, method) cases, at the harshest level all sizes share`;
+    const tally = `largest size lost less in ${larger}, the smallest in ${smaller}, not distinguishable in ${ties} of ${cases.length} (budget, method) cases, at the harshest level all sizes share that leaves them above the floor accuracy`;
     const how = singleRun ? ' Single runs: the spread is unknown, so the comparison is by value and may be noise.' : ' Drops whose spreads over seeds overlap count as not distinguishable.';
     const head =
       judgement === 'larger'

@@ -11,7 +11,7 @@ import { fmtParams } from '../../report/aggregate.ts';
 import { conclude } from '../../report/conclusion.ts';
 import { plotSpecs } from '../../report/plots.ts';
 import { robustness } from '../../report/robustness.ts';
-import { knownNOpt, syntheticKnown } from '../../report/synthetic.ts';
+import { knownNOpt, syntheticKnown, syntheticReportData } from '../../report/synthetic.ts';
 import { htmlEscape, writeReport } from '../../report/write.ts';
 
 const tempDir = (name: string): string => fs.mkdtempSync(path.join(os.tmpdir(), `ttc-report-wired-${name}-`));
@@ -179,4 +179,19 @@ test('seconds budgets get their own N_opt plot and crossover sentence', (t) => {
   t.is(c.fits!.perKind.length, 1);
   t.is(c.fits!.perKind[0]!.kind, 'seconds');
   t.regex(c.fitHeadline, /^Compute-optimal size over the seconds budgets: N_opt ∝ C\^0\.50; s3 \(32M\) would start to beat s2 from about .* s \(extrapolated: outside the budgets run\)\.$/);
+});
+
+test('robustness passes over levels where a size sits at the floor accuracy (a plateau: its drop is censored)', (t) => {
+  // the preview data: accuracy is clamped at 10% (chance), which tiny reaches at 2 and 3 bits under B2
+  const r = robustness(syntheticReportData({ seeds: 3 }));
+  const b2 = r.cases.find((c) => c.budgetId === 'B2' && c.family === 'quant-channel')!;
+  t.deepEqual(b2.floorLevels, ['2-bit/channel', '3-bit/channel']);
+  t.is(b2.level, 4);
+  t.is(b2.winner, 'larger', 'above the floor the construction holds: compression hurts small models more');
+  t.regex(b2.text, /at 4-bit\/channel \(at 2-bit\/channel and 3-bit\/channel a size is at the floor accuracy, a plateau where it cannot lose more, so the harshest level where every size is above it is used\)/);
+  t.is(r.judgement, 'larger');
+  // no plateau (the known data never reach a floor): the harshest level is used
+  const known = robustness(syntheticKnown({ seeds: 3, budgets: [1e16] }));
+  t.true(known.cases.every((c) => c.floorLevels.length === 0));
+  t.deepEqual(known.cases.map((c) => c.levelLabel), ['2-bit/channel', 'sparsity 0.9']);
 });
