@@ -88,7 +88,8 @@ export async function evaluateSweep(sweepDir: string, sweep: SweepConfig, member
   const waitForWorkersSeconds = sweep.base.dist.waitForWorkersSeconds;
   const failures: string[] = [];
 
-  const memberInfo = members.map((m) => {
+  // evaluation.budgets: only the members of those budgets are fine-tuned, compressed and evaluated
+  const memberInfo = members.filter((m) => !evaluation.budgets || evaluation.budgets.includes(m.budgetId)).map((m) => {
     const size = sweep.sizes.find((s) => s.id === m.sizeId)!;
     const budget = sweep.budgets.find((b) => b.id === m.budgetId)!;
     const config = memberConfig(sweep, size, budget, path.dirname(m.runDir), m.seed);

@@ -34,6 +34,11 @@ export interface SweepEvaluation {
   maxDev: number;
   maxTest: number;
   compression: GridOptions;
+  /**
+   * Fine-tune, compress and evaluate only the members of these budgets (ids); absent = every budget.
+   * A GPU preset uses it to keep the compression step inside its time (configs/sweep-gpu.json).
+   */
+  budgets?: string[];
 }
 
 export interface SweepConfig {
@@ -74,7 +79,7 @@ function parseEvaluation(raw: unknown, errors: string[]): SweepEvaluation | unde
     errors.push(`evaluation: expected an object, got ${JSON.stringify(raw)}`);
     return undefined;
   }
-  for (const k of Object.keys(raw)) if (!['finetune', 'maxTrain', 'maxDev', 'maxTest', 'compression'].includes(k)) errors.push(`evaluation.${k}: unknown field`);
+  for (const k of Object.keys(raw)) if (!['finetune', 'maxTrain', 'maxDev', 'maxTest', 'compression', 'budgets'].includes(k)) errors.push(`evaluation.${k}: unknown field`);
   const ft = { ...DEFAULT_EVALUATION.finetune, ...(isObj(raw.finetune) ? raw.finetune : {}) } as SweepEvaluation['finetune'];
   if (!posInt(ft.steps)) errors.push(`evaluation.finetune.steps: expected a positive integer, got ${JSON.stringify(ft.steps)}`);
   if (!posInt(ft.batchSize)) errors.push(`evaluation.finetune.batchSize: expected a positive integer, got ${JSON.stringify(ft.batchSize)}`);
@@ -85,6 +90,10 @@ function parseEvaluation(raw: unknown, errors: string[]): SweepEvaluation | unde
     const x = raw[k] ?? 0;
     if (typeof x !== 'number' || !Number.isInteger(x) || x < 0) errors.push(`evaluation.${k}: expected an integer >= 0, got ${JSON.stringify(x)}`);
     else out[k] = x;
+  }
+  if (raw.budgets !== undefined) {
+    if (!Array.isArray(raw.budgets) || raw.budgets.length === 0 || !raw.budgets.every((b) => typeof b === 'string')) errors.push(`evaluation.budgets: expected a non-empty list of budget ids, got ${JSON.stringify(raw.budgets)}`);
+    else out.budgets = [...new Set(raw.budgets as string[])];
   }
   try {
     compressionGrid(out.compression);
@@ -152,6 +161,7 @@ export function resolveSweepConfig(raw: unknown, source = 'sweep config'): Sweep
   const dup = (xs: { id: string }[]) => xs.map((x) => x.id).filter((id, i, a) => a.indexOf(id) !== i);
   for (const id of dup(sizes)) errors.push(`sizes: duplicate id "${id}"`);
   for (const id of dup(budgets)) errors.push(`budgets: duplicate id "${id}"`);
+  for (const id of evaluation?.budgets ?? []) if (!budgets.some((b) => b.id === id)) errors.push(`evaluation.budgets: no budget with id "${id}" (budgets: ${budgets.map((b) => b.id).join(', ')})`);
   const workers = raw.workers ?? 2;
   if (!posInt(workers)) errors.push(`workers: expected a positive integer, got ${JSON.stringify(workers)}`);
   const sweepId = raw.sweepId ?? '';

@@ -144,6 +144,8 @@ export interface Stats {
   min: number;
   max: number;
   n: number;
+  /** sample standard deviation (n − 1); 0 with one value. With 3 or more values the spread interval is mean ± sd (stats.ts). */
+  sd: number;
 }
 
 export function stats(xs: number[]): Stats {
@@ -155,7 +157,9 @@ export function stats(xs: number[]): Stats {
     if (x < min) min = x;
     if (x > max) max = x;
   }
-  return { mean: xs.length ? sum / xs.length : NaN, min, max, n: xs.length };
+  const mean = xs.length ? sum / xs.length : NaN;
+  const ss = xs.reduce((a, x) => a + (x - mean) ** 2, 0);
+  return { mean, min, max, n: xs.length, sd: xs.length > 1 ? Math.sqrt(ss / (xs.length - 1)) : 0 };
 }
 
 export function cellKey(c: Pick<Cell, 'sizeId' | 'budgetId' | 'method' | 'level'>): string {

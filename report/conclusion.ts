@@ -12,14 +12,16 @@ import {
   fmtPct,
   groupCells,
   groupFinals,
-  methodName,
   sortedBudgets,
   sortedSizes,
   type CellGroup,
   type Stats,
 } from './aggregate.ts';
+import { fitConclusion, fitHeadline } from './fit-conclusion.ts';
+import { fitReportData, type ReportFits } from './fits.ts';
+import { robustness, type Robustness } from './robustness.ts';
+import { compareSpread, formatSpread, type Distinction } from './stats.ts';
 import { BYTES_VIEWS, type BytesView, type ReportData } from './types.ts';
-import type { Method } from '../compression/grid.ts';
 
 export const VIEW_NAMES: Record<BytesView, string> = { total: 'total bytes', nonEmbedding: 'non-embedding bytes' };
 
@@ -36,6 +38,8 @@ export interface BestSize {
   of: number;
   /** every size under this budget, lowest loss first */
   ranking: Array<{ sizeId: string; valLoss: Stats }>;
+  /** the best against the runner-up by the repeats rule (stats.ts); null with one size */
+  distinction: Distinction | null;
   text: string;
 }
 
@@ -63,22 +67,13 @@ export interface EqualMemoryComparison {
   winner: 'larger' | 'smaller' | 'tie';
 }
 
-/** How much of its uncompressed dev accuracy the smallest and the largest size keep at the harshest shared level. */
-export interface Retention {
-  budgetId: string;
-  method: Method;
-  level: string;
-  smallest: { sizeId: string; retained: number };
-  largest: { sizeId: string; retained: number };
-  better: 'larger' | 'smaller' | 'tie';
-}
-
 export type Judgement = 'supports' | 'contradicts' | 'neither' | 'undecided';
 
 export interface BudgetVerdict {
   budgetId: string;
   largerWins: number;
   smallerWins: number;
+  /** comparisons whose spreads overlap: not distinguishable */
   ties: number;
   /** of the paper's claim "larger-then-compressed beats smaller-lightly-compressed at equal memory" */
   judgement: Judgement;
@@ -89,7 +84,14 @@ export interface Conclusion {
   memoryBudgets: MemoryBudget[];
   answers: MemoryAnswer[];
   comparisons: EqualMemoryComparison[];
-  retention: Retention[];
+  /** robustness to compression by size (robustness.ts): accuracy drops and whether larger sizes lose less */
+  robustness: Robustness;
+  /** the compute-optimal fits (fits.ts): per budget the IsoFLOP parabola, per budget kind N_opt ∝ C^a; null with fewer than 3 sizes */
+  fits: ReportFits | null;
+  /** the fits in words (fit-conclusion.ts), or one plain sentence saying why nothing was fitted */
+  fitLines: string[];
+  /** the fits' short form for the top of the report: where a larger size starts to win (measured or extrapolated) */
+  fitHeadline: string;
   perBudget: BudgetVerdict[];
   /** overall: 'supports'/'contradicts' only when every decided budget agrees; otherwise 'neither' (budget-dependent) */
   judgement: Judgement;
@@ -100,7 +102,7 @@ export interface Conclusion {
    * gives the best cell at which memory budgets, the judgement with its tallies, and the caveat.
    */
   headline: string;
-  /** the conclusion as lines: best sizes, memory answers, and the verdict last */
+  /** the conclusion as lines: best sizes, memory answers, the fits, robustness, and the verdict last */
   lines: string[];
 }
 
@@ -125,7 +127,9 @@ export function bestSizePerBudget(data: ReportData): BestSize[] {
     const rank = rows.findIndex((r) => r.sizeId === best.sizeId);
     const where = rows.length === 1 ? 'the only size' : rank === 0 ? 'the smallest size' : rank === rows.length - 1 ? 'the largest size' : `size ${rank + 1} of ${rows.length} by parameters`;
     const runnerUp = ranking[1];
-    const margin = runnerUp ? `; next: ${runnerUp.sizeId} at ${fmtLoss(runnerUp.valLoss.mean)}` : '';
+    const distinction = runnerUp ? compareSpread(best.valLoss, runnerUp.valLoss).distinction : null;
+    const tie = distinction === 'indistinguishable' ? ', not distinguishable from it (their spreads overlap)' : distinction === 'unknown' ? ' (single run, spread unknown)' : '';
+    const margin = runnerUp ? `; next: ${runnerUp.sizeId} at ${formatSpread(runnerUp.valLoss, fmtLoss)}${tie}` : '';
     out.push({
       budgetId: b.id,
       sizeId: best.sizeId,
@@ -133,7 +137,8 @@ export function bestSizePerBudget(data: ReportData): BestSize[] {
       rank,
       of: rows.length,
       ranking,
-      text: `Budget ${budgetLabel(b)}: the lowest final validation loss is size ${best.sizeId} (${where}), ${fmtLoss(best.valLoss.mean)}${margin}.`,
+      distinction,
+      text: `Budget ${budgetLabel(b)}: the lowest final validation loss is size ${best.sizeId} (${where}), ${formatSpread(best.valLoss, fmtLoss)}${margin}.`,
     });
   }
   return out;
@@ -184,15 +189,17 @@ export function bestUnder(groups: CellGroup[], budgetId: string, view: BytesView
 }
 
 function accText(g: CellGroup): string {
-  const range = (s: Stats): string => (s.n > 1 ? ` [${fmtPct(s.min)}–${fmtPct(s.max)}, ${s.n} seeds]` : '');
-  return `dev ${fmtPct(g.dev.mean)}${range(g.dev)}, test ${fmtPct(g.test.mean)}${range(g.test)}`;
+  const seeds = g.dev.n > 1 ? `, ${g.dev.n} seeds` : '';
+  return `dev ${formatSpread(g.dev, (x) => fmtPct(x))}, test ${formatSpread(g.test, (x) => fmtPct(x))}${seeds}`;
 }
 
-/** Two accuracies are a tie when equal, or, with several seeds on both sides, when their min–max ranges overlap. */
+/**
+ * The repeats rule (stats.ts compareSpread): 0 when the two accuracies cannot be told apart (equal,
+ * or their spread intervals overlap); two single runs are ordered by value (spread unknown).
+ */
 function compare(a: Stats, b: Stats): number {
-  if (a.mean === b.mean) return 0;
-  if (a.n > 1 && b.n > 1 && a.min <= b.max && b.min <= a.max) return 0;
-  return a.mean > b.mean ? 1 : -1;
+  const c = compareSpread(a, b);
+  return c.distinction === 'indistinguishable' ? 0 : c.order;
 }
 
 export function conclude(data: ReportData, options: ConcludeOptions = {}): Conclusion {
@@ -243,7 +250,8 @@ export function conclude(data: ReportData, options: ConcludeOptions = {}): Concl
     }
   }
 
-  const retention = computeRetention(groups, budgets.map((b) => b.id), sizeOrder);
+  const robust = robustness(data);
+  const { fits, fitLines, fitShort } = computeFits(data);
 
   const perBudget: BudgetVerdict[] = budgets
     .filter((b) => groups.some((g) => g.budgetId === b.id))
@@ -259,50 +267,30 @@ export function conclude(data: ReportData, options: ConcludeOptions = {}): Concl
   const judgement: Judgement =
     decided.length === 0 ? 'undecided' : decided.every((p) => p.judgement === 'supports') ? 'supports' : decided.every((p) => p.judgement === 'contradicts') ? 'contradicts' : 'neither';
 
-  const verdict = writeVerdict(data, bestSizes, comparisons, retention, perBudget, judgement);
+  const verdict = writeVerdict(data, bestSizes, comparisons, robust, perBudget, judgement);
   const headline = writeHeadline(data, answers, perBudget, judgement);
-  const lines = [...bestSizes.map((b) => b.text), ...answers.map((a) => a.text), verdict];
-  return { bestSizes, memoryBudgets: mbs, answers, comparisons, retention, perBudget, judgement, verdict, headline, lines };
+  const lines = [...bestSizes.map((b) => b.text), ...answers.map((a) => a.text), ...fitLines, ...robust.cases.map((c) => c.text), verdict];
+  return { fits, fitLines, fitHeadline: fitShort, bestSizes, memoryBudgets: mbs, answers, comparisons, robustness: robust, perBudget, judgement, verdict, headline, lines };
 }
 
+/** The minimum number of sizes an IsoFLOP parabola is fitted to. */
+export const MIN_FIT_SIZES = 3;
+
 /**
- * Per budget and compressing method: the level that both the smallest and the largest size have
- * and that shrinks them most (lowest mean bytes ratio to their uncompressed cell), and how much
- * of its uncompressed dev accuracy each keeps there.
+ * The compute-optimal fits, or plain sentences saying why there are none: fewer than 3 sizes (no
+ * parabola), one budget (no N_opt ∝ C^a across budgets).
  */
-function computeRetention(groups: CellGroup[], budgetIds: string[], sizeOrder: string[]): Retention[] {
-  const out: Retention[] = [];
-  for (const budgetId of budgetIds) {
-    const present = sizeOrder.filter((s) => groups.some((g) => g.budgetId === budgetId && g.sizeId === s && g.method === 'none'));
-    if (present.length < 2) continue;
-    const small = present[0]!;
-    const large = present[present.length - 1]!;
-    const none = (s: string): CellGroup => groups.find((g) => g.budgetId === budgetId && g.sizeId === s && g.method === 'none')!;
-    for (const method of ['quant', 'prune-oneshot', 'prune-iterative', 'prune+quant'] as const) {
-      const lv = (s: string): Map<string, CellGroup> => new Map(groups.filter((g) => g.budgetId === budgetId && g.sizeId === s && g.method === method).map((g) => [g.level, g]));
-      const ls = lv(small);
-      const ll = lv(large);
-      let pick: { level: string; ratio: number } | null = null;
-      for (const [level, gs] of ls) {
-        const gl = ll.get(level);
-        if (!gl) continue;
-        const ratio = (gs.bytesTotal / none(small).bytesTotal + gl.bytesTotal / none(large).bytesTotal) / 2;
-        if (!pick || ratio < pick.ratio) pick = { level, ratio };
-      }
-      if (!pick) continue;
-      const rs = ls.get(pick.level)!.dev.mean / none(small).dev.mean;
-      const rl = ll.get(pick.level)!.dev.mean / none(large).dev.mean;
-      out.push({
-        budgetId,
-        method,
-        level: pick.level,
-        smallest: { sizeId: small, retained: rs },
-        largest: { sizeId: large, retained: rl },
-        better: rl > rs ? 'larger' : rl < rs ? 'smaller' : 'tie',
-      });
-    }
+function computeFits(data: ReportData): { fits: ReportFits | null; fitLines: string[]; fitShort: string } {
+  const sizesWithFinals = new Set(data.finals.filter((f) => Number.isFinite(f.valLoss)).map((f) => f.sizeId)).size;
+  if (sizesWithFinals < MIN_FIT_SIZES) {
+    const why = `Compute-optimal size: not fitted. The IsoFLOP parabola needs final losses of at least ${MIN_FIT_SIZES} sizes; this run has ${sizesWithFinals}.`;
+    return { fits: null, fitLines: [why], fitShort: why };
   }
-  return out;
+  const fits = fitReportData(data);
+  const lines = fitConclusion(fits);
+  const budgets = new Set(data.finals.map((f) => f.budgetId)).size;
+  if (budgets < 2) lines.push(`Only one budget was run, so N_opt ∝ C^a across budgets is not fitted and no crossover budget is estimated.`);
+  return { fits, fitLines: lines, fitShort: fitHeadline(fits) };
 }
 
 function list(items: string[]): string {
@@ -315,7 +303,7 @@ function seedCaveat(data: ReportData): string {
   // Seeds per cell across the report (not only the compared ones: with one size nothing is compared).
   const maxSeeds = Math.max(1, ...data.cells.map((c) => (c.seed === undefined ? 1 : data.cells.filter((o) => o.sizeId === c.sizeId && o.budgetId === c.budgetId && o.method === c.method && o.level === c.level).length)));
   return maxSeeds > 1
-    ? 'Accuracies are means over seeds; a comparison whose min–max ranges overlap counts as a tie.'
+    ? 'Accuracies and losses are means over seeds; two values whose spreads overlap (min–max with 2 seeds, mean ± 1 sd with 3 or more) are not distinguishable and are counted as such, not ranked.'
     : 'Each cell was measured with one seed, so small differences may be noise.';
 }
 
@@ -360,7 +348,7 @@ function writeHeadline(data: ReportData, answers: MemoryAnswer[], perBudget: Bud
   });
   const cap = (t: string): string => `${t[0]!.toUpperCase()}${t.slice(1)}`;
   const sentences: string[] = perBudgetText.length <= 2 ? perBudgetText.map((t) => `${cap(t)}.`) : [`${cap(perBudgetText.join('; '))}.`];
-  const tally = (p: BudgetVerdict): string => (p.judgement === 'undecided' ? `${p.budgetId} none` : `${p.budgetId} ${p.largerWins}–${p.smallerWins}${p.ties ? ` (${p.ties} ties)` : ''}`);
+  const tally = (p: BudgetVerdict): string => (p.judgement === 'undecided' ? `${p.budgetId} none` : `${p.budgetId} ${p.largerWins}–${p.smallerWins}${p.ties ? ` (${p.ties} not distinguishable)` : ''}`);
   const tallies = `equal-memory comparisons won, larger vs smaller: ${perBudget.map(tally).join(', ')}`;
   const at = (j: Judgement): string[] => perBudget.filter((p) => p.judgement === j).map((p) => p.budgetId);
   switch (judgement) {
@@ -387,7 +375,7 @@ function writeVerdict(
   data: ReportData,
   bestSizes: BestSize[],
   comparisons: EqualMemoryComparison[],
-  retention: Retention[],
+  robust: Robustness,
   perBudget: BudgetVerdict[],
   judgement: Judgement,
 ): string {
@@ -401,7 +389,8 @@ function writeVerdict(
   const multi = bestSizes.filter((b) => b.of > 1);
   if (multi.length > 0) {
     const where = (b: BestSize): string => (b.rank === 0 ? 'the smallest size' : b.rank === b.of - 1 ? 'the largest size' : 'an intermediate size');
-    parts.push(`Pretraining: ${list(multi.map((b) => `at ${budgetLabel(budgetById.get(b.budgetId)!)} ${where(b)}, ${b.sizeId}, reached the lowest validation loss`))}.`);
+    const tied = (b: BestSize): string => (b.distinction === 'indistinguishable' ? ` (not distinguishable from ${b.ranking[1]!.sizeId})` : '');
+    parts.push(`Pretraining: ${list(multi.map((b) => `at ${budgetLabel(budgetById.get(b.budgetId)!)} ${where(b)}, ${b.sizeId}, reached the lowest validation loss${tied(b)}`))}.`);
     if (multi.every((b) => b.rank === b.of - 1)) {
       parts.push('The largest size won at every budget, as the paper claims (the best size may lie beyond the largest one tried).');
     } else if (multi.every((b) => b.rank === 0)) {
@@ -429,24 +418,17 @@ function writeVerdict(
       const cs = comparisons.filter((c) => c.view === v);
       const l = cs.filter((c) => c.winner === 'larger').length;
       const s = cs.filter((c) => c.winner === 'smaller').length;
-      return `${VIEW_NAMES[v]}: larger ${l}, smaller ${s}, ties ${cs.length - l - s}`;
+      return `${VIEW_NAMES[v]}: larger ${l}, smaller ${s}, not distinguishable ${cs.length - l - s}`;
     };
     parts.push(
       `At equal memory (a larger and a smaller size, each with its best cell that fits the same memory budget; ${comparisons.length} distinct comparisons) the wins were — ${count('total')}; ${count('nonEmbedding')}.`,
     );
   }
-  const retained = retention.filter((r) => r.better !== 'tie');
-  if (retained.length > 0) {
-    const l = retained.filter((r) => r.better === 'larger').length;
-    const ex = retained[retained.length - 1]!;
-    parts.push(
-      `Compressibility: at the harshest level both the smallest and the largest size have, the largest kept more of its uncompressed dev accuracy in ${l} of ${retained.length} (budget, method) cases (e.g. ${methodName(ex.method)} ${ex.level} at ${ex.budgetId}: ${ex.largest.sizeId} kept ${fmtPct(ex.largest.retained, 1)}, ${ex.smallest.sizeId} ${fmtPct(ex.smallest.retained, 1)}).`,
-    );
-  }
+  if (data.cells.length > 0) parts.push(robust.sentence);
 
   // the answer, per budget
   const say = (p: BudgetVerdict): string => {
-    const tally = `larger ${p.largerWins} vs smaller ${p.smallerWins} wins, ${p.ties} ties`;
+    const tally = `larger ${p.largerWins} vs smaller ${p.smallerWins} wins, ${p.ties} not distinguishable`;
     switch (p.judgement) {
       case 'supports':
         return `at ${p.budgetId} the data supports the claim: larger-then-compressed beats smaller-lightly-compressed at equal memory (${tally})`;

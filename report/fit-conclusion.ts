@@ -153,3 +153,37 @@ export function fitConclusion(fits: ReportFits): string[] {
   }
   return lines;
 }
+
+/**
+ * The fits' short form for the top of the report, one sentence per budget kind: the exponent of
+ * N_opt ∝ C^a and the budget from which a larger size would start to win, labelled measured or
+ * extrapolated (or why there is none).
+ */
+export function fitHeadline(fits: ReportFits): string {
+  const out: string[] = [];
+  for (const kf of fits.perKind) {
+    const head = `Compute-optimal size over the ${KIND_WORDS[kf.kind]} budgets`;
+    const law = kf.law;
+    if (law.status !== 'fit' || law.exponent === null) {
+      const ofKind = fits.perBudget.filter((b) => b.budget.kind === kf.kind);
+      const opt = ofKind.filter((b) => b.fit.status === 'optimum');
+      const one = opt.length === 1 && opt[0]!.fit.status === 'optimum' ? `; N_opt ≈ ${fmtParams(opt[0]!.fit.optimum.params)} at ${budgetLabel(opt[0]!.budget)}` : '';
+      out.push(`${head}: no N_opt ∝ C^a (${law.reason})${one}.`);
+      continue;
+    }
+    const exp = `N_opt ∝ C^${law.exponent.toPrecision(2)}`;
+    const lw = kf.largerWins;
+    if (!lw) {
+      out.push(`${head}: ${exp}.`);
+      continue;
+    }
+    const larger = lw.largerKind === 'hypothetical' ? `a size one step larger than ${sizeName(lw.smaller)}` : sizeName(lw.larger);
+    const e = lw.estimate;
+    if (e.basis === 'never' || e.budget === null) {
+      out.push(`${head}: ${exp}; ${larger} would not overtake ${lw.smaller.id ?? fmtParams(lw.smaller.params)} on this trend.`);
+      continue;
+    }
+    out.push(`${head}: ${exp}; ${larger} would start to beat ${lw.smaller.id ?? fmtParams(lw.smaller.params)} from about ${fmtBudgetValue(e.budget, kf.kind)} (${e.basis === 'measured' ? 'measured: within the budgets run' : 'extrapolated: outside the budgets run'}).`);
+  }
+  return out.join(' ');
+}

@@ -10,7 +10,12 @@
  *   prune-quant                                       the same for pruning + quantization, dashed by bit width
  *   frontier-total / frontier-nonembedding           every cell and the accuracy-vs-memory Pareto front
  *
- * With several seeds, lines are means and a band (curves) or error bars (the rest) span min–max.
+ *   robustness-quant / robustness-prune               accuracy drop vs compression level (bits; sparsity), a line per size
+ *   isoflop-fit, nopt-vs-flops / nopt-vs-seconds      the compute-optimal fits (fit-plots.ts), added by writeReport
+ *
+ * With several seeds, lines are means and a band (curves, robustness) or error bars (the rest) span
+ * the spread interval of stats.ts (min–max with 2 seeds, mean ± 1 sd with 3 or more): the same
+ * interval the conclusion's "not distinguishable" rule uses.
  */
 import * as vega from 'vega';
 import * as vl from 'vega-lite';
@@ -29,6 +34,8 @@ import {
   type CellGroup,
 } from './aggregate.ts';
 import { bestSizePerBudget } from './conclusion.ts';
+import { FAMILIES, dropPoints } from './robustness.ts';
+import { spreadInterval } from './stats.ts';
 import { BYTES_VIEWS, type BytesView, type ReportData } from './types.ts';
 import { codedError } from '../core/errors.ts';
 
@@ -52,6 +59,8 @@ type Json = Record<string, unknown>;
 const PANEL = { width: 320, height: 220 };
 const BYTES_TITLE: Record<BytesView, string> = { total: 'total bytes (log scale)', nonEmbedding: 'non-embedding bytes (log scale)' };
 const DEV_TITLE = 'dev accuracy';
+/** what a band or error bar spans (stats.ts spreadInterval) */
+export const SPREAD_NOTE = 'min–max with 2 seeds, mean ± 1 sd with 3 or more';
 
 // ---------------------------------------------------------------------------------------------
 // spec helpers
@@ -140,8 +149,8 @@ function cellRow(data: ReportData, g: CellGroup, view: BytesView): Json {
     level: g.level,
     bytes: bytesOf(g, view),
     acc: g.dev.mean,
-    accMin: g.dev.min,
-    accMax: g.dev.max,
+    accMin: spreadInterval(g.dev).lo,
+    accMax: spreadInterval(g.dev).hi,
     test: g.test.mean,
   };
 }
@@ -163,8 +172,8 @@ function curvePlots(data: ReportData): PlotSpec[] {
     flops: p.flops,
     seconds: p.seconds,
     loss: p.valLoss.mean,
-    lossMin: p.valLoss.min,
-    lossMax: p.valLoss.max,
+    lossMin: spreadInterval(p.valLoss).lo,
+    lossMax: spreadInterval(p.valLoss).hi,
   }));
   const several = new Set(values.map((v) => v.budget)).size > 1;
   const band = points.some((p) => p.valLoss.n > 1);
@@ -182,7 +191,7 @@ function curvePlots(data: ReportData): PlotSpec[] {
     if (band) layers.push({ mark: { type: 'area', opacity: 0.2 }, encoding: { x, y: { field: 'lossMin', type: 'quantitative', title: yTitle }, y2: { field: 'lossMax' }, fill: bandColor(color) } });
     layers.push({ mark: { type: 'line', strokeWidth: 1.8 }, encoding: { x, y, color } });
     const title = `Validation loss vs ${a.what}`;
-    const description = `Pretraining validation loss against ${a.what}, one line per model size${several ? ', one panel per budget' : ''}${band ? '; mean over seeds with a min–max band' : ''}.`;
+    const description = `Pretraining validation loss against ${a.what}, one line per model size${several ? ', one panel per budget' : ''}${band ? `; mean over seeds with a band over the seeds' spread (${SPREAD_NOTE})` : ''}.`;
     return {
       name: a.name,
       title,
@@ -208,8 +217,8 @@ function isoflopPlot(data: ReportData): PlotSpec[] {
       size: s.id,
       params: s.parameters,
       loss: f.valLoss.mean,
-      lossMin: f.valLoss.min,
-      lossMax: f.valLoss.max,
+      lossMin: spreadInterval(f.valLoss).lo,
+      lossMax: spreadInterval(f.valLoss).hi,
       best: best.get(f.budgetId) === f.sizeId,
     };
   });
@@ -372,6 +381,72 @@ function frontierPlot(data: ReportData, groups: CellGroup[], view: BytesView): P
   };
 }
 
+/**
+ * Robustness to compression by size: the dev-accuracy drop against the uncompressed fine-tuned model
+ * of the same size and seed (robustness.ts), against the compression level, a line per size, one
+ * panel per variant (granularity; pruning method), one row per budget; with seeds a band over the
+ * drops' spread. Quantization: x = bits, harsher (fewer bits) to the right; pruning: x = sparsity,
+ * starting at 0 (the uncompressed model, drop 0).
+ */
+function robustnessPlots(data: ReportData): PlotSpec[] {
+  const points = dropPoints(data);
+  if (points.length === 0) return [];
+  const sizes = new Map(data.sizes.map((s) => [s.id, s]));
+  const budgets = new Map(data.budgets.map((b) => [b.id, b]));
+  const budgetSort = sortedBudgets(data).map(budgetLabel);
+  const color = sizeColor(data);
+  const yTitle = 'dev accuracy drop (points)';
+  const out: PlotSpec[] = [];
+  for (const axis of ['bits', 'sparsity'] as const) {
+    const fams = FAMILIES.filter((f) => f.axis === axis && points.some((p) => p.family === f.id));
+    if (fams.length === 0) continue;
+    const values: Json[] = [];
+    for (const f of fams) {
+      const mine = points.filter((p) => p.family === f.id);
+      for (const p of mine) {
+        const iv = spreadInterval(p.drop);
+        const size = sizeLabel(sizes.get(p.sizeId)!);
+        values.push({ size, sizeBand: size, budget: budgetLabel(budgets.get(p.budgetId)!), variant: f.label, level: p.level, drop: p.drop.mean * 100, dropLo: iv.lo * 100, dropHi: iv.hi * 100, n: p.drop.n });
+      }
+      if (axis === 'sparsity') {
+        // sparsity 0: the uncompressed model itself, drop 0
+        for (const key of new Set(mine.map((p) => `${p.budgetId}\u0000${p.sizeId}`))) {
+          const [budgetId, sizeId] = key.split('\u0000') as [string, string];
+          const size = sizeLabel(sizes.get(sizeId)!);
+          values.push({ size, sizeBand: size, budget: budgetLabel(budgets.get(budgetId)!), variant: f.label, level: 0, drop: 0, dropLo: 0, dropHi: 0, n: 1 });
+        }
+      }
+    }
+    const several = new Set(values.map((v) => v.budget)).size > 1;
+    const xTitle = axis === 'bits' ? 'bits per weight (fewer = harsher)' : 'sparsity (fraction of weights pruned)';
+    const levels = [...new Set(values.map((v) => v.level as number))].sort((a, b) => a - b);
+    const x: Json =
+      axis === 'bits'
+        ? { field: 'level', type: 'quantitative', title: xTitle, scale: { reverse: true, zero: false, domain: [Math.max(...levels) + 0.5, Math.min(...levels) - 0.5] }, axis: { values: levels, format: 'd' } }
+        : { field: 'level', type: 'quantitative', title: xTitle, scale: { domain: [0, 1] }, axis: { values: levels, format: '.2~f' } };
+    const y: Json = { field: 'drop', type: 'quantitative', title: yTitle, scale: { zero: true } };
+    const layers: Json[] = [];
+    const band = points.some((p) => p.drop.n > 1);
+    if (band) layers.push({ mark: { type: 'area', opacity: 0.2 }, encoding: { x, y: { field: 'dropLo', type: 'quantitative', title: yTitle }, y2: { field: 'dropHi' }, fill: bandColor(color) } });
+    layers.push({ mark: { type: 'line', point: { filled: true, size: 30 } }, encoding: { x, y, color } });
+    const what = axis === 'bits' ? 'quantization' : 'pruning';
+    const title = `Robustness to ${what}: accuracy drop by model size`;
+    const description = `Dev accuracy lost by ${what} against the uncompressed fine-tuned model of the same size${band ? ' and seed' : ''} (percentage points), against ${axis === 'bits' ? 'the bits per weight (harsher to the right)' : 'the sparsity'}, one line per size, one panel per ${axis === 'bits' ? 'granularity' : 'pruning method'}${several ? ', one row per budget' : ''}${band ? `; mean over seeds with a band over the spread (${SPREAD_NOTE})` : ''}. A lower line is a more robust size.`;
+    out.push({
+      name: axis === 'bits' ? 'robustness-quant' : 'robustness-prune',
+      title,
+      description,
+      xTitle,
+      yTitle,
+      spec: chart(title, description, values, layers, {
+        column: { field: 'variant', sort: fams.map((f) => f.label) },
+        ...(several ? { row: { field: 'budget', sort: budgetSort } } : {}),
+      }),
+    });
+  }
+  return out;
+}
+
 export const HEADLINE_PLOT = 'accuracy-vs-bytes';
 const VIEW_HEADERS: Record<BytesView, string> = { total: 'total bytes', nonEmbedding: 'non-embedding bytes' };
 
@@ -423,6 +498,7 @@ export function plotSpecs(data: ReportData): PlotSpec[] {
     ...quantPlot(data, groups),
     ...prunePlot(data, groups),
     ...pruneQuantPlot(data, groups),
+    ...robustnessPlots(data),
     ...(groups.length ? [frontierPlot(data, groups, 'total'), frontierPlot(data, groups, 'nonEmbedding')] : []),
   ];
 }

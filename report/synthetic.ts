@@ -112,6 +112,83 @@ export function syntheticReportData(options: SyntheticOptions = {}): ReportData 
   return { runId: 'synthetic', createdAt: new Date(0).toISOString(), budgets, sizes, curves, finals, cells };
 }
 
+// ---------------------------------------------------------------------------------------------
+// SYNTHETIC data with a known answer (tests of the fits, the repeats rule and robustness)
+
+export interface KnownOptions {
+  /** budget values (default 1e15, 1e16, 1e17, 1e18) */
+  budgets?: number[];
+  /** 'flops' (default) or 'seconds': the same law, read with C = the budget value */
+  kind?: 'flops' | 'seconds';
+  /** parameter counts of the sizes (default 4M, 8M, 16M, 32M, 64M) */
+  params?: number[];
+  /** repeats per (size, budget) (default 1: no seed field) */
+  seeds?: number;
+  /** sd of the seeded noise added to each final loss (default 0) */
+  lossNoise?: number;
+  /** how fragile under compression each size is, largest first … (default 'larger-robust') */
+  robustness?: 'larger-robust' | 'smaller-robust' | 'equal';
+  /** half-width of the seeded jitter on every dev accuracy (default 0.002) */
+  accNoise?: number;
+  /** extra loss on (sizeId, budgetId) pairs, e.g. an outlier */
+  bump?: Array<{ sizeId: string; budgetId: string; loss: number }>;
+}
+
+/** N_opt(C) = KNOWN_K · C^KNOWN_EXP: the compute-optimal size the known data are built around. */
+export const KNOWN_K = 2e-2;
+export const KNOWN_EXP = 0.5;
+export const knownNOpt = (c: number): number => KNOWN_K * c ** KNOWN_EXP;
+/** loss(N, C) = 0.06·(ln N − ln N_opt(C))² + 2 + 50 / ln C: each budget's IsoFLOP curve is an exact parabola in ln N */
+export const knownLoss = (n: number, c: number): number => 0.06 * (Math.log(n) - Math.log(knownNOpt(c))) ** 2 + 2 + 50 / Math.log(c);
+
+/**
+ * A sweep whose answer is known: final losses on knownLoss (IsoFLOP optimum knownNOpt(C) at every
+ * budget, N_opt ∝ C^0.5), and compression cells whose accuracy drop per size is set by
+ * `robustness` (larger sizes drop less, more, or the same), every number jittered per seed.
+ */
+export function syntheticKnown(options: KnownOptions = {}): ReportData {
+  const kind = options.kind ?? 'flops';
+  const values = options.budgets ?? [1e15, 1e16, 1e17, 1e18];
+  const params = options.params ?? [4e6, 8e6, 16e6, 32e6, 64e6];
+  const seeds = options.seeds ?? 1;
+  const seedList: Array<number | undefined> = seeds > 1 ? Array.from({ length: seeds }, (_, i) => i + 1) : [undefined];
+  const lossNoise = options.lossNoise ?? 0;
+  const accNoise = options.accNoise ?? 0.002;
+  const budgets: Budget[] = values.map((value, i) => ({ id: `B${i + 1}`, kind, value }));
+  const sizes: Size[] = params.map((p, i) => ({ id: `s${i}`, layers: 2 + 2 * i, hidden: 128, heads: 2, ffn: 512, parameters: p, nonEmbeddingParameters: Math.round(p / 2) }));
+  const finals: Final[] = [];
+  const cells: Cell[] = [];
+  const fragility = (i: number): number => {
+    const t = sizes.length > 1 ? i / (sizes.length - 1) : 0;
+    return options.robustness === 'smaller-robust' ? 0.5 + t : options.robustness === 'equal' ? 1 : 1.5 - t;
+  };
+  for (const b of budgets) {
+    sizes.forEach((s, i) => {
+      for (const seed of seedList) {
+        const j = (k: string): number => jitter(`${b.id}/${s.id}/${seed ?? 0}/${k}`);
+        const bump = options.bump?.find((x) => x.sizeId === s.id && x.budgetId === b.id)?.loss ?? 0;
+        const valLoss = knownLoss(s.parameters, b.value) + bump + lossNoise * j('loss');
+        const sd = seed !== undefined ? { seed } : {};
+        finals.push({ sizeId: s.id, budgetId: b.id, ...sd, steps: 100, flops: kind === 'flops' ? b.value : 0, seconds: kind === 'seconds' ? b.value : 1, valLoss });
+        const base = 0.85 - 0.05 * (valLoss - 2.5);
+        const acc = (drop: number, k: string): number => Math.min(0.99, Math.max(0.01, base - drop + accNoise * j(k)));
+        const cell = (c: Omit<Cell, 'sizeId' | 'budgetId' | 'devAccuracy' | 'testAccuracy' | 'embeddingsCompressed'>, drop: number): void => {
+          const dev = acc(drop, `${c.level}/dev`);
+          cells.push({ sizeId: s.id, budgetId: b.id, ...c, embeddingsCompressed: false, devAccuracy: dev, testAccuracy: acc(drop, `${c.level}/test`), ...sd });
+        };
+        cell({ method: 'none', level: 'fp32', bits: 32, bytesTotal: s.parameters * 4, bytesNonEmbedding: s.nonEmbeddingParameters * 4 }, 0);
+        for (const bits of [8, 4, 2]) {
+          cell({ method: 'quant', level: `${bits}-bit/channel`, bits, granularity: 'channel', bytesTotal: Math.ceil((s.parameters * bits) / 8), bytesNonEmbedding: Math.ceil((s.nonEmbeddingParameters * bits) / 8) }, fragility(i) * 0.02 * 2 ** (8 - bits) / 4);
+        }
+        for (const sparsity of [0.5, 0.9]) {
+          cell({ method: 'prune-iterative', level: `sparsity ${sparsity}`, sparsity, bytesTotal: Math.ceil(s.parameters * (1 - sparsity) * 4.5), bytesNonEmbedding: Math.ceil(s.nonEmbeddingParameters * (1 - sparsity) * 4.5) }, fragility(i) * 0.15 * sparsity ** 3);
+        }
+      }
+    });
+  }
+  return { runId: 'known', createdAt: new Date(0).toISOString(), budgets, sizes, curves: [], finals, cells };
+}
+
 if (import.meta.url === `file://${process.argv[1]}`) {
   const { writeReport } = await import('./write.ts');
   const dir = process.argv[2] ?? 'report-preview';

@@ -6,9 +6,10 @@
  *   finals.csv        one row per (size, budget[, seed]) pretraining final
  *   curves.csv        every pretraining curve point
  *   report.json       the ReportData itself (plots and tables can be rebuilt from it)
- *   plots/*.svg       the plots (plots.ts)
+ *   plots/*.svg       the plots (plots.ts, and the compute-optimal fits of fit-plots.ts)
  *   report.md         the headline plot and the short verdict first, then the other plots, the
- *                     conclusion in full and every table
+ *                     conclusion in full (with the compute-optimal fits and robustness to
+ *                     compression) and every table (with N_opt per budget)
  *   report.html       the same, self-contained: SVGs inlined, tables sortable by one inline
  *                     script, no external resources
  */
@@ -32,7 +33,11 @@ import {
 } from './aggregate.ts';
 import { writeFileAtomic } from '../core/fs.ts';
 import { conclude, type Conclusion } from './conclusion.ts';
-import { HEADLINE_PLOT, renderPlots, type RenderedPlot } from './plots.ts';
+import { fmtBudgetValue } from './fit-conclusion.ts';
+import { fitPlotSpecs } from './fit-plots.ts';
+import type { ReportFits } from './fits.ts';
+import { HEADLINE_PLOT, renderPlots, renderSvgSync, type RenderedPlot } from './plots.ts';
+import { formatSpread } from './stats.ts';
 import type { Cell, Final, ReportData } from './types.ts';
 
 export interface WriteReportResult {
@@ -215,12 +220,13 @@ function htmlTable(t: Table, id: string): string {
   return `<div class="table-wrap" id="table-${id}">\n<table class="data${sortable}">\n<thead>${head}</thead>\n<tbody>\n${body}\n</tbody>\n</table>\n</div>`;
 }
 
+/** A mean with its spread (stats.ts formatSpread: min–max with 2 seeds, ± 1 sd with 3 or more), the same interval the conclusion's rule uses. */
 function pctStats(s: Stats): string {
-  return s.n > 1 ? `${fmtPct(s.mean)} (${fmtPct(s.min)}–${fmtPct(s.max)})` : fmtPct(s.mean);
+  return formatSpread(s, (x) => fmtPct(x));
 }
 
 function lossStats(s: Stats): string {
-  return s.n > 1 ? `${fmtLoss(s.mean)} (${fmtLoss(s.min)}–${fmtLoss(s.max)})` : fmtLoss(s.mean);
+  return formatSpread(s, fmtLoss);
 }
 
 function sci(n: number): string {
@@ -228,6 +234,8 @@ function sci(n: number): string {
 }
 
 interface Tables {
+  /** N_opt per budget; null when nothing was fitted (fewer than 3 sizes) */
+  fits: Table | null;
   budgets: Table;
   sizes: Table;
   lossMatrix: Table;
@@ -303,7 +311,7 @@ function buildTables(data: ReportData, conclusion: Conclusion): Tables {
       `${g.bytesNonEmbedding} (${fmtBytes(g.bytesNonEmbedding)})`,
       { text: pctStats(g.dev), sort: g.dev.mean },
       { text: pctStats(g.test), sort: g.test.mean },
-      g.valPerplexity ? (g.valPerplexity.n > 1 ? `${g.valPerplexity.mean.toFixed(2)} (${g.valPerplexity.min.toFixed(2)}–${g.valPerplexity.max.toFixed(2)})` : g.valPerplexity.mean.toFixed(2)) : '',
+      g.valPerplexity ? formatSpread(g.valPerplexity, (x) => x.toFixed(2)) : '',
       String(g.dev.n),
       (frontKeys.get(g.key) ?? []).join(', '),
     ]),
@@ -322,7 +330,35 @@ function buildTables(data: ReportData, conclusion: Conclusion): Tables {
       a.best ? { text: pctStats(a.best.test), sort: a.best.test.mean } : '',
     ]),
   };
-  return { budgets: budgetsT, sizes: sizesT, lossMatrix, finals: finalsT, cells: cellsT, front: frontT };
+  return { fits: conclusion.fits ? fitsTable(conclusion.fits) : null, budgets: budgetsT, sizes: sizesT, lossMatrix, finals: finalsT, cells: cellsT, front: frontT };
+}
+
+/** N_opt per budget: the IsoFLOP fit's optimum with its ±z se interval, where it lies, and the best measured size(s). */
+function fitsTable(fits: ReportFits): Table {
+  return {
+    header: ['budget', 'kind', 'value', 'sizes fitted', 'fit', 'N_opt (parameters)', 'interval (±2 se)', 'where', 'fitted loss at N_opt', 'lowest measured loss'],
+    align: ['l', 'l', 'r', 'r', 'l', 'r', 'r', 'l', 'r', 'l'],
+    rows: fits.perBudget.map((b) => {
+      const f = b.fit;
+      const top = b.ranking.groups[0] ?? [];
+      const best = top.length === 0 ? '—' : top.length === 1 ? `${top[0]!.item.sizeId} (${formatSpread(top[0]!.summary, fmtLoss)})` : `${top.map((e) => e.item.sizeId).join(', ')} (not distinguishable)`;
+      const common: TCell[] = [b.budget.id, b.budget.kind, { text: fmtBudgetValue(b.budget.value, b.budget.kind), sort: b.budget.value }, String(f.distinctSizes)];
+      if (f.status === 'optimum') {
+        const o = f.optimum;
+        return [
+          ...common,
+          'optimum',
+          { text: `${fmtParams(o.params)} (${Math.round(o.params)})`, sort: o.params },
+          o.interval ? { text: `${fmtParams(o.interval[0])}–${fmtParams(o.interval[1])}`, sort: o.interval[0] } : 'unknown',
+          o.position === 'inside' ? 'inside the sizes measured' : `${o.position} the sizes measured (extrapolated)`,
+          { text: fmtLoss(o.loss), sort: o.loss },
+          best,
+        ];
+      }
+      if (f.status === 'edge') return [...common, 'no interior minimum', '—', '', `at or beyond the ${f.side} size`, '', best];
+      return [...common, f.status === 'flat' ? 'flat' : 'not fitted', '—', '', f.reason, '', best];
+    }),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -332,6 +368,9 @@ function summaryLine(data: ReportData): string {
   const seeds = new Set(data.cells.filter((c) => c.seed !== undefined).map((c) => c.seed));
   return `${data.sizes.length} size${data.sizes.length === 1 ? '' : 's'} × ${data.budgets.length} budget${data.budgets.length === 1 ? '' : 's'}; ${groupCells(data).length} compression cells${seeds.size > 1 ? `, each over ${seeds.size} seeds` : ''}. Created ${data.createdAt}.`;
 }
+
+const FITS_NOTE =
+  'Per budget, final validation loss against ln(parameters) fitted by a parabola (the IsoFLOP profile); its vertex is the compute-optimal size N_opt, with ±2 standard errors (delta method). “Extrapolated”: N_opt lies outside the sizes measured. “Lowest measured loss”: the size(s) with the lowest mean final loss; sizes whose spreads over seeds overlap are not distinguishable.';
 
 const CELLS_NOTE =
   'Every (budget, size, method, level) cell after fine-tuning on the classification task. Bytes are the real size of the compressed file; with several seeds, accuracies are means with the min–max range. “Pareto front”: the cell is on the accuracy-vs-memory front of its budget in that bytes view.';
@@ -348,7 +387,7 @@ function reportMd(data: ReportData, c: Conclusion, t: Tables, plots: RenderedPlo
   const plotMd = (p: RenderedPlot, heading: string): string[] => [`${heading} ${p.title}`, '', `![${p.title}](plots/${p.name}.svg)`, '', p.description, ''];
   out.push(`# ttc report: ${mdEscape(data.runId)}`, '');
   if (headline) out.push(...plotMd(headline, '##'));
-  out.push('## Verdict', '', c.headline, '', summaryLine(data), '');
+  out.push('## Verdict', '', c.headline, '', ...(c.fitHeadline ? [c.fitHeadline, ''] : []), summaryLine(data), '');
   if (others.length) {
     out.push('## Plots', '');
     for (const p of others) out.push(...plotMd(p, '###'));
@@ -357,7 +396,13 @@ function reportMd(data: ReportData, c: Conclusion, t: Tables, plots: RenderedPlo
   for (const b of c.bestSizes) out.push(`- ${b.text}`);
   out.push('', '### Best cell under each memory budget (by dev accuracy; test accuracy reported)', '');
   for (const a of c.answers) out.push(`- ${a.text}`);
+  out.push('', '### Compute-optimal size per budget (IsoFLOP fits)', '');
+  for (const l of c.fitLines) out.push(`- ${l}`);
+  out.push('', '### Robustness to compression by size', '');
+  for (const r of c.robustness.cases) out.push(`- ${r.text}`);
+  out.push(`- ${c.robustness.sentence}`);
   out.push('', '### Verdict in full', '', c.verdict, '');
+  out.push('## Compute-optimal size per budget', '', FITS_NOTE, '', t.fits ? mdTable(t.fits) : c.fitLines[0]!, '');
   out.push('## Budgets', '', mdTable(t.budgets), '', '## Sizes', '', mdTable(t.sizes), '');
   out.push('## Pretraining: final validation loss', '', 'Bold: the best size of each budget.', '', mdTable(t.lossMatrix), '', mdTable(t.finals), '');
   out.push('## Best cell per memory budget', '', mdTable(t.front), '');
@@ -443,6 +488,7 @@ function reportHtml(data: ReportData, c: Conclusion, t: Tables, plots: RenderedP
   const sections: Array<[string, string]> = [
     ...(others.length ? [['plots', 'Plots'] as [string, string]] : []),
     ['conclusion', 'Conclusion in detail'],
+    ['fits', 'Compute-optimal size'],
     ['budgets', 'Budgets'],
     ['sizes', 'Sizes'],
     ['pretraining', 'Pretraining'],
@@ -465,6 +511,7 @@ function reportHtml(data: ReportData, c: Conclusion, t: Tables, plots: RenderedP
   if (headline) parts.push(...figure(headline, 'headline', false));
   parts.push(
     `<p class="verdict" id="verdict">${htmlEscape(c.headline)}</p>`,
+    ...(c.fitHeadline ? [`<p class="verdict fit" id="verdict-fit">${htmlEscape(c.fitHeadline)}</p>`] : []),
     `<p class="meta">${htmlEscape(summaryLine(data))}</p>`,
     `<nav class="toc">Contents: ${sections.map(([id, title]) => `<a href="#${id}">${htmlEscape(title)}</a>`).join(' ')}</nav>`,
   );
@@ -478,8 +525,15 @@ function reportHtml(data: ReportData, c: Conclusion, t: Tables, plots: RenderedP
     li(c.bestSizes.map((b) => b.text)),
     '<h3>Best cell under each memory budget (by dev accuracy; test accuracy reported)</h3>',
     li(c.answers.map((a) => a.text)),
+    '<h3>Compute-optimal size per budget (IsoFLOP fits)</h3>',
+    li(c.fitLines),
+    '<h3>Robustness to compression by size</h3>',
+    li([...c.robustness.cases.map((r) => r.text), c.robustness.sentence]),
     '<h3>Verdict in full</h3>',
     `<p class="verdict full">${htmlEscape(c.verdict)}</p>`,
+    '<h2 id="fits">Compute-optimal size per budget</h2>',
+    `<p>${htmlEscape(FITS_NOTE)}</p>`,
+    t.fits ? htmlTable(t.fits, 'fits') : `<p>${htmlEscape(c.fitLines[0]!)}</p>`,
     '<h2 id="budgets">Budgets</h2>',
     htmlTable(t.budgets, 'budgets'),
     '<h2 id="sizes">Sizes</h2>',
@@ -503,6 +557,19 @@ function reportHtml(data: ReportData, c: Conclusion, t: Tables, plots: RenderedP
 
 // ---------------------------------------------------------------------------------------------
 
+/** The compute-optimal fit plots (fit-plots.ts), rendered and placed right after the measured IsoFLOP view. */
+function withFitPlots(plots: RenderedPlot[], fits: ReportFits | null): RenderedPlot[] {
+  if (!fits) return plots;
+  // N_opt against the budget only for a budget kind with 2 or more budgets (one budget: the conclusion says so instead)
+  const kinds = new Set<string>(fits.perKind.filter((k) => fits.perBudget.filter((b) => b.budget.kind === k.kind).length >= 2).map((k) => (k.kind === 'flops' ? 'nopt-vs-flops' : 'nopt-vs-seconds')));
+  const extra = fitPlotSpecs(fits)
+    .filter((p) => !p.name.startsWith('nopt-') || kinds.has(p.name))
+    .map((p) => ({ ...p, svg: renderSvgSync(p.spec, p.name) }));
+  const at = plots.findIndex((p) => p.name === 'isoflop');
+  const i = at >= 0 ? at + 1 : Math.min(1, plots.length);
+  return [...plots.slice(0, i), ...extra, ...plots.slice(i)];
+}
+
 /**
  * Writes every report file into `dir` (created if missing; existing report files are replaced)
  * and returns their paths and the conclusion's lines. Throws on inconsistent data.
@@ -510,7 +577,7 @@ function reportHtml(data: ReportData, c: Conclusion, t: Tables, plots: RenderedP
 export function writeReport(dir: string, data: ReportData): WriteReportResult {
   validateReportData(data);
   const conclusion = conclude(data);
-  const plots = renderPlots(data);
+  const plots = withFitPlots(renderPlots(data), conclusion.fits);
   const tables = buildTables(data, conclusion);
   fs.mkdirSync(path.join(dir, 'plots'), { recursive: true });
 

@@ -146,7 +146,7 @@ browserTest('report.html in Chromium at 1280×900 and 800 px: headline figure fi
       // nothing widens the page; wide tables scroll inside their own container
       t.true(l.scrollWidth <= l.innerWidth, `${at}: the page does not scroll sideways (scrollWidth ${l.scrollWidth} > ${l.innerWidth})`);
       for (const r of l.figuresRight) t.true(r <= l.innerWidth, `${at}: every figure fits the width`);
-      t.is(l.wraps.length, 6, 'every table has its container');
+      t.is(l.wraps.length, 7, 'every table has its container (with the N_opt table)');
       for (const w of l.wraps) {
         t.is(w.overflowX, 'auto', `${at}: #${w.id} scrolls sideways`);
         t.true(w.right <= l.innerWidth, `${at}: #${w.id} fits the page`);

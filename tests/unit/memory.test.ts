@@ -148,7 +148,8 @@ test('checkRunFits: every shipped config (and every member of a shipped sweep) f
     const file = path.join('configs', f);
     if (f.startsWith('sweep')) {
       const s = loadSweepConfig(file);
-      t.notThrows(() => checkSweepFits(s, { workers: s.workers, coordinator: true }, host), f);
+      // a cluster sweep (sweep-gpu-cluster.json: 8 workers, one GPU each) runs its workers on separate machines: each holds one (the places below)
+      if (!f.includes('cluster')) t.notThrows(() => checkSweepFits(s, { workers: s.workers, coordinator: true }, host), f);
       for (const place of places) t.notThrows(() => checkSweepFits(s, place, host), `${f} ${JSON.stringify(place)}`);
     } else for (const place of places) t.notThrows(() => checkRunFits(loadConfig(file), place, host), `${f} ${JSON.stringify(place)}`);
   }

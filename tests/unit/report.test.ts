@@ -4,6 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { groupCells, paretoFront, validateReportData } from '../../report/aggregate.ts';
 import { bestSizePerBudget, bestUnder, conclude } from '../../report/conclusion.ts';
+import { fitPlotSpecs } from '../../report/fit-plots.ts';
+import { fitReportData } from '../../report/fits.ts';
 import { plotSpecs, renderPlotsAsync, renderPlots } from '../../report/plots.ts';
 import { syntheticReportData } from '../../report/synthetic.ts';
 import type { Cell, Final, ReportData, Size } from '../../report/types.ts';
@@ -76,7 +78,22 @@ test('writeReport writes every file; CSV, Markdown and HTML hold every cell; SVG
   const dir = tempDir('full');
   const { files, conclusion } = writeReport(dir, data);
 
-  const expectedPlots = ['accuracy-vs-bytes', 'loss-vs-flops', 'loss-vs-seconds', 'loss-vs-steps', 'isoflop', 'quant', 'prune', 'prune-quant', 'frontier-total', 'frontier-nonembedding'];
+  const expectedPlots = [
+    'accuracy-vs-bytes',
+    'loss-vs-flops',
+    'loss-vs-seconds',
+    'loss-vs-steps',
+    'isoflop',
+    'isoflop-fit',
+    'nopt-vs-flops',
+    'quant',
+    'prune',
+    'prune-quant',
+    'robustness-quant',
+    'robustness-prune',
+    'frontier-total',
+    'frontier-nonembedding',
+  ];
   for (const f of ['results.csv', 'finals.csv', 'curves.csv', 'report.json', 'report.md', 'report.html', ...expectedPlots.map((p) => `plots/${p}.svg`)]) {
     const p = path.join(dir, f);
     t.true(files.includes(p), `${f} is listed`);
@@ -114,8 +131,8 @@ test('writeReport writes every file; CSV, Markdown and HTML hold every cell; SVG
   for (const line of conclusion) t.true(md.includes(line), 'report.md holds the conclusion');
   for (const p of expectedPlots) t.true(md.includes(`](plots/${p}.svg)`), `report.md links plots/${p}.svg`);
 
-  // SVGs: standalone, well-formed, with their axis titles
-  for (const spec of plotSpecs(data)) {
+  // SVGs: standalone, well-formed, with their axis titles (the fit plots too)
+  for (const spec of [...plotSpecs(data), ...fitPlotSpecs(fitReportData(data))]) {
     const svg = fs.readFileSync(path.join(dir, 'plots', `${spec.name}.svg`), 'utf8');
     t.true(svg.startsWith('<svg'), `${spec.name}.svg starts with <svg`);
     t.true(svg.includes('xmlns="http://www.w3.org/2000/svg"'));
@@ -197,7 +214,7 @@ test('report.html and report.md lead with the headline figure and the short verd
 
   // every table sits in its own scrolling container, is sortable, numbers right-aligned with their sort key
   const tables = body.match(/<table\b/g) ?? [];
-  t.is(tables.length, 6);
+  t.is(tables.length, 7);
   t.is((body.match(/<div class="table-wrap" id="table-[\w-]+">\n<table class="data sortable">/g) ?? []).length, tables.length);
   t.true(/\.table-wrap \{ overflow-x: auto;/.test(html), 'the containers scroll horizontally');
   const groups = groupCells(data);
@@ -228,7 +245,11 @@ test('with several seeds: every seed is a CSV row, tables show means with ranges
   t.is(csv.length - 1, data.cells.length);
   t.is(data.cells.length, 3 * groupCells(data).length);
   const md = fs.readFileSync(path.join(dir, 'report.md'), 'utf8');
-  t.regex(md, /\d+\.\d\d% \(\d+\.\d\d%–\d+\.\d\d%\) \| \d+\.\d\d% \(\d+\.\d\d%–\d+\.\d\d%\) \|  \| 3 \|/);
+  // 3 seeds: mean ± 1 sd (the interval the conclusion's rule uses); 2 seeds: min–max
+  t.regex(md, /\d+\.\d\d% ± \d+\.\d\d% \| \d+\.\d\d% ± \d+\.\d\d% \|  \| 3 \|/);
+  const two = tempDir('seeds2');
+  writeReport(two, syntheticReportData({ seeds: 2 }));
+  t.regex(fs.readFileSync(path.join(two, 'report.md'), 'utf8'), /\d+\.\d\d% \(\d+\.\d\d%–\d+\.\d\d%\) \| \d+\.\d\d% \(\d+\.\d\d%–\d+\.\d\d%\) \|  \| 2 \|/);
   t.regex(md, /each over 3 seeds/);
   const curves = fs.readFileSync(path.join(dir, 'plots', 'loss-vs-flops.svg'), 'utf8');
   t.true(curves.includes('mark-area'), 'min–max band on the curves');
