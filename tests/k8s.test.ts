@@ -13,7 +13,7 @@ import path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { DockerfileParser, Copy } from 'dockerfile-ast';
 import { validate as validateDockerfile } from 'dockerfile-utils';
-import { Namespace, Secret, ConfigMap, Service, PersistentVolumeClaim } from 'kubernetes-models/v1';
+import { Namespace, Secret, ConfigMap, Service, PersistentVolume, PersistentVolumeClaim } from 'kubernetes-models/v1';
 import { Deployment, StatefulSet } from 'kubernetes-models/apps/v1';
 import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
 import { parse } from 'yaml';
@@ -32,7 +32,9 @@ const root = path.resolve(import.meta.dirname, '..');
 const k8s = path.join(root, 'k8s');
 const RING = 7071;
 const COORD = 7070;
-const overlays = ['cuda', 'webgpu', 'cpu'];
+const overlays = ['cuda', 'webgpu', 'cpu', 'ci'];
+/** Overlays without GPUs: the webgpu image on the wasm backend. */
+const cpuOnly = new Set(['cpu', 'ci']);
 // the real secret.txt is git-ignored; kustomizeBuild uses a stand-in of the required length
 const sets: Record<string, Manifest[]> = { base: kustomizeBuild('base') };
 for (const o of overlays) sets[o] = kustomizeBuild(`overlays/${o}`);
@@ -42,6 +44,7 @@ const models: Record<string, new (m: any) => { validate(): void }> = {
   'v1/Secret': Secret,
   'v1/ConfigMap': ConfigMap,
   'v1/Service': Service,
+  'v1/PersistentVolume': PersistentVolume,
   'v1/PersistentVolumeClaim': PersistentVolumeClaim,
   'apps/v1/Deployment': Deployment,
   'apps/v1/StatefulSet': StatefulSet,
@@ -95,7 +98,9 @@ for (const [name, ms] of Object.entries(sets)) {
       const Model = models[`${m.apiVersion}/${m.kind}`];
       t.truthy(Model, `no schema model for ${m.apiVersion} ${m.kind}`);
       t.notThrows(() => new Model(m).validate(), `${m.kind} ${m.metadata.name}`);
-      if (m.kind !== 'Namespace') t.is(m.metadata.namespace, 'ttc', `${m.kind} ${m.metadata.name} namespace`);
+      // cluster-scoped: the Namespace, and the ci overlay's hostPath PersistentVolume
+      if (m.kind === 'Namespace' || m.kind === 'PersistentVolume') t.is(m.metadata.namespace, undefined, `${m.kind} ${m.metadata.name} is cluster-scoped`);
+      else t.is(m.metadata.namespace, 'ttc', `${m.kind} ${m.metadata.name} namespace`);
     }
     const kinds = new Set(ms.map((m) => m.kind));
     for (const k of ['Namespace', 'Secret', 'ConfigMap', 'Deployment', 'Service', 'PersistentVolumeClaim', 'StatefulSet', 'NetworkPolicy']) t.true(kinds.has(k), k);
@@ -150,7 +155,7 @@ for (const [name, ms] of Object.entries(sets)) {
       const runsVol = podSpec(one(ms, 'Deployment', 'ttc-coordinator'))!.volumes.find((v: any) => v.name === co.volumeMounts.find((m: any) => m.mountPath === config.outputDir).name);
       t.is(runsVol.persistentVolumeClaim.claimName, 'ttc-runs');
       t.is(one(ms, 'StatefulSet', 'ttc-worker').spec.replicas, config.dist.minWorkers);
-      const expected: string | undefined = ({ base: 'auto', cuda: 'tensorflow', webgpu: 'webgpu', cpu: 'wasm' } as Record<string, string>)[name];
+      const expected: string | undefined = ({ base: 'auto', cuda: 'tensorflow', webgpu: 'webgpu', cpu: 'wasm', ci: 'wasm' } as Record<string, string>)[name];
       t.is(config.backend as string, expected);
     } finally {
       fs.rmSync(path.dirname(file), { recursive: true, force: true });
@@ -200,15 +205,64 @@ for (const [name, ms] of Object.entries(sets)) {
       }
     }
     const limits = container(ms, 'StatefulSet', 'ttc-worker').resources.limits;
-    if (name === 'cpu') t.is(limits['nvidia.com/gpu'], undefined);
+    if (cpuOnly.has(name)) t.is(limits['nvidia.com/gpu'], undefined);
     else t.is(limits['nvidia.com/gpu'], 1);
     t.is(container(ms, 'Deployment', 'ttc-coordinator').resources.limits['nvidia.com/gpu'], undefined);
     const images = Object.fromEntries(allContainers(ms).map((c) => [c.name, c.image]));
-    if (name !== 'base') t.is(images.worker, `ttc-worker-${name === 'cpu' ? 'webgpu' : name}:0.1.0`);
+    if (name !== 'base') t.is(images.worker, `ttc-worker-${cpuOnly.has(name) ? 'webgpu' : name}:0.1.0`);
     const caps = envOf(container(ms, 'StatefulSet', 'ttc-worker')).NVIDIA_DRIVER_CAPABILITIES;
     if (name === 'webgpu') t.true(String(caps).split(',').includes('graphics'));
   });
 }
+
+const cpuOf = (q: string) => (q.endsWith('m') ? Number(q.slice(0, -1)) / 1000 : Number(q));
+const gibOf = (q: string) => Number(q.replace(/(Mi|Gi)$/, '')) / (q.endsWith('Mi') ? 1024 : 1);
+const requestsOf = (ms: Manifest[]) => {
+  const co = container(ms, 'Deployment', 'ttc-coordinator').resources.requests;
+  const w = container(ms, 'StatefulSet', 'ttc-worker').resources.requests;
+  const n = one(ms, 'StatefulSet', 'ttc-worker').spec.replicas as number;
+  return { co, w, n, cpu: cpuOf(co.cpu) + n * cpuOf(w.cpu), gib: gibOf(co.memory) + n * gibOf(w.memory) };
+};
+
+test('ci: a coordinator and its workers fit a small node (what npm run test:cluster schedules on 2 cores)', (t) => {
+  const r = requestsOf(sets.ci);
+  t.true(r.cpu <= 1, `${r.cpu} CPUs requested`);
+  t.true(r.gib <= 2, `${r.gib} GiB requested`);
+  const w = container(sets.ci, 'StatefulSet', 'ttc-worker').resources;
+  t.is(w.limits.cpu, undefined, 'no CPU limit: the workers use the idle cores');
+  t.true(gibOf(w.limits.memory) >= gibOf(w.requests.memory));
+});
+
+test('ci: the runs claim binds the hostPath PersistentVolume by name, no StorageClass; the test script prepares its directory', (t) => {
+  const pv = one(sets.ci, 'PersistentVolume', 'ttc-runs-hostpath').spec;
+  const pvc = one(sets.ci, 'PersistentVolumeClaim', 'ttc-runs').spec;
+  t.deepEqual(pv.claimRef, { namespace: 'ttc', name: 'ttc-runs' });
+  t.is(pvc.volumeName, 'ttc-runs-hostpath');
+  t.is(pv.storageClassName, '');
+  t.is(pvc.storageClassName, '');
+  t.deepEqual(pv.accessModes, pvc.accessModes);
+  t.true(gibOf(pv.capacity.storage) >= gibOf(pvc.resources.requests.storage));
+  t.is(pv.persistentVolumeReclaimPolicy, 'Retain');
+  const script = fs.readFileSync(path.join(root, 'tests', 'cluster', 'test-cluster.sh'), 'utf8');
+  t.regex(script, new RegExp(`^PV_DIR=${pv.hostPath.path.replace(/[/.]/g, '\\$&')}\\s`, 'm'));
+  t.regex(script, /chown 10001:10001 "\$PV_DIR"/, 'hostPath volumes get no fsGroup: the directory is the pods\' uid\'s');
+  // the other overlays leave storage to the cluster's default StorageClass
+  for (const o of ['cuda', 'webgpu', 'cpu']) {
+    t.falsy(sets[o].find((m) => m.kind === 'PersistentVolume'), o);
+    t.is(one(sets[o], 'PersistentVolumeClaim', 'ttc-runs').spec.storageClassName, undefined, o);
+  }
+});
+
+test('docs/kubernetes.md states every overlay\'s requests as the manifests set them', (t) => {
+  const doc = fs.readFileSync(path.join(root, 'docs', 'kubernetes.md'), 'utf8');
+  for (const o of overlays) {
+    const row = doc.split('\n').find((l) => l.startsWith(`| \`${o}\``));
+    t.truthy(row, `a row for ${o}`);
+    const r = requestsOf(sets[o]);
+    t.true(row!.includes(`${r.w.cpu} CPU, ${r.w.memory}`), `${o} workers: ${r.w.cpu} CPU, ${r.w.memory} in: ${row}`);
+    t.true(row!.includes(`${r.co.cpu} CPU, ${r.co.memory}`), `${o} coordinator: ${r.co.cpu} CPU, ${r.co.memory} in: ${row}`);
+  }
+});
 
 test('the ConfigMap ttc-config is configs/ itself: cluster.json as run.json and sweep.json, byte for byte, and both are valid', (t) => {
   const kz = parse(fs.readFileSync(path.join(root, 'configs', 'kustomization.yaml'), 'utf8')) as { configMapGenerator: Array<{ name: string; files: string[] }> };
