@@ -17,7 +17,7 @@ export interface Interrupt {
 }
 
 /** The exit status of a process stopped by Ctrl-C or SIGTERM (128 + SIGINT). */
-const INTERRUPTED_EXIT = 130;
+export const INTERRUPTED_EXIT = 130;
 
 /**
  * `message` is logged at a graceful first signal; `beforeExit` runs before an exit at once (e.g. to

@@ -20,7 +20,7 @@ export const commands: Record<string, { synopsis: string; load: () => Promise<Co
   local: { synopsis: 'ttc local --workers N --config <file.json> [--set key=value ...]', load: () => import('./commands/local.ts') },
   sweep: { synopsis: 'ttc sweep --config <sweep.json> [--workers N] [--verbose]', load: () => import('./commands/sweep.ts') },
   evaluate: { synopsis: 'ttc evaluate --sweep runs/<id> [--host H] [--port P] [--workers N]', load: () => import('./commands/evaluate.ts') },
-  export: { synopsis: 'ttc export (--run runs/<id> | --checkpoint <checkpoint dir>) [--compressed <file> | --finetuned <file>] --out <dir>', load: () => import('./commands/export.ts') },
+  export: { synopsis: 'ttc export (--run runs/<id> | --checkpoint <checkpoint dir>) [--compressed <file> | --finetuned <file>] [--tokenizer <file>] --out <dir>', load: () => import('./commands/export.ts') },
   compress: { synopsis: 'ttc compress (--run runs/<id> | --checkpoint <checkpoint dir>) [--finetuned <file>] --method M [level flags] --out <file>', load: () => import('./commands/compress.ts') },
   coordinator: { synopsis: 'ttc coordinator --config <file.json> [--host H] [--port P] [--set key=value ...]', load: () => import('./commands/coordinator.ts') },
   worker: { synopsis: 'ttc worker --coordinator ws://host:port [--name N] [--listen-host H] [--advertise-host H] [--ring-port P]', load: () => import('./commands/worker.ts') },

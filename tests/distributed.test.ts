@@ -101,6 +101,36 @@ test('kill -9 of one of 3 workers mid-run: the ring re-forms and the run complet
   for (const w of [workers[0], workers[2]]) t.is(await w.exited, 0);
 });
 
+test('SIGTERM to one of 3 workers mid-run (a deleted pod): it leaves at once with status 0, the ring re-forms and the run completes', async (t) => {
+  const dir = tempDir('sigterm-worker');
+  const perStep1 = mlmStepFlops(TINY_MODEL, 4, numMaskedPerSeq(TINY_MODEL.seqLen)).training;
+  const budget = perStep1 * 3 * 30.5;
+  const cfg = writeConfig(dir, {
+    budget: { kind: 'flops', flops: budget },
+    train: { batchSize: 4, evalEvery: 10, checkpointEvery: 4 },
+    dist: { minWorkers: 2, initialWorkers: 3, hashEvery: 5, ...DIST_TIMEOUTS },
+  });
+  const { proc: coord, url } = await startCoordinator(['--config', cfg]);
+  const workers = [0, 1, 2].map((i) => startWorker(url, `w${i}`));
+  await coord.waitFor(/ring of 3 up/);
+  await coord.waitFor(/checkpoint: .*step-00000008/);
+  const sentAt = Date.now();
+  workers[1].kill('SIGTERM');
+  // As process 1 of a container it would otherwise ignore the signal until its grace period ends.
+  t.is(await workers[1].exited, 0, workers[1].lines.slice(-10).join('\n'));
+  const leftMs = Date.now() - sentAt;
+  t.true(leftMs < scaled(5000) + 2000, `left ${leftMs} ms after SIGTERM`);
+  t.regex(workers[1].lines.join('\n'), /SIGTERM: leaving the ring and the coordinator/);
+  t.is(await coord.exited, 0, coord.lines.slice(-30).join('\n'));
+  const out = coord.lines.join('\n');
+  t.regex(out, /dropping worker "w1"/);
+  t.regex(out, /ring of 2 up/);
+  const summary = JSON.parse(fs.readFileSync(path.join(runDirOf(coord), 'summary.json'), 'utf8'));
+  t.true(summary.completed);
+  t.is(summary.workers, 2);
+  for (const w of [workers[0], workers[2]]) t.is(await w.exited, 0);
+});
+
 test('a coordinator killed with SIGKILL and restarted with --resume continues the run to its budget', async (t) => {
   const dir = tempDir('coordkill');
   const cfg = writeConfig(dir, { budget: { kind: 'steps', steps: 24 }, train: { batchSize: 4, evalEvery: 8, checkpointEvery: 4 }, dist: { minWorkers: 2, hashEvery: 4 } });

@@ -110,6 +110,18 @@ export class Worker {
     return this.stopped.ok ? 0 : 1;
   }
 
+  /**
+   * Leaves for good (SIGTERM from Kubernetes or a supervisor, Ctrl-C): the ring is closed, so a
+   * step in flight ends now, and the coordinator sees the worker go at once (1001, going away)
+   * instead of at its heartbeat timeout; `run()` then returns 0.
+   */
+  leave(reason: string): void {
+    if (this.stopped) return;
+    this.stopped = { ok: true, reason };
+    void this.member?.ring.close();
+    this.conn?.close(CloseCode.GOING_AWAY, reason.slice(0, 120));
+  }
+
   private fatal(e: Error): void {
     // A bug ends this worker: retrying would fail the same way.
     this.log.error(`worker ${this.name}: ${e.stack ?? e.message}`);

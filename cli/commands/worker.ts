@@ -6,6 +6,7 @@ import { loadSecret } from '../../wire/auth.ts';
 import { Worker } from '../../worker/worker.ts';
 import { parseFlags, parsePort } from '../args.ts';
 import { coordinatorUrl } from '../client.ts';
+import { INTERRUPTED_EXIT } from '../interrupt.ts';
 
 export const usage = `ttc worker --coordinator ws://host:port [--name N] [--listen-host H] [--advertise-host H] [--ring-port P]
 
@@ -37,6 +38,7 @@ export async function run(argv: string[]): Promise<number> {
   const retrySeconds = Number(values['retry-seconds']);
   if (!(retrySeconds >= 0)) throw new UsageError(`--retry-seconds: expected a number >= 0, got "${values['retry-seconds']}"`);
   const name = values.name ?? `${os.hostname()}-${process.pid}`;
+  const log = createLogger(name);
   const worker = new Worker({
     coordinatorUrl: coordinatorUrl(values.coordinator),
     secret: loadSecret(),
@@ -45,7 +47,29 @@ export async function run(argv: string[]): Promise<number> {
     advertiseHost: values['advertise-host'] ?? values['listen-host']!,
     ringPort: parsePort(values['ring-port'], '--ring-port'),
     retryForMs: retrySeconds * 1000,
-    log: createLogger(name),
+    log,
   });
-  return worker.run();
+  // As process 1 of a container a worker gets no default SIGTERM action: without this handler a
+  // deleted pod would hang for its whole grace period. The first signal leaves cleanly; a second,
+  // or a leave that takes longer than LEAVE_GRACE_MS (a coordinator being retried, a step that
+  // cannot stop), exits at once.
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (leaving) process.exit(INTERRUPTED_EXIT);
+    leaving = true;
+    log.warn(`worker ${name}: ${signal}: leaving the ring and the coordinator`);
+    worker.leave(`worker stopped (${signal})`);
+    setTimeout(() => process.exit(INTERRUPTED_EXIT), LEAVE_GRACE_MS).unref();
+  };
+  let leaving = false;
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  try {
+    return await worker.run();
+  } finally {
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+  }
 }
+
+/** How long a signalled worker may take to leave before it exits anyway. */
+const LEAVE_GRACE_MS = 5000;

@@ -403,11 +403,11 @@ past_step() { local s; s=$(step_of); [ -n "$s" ] && [ "$s" -ge "$1" ]; }
 step "run $RUN_ID past step 15 (a checkpoint behind it)" 600 wait_for 600 "step 15" past_step 15
 OLD_UID=$(kc -n $NS get pod ttc-worker-1 -o jsonpath='{.metadata.uid}')
 log "deleting pod ttc-worker-1 at step $(step_of)"
-# Not --wait: the pod takes its terminationGracePeriodSeconds (60 s) to go, because the worker,
-# PID 1 in its container, has no SIGTERM handler (so the kernel ignores SIGTERM) and is SIGKILLed.
-step "kubectl delete pod ttc-worker-1" 60 kc -n $NS delete pod ttc-worker-1 --wait=false
+# --wait: the worker (PID 1 in its container) leaves on SIGTERM within seconds, well inside the
+# pod's terminationGracePeriodSeconds (60 s); a deadline of 30 s fails a worker that ignores it.
+step "kubectl delete pod ttc-worker-1 (the worker leaves on SIGTERM)" 30 kc -n $NS delete pod ttc-worker-1 --wait=true
 recreated() { local u; u=$(kc -n $NS get pod ttc-worker-1 -o jsonpath='{.metadata.uid} {.status.phase}' 2>/dev/null); [ "${u% *}" != "$OLD_UID" ] && [ "${u#* }" = Running ]; }
-step "StatefulSet recreated ttc-worker-1 (after the old one's 60 s grace period)" 400 wait_for 400 "a new ttc-worker-1" recreated
+step "StatefulSet recreated ttc-worker-1" 400 wait_for 400 "a new ttc-worker-1" recreated
 follow_run() { ttc status --coordinator "$URL" --run "$RUN_ID" --follow 2>&1 | tee "$LOGS/ttc-follow.log"; }
 step "run $RUN_ID finishes (ttc status --follow)" 1500 follow_run
 # within its budget: "run <id> done: final validation loss L after N steps (F FLOPs, S s)", F <= the budget
