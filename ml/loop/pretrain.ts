@@ -61,7 +61,7 @@ async function runSteps(ctl: RunController, ex: StepExecutor, o: PretrainLoopOpt
     const v = await ex.evaluate(0);
     ctl.recordEval(v);
     ctl.recordInitialEval(v.loss!);
-    if (config.task === 'translation') o.log.info(`step 0: ${config.translation.evalSplit} loss ${v.loss!.toFixed(4)} (uniform ln(vocab) = ${Math.log(ctl.dims.vocab).toFixed(4)}), BLEU ${v.bleu?.toFixed(2)} greedy, ${v.bleuBeam?.toFixed(2)} beam ${config.translation.beam}`);
+    if (config.task === 'translation') o.log.info(`step 0: ${config.translation.evalSplit} loss ${v.loss!.toFixed(4)} (uniform ln(vocab) = ${Math.log(ctl.dims.vocab).toFixed(4)})`);
     else o.log.info(`step 0: validation loss ${v.loss!.toFixed(4)} (baselines: uniform ln(vocab) = ${Math.log(ctl.dims.vocab).toFixed(4)}, unigram frequencies = ${ctl.unigramEntropy.toFixed(4)})`);
   }
   if (ctl.needsCalibration()) {

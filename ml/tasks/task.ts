@@ -36,5 +36,6 @@ export interface TrainingTask<B = unknown, T extends Trainer<B> = Trainer<B>> {
   createTrainer(initial: Float32Array): T;
   /** rank `rank`'s share of the global batch that starts at `pos` */
   batch(pos: DataPosition, rank: number, worldSize: number): B;
-  evaluate(trainer: T): Promise<EvalResult>;
+  /** `step`: the optimizer steps taken (when the caller knows it) */
+  evaluate(trainer: T, step?: number): Promise<EvalResult>;
 }

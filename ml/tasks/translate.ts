@@ -71,9 +71,15 @@ export class TranslationTask implements TrainingTask<Seq2SeqBatch, TranslationTr
     return ids.map((t) => tokenizer.decode(t, { skipSpecial: true }));
   }
 
-  async evaluate(trainer: TranslationTrainer): Promise<EvalResult> {
+  /**
+   * The loss on the evaluation pairs, and their BLEU (greedy; beam search when translation.beam > 1)
+   * except before the first step (step 0): an untrained model rarely ends a sentence, so decoding
+   * it runs every source to the length cap, minutes at DDTP scale, to measure a BLEU of ~0.
+   */
+  async evaluate(trainer: TranslationTrainer, step?: number): Promise<EvalResult> {
     const refs = [this.data.evalPairs.map((p) => p.fr)];
     const loss = await trainer.evaluate(pairBatches(this.data.evalSet, Math.max(1, this.config.train.batchSize)));
+    if (step === 0) return { loss };
     const bleu = corpusBleu(await this.translations(trainer, 1), refs, { lowercase: true }).score;
     const beam = this.config.translation.beam;
     const bleuBeam = beam > 1 ? corpusBleu(await this.translations(trainer, beam), refs, { lowercase: true }).score : bleu;
