@@ -19,6 +19,8 @@ import { corpusBleu } from '../../ml/tasks/bleu.ts';
 import { seq2seqStepFlops } from '../../ml/flops.ts';
 import { setFusedEnabled } from '../../ml/kernels/fused.ts';
 import { countMatmulFlops } from '../kit/matmul-count.ts';
+import { compressSpecOf } from '../../compression/grid.ts';
+import { compressedWeights, encodeCompressed } from '../../compression/format.ts';
 
 const D: Seq2SeqDims = { layers: 2, decoderLayers: 2, hidden: 32, heads: 4, ffn: 64, seqLen: 16, vocab: 120 };
 const layout = paramLayout(D, { kind: 'seq2seq', decoderLayers: D.decoderLayers });
@@ -150,5 +152,13 @@ test.serial('a tiny model overfit on a few pairs translates them back (BLEU 100)
   t.true(Math.abs(corpusBleu(hyp, [pairs.map((p) => p.fr)], { lowercase: true }).score - 100) < 1e-9);
   const beam = (await trainer.translate(enc.src, { beam: 3, alpha: 1 })).map((ids) => tok.decode(ids, { skipSpecial: true }));
   t.deepEqual(beam, pairs.map((p) => p.fr));
+  // compression/ applies to the layout as to the encoder's: 8-bit weights (embeddings included) still translate the pairs back
+  const w = Float32Array.from(await trainer.hostWeights());
+  const spec = compressSpecOf({ method: 'quant', bits: 8, granularity: 'channel', embeddings: true });
+  const bytes = encodeCompressed(w, lay, spec).length;
+  t.true(bytes < w.length * 4 * 0.5, `${bytes} bytes for ${w.length} weights`);
+  trainer.setWeights(compressedWeights(w, lay, spec));
+  const q8 = (await trainer.translate(enc.src, { beam: 1, alpha: 0 })).map((ids) => tok.decode(ids, { skipSpecial: true }));
+  t.deepEqual(q8, pairs.map((p) => p.fr));
   trainer.dispose();
 });
