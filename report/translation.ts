@@ -29,6 +29,8 @@ export interface TranslationMember {
   valLoss: number;
   bleu?: number;
   bleuBeam?: number;
+  /** the evaluations during training (metrics.jsonl rows with BLEU), for the BLEU-vs-FLOPs panel */
+  curve?: Array<{ flops: number; seconds: number; bleu?: number; bleuBeam?: number }>;
   cells: TranslationCellRow[];
 }
 
@@ -88,7 +90,7 @@ export function translationCsv(members: TranslationMember[]): string {
 
 const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b', '#e377c2', '#17becf'];
 
-/** Two panels: BLEU (beam) against training FLOPs per size; greedy BLEU against compressed bytes per size (log x). */
+/** Two panels: BLEU (beam) against training FLOPs per size (its evaluations during training); greedy BLEU against compressed bytes per size (log x). */
 export function translationSvg(members: TranslationMember[]): string {
   const W = 420;
   const H = 300;
@@ -114,7 +116,12 @@ export function translationSvg(members: TranslationMember[]): string {
     }
     return out.join('\n');
   };
-  const trained = members.flatMap((m, i) => (m.bleuBeam !== undefined && Number.isFinite(m.bleuBeam) ? [{ x: m.flops, y: m.bleuBeam, series: i, label: name(m) }] : []));
+  // each size's evaluations during training (its curve), or its final BLEU alone
+  const trained = members.flatMap((m, i) => {
+    const pts = (m.curve ?? []).filter((p) => p.bleuBeam !== undefined && Number.isFinite(p.bleuBeam) && p.flops > 0).map((p) => ({ x: p.flops, y: p.bleuBeam!, series: i, label: name(m) }));
+    if (pts.length > 0) return pts;
+    return m.bleuBeam !== undefined && Number.isFinite(m.bleuBeam) ? [{ x: m.flops, y: m.bleuBeam, series: i, label: name(m) }] : [];
+  });
   const compressed = members.flatMap((m, i) => m.cells.map((c) => ({ x: c.bytes, y: c.bleu, series: i, label: `${name(m)} ${c.label}` })));
   const legend = members.map((m, i) => `<text x="${2 * W - 150}" y="${pad.t + 14 * (i + 1)}" font-size="11" fill="${COLORS[i % COLORS.length]}">● ${name(m)}</text>`).join('\n');
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${2 * W}" height="${H}" font-family="sans-serif">\n${panel(0, 'BLEU (beam) vs training FLOPs', trained, 'FLOPs')}\n${panel(W, 'BLEU (greedy) after compression vs bytes', compressed, 'bytes')}\n${legend}\n</svg>\n`;
