@@ -3,9 +3,17 @@
  * backend at toy sizes: shapes and parameter count, the causal mask, the cross-attention's use of
  * the source, padding invariance, beam 1 = greedy, no tensor leaks over decoding and training
  * steps, the analytic FLOPs against the products executed, and a real learning check: a tiny model
- * overfit on a handful of pairs translates them back exactly (BLEU 100).
+ * overfit on a handful of pairs translates them back exactly (BLEU 100); the task's data-parallel
+ * batches (ml/tasks/translate.ts).
  */
 import test from 'ava';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { resolveConfig } from '../../core/config/load.ts';
+import { TranslationTask, translationDataOf } from '../../ml/tasks/translate.ts';
+import { splitPairs } from '../../ml/data/ddtp.ts';
+import { readPairsTsv } from '../../ml/data/pairs.ts';
 import { tf } from '../../ml/tf.ts';
 import { initBackend } from '../../ml/backend.ts';
 import { paramLayout } from '../../ml/model/spec.ts';
@@ -161,4 +169,20 @@ test.serial('a tiny model overfit on a few pairs translates them back (BLEU 100)
   const q8 = (await trainer.translate(enc.src, { beam: 1, alpha: 0 })).map((ids) => tok.decode(ids, { skipSpecial: true }));
   t.deepEqual(q8, pairs.map((p) => p.fr));
   trainer.dispose();
+});
+
+test.serial('the translation task: N ranks × batch B read exactly the pairs one rank × N·B reads, epochs wrap, the split is the fixture\'s', async (t) => {
+  const base = { task: 'translation', cacheDir: fs.mkdtempSync(path.join(os.tmpdir(), 'ttc-s2s-')), translation: { pairs: 'tests/fixtures/ddtp/pairs.tsv', evalPairs: 5 }, model: { vocab: 300, seqLen: 32 } };
+  const config = (batchSize: number) => resolveConfig(base, { train: { batchSize } });
+  const data = await translationDataOf(config(4));
+  t.is(data.train.count + splitPairs(readPairsTsv('tests/fixtures/ddtp/pairs.tsv')).dev.length + splitPairs(readPairsTsv('tests/fixtures/ddtp/pairs.tsv')).test.length, 673);
+  t.is(data.evalPairs.length, 5);
+  const two = new TranslationTask(config(4), data);
+  const one = new TranslationTask(config(8), data);
+  const n = data.train.count;
+  for (const pos of [{ epoch: 0, offset: 0 }, { epoch: 1, offset: n - 3 }]) {
+    const labels = (b: { labels: Int32Array }) => Array.from(b.labels);
+    t.deepEqual([...labels(two.batch(pos, 0)), ...labels(two.batch(pos, 1))], labels(one.batch(pos, 0)));
+  }
+  fs.rmSync(base.cacheDir, { recursive: true, force: true });
 });
