@@ -14,6 +14,9 @@ import { spawnTtc } from './kit/procs.ts';
 import { DIST_TIMEOUTS, TEST_CACHE_DIR, tempDir } from './kit/helpers.ts';
 import { readMetrics } from '../core/run/metrics.ts';
 import { seq2seqStepFlops } from '../ml/flops.ts';
+import { resolveConfig } from '../core/config/load.ts';
+import { checkpointsDir, listCheckpointDirs, loadCheckpoint } from '../ml/checkpoint/checkpoint.ts';
+import { runLayout } from '../ml/train/controller.ts';
 
 const env = { TTC_SECRET: crypto.randomBytes(24).toString('base64'), TTC_SECRET_FILE: undefined };
 const MODEL = { layers: 1, hidden: 32, heads: 2, ffn: 64, seqLen: 32, vocab: 500 };
@@ -45,10 +48,14 @@ function config(dir: string, extra: Record<string, unknown> = {}): string {
   return file;
 }
 
-test('translation trains end to end on the DDTP sample: 2 workers, FLOP budget, loss falls, BLEU in the results', async (t) => {
+test('translation trains end to end on the DDTP sample: 2 workers, FLOP budget, loss falls, BLEU in the results; = 1 process with the whole batch', async (t) => {
   const dir = tempDir('translation');
   const run = spawnTtc(['local', '--workers', '2', '--config', config(dir)], env);
+  // the same global batch in one process (the ring's loss is the global batch's token mean: ml/tasks/translate.ts)
+  const singleDir = tempDir('translation-single');
+  const single = spawnTtc(['train', '--config', config(singleDir), '--set', `train.batchSize=${2 * BATCH}`], env);
   t.is(await run.exited, 0, run.lines.slice(-30).join('\n'));
+  t.is(await single.exited, 0, single.lines.slice(-30).join('\n'));
   const out = run.lines.join('\n');
   t.regex(out, new RegExp(`completed its budget: ${STEPS}/${STEPS} steps`));
   t.regex(out, /rank 1 of 2, translate task/);
@@ -69,8 +76,21 @@ test('translation trains end to end on the DDTP sample: 2 workers, FLOP budget, 
   t.is(evals[0]!.bleu, undefined);
   t.true(evals.slice(1).every((r) => typeof r.bleu === 'number' && typeof r.bleuBeam === 'number'));
   t.true(evals.at(-1)!.valLoss! < evals[0]!.valLoss!, `eval loss ${evals[0]!.valLoss} → ${evals.at(-1)!.valLoss}`);
-  t.true(fs.existsSync(path.join(runDir, 'checkpoints')));
+  const singleRun = single.lines.join('\n').match(/results: (\S+)\//)![1]!;
+  const a = finalWeights(runDir);
+  const b = finalWeights(singleRun);
+  let maxDiff = 0;
+  for (let i = 0; i < a.length; i++) maxDiff = Math.max(maxDiff, Math.abs(a[i]! - b[i]!));
+  t.true(maxDiff < 1e-3, `max |Δw| = ${maxDiff}`);
+  const singleRows = readMetrics(path.join(singleRun, 'metrics.jsonl')).filter((r) => r.trainLoss !== undefined);
+  t.true(singleRows.every((r, i) => Math.abs(r.trainLoss! - train[i]!.trainLoss!) < 1e-3), 'the per-step losses agree');
 });
+
+function finalWeights(runDir: string): Float32Array {
+  const config = resolveConfig(JSON.parse(fs.readFileSync(path.join(runDir, 'config.json'), 'utf8')));
+  const dirs = listCheckpointDirs(checkpointsDir(runDir));
+  return loadCheckpoint(dirs.at(-1)!, runLayout(config)).weights;
+}
 
 test('a translation config without its pairs is refused before anything is written', async (t) => {
   const dir = tempDir('translation-bad');

@@ -17,7 +17,7 @@ import { tf, type Tensor } from '../tf.ts';
 import { crossEntropy, dense, denseGelu, layerNorm, rowLookup } from './ops.ts';
 import { encode, type Params } from './transformer.ts';
 import type { ModelDims } from './spec.ts';
-import { MASKED_SCORE } from '../kernels/fused.ts';
+import { MASKED_SCORE, softmaxCrossEntropyRows } from '../kernels/fused.ts';
 
 export interface Seq2SeqDims extends ModelDims {
   /** decoder layers (model.layers is the encoder's depth) */
@@ -39,6 +39,12 @@ export interface Seq2SeqBatch {
   labelPositions: Int32Array;
   /** the token each of those positions must predict (y1 … yn [SEP]) */
   labels: Int32Array;
+  /**
+   * Data-parallel: the loss is sum(token losses) × lossWeight instead of their mean, with lossWeight =
+   * worldSize / (target tokens of the whole global batch), so the ring's mean over ranks is exactly
+   * the token mean of the global batch (ranks' batches hold different numbers of tokens). Absent: the mean.
+   */
+  lossWeight?: number;
 }
 
 /** Multi-head attention of q [B*Tq, D] over k, v [B*Tk, D] with an additive score bias broadcastable to [B, H, Tq, Tk]. */
@@ -133,6 +139,7 @@ export interface Seq2SeqTensors {
   labelPositions: Tensor;
   labels: Tensor;
   batch: number;
+  lossWeight?: number;
 }
 
 export function batchTensors(b: Seq2SeqBatch): Seq2SeqTensors {
@@ -143,6 +150,7 @@ export function batchTensors(b: Seq2SeqBatch): Seq2SeqTensors {
     labelPositions: tf.tensor1d(b.labelPositions, 'int32'),
     labels: tf.tensor1d(b.labels, 'int32'),
     batch: b.batch,
+    lossWeight: b.lossWeight,
   };
 }
 
@@ -153,7 +161,9 @@ export function seq2seqLogits(p: Params, d: Seq2SeqDims, b: Seq2SeqTensors): Ten
   return outputLogits(p, rowLookup(hidden, b.labelPositions));
 }
 
-/** Mean cross-entropy over the real target positions. */
+/** Mean cross-entropy over the real target positions (or their sum × b.lossWeight, see Seq2SeqBatch). */
 export function seq2seqLoss(p: Params, d: Seq2SeqDims, b: Seq2SeqTensors): Tensor {
-  return crossEntropy(seq2seqLogits(p, d, b), b.labels, d.vocab);
+  const logits = seq2seqLogits(p, d, b);
+  if (b.lossWeight === undefined) return crossEntropy(logits, b.labels, d.vocab);
+  return tf.mul(tf.sum(softmaxCrossEntropyRows(logits, b.labels, d.vocab)), b.lossWeight);
 }

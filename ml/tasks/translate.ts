@@ -53,15 +53,23 @@ export class TranslationTask implements TrainingTask<Seq2SeqBatch, TranslationTr
     return o;
   }
 
-  batch(pos: DataPosition, rank: number): Seq2SeqBatch {
+  /**
+   * Rank `rank`'s B pairs of the global batch at `pos`, its loss weighted so that the mean over the
+   * ranks is the token mean of the whole global batch (Seq2SeqBatch.lossWeight): every rank counts
+   * the global batch's target tokens itself, from the same data.
+   */
+  batch(pos: DataPosition, rank: number, worldSize: number): Seq2SeqBatch {
     const B = this.config.train.batchSize;
     const n = this.trainCount;
+    const at = (i: number) => {
+      const linear = pos.epoch * n + pos.offset + i;
+      return this.order(Math.floor(linear / n))[linear % n]!;
+    };
     const idx: number[] = [];
-    for (let i = 0; i < B; i++) {
-      const linear = pos.epoch * n + pos.offset + rank * B + i;
-      idx.push(this.order(Math.floor(linear / n))[linear % n]!);
-    }
-    return pairBatch(this.data.train, idx);
+    for (let i = 0; i < B; i++) idx.push(at(rank * B + i));
+    let tokens = 0;
+    for (let i = 0; i < worldSize * B; i++) tokens += this.data.train.tgt[at(i)]!.length + 1; // + [SEP]
+    return { ...pairBatch(this.data.train, idx), lossWeight: worldSize / tokens };
   }
 
   /** Translations of the evaluation pairs (decoded text) with beam width `beam` (1 = greedy). */

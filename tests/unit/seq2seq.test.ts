@@ -18,7 +18,8 @@ import { tf } from '../../ml/tf.ts';
 import { initBackend } from '../../ml/backend.ts';
 import { paramLayout } from '../../ml/model/spec.ts';
 import { initialWeights, WeightTensors } from '../../ml/model/weights.ts';
-import { batchTensors, seq2seqLogits, type Seq2SeqDims } from '../../ml/model/seq2seq.ts';
+import { batchTensors, seq2seqLogits, seq2seqLoss, type Seq2SeqDims } from '../../ml/model/seq2seq.ts';
+import { seq2seqDims } from '../../ml/train/controller.ts';
 import { greedy, translate } from '../../ml/model/search.ts';
 import { encodePairs, pairBatch } from '../../ml/data/translation.ts';
 import { Tokenizer } from '../../ml/data/tokenizer.ts';
@@ -180,9 +181,25 @@ test.serial('the translation task: N ranks × batch B read exactly the pairs one
   const two = new TranslationTask(config(4), data);
   const one = new TranslationTask(config(8), data);
   const n = data.train.count;
+  const dims = seq2seqDims(config(4));
+  const lay = paramLayout(dims, { kind: 'seq2seq', decoderLayers: dims.decoderLayers });
+  const w = new WeightTensors(lay, initialWeights(lay, 3, 0.1));
+  const lossOf = async (b: Parameters<typeof batchTensors>[0]) => {
+    const l = tf.tidy(() => seq2seqLoss(w.tensors, dims, batchTensors(b)));
+    const v = (await l.data())[0]!;
+    l.dispose();
+    return v;
+  };
   for (const pos of [{ epoch: 0, offset: 0 }, { epoch: 1, offset: n - 3 }]) {
     const labels = (b: { labels: Int32Array }) => Array.from(b.labels);
-    t.deepEqual([...labels(two.batch(pos, 0)), ...labels(two.batch(pos, 1))], labels(one.batch(pos, 0)));
+    const [r0, r1, all] = [two.batch(pos, 0, 2), two.batch(pos, 1, 2), one.batch(pos, 0, 1)];
+    t.deepEqual([...labels(r0), ...labels(r1)], labels(all));
+    // the ring's mean of the ranks' losses is the global batch's token mean (ranks hold different token counts)
+    t.not(r0.labels.length, r1.labels.length);
+    const ring = ((await lossOf(r0)) + (await lossOf(r1))) / 2;
+    t.true(Math.abs(ring - (await lossOf(all))) < 1e-5, `${ring} vs ${await lossOf(all)}`);
+    t.true(Math.abs((await lossOf(all)) - (await lossOf({ ...all, lossWeight: undefined }))) < 1e-5);
   }
+  w.dispose();
   fs.rmSync(base.cacheDir, { recursive: true, force: true });
 });
