@@ -2,11 +2,16 @@
  * The translation report (report/translation.ts) from hand-made results, and the sweep config's
  * rules for translation sweeps (coordinator/sweep-config.ts): the tables say what the numbers are,
  * "at equal memory" picks the best size per limit (ties named), the CSV has one row per cell; a
- * translation sweep with the MLM evaluation step is refused, a translation config without pairs too.
+ * translation sweep with the MLM evaluation step is refused, a translation config without pairs too;
+ * the shipped translation configs (configs/translation/, kept out of configs/ because they need the
+ * data `ttc data ddtp` downloads) are valid, or lack only that data.
  */
 import test from 'ava';
 import { translationCsv, translationMarkdown, translationSvg, type TranslationMember } from '../../report/translation.ts';
-import { resolveSweepConfig } from '../../coordinator/sweep-config.ts';
+import fs from 'node:fs';
+import path from 'node:path';
+import { loadSweepConfig, resolveSweepConfig } from '../../coordinator/sweep-config.ts';
+import { loadConfig } from '../../core/config/load.ts';
 
 const cell = (label: string, bytes: number, bleu: number) => ({ label, bytes, embeddingBytes: bytes / 2, loss: 3, bleu });
 const members: TranslationMember[] = [
@@ -41,4 +46,20 @@ test('a translation sweep with the MLM evaluation step, or without its pairs, is
   t.notThrows(() => resolveSweepConfig({ base, sizes, budgets }));
   t.throws(() => resolveSweepConfig({ base, sizes, budgets, evaluation: {} }), { message: /evaluation: the compression \+ evaluation step fine-tunes a classifier/ });
   t.throws(() => resolveSweepConfig({ base: { task: 'translation' }, sizes, budgets }), { message: /translation\.pairs: task "translation" needs the parallel text/ });
+});
+
+test('configs/translation/*.json are valid once `ttc data ddtp` has run, and until then lack only the pairs', (t) => {
+  const files = fs.readdirSync('configs/translation').filter((f) => f.endsWith('.json'));
+  t.true(files.length >= 2);
+  for (const f of files) {
+    const file = path.join('configs/translation', f);
+    const load = () => (f.startsWith('sweep') ? loadSweepConfig(file) : loadConfig(file));
+    if (fs.existsSync('.cache/ddtp/train.tsv')) t.notThrows(load, f);
+    else {
+      const err = t.throws(load, undefined, f);
+      t.regex(err!.message, /translation\.pairs: "\.cache\/ddtp" does not exist/, f);
+      // and nothing else: no other field is named
+      t.is(err!.message.match(/\b[a-z]+\.[a-zA-Z]+: /g)?.filter((m) => m !== 'translation.pairs: ').length ?? 0, 0, err!.message);
+    }
+  }
 });
