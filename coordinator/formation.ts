@@ -144,7 +144,7 @@ export class RingFormation implements StepExecutor {
 
   get globalBatch(): number {
     const { task, config } = this.spec;
-    return task.kind === 'mlm' ? this.worldSize * config.train.batchSize : task.batchSize;
+    return task.kind === 'classify' ? task.batchSize : this.worldSize * config.train.batchSize;
   }
 
   private get registry(): WorkerRegistry {
@@ -246,7 +246,7 @@ export class RingFormation implements StepExecutor {
 
   async evaluate(step: number): Promise<EvalResult> {
     const r = await this.ask(M.EvalRequest, { formation: this.id, step }, `evaluation at step ${step}`, (m) => (m.t === 'coord.eval-done' && m.step === step ? m : undefined));
-    return { loss: r.loss, accuracy: r.accuracy, unigramEntropy: r.unigramEntropy };
+    return { loss: r.loss, accuracy: r.accuracy, unigramEntropy: r.unigramEntropy, bleu: r.bleu, bleuBeam: r.bleuBeam };
   }
 
   /** Every member reports a hash of its parameters; they must all be equal. */

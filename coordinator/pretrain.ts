@@ -98,7 +98,7 @@ export class PretrainRun {
     try {
       const completed = await driver.withRing(
         // Joining may build the tokenizer and data cache first: allow for that.
-        { config, task: { kind: 'mlm' }, label: run.id, timeoutMs, setupTimeoutMs: Math.max(timeoutMs, 180_000) },
+        { config, task: config.task === 'translation' ? { kind: 'translate' } : { kind: 'mlm' }, label: run.id, timeoutMs, setupTimeoutMs: Math.max(timeoutMs, 180_000) },
         {
           maxAttempts: Infinity,
           // The first ring waits for dist.initialWorkers; after a failure the run goes on with dist.minWorkers.

@@ -170,6 +170,7 @@ export function resolveSweepConfig(raw: unknown, source = 'sweep config'): Sweep
   if (sweepIdProblem) errors.push(`sweepId: ${sweepIdProblem}`);
   const outputDir = raw.outputDir ?? 'runs';
   if (typeof outputDir !== 'string') errors.push(`outputDir: expected a string, got ${JSON.stringify(outputDir)}`);
+  if (base?.task === 'translation' && evaluation) errors.push('evaluation: the compression + evaluation step fine-tunes a classifier on an MLM encoder; a translation sweep (base.task "translation") has none (its BLEU per size is in pretraining.json and translation.csv; compress its members with `ttc translation-compress`)');
   if (errors.length > 0) throw new ConfigError(`invalid ${source}:\n  ${errors.join('\n  ')}`);
   return { sweepId: sweepId as string, outputDir: outputDir as string, workers: workers as number, base: base!, sizes, budgets, seeds, ...(evaluation ? { evaluation } : {}) };
 }

@@ -18,6 +18,7 @@ import { readMetrics } from '../core/run/metrics.ts';
 import { createProgress, type Progress } from '../core/run/progress.ts';
 import { createRunDir, openRunDir, removeUnstartedRunDir, runDirFor } from '../core/run/rundir.ts';
 import { readSummary } from '../ml/loop/pretrain.ts';
+import { runLayout } from '../ml/train/controller.ts';
 import { nonEmbeddingParameterCount, parameterCount } from '../ml/model/spec.ts';
 import { bestSizePerBudget } from '../report/conclusion.ts';
 import type { Cell, ReportData } from '../report/types.ts';
@@ -26,6 +27,7 @@ import { evaluateSweep, type EvaluationOptions, type EvaluationProgress } from '
 import { anySignal, RunError, type Driver } from './formation.ts';
 import type { PhaseListener } from './phases.ts';
 import { PretrainRun } from './pretrain.ts';
+import { compressTranslationSweep } from './translation.ts';
 import { memberConfig, memberSeeds, type SweepConfig } from './sweep-config.ts';
 
 export interface MemberResult {
@@ -40,7 +42,10 @@ export interface MemberResult {
   flops: number;
   seconds: number;
   valLoss: number;
-  curve: Array<{ step: number; flops: number; seconds: number; valLoss: number }>;
+  curve: Array<{ step: number; flops: number; seconds: number; valLoss: number; bleu?: number; bleuBeam?: number }>;
+  /** task translation: the final evaluation's BLEU (greedy, beam search) */
+  bleu?: number;
+  bleuBeam?: number;
 }
 
 export interface SweepRunOptions {
@@ -133,20 +138,27 @@ export async function pretrainMembers(sweep: SweepConfig, sweepDir: string, o: S
           budgetId: budget.id,
           ...(seed !== undefined ? { seed } : {}),
           runDir,
-          parameters: parameterCount(config.model),
-          nonEmbeddingParameters: nonEmbeddingParameterCount(config.model),
+          ...memberParameters(config),
           steps: summary.steps,
           flops: summary.flopsUsed,
           seconds: summary.secondsUsed,
           valLoss: summary.finalValLoss,
+          ...(summary.bleu !== undefined ? { bleu: summary.bleu ?? NaN, bleuBeam: summary.bleuBeam ?? NaN } : {}),
           curve: readMetrics(runDirFor(runDir).metricsFile)
             .filter((r) => r.valLoss !== undefined)
-            .map((r) => ({ step: r.step, flops: r.flops, seconds: r.seconds, valLoss: r.valLoss! })),
+            .map((r) => ({ step: r.step, flops: r.flops, seconds: r.seconds, valLoss: r.valLoss!, ...(r.bleu !== undefined ? { bleu: r.bleu, bleuBeam: r.bleuBeam } : {}) })),
         });
       }
     }
   }
   return results;
+}
+
+/** A member's parameter counts: the model its task trains (the encoder–decoder for translation). */
+function memberParameters(config: Config): { parameters: number; nonEmbeddingParameters: number } {
+  if (config.task !== 'translation') return { parameters: parameterCount(config.model), nonEmbeddingParameters: nonEmbeddingParameterCount(config.model) };
+  const layout = runLayout(config);
+  return { parameters: layout.total, nonEmbeddingParameters: layout.specs.filter((s) => s.kind !== 'embedding').reduce((a, s) => a + s.size, 0) };
 }
 
 export function writePretrainingResults(sweepDir: string, sweep: SweepConfig, results: MemberResult[]): string[] {
@@ -203,6 +215,11 @@ export function bestSizeLines(data: ReportData): string[] {
 /** The compression + evaluation step of a sweep whose pretraining is done (`ttc evaluate`), then its full report. */
 export async function evaluateSweepDir(sweepDir: string, sweep: SweepConfig, o: EvaluationOptions): Promise<{ conclusion: string[]; cells: number; failures: string[] }> {
   const members = readPretrainingResults(sweepDir);
+  if (sweep.base.task === 'translation') {
+    // in this process, no workers needed (coordinator/translation.ts)
+    const files = await compressTranslationSweep(sweepDir, sweep, members, o.log);
+    return { conclusion: [`translation report: ${files.join(', ')}`], cells: members.length, failures: [] };
+  }
   const { cells, failures } = await evaluateSweep(sweepDir, sweep, members, o);
   const report = writeReport(sweepDir, sweepReportData(path.basename(sweepDir), sweep, members, cells));
   return { conclusion: report.conclusion, cells: cells.length, failures };
@@ -215,6 +232,13 @@ export async function runSweep(sweep: SweepConfig, sweepDir: string, o: SweepRun
   if (!members) return { members: [], conclusion: [], best: [], cells: 0, failures: [], completed: false };
   writePretrainingResults(sweepDir, sweep, members);
   o.progress?.('pretraining done', members.length, members.length);
+  if (sweep.base.task === 'translation') {
+    // translation: BLEU after one-shot compression per member, and the translation report (coordinator/translation.ts)
+    checkCancelled(o.signal, 'the translation compression step');
+    o.progress?.('translation compression', 0, members.length);
+    const files = await compressTranslationSweep(sweepDir, sweep, members, o.log);
+    o.log.info(`translation report: ${files.join(', ')}`);
+  }
   let cells: Cell[] = [];
   let failures: string[] = [];
   if (sweep.evaluation) {

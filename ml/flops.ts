@@ -42,3 +42,24 @@ export function classifierStepFlops(d: ModelDims, batch: number, seqLen: number,
   const head = 2 * batch * d.hidden * d.hidden + 2 * batch * d.hidden * numClasses;
   return withTotals(encoderForward(d, batch, seqLen), head);
 }
+
+/**
+ * One training step of the translation model (ml/model/seq2seq.ts) on `batch` pairs whose source
+ * and target sides are `srcLen` and `tgtLen` tokens: the encoder as above; per decoder layer the
+ * causal self-attention (projections and full T×T scores: the code computes the whole matrix and
+ * masks it), the cross-attention (query and output projections on the target, key and value
+ * projections on the source, Tt×Ts scores) and the FFN; the tied output projection on every
+ * target position. Budgets count each pair at seqLen tokens per side (ml/train/controller.ts): an
+ * upper bound, since batches are cut to their longest pair.
+ */
+export function seq2seqStepFlops(d: ModelDims & { decoderLayers: number }, batch: number, srcLen: number, tgtLen: number): FlopsBreakdown {
+  const enc = encoderForward(d, batch, srcLen);
+  const nt = batch * tgtLen;
+  const ns = batch * srcLen;
+  const L = d.decoderLayers;
+  const projections = enc.projections + L * (4 * 2 * nt * d.hidden * d.hidden + 2 * 2 * nt * d.hidden * d.hidden + 2 * 2 * ns * d.hidden * d.hidden);
+  const scores = enc.scores + L * (2 * 2 * nt * tgtLen * d.hidden + 2 * 2 * nt * srcLen * d.hidden);
+  const feedForward = enc.feedForward + L * (2 * 2 * nt * d.hidden * d.ffn);
+  const head = 2 * nt * d.hidden * d.vocab;
+  return withTotals({ projections, scores, feedForward }, head);
+}

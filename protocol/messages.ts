@@ -73,7 +73,7 @@ export const StepFailed = defineMessage('coord.step-failed', {
   failedRank: v.optional(u32()),
 });
 export const Calibrated = defineMessage('coord.calibrated', { formation: u32(), seconds: finite() });
-export const EvalDone = defineMessage('coord.eval-done', { formation: u32(), step: u32(), loss: v.optional(finite()), accuracy: v.optional(finite()), unigramEntropy: v.optional(finite()) });
+export const EvalDone = defineMessage('coord.eval-done', { formation: u32(), step: u32(), loss: v.optional(finite()), accuracy: v.optional(finite()), unigramEntropy: v.optional(finite()), bleu: v.optional(finite()), bleuBeam: v.optional(finite()) });
 export const ParamHash = defineMessage('coord.param-hash', { formation: u32(), step: u32(), hash: shortString(64) });
 /** The blobs of stream `state/<formation>/<step>` (weights, m, v) were sent. */
 export const StateDone = defineMessage('coord.state-done', { formation: u32(), step: u32(), adamT: u32() });

@@ -18,9 +18,11 @@ export const configJson = () => v.pipe(v.string(), v.maxLength(1 << 20));
 export const selectionSchema = v.strictObject({ maxTrain: v.optional(u32()), maxDev: v.optional(u32()), maxTest: v.optional(u32()) });
 export type Selection = v.InferOutput<typeof selectionSchema>;
 
-/** What a ring trains: MLM pretraining on the run's corpus, or classification fine-tuning. */
+/** What a ring trains: MLM pretraining on the run's corpus, translation, or classification fine-tuning. */
 export const taskSpecSchema = v.variant('kind', [
   v.strictObject({ kind: v.literal('mlm') }),
+  /** translation (config.task "translation"): the run config says everything */
+  v.strictObject({ kind: v.literal('translate') }),
   v.strictObject({
     kind: v.literal('classify'),
     classificationSeed: int(),

@@ -8,7 +8,8 @@ import { createLogger } from '../../core/run/log.ts';
 import { Driver } from '../../coordinator/formation.ts';
 import { WorkerRegistry } from '../../coordinator/registry.ts';
 import { readSweepDir } from '../../coordinator/sweep-config.ts';
-import { evaluateSweepDir } from '../../coordinator/sweep.ts';
+import { evaluateSweepDir, readPretrainingResults } from '../../coordinator/sweep.ts';
+import { compressTranslationSweep } from '../../coordinator/translation.ts';
 import { loadSecret } from '../../wire/auth.ts';
 import { tlsServerFromEnv } from '../../wire/net/index.ts';
 import { parseFlags, parsePort, parseWorkers } from '../args.ts';
@@ -24,13 +25,21 @@ The compression + evaluation step of a sweep whose pretraining is done: fine-tun
 evaluates every compression cell on the connected workers (ttc worker), writes cells.jsonl and the
 report. Prints "TTC_COORDINATOR_URL=ws://host:port" once listening. Rerun to continue after a crash.
 Before the first fine-tuning it waits up to ${EXPECT_WORKERS_SECONDS} s for N workers (default: the sweep's "workers"), so
-that one data-parallel ring takes them all, then goes on with those connected (at least 1).`;
+that one data-parallel ring takes them all, then goes on with those connected (at least 1).
+A translation sweep (base.task "translation") needs no workers: its members are compressed one-shot
+and translated in this process (translation-compression.json, translation.{md,csv,svg}).`;
 
 export async function run(argv: string[]): Promise<number> {
   const values = parseFlags(argv, { sweep: { type: 'string' }, host: { type: 'string', default: process.env.TTC_HOST ?? '127.0.0.1' }, port: { type: 'string', default: process.env.TTC_PORT ?? '7070' }, workers: { type: 'string' } }, usage);
   if (!values.sweep) throw new UsageError(`--sweep is required\n\n${usage}`);
   const sweepDir = values.sweep;
   const sweep = readSweepDir(sweepDir);
+  if (sweep.base.task === 'translation') {
+    // a translation sweep's compression step is inference in this process: no workers to wait for
+    const files = await compressTranslationSweep(sweepDir, sweep, readPretrainingResults(sweepDir), createLogger('evaluate', path.join(sweepDir, 'evaluate.log')));
+    console.log(`translation report: ${files.join(', ')}`);
+    return 0;
+  }
   const expected = values.workers === undefined ? sweep.workers : parseWorkers(values.workers);
   const port = parsePort(values.port);
   const log = createLogger('evaluate', path.join(sweepDir, 'evaluate.log'));

@@ -74,6 +74,11 @@ function crossFieldErrors(c: Config): string[] {
     if (typeof f !== 'string') errors.push(`data.extraTextFiles: entry ${JSON.stringify(f)} is not a file path string`);
     else if (!fs.existsSync(f)) errors.push(`data.extraTextFiles: file "${f}" does not exist`);
   }
+  if (c.task === 'translation') {
+    if (c.translation.pairs === '') errors.push('translation.pairs: task "translation" needs the parallel text (a `ttc data` directory or a TSV file)');
+    else if (!fs.existsSync(c.translation.pairs)) errors.push(`translation.pairs: "${c.translation.pairs}" does not exist (make it with \`ttc data ddtp --out DIR\`)`);
+    if (c.model.precision === 'mixed') errors.push('model.precision: "mixed" is not supported for task "translation" yet (fp32 only)');
+  }
   return errors;
 }
 

@@ -99,6 +99,11 @@ export const configSchema = {
     format: natural,
     default: 0,
   },
+  task: {
+    doc: 'What the run trains: mlm (masked-language-model pretraining on the corpus, the paper\'s first experiment) or translation (an encoder–decoder on English→French pairs, the second; see the translation section and docs/translation.md).',
+    format: ['mlm', 'translation'],
+    default: 'mlm' as 'mlm' | 'translation',
+  },
   model: {
     layers: { doc: 'Number of Transformer encoder layers (at most 1,024: deeper than any encoder trained; what the rest needs is checked against memory before a run starts).', format: integer(1, 1024), default: 2 },
     hidden: { doc: 'Hidden size d (must be divisible by model.heads; at most 65,536: a d × d weight then fills the largest typed array, 2^32 elements).', format: integer(1, 65536), default: 128 },
@@ -117,6 +122,14 @@ export const configSchema = {
     validationFraction: { doc: 'Fraction of pretraining documents held out for validation.', format: fraction, default: 0.02 },
     extraTextFiles: { doc: 'Extra UTF-8 text files added to the pretraining corpus.', format: Array, default: [] as string[] },
     maxValidationSequences: { doc: 'Validation sequences evaluated each time (0 = all).', format: natural, default: 256 },
+  },
+  translation: {
+    pairs: { doc: 'task translation: the parallel text, a `ttc data` directory (train.tsv, dev.tsv, test.tsv) or one TSV file (source<TAB>target per line, split into train/dev/test by `ttc data`\'s rule).', format: String, default: '' },
+    decoderLayers: { doc: 'task translation: decoder layers (0 = model.layers, the encoder\'s depth). Width, heads and FFN size are model.hidden, model.heads and model.ffn for both; model.vocab is the one subword vocabulary shared by both languages; model.seqLen caps each side.', format: integer(0, 1024), default: 0 },
+    evalSplit: { doc: 'task translation: the split every evaluation measures (loss and BLEU).', format: ['dev', 'test'], default: 'dev' as 'dev' | 'test' },
+    evalPairs: { doc: 'task translation: pairs of the evaluation split each evaluation loss and BLEU use (its first N; 0 = all).', format: natural, default: 200 },
+    beam: { doc: 'task translation: beam width of the beam-search BLEU each evaluation also reports (1 = greedy only).', format: integer(1, 64), default: 4 },
+    lengthAlpha: { doc: 'task translation: beam search ranks finished hypotheses by (sum of log-probabilities) / length^alpha (0 = no length normalization).', format: nonNegative(10, '10'), default: 1 },
   },
   optimizer: {
     lr: { doc: 'Peak learning rate (AdamW), in (0, 10]: 0 trains nothing, above 10 AdamW diverges at once (its steps are ~lr per weight).', format: format('a number in (0, 10]', 'number in (0, 10]', (v) => v > 0 && v <= 10), default: 1e-3 },

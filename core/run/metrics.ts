@@ -12,6 +12,9 @@ export interface MetricsRow {
   trainLoss?: number;
   valLoss?: number;
   valPerplexity?: number;
+  /** task translation: corpus BLEU of the evaluation (greedy; bleuBeam: beam search) */
+  bleu?: number;
+  bleuBeam?: number;
   gradNorm?: number;
   tokensPerSecond?: number;
   /** where a step's time went (mean over the replicas), ms: forward + backward + read-back, the update, the collectives, and the part of those hidden behind other work */

@@ -100,8 +100,8 @@ export class Replica<B, T extends Trainer<B> = Trainer<B>> implements StepExecut
     }
   }
 
-  evaluate(): Promise<EvalResult> {
-    return this.task.evaluate(this.trainer);
+  evaluate(step?: number): Promise<EvalResult> {
+    return this.task.evaluate(this.trainer, step);
   }
 
   async verify(): Promise<void> {}

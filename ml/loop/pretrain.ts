@@ -13,9 +13,9 @@ import { runDirFor, type RunDir } from '../../core/run/rundir.ts';
 import { DiskFullError, writeJsonAtomic } from '../../core/fs.ts';
 import { advancePosition } from '../data/batches.ts';
 import { checkpointsDir, loadLatestCheckpoint, removeStaleTemporaries, saveCheckpoint, type TrainingState } from '../checkpoint/checkpoint.ts';
-import { paramLayout, type ParamLayout } from '../model/spec.ts';
+import type { ParamLayout } from '../model/spec.ts';
 import { initialWeights } from '../model/weights.ts';
-import { modelDims, type RunController, type RunSummary } from '../train/controller.ts';
+import { runLayout, type RunController, type RunSummary } from '../train/controller.ts';
 import { freshState, type StepExecutor, type TrainerState } from './executor.ts';
 
 export interface PretrainLoopOptions {
@@ -56,12 +56,13 @@ export async function pretrainLoop(ctl: RunController, ex: StepExecutor, o: Pret
 
 async function runSteps(ctl: RunController, ex: StepExecutor, o: PretrainLoopOptions): Promise<boolean> {
   const { config } = ctl;
-  const layout = paramLayout(ctl.dims);
+  const layout = runLayout(config);
   if (ctl.state.step === 0 && !Number.isFinite(ctl.lastValLoss)) {
     const v = await ex.evaluate(0);
     ctl.recordEval(v);
     ctl.recordInitialEval(v.loss!);
-    o.log.info(`step 0: validation loss ${v.loss!.toFixed(4)} (baselines: uniform ln(vocab) = ${Math.log(ctl.dims.vocab).toFixed(4)}, unigram frequencies = ${ctl.unigramEntropy.toFixed(4)})`);
+    if (config.task === 'translation') o.log.info(`step 0: ${config.translation.evalSplit} loss ${v.loss!.toFixed(4)} (uniform ln(vocab) = ${Math.log(ctl.dims.vocab).toFixed(4)})`);
+    else o.log.info(`step 0: validation loss ${v.loss!.toFixed(4)} (baselines: uniform ln(vocab) = ${Math.log(ctl.dims.vocab).toFixed(4)}, unigram frequencies = ${ctl.unigramEntropy.toFixed(4)})`);
   }
   if (ctl.needsCalibration()) {
     // A seconds budget needs a step time before the schedule can be fitted.
@@ -92,6 +93,7 @@ async function runSteps(ctl: RunController, ex: StepExecutor, o: PretrainLoopOpt
     const row = ctl.completeStep(plan, { loss: r.loss, gradNorm: r.gradNorm, seconds, nextPosition: advancePosition(plan.dataPosition, ex.globalBatch, ex.trainCount), timing });
     const val = ctl.shouldEvaluate() ? await ex.evaluate(ctl.state.step) : undefined;
     if (val) ctl.recordEval(val);
+    if (val?.bleu !== undefined) o.log.info(`step ${ctl.state.step}: ${config.translation.evalSplit} loss ${val.loss?.toFixed(4)}, BLEU ${val.bleu.toFixed(2)} greedy, ${val.bleuBeam?.toFixed(2)} beam ${config.translation.beam}`);
     ctl.record(row, val?.loss);
     if (ctl.isLastStep || ctl.state.step % config.dist.hashEvery === 0) await ex.verify(ctl.state.step);
     steps += 1;
@@ -108,7 +110,7 @@ async function runSteps(ctl: RunController, ex: StepExecutor, o: PretrainLoopOpt
  * initial weights of its seed. The caller now owns the run: the temporaries of a killed save are removed.
  */
 export function startingPoint(config: Config, run: RunDir, log: Logger): { layout: ParamLayout; trainer: TrainerState; training?: TrainingState } {
-  const layout = paramLayout(modelDims(config));
+  const layout = runLayout(config);
   for (const p of removeStaleTemporaries(checkpointsDir(run.dir))) log.info(`removed ${p}: the partial checkpoint of a writer that was killed`);
   const ckpt = loadLatestCheckpoint(run.dir, layout, (m) => log.warn(m));
   if (!ckpt) return { layout, trainer: freshState(initialWeights(layout, trainSeedOf(config), config.model.initStd)) };

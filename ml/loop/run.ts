@@ -14,7 +14,9 @@ import { tf } from '../tf.ts';
 import { RunController, type RunSummary } from '../train/controller.ts';
 import { loadTrainingData } from '../train/data.ts';
 import { MlmTask } from '../tasks/mlm.ts';
+import { TranslationTask, translationDataOf } from '../tasks/translate.ts';
 import { Replica } from './executor.ts';
+import type { TrainingTask } from '../tasks/task.ts';
 import { pretrainLoop, startingPoint, writeSummary } from './pretrain.ts';
 
 export interface TrainOptions {
@@ -35,10 +37,10 @@ export async function trainRun(config: Config, run: RunDir, opts: TrainOptions):
   const backend = opts.backend ?? (await initRunBackend(config));
   for (const line of backend.log) log.info(`backend: ${line}`);
   log.info(`backend: running on "${backend.name}" (${backend.detail})`);
-  const task = new MlmTask(config, await loadTrainingData(config, log));
+  const task = config.task === 'translation' ? new TranslationTask(config, await translationDataOf(config, (m) => log.info(m))) : new MlmTask(config, await loadTrainingData(config, log));
   const start = startingPoint(config, run, log);
   // the same buckets as a ring of this config: they define the clip's norm to the last bit
-  const replica = new Replica(task, start.trainer, { options: config.dist });
+  const replica = new Replica<unknown>(task as TrainingTask, start.trainer, { options: config.dist });
   const progress = opts.progress ?? createProgress(run.id);
   const ctl = new RunController(config, 1, new MetricsWriter(run.metricsFile), progress, start.training);
   log.info(`model: ${start.layout.total.toLocaleString('en')} parameters, ${ctl.flopsPerStep.toExponential(3)} training FLOPs per step (batch ${config.train.batchSize})`);

@@ -93,10 +93,42 @@ function layoutOf(entries: Entry[]): ParamLayout {
   return { specs, byName: new Map(specs.map((s) => [s.name, s])), total: offset };
 }
 
-export type HeadKind = { kind: 'mlm' } | { kind: 'classifier'; numClasses: number };
+/**
+ * Decoder of the translation model (ml/model/seq2seq.ts), post-LN like the encoder, named as Hugging
+ * Face's BERT-as-decoder (`crossattention`): per layer causal self-attention, cross-attention over
+ * the encoder output and the FFN; its own learned positions; the output projection is tied to the
+ * shared word embeddings, plus a bias `decoder.lm_head.bias`.
+ */
+function decoderEntries(d: ModelDims, decoderLayers: number): Entry[] {
+  const e: Entry[] = [
+    ['decoder.embeddings.position_embeddings.weight', [d.seqLen, d.hidden], 'embedding'],
+    ...normEntries('decoder.embeddings.LayerNorm', d.hidden),
+  ];
+  for (let i = 0; i < decoderLayers; i++) {
+    const p = `decoder.layer.${i}`;
+    for (const att of ['attention', 'crossattention']) {
+      e.push(
+        ...denseEntries(`${p}.${att}.self.query`, d.hidden, d.hidden),
+        ...denseEntries(`${p}.${att}.self.key`, d.hidden, d.hidden),
+        ...denseEntries(`${p}.${att}.self.value`, d.hidden, d.hidden),
+        ...denseEntries(`${p}.${att}.output.dense`, d.hidden, d.hidden),
+        ...normEntries(`${p}.${att}.output.LayerNorm`, d.hidden),
+      );
+    }
+    e.push(
+      ...denseEntries(`${p}.intermediate.dense`, d.hidden, d.ffn),
+      ...denseEntries(`${p}.output.dense`, d.ffn, d.hidden),
+      ...normEntries(`${p}.output.LayerNorm`, d.hidden),
+    );
+  }
+  e.push(['decoder.lm_head.bias', [d.vocab], 'bias']);
+  return e;
+}
+
+export type HeadKind = { kind: 'mlm' } | { kind: 'classifier'; numClasses: number } | { kind: 'seq2seq'; decoderLayers: number };
 
 export function paramLayout(d: ModelDims, head: HeadKind = { kind: 'mlm' }): ParamLayout {
-  const headEntries = head.kind === 'mlm' ? mlmHeadEntries(d) : classifierEntries(d, head.numClasses);
+  const headEntries = head.kind === 'mlm' ? mlmHeadEntries(d) : head.kind === 'classifier' ? classifierEntries(d, head.numClasses) : decoderEntries(d, head.decoderLayers);
   return layoutOf([...encoderEntries(d), ...headEntries]);
 }
 

@@ -9,7 +9,7 @@ import type { DataPosition } from '../data/batches.ts';
 import type { ParamLayout } from '../model/spec.ts';
 import type { Trainer } from '../train/trainer.ts';
 
-export type TaskKind = 'mlm' | 'classify';
+export type TaskKind = 'mlm' | 'classify' | 'translate';
 
 /** What an evaluation measured: MLM pretraining reports a validation loss, classification an accuracy. */
 export interface EvalResult {
@@ -19,6 +19,10 @@ export interface EvalResult {
   accuracy?: number;
   /** MLM: cross-entropy of the validation targets under the training unigram frequencies (a baseline) */
   unigramEntropy?: number;
+  /** translation: corpus BLEU (0..100) of greedy decoding on the evaluation pairs */
+  bleu?: number;
+  /** translation: the same with beam search (translation.beam) */
+  bleuBeam?: number;
 }
 
 export interface TrainingTask<B = unknown, T extends Trainer<B> = Trainer<B>> {
@@ -32,5 +36,6 @@ export interface TrainingTask<B = unknown, T extends Trainer<B> = Trainer<B>> {
   createTrainer(initial: Float32Array): T;
   /** rank `rank`'s share of the global batch that starts at `pos` */
   batch(pos: DataPosition, rank: number, worldSize: number): B;
-  evaluate(trainer: T): Promise<EvalResult>;
+  /** `step`: the optimizer steps taken (when the caller knows it) */
+  evaluate(trainer: T, step?: number): Promise<EvalResult>;
 }

@@ -6,8 +6,9 @@
  */
 import type { Config } from '../../core/config/schema.ts';
 import { numMaskedPerSeq } from '../data/masking.ts';
-import { mlmStepFlops } from '../flops.ts';
-import { parameterCount, type ModelDims } from '../model/spec.ts';
+import { mlmStepFlops, seq2seqStepFlops } from '../flops.ts';
+import { paramLayout, parameterCount, type ModelDims, type ParamLayout } from '../model/spec.ts';
+import type { Seq2SeqDims } from '../model/seq2seq.ts';
 import { estimateStepsForSeconds, fixedStepBudget } from './budget.ts';
 import { learningRate, warmupSteps } from './schedule.ts';
 import type { TrainingState } from '../checkpoint/checkpoint.ts';
@@ -20,6 +21,17 @@ import type { Progress } from '../../core/run/progress.ts';
 export function modelDims(c: Config): ModelDims {
   const { layers, hidden, heads, ffn, seqLen, vocab } = c.model;
   return { layers, hidden, heads, ffn, seqLen, vocab };
+}
+
+/** The translation model's dimensions (task translation): the encoder's are model.*, the decoder's depth translation.decoderLayers (0 = model.layers). */
+export function seq2seqDims(c: Config): Seq2SeqDims {
+  return { ...modelDims(c), decoderLayers: c.translation.decoderLayers || c.model.layers };
+}
+
+/** The parameter layout the run's task trains (config.task). */
+export function runLayout(c: Config): ParamLayout {
+  if (c.task === 'translation') return paramLayout(modelDims(c), { kind: 'seq2seq', decoderLayers: seq2seqDims(c).decoderLayers });
+  return paramLayout(modelDims(c));
 }
 
 export interface PlannedStep {
@@ -50,6 +62,9 @@ export interface RunSummary {
   unigramBaseline: number;
   /** Cross-entropy of the validation targets under the training unigram frequencies (NaN if not computed). */
   unigramEntropy: number;
+  /** task translation: corpus BLEU of the last evaluation (greedy, and beam search of translation.beam) */
+  bleu?: number;
+  bleuBeam?: number;
   completed: boolean;
 }
 
@@ -98,7 +113,9 @@ export class RunController {
   }
 
   private stepFlops(worldSize: number): number {
-    return mlmStepFlops(this.dims, this.config.train.batchSize, numMaskedPerSeq(this.dims.seqLen)).training * worldSize;
+    const { config } = this;
+    if (config.task === 'translation') return seq2seqStepFlops(seq2seqDims(config), config.train.batchSize, this.dims.seqLen, this.dims.seqLen).training * worldSize;
+    return mlmStepFlops(this.dims, config.train.batchSize, numMaskedPerSeq(this.dims.seqLen)).training * worldSize;
   }
 
   /** Back to a checkpointed state (after a failed ring): later metrics rows are dropped, a new world size re-fits the budget. */
@@ -196,7 +213,7 @@ export class RunController {
   record(row: MetricsRow, valLoss?: number): void {
     if (valLoss !== undefined) {
       this.lastValLoss = valLoss;
-      this.metrics.append({ ...row, valLoss, valPerplexity: Math.exp(valLoss) });
+      this.metrics.append({ ...row, valLoss, valPerplexity: Math.exp(valLoss), ...this.bleuColumns() });
     } else if (row.step % this.config.train.logEvery === 0) {
       this.metrics.append(row);
     }
@@ -218,8 +235,14 @@ export class RunController {
     return (this.state.totalSteps - this.state.step) * (this.stepSecondsThisProcess / this.stepsThisProcess);
   }
 
-  /** What an evaluation reported: the validation loss and the unigram baseline. */
-  recordEval(v: { loss?: number; unigramEntropy?: number }): void {
+  /** task translation: BLEU of the last evaluation (NaN before one) */
+  lastBleu = NaN;
+  lastBleuBeam = NaN;
+
+  /** What an evaluation reported: the validation loss and the unigram baseline (translation: BLEU). */
+  recordEval(v: { loss?: number; unigramEntropy?: number; bleu?: number; bleuBeam?: number }): void {
+    if (v.bleu !== undefined) this.lastBleu = v.bleu;
+    if (v.bleuBeam !== undefined) this.lastBleuBeam = v.bleuBeam;
     if (v.loss !== undefined) this.lastValLoss = v.loss;
     if (v.unigramEntropy !== undefined) this.unigramEntropy = v.unigramEntropy;
   }
@@ -227,7 +250,15 @@ export class RunController {
   /** The validation loss before the first step (a metrics row at step 0). */
   recordInitialEval(valLoss: number): void {
     this.lastValLoss = valLoss;
-    this.metrics.append({ step: 0, tokens: 0, flops: 0, seconds: 0, wallSeconds: 0, lr: 0, valLoss, valPerplexity: Math.exp(valLoss) });
+    this.metrics.append({ step: 0, tokens: 0, flops: 0, seconds: 0, wallSeconds: 0, lr: 0, valLoss, valPerplexity: Math.exp(valLoss), ...this.bleuColumns() });
+  }
+
+  /** task translation: the last evaluation's BLEU as metrics columns */
+  private bleuColumns(): { bleu?: number; bleuBeam?: number } {
+    const out: { bleu?: number; bleuBeam?: number } = {};
+    if (Number.isFinite(this.lastBleu)) out.bleu = this.lastBleu;
+    if (Number.isFinite(this.lastBleuBeam)) out.bleuBeam = this.lastBleuBeam;
+    return out;
   }
 
   budgetFraction(): number {
@@ -246,7 +277,7 @@ export class RunController {
       backend: backend.name,
       backendDetail: backend.detail,
       workers: s.worldSize,
-      parameters: parameterCount(this.dims),
+      parameters: this.config.task === 'translation' ? runLayout(this.config).total : parameterCount(this.dims),
       flopsPerStep: this.flopsPerStep,
       steps: s.step,
       totalSteps: s.totalSteps,
@@ -259,6 +290,7 @@ export class RunController {
       finalValPerplexity: Math.exp(this.lastValLoss),
       unigramBaseline: Math.log(this.dims.vocab),
       unigramEntropy: this.unigramEntropy,
+      ...(this.config.task === 'translation' ? { bleu: this.lastBleu, bleuBeam: this.lastBleuBeam } : {}),
       completed,
     };
   }
