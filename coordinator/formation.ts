@@ -13,7 +13,7 @@ import type { Config } from '../core/config/schema.ts';
 import type { Logger } from '../core/run/log.ts';
 import type { DataPosition } from '../ml/data/batches.ts';
 import type { StepExecutor, StepOutcome, TrainerState } from '../ml/loop/executor.ts';
-import type { EvalResult } from '../ml/tasks/task.ts';
+import type { EvalResult, EvalSplit } from '../ml/tasks/task.ts';
 import { BlobStreams, M, sendBlobs, type TaskSpec } from '../protocol/index.ts';
 import type { Message } from '../wire/protocol/index.ts';
 import { WorkerFailure, type ToWorker, type WorkerEntry, type WorkerMsg, type WorkerRegistry } from './registry.ts';
@@ -223,9 +223,9 @@ export class RingFormation implements StepExecutor {
     await this.collect(this.members, 'calibration', (m) => (m.t === 'coord.calibrated' ? m.seconds : undefined), this.spec.timeoutMs * count);
   }
 
-  async evaluate(step: number): Promise<EvalResult> {
-    const r = await this.ask(M.EvalRequest, { formation: this.id, step }, `evaluation at step ${step}`, (m) => (m.t === 'coord.eval-done' && m.step === step ? m : undefined));
-    return { loss: r.loss, accuracy: r.accuracy, unigramEntropy: r.unigramEntropy };
+  async evaluate(step: number, split?: EvalSplit): Promise<EvalResult> {
+    const r = await this.ask(M.EvalRequest, { formation: this.id, step, ...(split ? { split } : {}) }, `evaluation at step ${step}`, (m) => (m.t === 'coord.eval-done' && m.step === step ? m : undefined));
+    return { loss: r.loss, accuracy: r.accuracy, unigramEntropy: r.unigramEntropy, examples: r.examples };
   }
 
   /** Every member reports a hash of its parameters; they must all be equal. */

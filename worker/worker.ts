@@ -180,7 +180,7 @@ export class Worker {
         });
       case 'coord.eval':
         return this.stepping(msg, msg.step, async (m) => {
-          const e = await m.loaded.evaluate();
+          const e = await m.loaded.evaluate(msg.step, msg.split ?? 'dev');
           this.send(M.EvalDone, { formation: m.formation, step: msg.step, ...e });
         });
       case 'coord.hash':

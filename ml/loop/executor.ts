@@ -12,7 +12,7 @@ import type { OptimizerState } from '../checkpoint/checkpoint.ts';
 import type { StepResult, Trainer } from '../train/trainer.ts';
 import type { DataParallelOptions } from '../train/data-parallel.ts';
 import type { ProcessGroup } from '../../collective/index.ts';
-import type { EvalResult, TrainingTask } from '../tasks/task.ts';
+import type { EvalResult, EvalSplit, TrainingTask } from '../tasks/task.ts';
 
 /** Weights and optimizer state of a model replica (flat, in the task's layout). */
 export interface TrainerState extends OptimizerState {
@@ -40,7 +40,8 @@ export interface StepExecutor {
   step(step: number, lr: number, pos: DataPosition): Promise<StepOutcome>;
   /** `count` gradient computations (and reductions) on the batch at `pos`, not applied: a seconds budget's step-time probe */
   calibrate(count: number, pos: DataPosition): Promise<void>;
-  evaluate(step: number): Promise<EvalResult>;
+  /** scores the current weights on a held-out split (default 'dev') */
+  evaluate(step: number, split?: EvalSplit): Promise<EvalResult>;
   /** throws when the replicas no longer hold identical parameters (a no-op for one replica) */
   verify(step: number): Promise<void>;
   /** the weights and optimizer state after `step` (a Replica's are views: copy what you keep past its next step) */
@@ -100,8 +101,8 @@ export class Replica<B, T extends Trainer<B> = Trainer<B>> implements StepExecut
     }
   }
 
-  evaluate(): Promise<EvalResult> {
-    return this.task.evaluate(this.trainer);
+  evaluate(_step?: number, split: EvalSplit = 'dev'): Promise<EvalResult> {
+    return this.task.evaluate(this.trainer, split);
   }
 
   async verify(): Promise<void> {}

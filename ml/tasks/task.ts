@@ -11,6 +11,13 @@ import type { Trainer } from '../train/trainer.ts';
 
 export type TaskKind = 'mlm' | 'classify';
 
+/**
+ * Which held-out data an evaluation scores: 'dev' (MLM: the validation set; classification: the
+ * dev split) or 'stop' (classification: the early-stopping split, training examples held out of
+ * fine-tuning; ml/loop/finetune.ts).
+ */
+export type EvalSplit = 'dev' | 'stop';
+
 /** What an evaluation measured: MLM pretraining reports a validation loss, classification an accuracy. */
 export interface EvalResult {
   /** mean loss on the validation set (MLM) */
@@ -19,6 +26,8 @@ export interface EvalResult {
   accuracy?: number;
   /** MLM: cross-entropy of the validation targets under the training unigram frequencies (a baseline) */
   unigramEntropy?: number;
+  /** examples scored (classification) */
+  examples?: number;
 }
 
 export interface TrainingTask<B = unknown, T extends Trainer<B> = Trainer<B>> {
@@ -32,5 +41,5 @@ export interface TrainingTask<B = unknown, T extends Trainer<B> = Trainer<B>> {
   createTrainer(initial: Float32Array): T;
   /** rank `rank`'s share of the global batch that starts at `pos` */
   batch(pos: DataPosition, rank: number, worldSize: number): B;
-  evaluate(trainer: T): Promise<EvalResult>;
+  evaluate(trainer: T, split?: EvalSplit): Promise<EvalResult>;
 }
