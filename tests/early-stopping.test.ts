@@ -104,9 +104,9 @@ test.serial('early stopping on a real tiny fine-tune: the kept weights score the
   t.deepEqual(ctx.train.labels, base.train.labels, 'a capped training set is unchanged by the held-out split');
   t.deepEqual(Array.from(ctx.stop.labels), set.train.slice(-100).map((e) => e.label));
 
-  // the "pretrained" model: random weights (fast); a high LR and many steps so that the split's accuracy moves and stalls
+  // the "pretrained" model: fixed pseudo-random weights (fast); a high LR so that the split's loss bottoms out and rises again
   const pretrained = new Float32Array(ctx.mlmLayout.total).map((_, i) => Math.sin(i * 12.9898) * 0.02);
-  const opts = { steps: 60, batchSize: 16, lr: 3e-3, warmupFraction: 0.1, seed: 5 };
+  const opts = { steps: 60, batchSize: 16, lr: 1e-2, warmupFraction: 0.1, seed: 5 };
   const r: FinetuneOutcome = await finetune(ctx, pretrained, { ...opts, earlyStopping: { evalEvery: 5, patience: 2 } });
   const es = r.earlyStopping!;
   t.log(`curve ${es.curve.map((p) => `${p.step}:${(100 * p.accuracy).toFixed(0)}%`).join(' ')}; best ${es.bestStep}, stopped early ${es.stoppedEarly} after ${es.stepsRun}`);
@@ -117,12 +117,10 @@ test.serial('early stopping on a real tiny fine-tune: the kept weights score the
   t.true(Math.abs(score.loss - es.curve.find((p) => p.step === es.bestStep)!.loss) < 1e-6);
   t.is((await classifierAccuracy(ctx, r.weights)).dev, r.devAccuracy);
   t.true(es.curve.every((p) => p.accuracy <= es.bestAccuracy));
-  if (es.stoppedEarly) {
-    t.is(es.stepsRun, es.curve.at(-1)!.step);
-    t.is(es.curve.filter((p) => p.step > es.bestStep).length, 2, 'stopped after `patience` evaluations without improvement');
-  } else {
-    t.is(es.stepsRun, opts.steps);
-  }
+  t.true(es.stoppedEarly, 'the split stopped improving before the last step');
+  t.true(es.stepsRun < opts.steps);
+  t.is(es.stepsRun, es.curve.at(-1)!.step);
+  t.is(es.curve.filter((p) => p.step > es.bestStep).length, 2, 'stopped after `patience` evaluations without improvement');
   // patience 0: every step runs; the same seed gives the same run up to the stop
   const all = await finetune(ctx, pretrained, { ...opts, earlyStopping: { evalEvery: 5, patience: 0 } });
   t.is(all.earlyStopping!.stepsRun, 60);
