@@ -10,7 +10,7 @@
  * Early stopping (optional, `earlyStopping`): every `evalEvery` steps (and after the last one) the
  * replicas are scored on the early-stopping split — training examples held out of fine-tuning
  * (compression/eval/context.ts), never the dev or test split the report shows. An evaluation that
- * beats the best so far (higher accuracy, or equal accuracy and lower loss) snapshots the weights
+ * beats the best so far (a lower loss on that split) snapshots the weights
  * and measures their dev accuracy; after `patience` evaluations in a row without one the loop stops
  * (0 = never stops early). The outcome's weights and dev accuracy are the best evaluation's: the
  * best weights are restored. The schedule stays the one of `steps` (stopping truncates it), and the
@@ -83,8 +83,12 @@ export function earlyStoppingProblem(e: EarlyStopping): string | undefined {
   return undefined;
 }
 
-/** Is `p` better than `best`: higher accuracy, or equal accuracy and lower loss. */
-const improves = (p: StopPoint, best: StopPoint | undefined) => !best || p.accuracy > best.accuracy || (p.accuracy === best.accuracy && p.loss < best.loss);
+/**
+ * Is `p` better than `best`: a lower loss on the early-stopping split. The loss, not the accuracy:
+ * on a few hundred examples accuracy moves in coarse, noisy steps and would stop runs whose loss is
+ * still falling (measured: docs/evaluation.md, "Repeats").
+ */
+const improves = (p: StopPoint, best: StopPoint | undefined) => !best || p.loss < best.loss;
 
 export async function finetuneLoop(ex: StepExecutor, o: FinetuneSchedule): Promise<FinetuneOutcome> {
   const es = o.earlyStopping;
