@@ -192,8 +192,16 @@ export class RingFormation implements StepExecutor {
     return (await this.collect([this.root], what, pick)).get(this.root)!;
   }
 
-  /** Every member starts from `state`: sent to rank 0 once, broadcast from there over the ring. */
+  /** Puts weights back (early stopping's best): a load of them, the mask kept; the optimizer state is not sent (no step follows). */
+  async restore(weights: Float32Array): Promise<void> {
+    await this.load({ weights, m: new Float32Array(0), v: new Float32Array(0), t: 0 }, this.mask);
+  }
+
+  private mask: Uint8Array | undefined;
+
+  /** Every member starts from `state`: sent to rank 0 once, broadcast from there over the ring (also again, once loaded: a restore). */
   async load(state: TrainerState, mask?: Uint8Array): Promise<void> {
+    this.mask = mask;
     const total = (this.total = state.weights.length);
     const moments = state.t > 0;
     const blobs = { weights: state.weights, ...(moments ? { m: state.m, v: state.v } : {}), ...(mask ? { mask: Float32Array.from(mask) } : {}) };

@@ -40,6 +40,10 @@ function scripted(script: (step: number) => number): StepExecutor & { evals: Arr
     async state(): Promise<TrainerState> {
       return { weights: Float32Array.of(done), m: new Float32Array(1), v: new Float32Array(1), t: done };
     },
+    async restore(w: Float32Array) {
+      evals.push([w[0]!, 'restore' as EvalSplit]);
+      done = w[0]!;
+    },
   };
 }
 
@@ -58,8 +62,9 @@ test('early stopping: stops after `patience` evaluations without improvement and
   t.is(es.stepsRun, 60, 'three evaluations without improvement after step 30');
   t.deepEqual(es.curve.map((p) => p.step), [10, 20, 30, 40, 50, 60]);
   t.is(es.stopEvaluations, 6);
-  t.is(es.devEvaluations, 3, 'dev is scored only when the early-stopping split improves');
-  t.is(es.evalExamples, 6 * 7 + 3 * 3);
+  t.is(es.devEvaluations, 1, 'dev is scored once, on the restored weights');
+  t.is(es.evalExamples, 6 * 7 + 3);
+  t.deepEqual(ex.evals.slice(-2), [[30, 'restore'], [60, 'dev']], 'the best weights are restored before the dev evaluation');
   // train loss: the mean over the last tenth of the steps run (55..60)
   const tail = [55, 56, 57, 58, 59, 60].map((k) => 1 / k);
   t.true(Math.abs(r.trainLoss - tail.reduce((a, b) => a + b) / 6) < 1e-12);
@@ -73,9 +78,11 @@ test('early stopping: patience 0 runs every step and still restores the best', a
   t.is(r.earlyStopping!.curve.length, 10);
   t.is(r.weights[0], 30);
   // an evaluation after the last step even when steps is not a multiple of evalEvery
-  const odd = await finetuneLoop(scripted((k) => k / 1000), { ...sched, steps: 25, earlyStopping: { evalEvery: 10, patience: 1 } });
+  const exOdd = scripted((k) => k / 1000);
+  const odd = await finetuneLoop(exOdd, { ...sched, steps: 25, earlyStopping: { evalEvery: 10, patience: 1 } });
   t.deepEqual(odd.earlyStopping!.curve.map((p) => p.step), [10, 20, 25]);
   t.is(odd.weights[0], 25);
+  t.false(exOdd.evals.some(([, s]) => s === ('restore' as EvalSplit)), 'no restore when the best is the last evaluation');
   // off: the final weights, dev evaluated once at the end, no stop-split evaluation
   const exOff = scripted((k) => (k <= 30 ? k / 100 : 0.2));
   const off = await finetuneLoop(exOff, sched);
@@ -131,7 +138,8 @@ test.serial('early stopping on a real tiny fine-tune: the kept weights score the
   const rec = finetuneRecord({ sizeId: 's', budgetId: 'b', seed: 1 }, TINY_MODEL, { steps: 60, batchSize: 16, finetuneSeed: 1 }, r);
   t.is(rec.stepsRun, es.stepsRun);
   t.true(rec.earlyStopping!.evalFlops > 0 && rec.trainFlops > 0);
-  t.is(rec.earlyStopping!.evalExamples, es.stopEvaluations * 100 + es.devEvaluations * 100);
+  t.is(rec.earlyStopping!.evalExamples, es.stopEvaluations * 100 + 100);
+  t.is(es.devEvaluations, 1);
   // early stopping without a split is refused
   await t.throwsAsync(finetune(base, pretrained, { ...opts, earlyStopping: { evalEvery: 5, patience: 2 } }), { message: /early-stopping split/ });
 });

@@ -46,6 +46,8 @@ export interface StepExecutor {
   verify(step: number): Promise<void>;
   /** the weights and optimizer state after `step` (a Replica's are views: copy what you keep past its next step) */
   state(step: number): Promise<TrainerState>;
+  /** puts earlier weights back (early stopping's best) for evaluation; no step follows */
+  restore(weights: Float32Array): Promise<void>;
 }
 
 /** SHA-256 of a weight buffer's bytes (replicas compare these). */
@@ -110,6 +112,10 @@ export class Replica<B, T extends Trainer<B> = Trainer<B>> implements StepExecut
   /** The whole model's state; with a sharded optimizer a collective (every rank must call it). */
   state(): Promise<TrainerState> {
     return this.trainer.fullState();
+  }
+
+  async restore(weights: Float32Array): Promise<void> {
+    this.trainer.setWeights(weights);
   }
 
   /** SHA-256 of the weights once the last update has reached them. */

@@ -10,10 +10,9 @@
  * Early stopping (optional, `earlyStopping`): every `evalEvery` steps (and after the last one) the
  * replicas are scored on the early-stopping split — training examples held out of fine-tuning
  * (compression/eval/context.ts), never the dev or test split the report shows. An evaluation that
- * beats the best so far (a lower loss on that split) snapshots the weights
- * and measures their dev accuracy; after `patience` evaluations in a row without one the loop stops
- * (0 = never stops early). The outcome's weights and dev accuracy are the best evaluation's: the
- * best weights are restored. The schedule stays the one of `steps` (stopping truncates it), and the
+ * beats the best so far (a lower loss on that split) snapshots the weights; after `patience` evaluations in a row without one the loop stops
+ * (0 = never stops early). At the end the best weights are restored on the replicas (ex.restore) and
+ * their dev accuracy measured: the outcome's weights and dev accuracy are the best evaluation's. The schedule stays the one of `steps` (stopping truncates it), and the
  * evaluations are not counted in the steps: they are reported (count, examples, seconds) beside them.
  */
 import { TtcError } from '../../core/errors.ts';
@@ -103,7 +102,7 @@ export async function finetuneLoop(ex: StepExecutor, o: FinetuneSchedule): Promi
   let offset = 0;
   // early stopping
   const curve: StopPoint[] = [];
-  let best: { point: StopPoint; weights: Float32Array; devAccuracy: number } | undefined;
+  let best: { point: StopPoint; weights: Float32Array } | undefined;
   let sinceBest = 0;
   let stoppedEarly = false;
   const cost = { stop: 0, dev: 0, examples: 0, ms: 0 };
@@ -116,12 +115,8 @@ export async function finetuneLoop(ex: StepExecutor, o: FinetuneSchedule): Promi
     const point = { step: done, accuracy: r.accuracy, loss: r.loss };
     curve.push(point);
     if (improves(point, best?.point)) {
-      const dev = await ex.evaluate(done, 'dev');
-      cost.dev += 1;
-      cost.examples += dev.examples ?? 0;
-      if (dev.accuracy === undefined) throw new TypeError('finetuneLoop: the task reported no accuracy');
       const { weights } = await ex.state(done);
-      best = { point, weights: Float32Array.from(weights), devAccuracy: dev.accuracy };
+      best = { point, weights: Float32Array.from(weights) };
       sinceBest = 0;
     } else {
       sinceBest += 1;
@@ -152,6 +147,14 @@ export async function finetuneLoop(ex: StepExecutor, o: FinetuneSchedule): Promi
   const trainLoss = losses.slice(-tail).reduce((a, b) => a + b, 0) / tail;
   await ex.verify(step);
   if (es && best) {
+    // The best weights back on the replicas (unless they are the last ones), then their dev accuracy.
+    const t0 = performance.now();
+    if (best.point.step !== step) await ex.restore(best.weights);
+    const dev = await ex.evaluate(step, 'dev');
+    if (dev.accuracy === undefined) throw new TypeError('finetuneLoop: the task reported no accuracy');
+    cost.dev += 1;
+    cost.examples += dev.examples ?? 0;
+    cost.ms += performance.now() - t0;
     const earlyStopping: EarlyStoppingReport = {
       evalEvery: es.evalEvery,
       patience: es.patience,
@@ -165,7 +168,7 @@ export async function finetuneLoop(ex: StepExecutor, o: FinetuneSchedule): Promi
       evalExamples: cost.examples,
       evalSeconds: cost.ms / 1000,
     };
-    return { weights: best.weights, trainLoss, devAccuracy: best.devAccuracy, earlyStopping };
+    return { weights: best.weights, trainLoss, devAccuracy: dev.accuracy, earlyStopping };
   }
   const { accuracy } = await ex.evaluate(step, 'dev');
   if (accuracy === undefined) throw new TypeError('finetuneLoop: the task reported no accuracy');
