@@ -6,6 +6,9 @@
  * seed of repeated members.
  */
 import test from 'ava';
+import fs from 'node:fs';
+import path from 'node:path';
+import { spawnTtc } from './kit/procs.ts';
 import { initBackend } from '../ml/backend.ts';
 import { finetuneLoop, type FinetuneOutcome } from '../ml/loop/finetune.ts';
 import type { StepExecutor, TrainerState } from '../ml/loop/executor.ts';
@@ -16,7 +19,7 @@ import { buildClassificationSet } from '../ml/data/classification.ts';
 import { finetuneEarlyStopping, finetuneSeed, memberSeeds, resolveSweepConfig, stopExamplesOf } from '../coordinator/sweep-config.ts';
 import { ConfigError } from '../core/config/load.ts';
 import { finetuneRecord } from '../report/finetunes.ts';
-import { tinyConfig, TINY_MODEL } from './kit/helpers.ts';
+import { tempDir, tinyConfig, TINY_MODEL } from './kit/helpers.ts';
 
 /** An executor whose weights are [steps done] and whose early-stopping accuracy after k steps is script(k). */
 function scripted(script: (step: number) => number): StepExecutor & { evals: Array<[number, EvalSplit]> } {
@@ -167,6 +170,20 @@ test('sweep config: early-stopping fields, defaults and one error line per bad v
     t.is(lines.length, 1, err!.message);
     t.true(lines[0]!.includes(field), `${err!.message} names ${field}`);
   }
+});
+
+test('ttc sweep refuses a bad early-stopping value with the field named, before anything is written', async (t) => {
+  const dir = tempDir('es-bad');
+  const raw = JSON.parse(fs.readFileSync('configs/sweep-local.json', 'utf8'));
+  raw.outputDir = path.join(dir, 'out');
+  raw.evaluation.finetune.patience = -2;
+  fs.writeFileSync(path.join(dir, 'bad.json'), JSON.stringify(raw));
+  const p = spawnTtc(['sweep', '--config', path.join(dir, 'bad.json')]);
+  t.not(await p.exited, 0);
+  const text = p.lines.join('\n');
+  t.regex(text, /evaluation\.finetune\.patience: expected an integer >= 0 .*got -2/);
+  t.is(p.lines.filter((l) => l.includes('evaluation.finetune')).length, 1, text);
+  t.false(fs.existsSync(raw.outputDir), 'nothing written');
 });
 
 test('every repeat of a member fine-tunes with its own seed; without repeats, the base seed', (t) => {
