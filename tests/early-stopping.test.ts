@@ -19,6 +19,9 @@ import { buildClassificationSet } from '../ml/data/classification.ts';
 import { finetuneEarlyStopping, finetuneSeed, memberSeeds, resolveSweepConfig, stopExamplesOf } from '../coordinator/sweep-config.ts';
 import { ConfigError } from '../core/config/load.ts';
 import { finetuneRecord } from '../report/finetunes.ts';
+import { syntheticReportData } from '../report/synthetic.ts';
+import type { Finetune } from '../report/types.ts';
+import { writeReport } from '../report/write.ts';
 import { tempDir, tinyConfig, TINY_MODEL } from './kit/helpers.ts';
 
 /** An executor whose weights are [steps done] and whose early-stopping accuracy after k steps is script(k). */
@@ -184,6 +187,28 @@ test('ttc sweep refuses a bad early-stopping value with the field named, before 
   t.regex(text, /evaluation\.finetune\.patience: expected an integer >= 0 .*got -2/);
   t.is(p.lines.filter((l) => l.includes('evaluation.finetune')).length, 1, text);
   t.false(fs.existsSync(raw.outputDir), 'nothing written');
+});
+
+test('the report shows the members\' fine-tuning: dev accuracy over seeds (mean ± sd, min–max), steps run, best step, stops, evaluation cost', (t) => {
+  const data = syntheticReportData({ seeds: 3 });
+  const size = data.sizes[0]!.id;
+  const budget = data.budgets[0]!.id;
+  const run = (seed: number, dev: number, stepsRun: number): Finetune => ({
+    sizeId: size, budgetId: budget, seed, finetuneSeed: seed, steps: 100, stepsRun, trainFlops: 1e12, trainLoss: 2, devAccuracy: dev,
+    earlyStopping: { evalEvery: 20, patience: 2, bestStep: stepsRun - 40 > 0 ? stepsRun - 40 : stepsRun, bestAccuracy: dev, stoppedEarly: stepsRun < 100, curve: [{ step: 20, accuracy: dev, loss: 2 }], stopEvaluations: 5, devEvaluations: 1, evalExamples: 3000, evalFlops: 2e9, evalSeconds: 4 },
+  });
+  data.finetunes = [run(1, 0.2, 100), run(2, 0.3, 80), run(3, 0.25, 100)];
+  const dir = tempDir('es-report');
+  writeReport(dir, data);
+  const md = fs.readFileSync(path.join(dir, 'report.md'), 'utf8');
+  t.true(md.includes('## Fine-tuning'));
+  const row = md.split('\n').find((l) => l.startsWith(`| ${budget} | ${size} | 3 |`));
+  t.truthy(row, md);
+  t.true(row!.includes('25.0% ± 5.0% (20.0%–30.0%)'), row);
+  t.true(row!.includes('100/100, 80/100, 100/100'), row);
+  t.true(row!.includes('1/3'), row);
+  t.true(row!.includes('2.00 GFLOP, 4.0 s'), row);
+  t.true(fs.readFileSync(path.join(dir, 'report.html'), 'utf8').includes('id="finetuning"'));
 });
 
 test('every repeat of a member fine-tunes with its own seed; without repeats, the base seed', (t) => {
