@@ -10,10 +10,12 @@
  * Early stopping (optional, `earlyStopping`): every `evalEvery` steps (and after the last one) the
  * replicas are scored on the early-stopping split — training examples held out of fine-tuning
  * (compression/eval/context.ts), never the dev or test split the report shows. An evaluation that
- * beats the best so far (a lower loss on that split) snapshots the weights; after `patience` evaluations in a row without one the loop stops
- * (0 = never stops early). At the end the best weights are restored on the replicas (ex.restore) and
- * their dev accuracy measured: the outcome's weights and dev accuracy are the best evaluation's. The schedule stays the one of `steps` (stopping truncates it), and the
- * evaluations are not counted in the steps: they are reported (count, examples, seconds) beside them.
+ * beats the best so far (a lower loss on that split) snapshots the weights; after `patience`
+ * evaluations in a row without one the loop stops (0 = never stops early). At the end the best
+ * weights are restored on the replicas (ex.restore) and their dev accuracy measured: the outcome's
+ * weights and dev accuracy are the best evaluation's. The schedule stays the one of `steps`
+ * (stopping truncates it), and the evaluations are not counted in the steps: they are reported
+ * (count, examples, seconds) beside them (docs/evaluation.md, "Early stopping").
  */
 import { TtcError } from '../../core/errors.ts';
 import { learningRate, warmupSteps } from '../train/schedule.ts';
