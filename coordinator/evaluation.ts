@@ -21,12 +21,13 @@ import { NUM_CLASSES } from '../ml/data/classification.ts';
 import { paramLayout } from '../ml/model/spec.ts';
 import type { CellResultWire, Selection } from '../protocol/index.ts';
 import { toReportCell } from '../report/cells.ts';
-import type { Cell } from '../report/types.ts';
+import type { Cell, Finetune } from '../report/types.ts';
 import { finetuneDistributed } from './finetune.ts';
 import type { PhaseListener } from './phases.ts';
 import { RunError, type Driver } from './formation.ts';
 import { runJobs, type JobRequest } from './jobs.ts';
-import { memberConfig, type SweepConfig } from './sweep-config.ts';
+import { finetuneEarlyStopping, finetuneSeed, memberConfig, stopExamplesOf, type SweepConfig } from './sweep-config.ts';
+import { finetuneRecord, readFinetuneRecords } from '../report/finetunes.ts';
 import type { MemberResult } from './sweep.ts';
 
 /** Where the evaluation step is: a stage name and how much of it is done (for status views). */
@@ -69,7 +70,7 @@ export interface EvaluationOptions {
   signal?: AbortSignal;
 }
 
-export async function evaluateSweep(sweepDir: string, sweep: SweepConfig, members: MemberResult[], o: EvaluationOptions): Promise<{ cells: Cell[]; failures: string[] }> {
+export async function evaluateSweep(sweepDir: string, sweep: SweepConfig, members: MemberResult[], o: EvaluationOptions): Promise<{ cells: Cell[]; failures: string[]; finetunes: Finetune[] }> {
   const { driver, log, signal } = o;
   const progress = o.progress ?? (() => {});
   const phase = o.onPhase ?? (() => {});
@@ -83,7 +84,9 @@ export async function evaluateSweep(sweepDir: string, sweep: SweepConfig, member
   fs.mkdirSync(ftDir, { recursive: true });
   const cellsFile = path.join(sweepDir, 'cells.jsonl');
   const seed = sweep.base.seed;
-  const selection: Selection = { maxTrain: evaluation.maxTrain, maxDev: evaluation.maxDev, maxTest: evaluation.maxTest };
+  const stopExamples = stopExamplesOf(evaluation);
+  const selection: Selection = { maxTrain: evaluation.maxTrain, maxDev: evaluation.maxDev, maxTest: evaluation.maxTest, ...(stopExamples > 0 ? { stopExamples } : {}) };
+  const earlyStopping = finetuneEarlyStopping(evaluation);
   const timeoutMs = sweep.base.dist.stepTimeoutSeconds * 1000;
   const waitForWorkersSeconds = sweep.base.dist.waitForWorkersSeconds;
   const failures: string[] = [];
@@ -96,13 +99,14 @@ export async function evaluateSweep(sweepDir: string, sweep: SweepConfig, member
     const last = listCheckpointDirs(checkpointsDir(m.runDir)).at(-1);
     if (!last) throw new RunError(`member ${config.runId} has no checkpoint in ${m.runDir}`);
     // A repeated member fine-tunes with its own seed too (head initialisation, batch order); the classification split stays.
-    const ftSeed = m.seed ?? seed;
+    const ftSeed = finetuneSeed(sweep, m.seed);
     return { m, config, id: config.runId, ftSeed, pretrained: loadCheckpoint(last, paramLayout(config.model)).weights, ftFile: path.join(ftDir, `${config.runId}.safetensors`) };
   });
   type Member = (typeof memberInfo)[number];
-  const finetuneRound = (x: Member, label: string, from: { pretrained: Float32Array } | { initial: Float32Array; mask: Uint8Array }, opts: { steps: number; seed: number }, onStep?: (step: number, loss: number) => void) => {
+  const finetuneRound = (x: Member, label: string, from: { pretrained: Float32Array } | { initial: Float32Array; mask: Uint8Array }, opts: { steps: number; seed: number; earlyStopping?: typeof earlyStopping }, onStep?: (step: number, loss: number) => void) => {
     checkStopped();
-    return finetuneDistributed(driver, { config: x.config, ...from, classificationSeed: seed, selection, opts: { ...evaluation.finetune, ...opts }, label, timeoutMs, waitForWorkersSeconds, onStep });
+    const { batchSize, lr, warmupFraction } = evaluation.finetune;
+    return finetuneDistributed(driver, { config: x.config, ...from, classificationSeed: seed, selection, opts: { batchSize, lr, warmupFraction, ...opts }, label, timeoutMs, waitForWorkersSeconds, onStep });
   };
 
   // Phase 1: fine-tune every member, data-parallel on all connected workers.
@@ -114,10 +118,15 @@ export async function evaluateSweep(sweepDir: string, sweep: SweepConfig, member
     const steps = evaluation.finetune.steps;
     phase({ phase: 'finetune', id: x.id, state: 'start', done: 0, total: steps, detail: `member ${finetuned + 1}/${memberInfo.length}, ${steps} steps: starting` });
     progress(`fine-tuning ${x.id}`, finetuned++, memberInfo.length);
-    const r = await finetuneRound(x, x.id, { pretrained: x.pretrained }, { steps, seed: x.ftSeed }, (step, loss) => phase({ phase: 'finetune', id: x.id, state: 'progress', done: step, total: steps, loss }));
+    const r = await finetuneRound(x, x.id, { pretrained: x.pretrained }, { steps, seed: x.ftSeed, ...(earlyStopping ? { earlyStopping } : {}) }, (step, loss) => phase({ phase: 'finetune', id: x.id, state: 'progress', done: step, total: steps, loss }));
+    // what the fine-tuning did, for the report (written before the weights: a weights file means both exist)
+    const record = finetuneRecord(x.m, x.config.model, { steps, batchSize: evaluation.finetune.batchSize, finetuneSeed: x.ftSeed }, r);
+    writeFileAtomic(x.ftFile.replace(/\.safetensors$/, '.json'), `${JSON.stringify(record)}\n`);
     writeFileAtomic(x.ftFile, encodeSafetensors({ weights: { dtype: 'F32', shape: [r.weights.length], data: r.weights } }, { trainLoss: String(r.trainLoss), devAccuracy: String(r.devAccuracy), workers: String(r.workers) }));
-    log.info(`fine-tuned ${x.id} on ${r.workers} worker(s): dev accuracy ${(100 * r.devAccuracy).toFixed(1)}%, train loss ${r.trainLoss.toFixed(4)}`);
-    phase({ phase: 'finetune', id: x.id, state: 'done', done: steps, total: steps, detail: `dev accuracy ${(100 * r.devAccuracy).toFixed(1)}%, train loss ${r.trainLoss.toFixed(4)}` });
+    const es = r.earlyStopping;
+    const what = `dev accuracy ${(100 * r.devAccuracy).toFixed(1)}%, train loss ${r.trainLoss.toFixed(4)}${es ? `; best at step ${es.bestStep}/${steps}${es.stoppedEarly ? `, stopped early after ${es.stepsRun}` : ''}` : ''}`;
+    log.info(`fine-tuned ${x.id} on ${r.workers} worker(s): ${what}`);
+    phase({ phase: 'finetune', id: x.id, state: 'done', done: es?.stepsRun ?? steps, total: steps, detail: what });
   }
 
   // Phase 2: every (member × cell) not yet in cells.jsonl.
@@ -184,5 +193,5 @@ export async function evaluateSweep(sweepDir: string, sweep: SweepConfig, member
   checkStopped();
   phase({ phase: 'evaluate', id: 'cells', state: 'done', done: done.size, total: cellsTotal, detail: `${done.size} cell(s)${failures.length ? `, ${failures.length} FAILED` : ''}` });
   const cells = [...readCells(cellsFile).values()].map((r) => toReportCell(r.result, { sizeId: r.sizeId, budgetId: r.budgetId, ...(r.seed !== undefined ? { seed: r.seed } : {}) }));
-  return { cells, failures };
+  return { cells, failures, finetunes: readFinetuneRecords(ftDir) };
 }

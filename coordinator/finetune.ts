@@ -11,7 +11,7 @@
 import type { Config } from '../core/config/schema.ts';
 import { deriveSeed } from '../core/rng.ts';
 import { freshState } from '../ml/loop/executor.ts';
-import { finetuneLoop, type FinetuneOutcome } from '../ml/loop/finetune.ts';
+import { finetuneLoop, type EarlyStopping, type FinetuneOutcome } from '../ml/loop/finetune.ts';
 import { NUM_CLASSES } from '../ml/data/classification.ts';
 import { paramLayout } from '../ml/model/spec.ts';
 import { classifierWeightsFrom } from '../ml/train/classifier.ts';
@@ -28,7 +28,7 @@ export interface DistributedFinetune {
   mask?: Uint8Array;
   classificationSeed: number;
   selection: Selection;
-  opts: { steps: number; batchSize: number; lr: number; warmupFraction: number; seed: number };
+  opts: { steps: number; batchSize: number; lr: number; warmupFraction: number; seed: number; earlyStopping?: EarlyStopping };
   /** names this fine-tuning's rings in logs */
   label: string;
   timeoutMs: number;

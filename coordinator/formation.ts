@@ -13,7 +13,7 @@ import type { Config } from '../core/config/schema.ts';
 import type { Logger } from '../core/run/log.ts';
 import type { DataPosition } from '../ml/data/batches.ts';
 import type { StepExecutor, StepOutcome, TrainerState } from '../ml/loop/executor.ts';
-import type { EvalResult } from '../ml/tasks/task.ts';
+import type { EvalResult, EvalSplit } from '../ml/tasks/task.ts';
 import { BlobStreams, M, sendBlobs, type TaskSpec } from '../protocol/index.ts';
 import type { Message } from '../wire/protocol/index.ts';
 import { WorkerFailure, type ToWorker, type WorkerEntry, type WorkerMsg, type WorkerRegistry } from './registry.ts';
@@ -208,8 +208,16 @@ export class RingFormation implements StepExecutor {
     return (await this.collect([this.root], what, pick)).get(this.root)!;
   }
 
-  /** Every member starts from `state`: sent to rank 0 once, broadcast from there over the ring. */
+  /** Puts weights back (early stopping's best): a load of them, the mask kept; the optimizer state is not sent (no step follows). */
+  async restore(weights: Float32Array): Promise<void> {
+    await this.load({ weights, m: new Float32Array(0), v: new Float32Array(0), t: 0 }, this.mask);
+  }
+
+  private mask: Uint8Array | undefined;
+
+  /** Every member starts from `state`: sent to rank 0 once, broadcast from there over the ring (also again, once loaded: a restore). */
   async load(state: TrainerState, mask?: Uint8Array): Promise<void> {
+    this.mask = mask;
     const total = (this.total = state.weights.length);
     const moments = state.t > 0;
     const blobs = { weights: state.weights, ...(moments ? { m: state.m, v: state.v } : {}), ...(mask ? { mask: Float32Array.from(mask) } : {}) };
@@ -244,9 +252,9 @@ export class RingFormation implements StepExecutor {
     await this.collect(this.members, 'calibration', (m) => (m.t === 'coord.calibrated' ? m.seconds : undefined), this.spec.timeoutMs * count);
   }
 
-  async evaluate(step: number): Promise<EvalResult> {
-    const r = await this.ask(M.EvalRequest, { formation: this.id, step }, `evaluation at step ${step}`, (m) => (m.t === 'coord.eval-done' && m.step === step ? m : undefined));
-    return { loss: r.loss, accuracy: r.accuracy, unigramEntropy: r.unigramEntropy, bleu: r.bleu, bleuBeam: r.bleuBeam };
+  async evaluate(step: number, split?: EvalSplit): Promise<EvalResult> {
+    const r = await this.ask(M.EvalRequest, { formation: this.id, step, ...(split ? { split } : {}) }, `evaluation at step ${step}`, (m) => (m.t === 'coord.eval-done' && m.step === step ? m : undefined));
+    return { loss: r.loss, accuracy: r.accuracy, unigramEntropy: r.unigramEntropy, bleu: r.bleu, bleuBeam: r.bleuBeam, examples: r.examples };
   }
 
   /** Every member reports a hash of its parameters; they must all be equal. */

@@ -27,8 +27,14 @@ export interface SweepBudget {
 }
 
 export interface SweepEvaluation {
-  /** fine-tuning of every pretrained member on the classification task (also the rounds of iterative pruning) */
-  finetune: { steps: number; batchSize: number; lr: number; warmupFraction: number };
+  /**
+   * fine-tuning of every pretrained member on the classification task (steps, batchSize, lr and
+   * warmupFraction also drive the rounds of iterative pruning). Early stopping (the members'
+   * fine-tuning only): every evalEvery steps (0 = off) the early-stopping split — the last
+   * stopExamples training examples, held out of fine-tuning — is scored; after `patience`
+   * evaluations without improvement (0 = never) fine-tuning stops; the best weights are kept.
+   */
+  finetune: { steps: number; batchSize: number; lr: number; warmupFraction: number; evalEvery: number; patience: number; stopExamples: number };
   /** use only the first N train/dev/test examples of the classification set (0 = all: 16k/2k/2k) */
   maxTrain: number;
   maxDev: number;
@@ -59,7 +65,7 @@ export interface SweepConfig {
 }
 
 const DEFAULT_EVALUATION: SweepEvaluation = {
-  finetune: { steps: 300, batchSize: 32, lr: 1e-3, warmupFraction: 0.1 },
+  finetune: { steps: 300, batchSize: 32, lr: 1e-3, warmupFraction: 0.1, evalEvery: 25, patience: 4, stopExamples: 500 },
   maxTrain: 0,
   maxDev: 0,
   maxTest: 0,
@@ -85,6 +91,13 @@ function parseEvaluation(raw: unknown, errors: string[]): SweepEvaluation | unde
   if (!posInt(ft.batchSize)) errors.push(`evaluation.finetune.batchSize: expected a positive integer, got ${JSON.stringify(ft.batchSize)}`);
   if (typeof ft.lr !== 'number' || !(ft.lr >= 0)) errors.push(`evaluation.finetune.lr: expected a number >= 0, got ${JSON.stringify(ft.lr)}`);
   if (typeof ft.warmupFraction !== 'number' || !(ft.warmupFraction >= 0 && ft.warmupFraction < 1)) errors.push(`evaluation.finetune.warmupFraction: expected a number in [0, 1), got ${JSON.stringify(ft.warmupFraction)}`);
+  if (isObj(raw.finetune)) for (const k of Object.keys(raw.finetune)) if (!(k in DEFAULT_EVALUATION.finetune)) errors.push(`evaluation.finetune.${k}: unknown field`);
+  const nonNegInt = (x: unknown) => typeof x === 'number' && Number.isInteger(x) && x >= 0;
+  if (!nonNegInt(ft.evalEvery)) errors.push(`evaluation.finetune.evalEvery: expected an integer >= 0 (steps between early-stopping evaluations; 0 = no early stopping), got ${JSON.stringify(ft.evalEvery)}`);
+  if (!nonNegInt(ft.patience)) errors.push(`evaluation.finetune.patience: expected an integer >= 0 (evaluations without improvement before stopping; 0 = never stop early), got ${JSON.stringify(ft.patience)}`);
+  // the classification set's training split has 16,000 examples (ml/data/classification.ts): keep most of them for training
+  if (!nonNegInt(ft.stopExamples) || (ft.stopExamples as number) > 8000) errors.push(`evaluation.finetune.stopExamples: expected an integer in [0, 8000] (training examples held out for early stopping), got ${JSON.stringify(ft.stopExamples)}`);
+  else if (nonNegInt(ft.evalEvery) && ft.evalEvery > 0 && ft.stopExamples === 0) errors.push('evaluation.finetune.stopExamples: early stopping (evalEvery > 0) needs an early-stopping split: expected an integer in [1, 8000], got 0');
   const out: SweepEvaluation = { ...DEFAULT_EVALUATION, finetune: ft, compression: { ...DEFAULT_EVALUATION.compression, ...(isObj(raw.compression) ? (raw.compression as object) : {}) } };
   for (const k of ['maxTrain', 'maxDev', 'maxTest'] as const) {
     const x = raw[k] ?? 0;
@@ -194,6 +207,25 @@ export function readSweepDir(dir: string): SweepConfig {
   const stored = join(dir, 'sweep.json');
   if (!existsSync(stored)) throw new RunDirError(`${dir} is not a sweep directory (no sweep.json)`);
   return resolveSweepConfig(readConfigFile(stored), stored);
+}
+
+/** The early-stopping settings of the members' fine-tuning (undefined = off: evalEvery 0). */
+export function finetuneEarlyStopping(e: SweepEvaluation): { evalEvery: number; patience: number } | undefined {
+  return e.finetune.evalEvery > 0 ? { evalEvery: e.finetune.evalEvery, patience: e.finetune.patience } : undefined;
+}
+
+/** Training examples held out as the early-stopping split (0 when early stopping is off: the training set stays whole). */
+export function stopExamplesOf(e: SweepEvaluation): number {
+  return e.finetune.evalEvery > 0 ? e.finetune.stopExamples : 0;
+}
+
+/**
+ * The seed of a member's fine-tuning (classifier head initialisation, batch order; the model has no
+ * dropout): a repeated member's own training seed, so every repeat also fine-tunes differently, else
+ * the base seed. The classification split stays the base seed's for every repeat.
+ */
+export function finetuneSeed(s: SweepConfig, memberSeed: number | undefined): number {
+  return memberSeed ?? s.base.seed;
 }
 
 /** The seeds a sweep trains every member with: its list, or the base's own (undefined = no trainSeed override). */

@@ -21,7 +21,7 @@ import { readSummary } from '../ml/loop/pretrain.ts';
 import { runLayout } from '../ml/train/controller.ts';
 import { nonEmbeddingParameterCount, parameterCount } from '../ml/model/spec.ts';
 import { bestSizePerBudget } from '../report/conclusion.ts';
-import type { Cell, ReportData } from '../report/types.ts';
+import type { Cell, Finetune, ReportData } from '../report/types.ts';
 import { writeReport } from '../report/write.ts';
 import { evaluateSweep, type EvaluationOptions, type EvaluationProgress } from './evaluation.ts';
 import { anySignal, RunError, type Driver } from './formation.ts';
@@ -186,7 +186,7 @@ export function readPretrainingResults(sweepDir: string): MemberResult[] {
 }
 
 /** The report's data: the pretraining part, plus the compression cells of the evaluation step. */
-export function sweepReportData(runId: string, sweep: SweepConfig, results: MemberResult[], cells: Cell[] = []): ReportData {
+export function sweepReportData(runId: string, sweep: SweepConfig, results: MemberResult[], cells: Cell[] = [], finetunes: Finetune[] = []): ReportData {
   const seedOf = (r: MemberResult) => (r.seed !== undefined ? { seed: r.seed } : {});
   return {
     runId,
@@ -199,6 +199,7 @@ export function sweepReportData(runId: string, sweep: SweepConfig, results: Memb
     curves: results.map((r) => ({ sizeId: r.sizeId, budgetId: r.budgetId, ...seedOf(r), points: r.curve })),
     finals: results.map((r) => ({ sizeId: r.sizeId, budgetId: r.budgetId, ...seedOf(r), steps: r.steps, flops: r.flops, seconds: r.seconds, valLoss: r.valLoss })),
     cells,
+    ...(finetunes.length ? { finetunes } : {}),
   };
 }
 
@@ -220,8 +221,8 @@ export async function evaluateSweepDir(sweepDir: string, sweep: SweepConfig, o: 
     const files = await compressTranslationSweep(sweepDir, sweep, members, o.log);
     return { conclusion: [`translation report: ${files.join(', ')}`], cells: members.length, failures: [] };
   }
-  const { cells, failures } = await evaluateSweep(sweepDir, sweep, members, o);
-  const report = writeReport(sweepDir, sweepReportData(path.basename(sweepDir), sweep, members, cells));
+  const { cells, failures, finetunes } = await evaluateSweep(sweepDir, sweep, members, o);
+  const report = writeReport(sweepDir, sweepReportData(path.basename(sweepDir), sweep, members, cells, finetunes));
   return { conclusion: report.conclusion, cells: cells.length, failures };
 }
 
@@ -241,13 +242,14 @@ export async function runSweep(sweep: SweepConfig, sweepDir: string, o: SweepRun
   }
   let cells: Cell[] = [];
   let failures: string[] = [];
+  let finetunes: Finetune[] = [];
   if (sweep.evaluation) {
     checkCancelled(o.signal, 'the compression + evaluation step');
     o.log.info(`compression + evaluation step on ${o.driver.registry.size} workers`);
-    ({ cells, failures } = await evaluateSweep(sweepDir, sweep, members, { ...o, log: createLogger('evaluate', path.join(sweepDir, 'evaluate.log'), { console: o.console }), signal: anySignal(o.signal, o.stop) }));
+    ({ cells, failures, finetunes } = await evaluateSweep(sweepDir, sweep, members, { ...o, log: createLogger('evaluate', path.join(sweepDir, 'evaluate.log'), { console: o.console }), signal: anySignal(o.signal, o.stop) }));
   }
   o.onPhase?.({ phase: 'report', id: path.basename(sweepDir), state: 'start', detail: 'writing the report' });
-  const data = sweepReportData(path.basename(sweepDir), sweep, members, cells);
+  const data = sweepReportData(path.basename(sweepDir), sweep, members, cells, finetunes);
   const report = writeReport(sweepDir, data);
   o.onPhase?.({ phase: 'report', id: path.basename(sweepDir), state: 'done', detail: path.join(sweepDir, 'report.html') });
   return { members, conclusion: report.conclusion, best: bestSizeLines(data), cells: cells.length, failures, completed: true };

@@ -73,7 +73,7 @@ export const StepFailed = defineMessage('coord.step-failed', {
   failedRank: v.optional(u32()),
 });
 export const Calibrated = defineMessage('coord.calibrated', { formation: u32(), seconds: finite() });
-export const EvalDone = defineMessage('coord.eval-done', { formation: u32(), step: u32(), loss: v.optional(finite()), accuracy: v.optional(finite()), unigramEntropy: v.optional(finite()), bleu: v.optional(finite()), bleuBeam: v.optional(finite()) });
+export const EvalDone = defineMessage('coord.eval-done', { formation: u32(), step: u32(), loss: v.optional(finite()), accuracy: v.optional(finite()), unigramEntropy: v.optional(finite()), bleu: v.optional(finite()), bleuBeam: v.optional(finite()), examples: v.optional(u32()) });
 export const ParamHash = defineMessage('coord.param-hash', { formation: u32(), step: u32(), hash: shortString(64) });
 /** The blobs of stream `state/<formation>/<step>` (weights, m, v) were sent. */
 export const StateDone = defineMessage('coord.state-done', { formation: u32(), step: u32(), adamT: u32() });
@@ -103,7 +103,8 @@ export const Load = defineMessage('coord.load', { formation: u32(), adamT: u32()
 export const Step = defineMessage('coord.step', { formation: u32(), step: u32(), lr: finite(), epoch: u32(), offset: u32() });
 /** Seconds budgets: time `count` gradient computations + all-reduces without applying them. */
 export const Calibrate = defineMessage('coord.calibrate', { formation: u32(), count: u32(), epoch: u32(), offset: u32() });
-export const EvalRequest = defineMessage('coord.eval', { formation: u32(), step: u32() });
+/** split: the held-out data to score (ml/tasks/task.ts EvalSplit; absent = dev) */
+export const EvalRequest = defineMessage('coord.eval', { formation: u32(), step: u32(), split: v.optional(v.picklist(['dev', 'stop'])) });
 export const HashRequest = defineMessage('coord.hash', { formation: u32(), step: u32() });
 export const StateRequest = defineMessage('coord.state', { formation: u32(), step: u32() });
 /** Leave the ring (it is being re-formed, or its work is done) and wait for a new assignment. */

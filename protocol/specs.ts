@@ -15,7 +15,8 @@ const finite = () => v.pipe(v.number(), v.finite());
 export const configJson = () => v.pipe(v.string(), v.maxLength(1 << 20));
 
 /** The first N train / dev / test examples of the classification set (absent or 0 = all). */
-export const selectionSchema = v.strictObject({ maxTrain: v.optional(u32()), maxDev: v.optional(u32()), maxTest: v.optional(u32()) });
+/** Which classification examples a task uses (compression/eval/context.ts): the first N of each split, and the training examples held out for early stopping. */
+export const selectionSchema = v.strictObject({ maxTrain: v.optional(u32()), maxDev: v.optional(u32()), maxTest: v.optional(u32()), stopExamples: v.optional(u32()) });
 export type Selection = v.InferOutput<typeof selectionSchema>;
 
 /** What a ring trains: MLM pretraining on the run's corpus, translation, or classification fine-tuning. */

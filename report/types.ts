@@ -70,6 +70,47 @@ export interface Cell {
   seed?: number;
 }
 
+/** One evaluation of the early-stopping split during fine-tuning. */
+export interface FinetunePoint {
+  step: number;
+  accuracy: number;
+  loss: number;
+}
+
+/** What fine-tuning one pretrained member did (the evaluation step writes finetuned/<member>.json). */
+export interface Finetune {
+  sizeId: string;
+  budgetId: string;
+  seed?: number;
+  /** the fine-tuning seed (classifier head, batch order) */
+  finetuneSeed: number;
+  /** budgeted optimizer steps, and those run (fewer when early stopping stopped it) */
+  steps: number;
+  stepsRun: number;
+  /** training FLOPs of the steps run (3 × forward of every batch) */
+  trainFlops: number;
+  trainLoss: number;
+  /** dev accuracy of the kept weights */
+  devAccuracy: number;
+  /** absent: early stopping off (the final weights are kept) */
+  earlyStopping?: {
+    evalEvery: number;
+    patience: number;
+    /** steps done at the evaluation whose weights were kept */
+    bestStep: number;
+    /** early-stopping-split accuracy of the kept weights */
+    bestAccuracy: number;
+    stoppedEarly: boolean;
+    curve: FinetunePoint[];
+    /** the evaluations' cost, beside the training FLOPs: evaluations of the early-stopping split and of dev, examples scored, forward FLOPs (at full sequence length: an upper bound), seconds */
+    stopEvaluations: number;
+    devEvaluations: number;
+    evalExamples: number;
+    evalFlops: number;
+    evalSeconds: number;
+  };
+}
+
 export interface ReportData {
   runId: string;
   /** ISO time */
@@ -82,6 +123,8 @@ export interface ReportData {
   finals: Final[];
   /** one row per (size, budget, method, level[, seed]) compression cell, after fine-tuning */
   cells: Cell[];
+  /** the members' fine-tuning (absent in reports of sweeps before early stopping) */
+  finetunes?: Finetune[];
 }
 
 /** Which bytes a memory budget counts: the whole compressed file, or everything but the embeddings. */

@@ -38,6 +38,7 @@ import { fitPlotSpecs } from './fit-plots.ts';
 import type { ReportFits } from './fits.ts';
 import { HEADLINE_PLOT, renderPlots, renderSvgSync, type RenderedPlot } from './plots.ts';
 import { formatSpread } from './stats.ts';
+import { FINETUNE_HEADER, FINETUNE_NOTE, finetuneRows, groupFinetunes } from './finetunes.ts';
 import type { Cell, Final, ReportData } from './types.ts';
 
 export interface WriteReportResult {
@@ -236,6 +237,8 @@ function sci(n: number): string {
 interface Tables {
   /** N_opt per budget; null when nothing was fitted (fewer than 3 sizes) */
   fits: Table | null;
+  /** the members' fine-tuning (absent when the data has none) */
+  finetunes?: Table;
   budgets: Table;
   sizes: Table;
   lossMatrix: Table;
@@ -330,7 +333,10 @@ function buildTables(data: ReportData, conclusion: Conclusion): Tables {
       a.best ? { text: pctStats(a.best.test), sort: a.best.test.mean } : '',
     ]),
   };
-  return { fits: conclusion.fits ? fitsTable(conclusion.fits) : null, budgets: budgetsT, sizes: sizesT, lossMatrix, finals: finalsT, cells: cellsT, front: frontT };
+  const finetunesT: Table | undefined = data.finetunes?.length
+    ? { header: FINETUNE_HEADER, align: ['l', 'l', 'r', 'r', 'l', 'l', 'r', 'r'], rows: finetuneRows(groupFinetunes(data.finetunes)) }
+    : undefined;
+  return { fits: conclusion.fits ? fitsTable(conclusion.fits) : null, budgets: budgetsT, sizes: sizesT, lossMatrix, finals: finalsT, cells: cellsT, front: frontT, ...(finetunesT ? { finetunes: finetunesT } : {}) };
 }
 
 /** N_opt per budget: the IsoFLOP fit's optimum with its ±z se interval, where it lies, and the best measured size(s). */
@@ -406,6 +412,7 @@ function reportMd(data: ReportData, c: Conclusion, t: Tables, plots: RenderedPlo
   out.push('## Budgets', '', mdTable(t.budgets), '', '## Sizes', '', mdTable(t.sizes), '');
   out.push('## Pretraining: final validation loss', '', 'Bold: the best size of each budget.', '', mdTable(t.lossMatrix), '', mdTable(t.finals), '');
   out.push('## Best cell per memory budget', '', mdTable(t.front), '');
+  if (t.finetunes) out.push('## Fine-tuning', '', FINETUNE_NOTE, '', mdTable(t.finetunes), '');
   out.push('## Compression cells', '', CELLS_NOTE, '', mdTable(t.cells), '');
   out.push('## Files', '', ...files.map((f) => `- [${f}](${f})`), '');
   return out.join('\n');
@@ -493,6 +500,7 @@ function reportHtml(data: ReportData, c: Conclusion, t: Tables, plots: RenderedP
     ['sizes', 'Sizes'],
     ['pretraining', 'Pretraining'],
     ['best-cells', 'Best cell per memory budget'],
+    ...(t.finetunes ? [['finetuning', 'Fine-tuning'] as [string, string]] : []),
     ['cells', 'Compression cells'],
   ];
   const parts: string[] = [];
@@ -544,6 +552,7 @@ function reportHtml(data: ReportData, c: Conclusion, t: Tables, plots: RenderedP
     htmlTable(t.finals, 'finals'),
     '<h2 id="best-cells">Best cell per memory budget</h2>',
     htmlTable(t.front, 'best-cells'),
+    ...(t.finetunes ? ['<h2 id="finetuning">Fine-tuning</h2>', `<p>${htmlEscape(FINETUNE_NOTE)}</p>`, htmlTable(t.finetunes, 'finetuning')] : []),
     '<h2 id="cells">Compression cells</h2>',
     `<p>${htmlEscape(CELLS_NOTE)} Click a column header to sort.</p>`,
     htmlTable(t.cells, 'cells'),

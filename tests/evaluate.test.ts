@@ -12,7 +12,7 @@ import { tempDir, TEST_CACHE_DIR, TINY_MODEL } from './kit/helpers.ts';
 import { resolveSweepConfig, memberConfig } from '../coordinator/sweep-config.ts';
 import { runSweepMembersInProcess } from './kit/sweep-fixture.ts';
 import { initBackend } from '../ml/backend.ts';
-import { loadEvalContext, evaluateCell, finetune } from '../compression/eval/index.ts';
+import { classifierAccuracy, loadEvalContext, evaluateCell, finetune } from '../compression/eval/index.ts';
 import { compressionGrid, cellLabel } from '../compression/grid.ts';
 import { decodeSafetensors } from '../ml/checkpoint/safetensors.ts';
 import { checkpointsDir, listCheckpointDirs, loadCheckpoint } from '../ml/checkpoint/checkpoint.ts';
@@ -20,7 +20,7 @@ import { paramLayout } from '../ml/model/spec.ts';
 
 const env = { TTC_SECRET: crypto.randomBytes(24).toString('base64'), TTC_SECRET_FILE: undefined };
 
-function sweepFixture(name: string) {
+function sweepFixture(name: string, finetune: Record<string, number> = { steps: 8, batchSize: 16 }) {
   const dir = tempDir(name);
   const raw = {
     sweepId: 's', outputDir: dir, workers: 2,
@@ -28,7 +28,7 @@ function sweepFixture(name: string) {
     sizes: [{ layers: 1, hidden: 32, heads: 2, ffn: 64 }],
     budgets: [{ id: 'b0', kind: 'flops', value: 1e8 }],
     evaluation: {
-      finetune: { steps: 8, batchSize: 16 }, maxTrain: 200, maxDev: 64, maxTest: 64,
+      finetune, maxTrain: 200, maxDev: 64, maxTest: 64,
       compression: { bits: [8, 3], granularities: ['channel'], embeddings: [false, true], sparsities: [0.6], iterative: { rounds: 2, stepsPerRound: 3 }, combined: [{ sparsity: 0.5, bits: 4 }] },
     },
   };
@@ -36,7 +36,8 @@ function sweepFixture(name: string) {
 }
 
 test.serial('distributed evaluation: every cell done on 2 workers equals the single-process evaluation, and the report lists every cell', async (t) => {
-  const { sweep, sweepDir } = sweepFixture('eval');
+  // early stopping every 2 steps at a high LR: the ring keeps the best weights and restores them (when the best is not the last)
+  const { sweep, sweepDir } = sweepFixture('eval', { steps: 8, batchSize: 16, lr: 0.02, evalEvery: 2, patience: 0, stopExamples: 64 });
   await runSweepMembersInProcess(sweep, sweepDir);
   const coord = spawnTtc(['evaluate', '--sweep', sweepDir, '--port', '0'], env);
   const url = (await coord.waitFor(/TTC_COORDINATOR_URL=(\S+)/))[1];
@@ -58,10 +59,18 @@ test.serial('distributed evaluation: every cell done on 2 workers equals the sin
   const finetuned = ftFile.tensors.weights.data as Float32Array;
   // Fine-tuning ran data-parallel on both workers and equals the single-process fine-tuning.
   t.is(ftFile.metadata.workers, '2');
-  const single = await finetune(ctx, pretrained, { ...sweep.evaluation!.finetune, seed: sweep.base.seed });
+  const stopCtx = await loadEvalContext({ config: member, classificationSeed: sweep.base.seed, maxTrain: 200, maxDev: 64, maxTest: 64, stopExamples: 64 });
+  const single = await finetune(stopCtx, pretrained, { ...sweep.evaluation!.finetune, seed: sweep.base.seed, earlyStopping: { evalEvery: 2, patience: 0 } });
   let maxDiff = 0;
   for (let i = 0; i < finetuned.length; i++) maxDiff = Math.max(maxDiff, Math.abs(finetuned[i] - single.weights[i]));
   t.true(maxDiff < 1e-4, `max |Δw| between data-parallel and single-process fine-tuning = ${maxDiff}`);
+  // what early stopping did, recorded for the report: the same best step as the single-process run, and the dev accuracy of the restored weights
+  const rec = JSON.parse(fs.readFileSync(path.join(sweepDir, 'finetuned', `${member.runId}.json`), 'utf8'));
+  t.log(`early stopping on the ring: best step ${rec.earlyStopping.bestStep} of ${rec.stepsRun}; curve ${rec.earlyStopping.curve.map((p: { step: number; loss: number }) => `${p.step}:${p.loss.toFixed(4)}`).join(' ')}`);
+  t.is(rec.earlyStopping.bestStep, single.earlyStopping!.bestStep);
+  t.is(rec.stepsRun, 8);
+  t.true(rec.earlyStopping.bestStep < 8, 'the best was not the last: the ring restored it');
+  t.is(rec.devAccuracy, (await classifierAccuracy(ctx, finetuned)).dev);
   for (const spec of grid) {
     const local = await evaluateCell(ctx, finetuned, pretrained, spec, { seed: sweep.base.seed, finetune: sweep.evaluation!.finetune });
     const remote = records.find((r) => r.key === `${member.runId}|${spec.method}|${cellLabel(spec)}`).result;

@@ -3,6 +3,7 @@
  * accepts:
  *
  *   idle ──assign──▶ assigned ──ring-connect──▶ ring-up ──load──▶ loaded ⇄ stepping
+ *                                                          (loaded ──load──▶ loaded: weights restored, e.g. early stopping's best)
  *     ▲                                                               │
  *     └──────────────────────── reset (from any state) ◀─────────────┘        stop → stopped
  *
@@ -25,7 +26,7 @@ export const ACCEPTS: Readonly<Record<WorkerState, readonly InType[]>> = {
   idle: ['coord.assign', 'coord.blob', 'coord.job', ...ANY],
   assigned: ['coord.ring-connect', ...ANY],
   'ring-up': ['coord.blob', 'coord.load', ...ANY],
-  loaded: ['coord.step', 'coord.calibrate', 'coord.eval', 'coord.hash', 'coord.state', ...ANY],
+  loaded: ['coord.step', 'coord.calibrate', 'coord.eval', 'coord.hash', 'coord.state', 'coord.blob', 'coord.load', ...ANY],
   stepping: ANY,
   stopped: [],
 };

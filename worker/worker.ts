@@ -162,8 +162,8 @@ export class Worker {
           this.send(M.RingUp, { formation: m.formation });
         });
       case 'coord.blob': {
-        // Load parts (ring-up, rank 0) belong to this formation's load stream; job inputs (idle) to a job's.
-        const expected = this.life.state === 'ring-up' ? `load/${this.life.formation}` : 'job/';
+        // Load parts (ring-up, or loaded: a restore; rank 0) belong to this formation's load stream; job inputs (idle) to a job's.
+        const expected = this.life.state === 'ring-up' || this.life.state === 'loaded' ? `load/${this.life.formation}` : 'job/';
         if (!msg.stream.startsWith(expected)) return this.refuse(msg, { code: 'TTC_ERR_UNEXPECTED_MESSAGE', reason: `a blob of stream "${msg.stream}" in state "${this.life.state}" (expected ${expected}…)` });
         try {
           this.blobs.add(msg);
@@ -192,7 +192,7 @@ export class Worker {
         });
       case 'coord.eval':
         return this.stepping(msg, msg.step, async (m) => {
-          const e = await m.loaded.evaluate(msg.step);
+          const e = await m.loaded.evaluate(msg.step, msg.split ?? 'dev');
           this.send(M.EvalDone, { formation: m.formation, step: msg.step, ...e });
         });
       case 'coord.hash':

@@ -23,6 +23,12 @@ export interface LoadEvalContextOptions {
   maxTrain?: number;
   maxDev?: number;
   maxTest?: number;
+  /**
+   * Hold the last N examples of the training split out of fine-tuning as the early-stopping split
+   * (0 or absent = none). They are taken before maxTrain keeps the first examples, so a capped
+   * training set stays the same examples as long as N ≤ the examples maxTrain leaves out.
+   */
+  stopExamples?: number;
   /** Examples per evaluation batch (default 64). */
   evalBatchSize?: number;
   /** Receives dataset-cache diagnostics (default console.warn). */
@@ -47,8 +53,11 @@ export interface EvalContext {
   train: EncodedExamples;
   dev: EncodedExamples;
   test: EncodedExamples;
+  /** the early-stopping split: training examples held out of fine-tuning (count 0 = none) */
+  stop: EncodedExamples;
   devBatches: ClassBatch[];
   testBatches: ClassBatch[];
+  stopBatches: ClassBatch[];
   /** Fixed masked MLM validation batches (as in pretraining: config.train.batchSize, config.data.maxValidationSequences, seed ^ 0x5eed). */
   valBatches: MaskedBatch[];
   trainerOptions: TrainerOptions;
@@ -76,7 +85,11 @@ export async function loadEvalContext(opts: LoadEvalContextOptions): Promise<Eva
     );
   }
   const task = buildClassificationSet(classificationSeed);
-  const train = encodeExamples(data.tokenizer, cap(task.train, opts.maxTrain), seqLen);
+  const nStop = opts.stopExamples ?? 0;
+  if (!Number.isInteger(nStop) || nStop < 0 || nStop >= task.train.length) throw new RangeError(`stopExamples must be an integer in [0, ${task.train.length}) (the training split), got ${nStop}`);
+  const kept = task.train.slice(0, task.train.length - nStop);
+  const train = encodeExamples(data.tokenizer, cap(kept, opts.maxTrain), seqLen);
+  const stop = encodeExamples(data.tokenizer, task.train.slice(task.train.length - nStop), seqLen);
   const dev = encodeExamples(data.tokenizer, cap(task.dev, opts.maxDev), seqLen);
   const test = encodeExamples(data.tokenizer, cap(task.test, opts.maxTest), seqLen);
   if (train.count === 0 || dev.count === 0 || test.count === 0) throw new RangeError('empty classification split');
@@ -97,8 +110,10 @@ export async function loadEvalContext(opts: LoadEvalContextOptions): Promise<Eva
     train,
     dev,
     test,
+    stop,
     devBatches: evalBatches(dev, evalBatchSize),
     testBatches: evalBatches(test, evalBatchSize),
+    stopBatches: evalBatches(stop, evalBatchSize),
     valBatches: validationBatches(valid, config.train.batchSize, config.data.maxValidationSequences, config.seed ^ 0x5eed, vocab),
     trainerOptions: { dims, optimizer: config.optimizer, gradClipNorm: config.optimizer.gradClipNorm },
     initStd: config.model.initStd,

@@ -2,13 +2,13 @@
  * Fine-tuning on the downstream classification task in this process: the pretrained encoder plus a
  * fresh classifier head (drawn from deriveSeed(seed, 1)), one Replica of the classification task
  * (batches in a per-epoch shuffled order from deriveSeed(seed, 2)) and the fine-tuning loop
- * (ml/loop/finetune.ts: warm-up, linear decay to exactly 0 at the last step), a pruning mask held at
- * zero when given. Deterministic from the inputs and the seed; the evaluation step's data-parallel
+ * (ml/loop/finetune.ts: warm-up, linear decay to exactly 0 at the last step, optional early stopping
+ * on ctx's early-stopping split), a pruning mask held at zero when given. Deterministic from the inputs and the seed; the evaluation step's data-parallel
  * fine-tuning (coordinator/finetune.ts) runs the same loop on the same task over a ring.
  */
 import { deriveSeed } from '../../core/rng.ts';
 import { freshState, Replica } from '../../ml/loop/executor.ts';
-import { finetuneLoop, type FinetuneOutcome } from '../../ml/loop/finetune.ts';
+import { earlyStoppingProblem, finetuneLoop, type EarlyStopping, type FinetuneOutcome } from '../../ml/loop/finetune.ts';
 import { ClassifyTask } from '../../ml/tasks/classify.ts';
 import { classifierWeightsFrom } from '../../ml/train/classifier.ts';
 import type { EvalContext } from './context.ts';
@@ -26,9 +26,11 @@ export interface FinetuneOptions {
   seed: number;
   /** Pruning mask over the classifier layout (1 = keep): masked weights are zeroed and held at 0. */
   mask?: Uint8Array;
+  /** Score ctx's early-stopping split every evalEvery steps, stop after `patience` evaluations without improvement, return the best weights (ml/loop/finetune.ts). */
+  earlyStopping?: EarlyStopping;
 }
 
-/** Final weights (classifier layout, ctx.clsLayout), the mean training loss of the last tenth of the steps, the dev accuracy. */
+/** Final (with early stopping: the best) weights (classifier layout, ctx.clsLayout), the mean training loss of the last tenth of the steps run, their dev accuracy, what early stopping did. */
 export type FinetuneResult = FinetuneOutcome;
 
 function checkOptions(ctx: EvalContext, o: FinetuneOptions): void {
@@ -39,6 +41,11 @@ function checkOptions(ctx: EvalContext, o: FinetuneOptions): void {
   if (!(o.lr >= 0) || !Number.isFinite(o.lr)) throw new RangeError(`finetune lr must be a finite number ≥ 0, got ${o.lr}`);
   if (!(o.warmupFraction >= 0 && o.warmupFraction < 1)) throw new RangeError(`finetune warmupFraction must be in [0, 1), got ${o.warmupFraction}`);
   if (!Number.isInteger(o.seed)) throw new RangeError(`finetune seed must be an integer, got ${o.seed}`);
+  if (o.earlyStopping) {
+    const problem = earlyStoppingProblem(o.earlyStopping);
+    if (problem) throw new RangeError(`finetune earlyStopping: ${problem}`);
+    if (ctx.stop.count === 0) throw new RangeError('finetune earlyStopping needs an early-stopping split: load the context with stopExamples > 0');
+  }
   if (o.mask && o.mask.length !== ctx.clsLayout.total) throw new RangeError(`finetune mask has ${o.mask.length} entries, the classifier layout ${ctx.clsLayout.total}`);
 }
 

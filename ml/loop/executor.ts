@@ -12,7 +12,7 @@ import type { OptimizerState } from '../checkpoint/checkpoint.ts';
 import type { StepResult, Trainer } from '../train/trainer.ts';
 import type { DataParallelOptions } from '../train/data-parallel.ts';
 import type { ProcessGroup } from '../../collective/index.ts';
-import type { EvalResult, TrainingTask } from '../tasks/task.ts';
+import type { EvalResult, EvalSplit, TrainingTask } from '../tasks/task.ts';
 
 /** Weights and optimizer state of a model replica (flat, in the task's layout). */
 export interface TrainerState extends OptimizerState {
@@ -40,11 +40,14 @@ export interface StepExecutor {
   step(step: number, lr: number, pos: DataPosition): Promise<StepOutcome>;
   /** `count` gradient computations (and reductions) on the batch at `pos`, not applied: a seconds budget's step-time probe */
   calibrate(count: number, pos: DataPosition): Promise<void>;
-  evaluate(step: number): Promise<EvalResult>;
+  /** scores the current weights on a held-out split (default 'dev') */
+  evaluate(step: number, split?: EvalSplit): Promise<EvalResult>;
   /** throws when the replicas no longer hold identical parameters (a no-op for one replica) */
   verify(step: number): Promise<void>;
   /** the weights and optimizer state after `step` (a Replica's are views: copy what you keep past its next step) */
   state(step: number): Promise<TrainerState>;
+  /** puts earlier weights back (early stopping's best) for evaluation; no step follows */
+  restore(weights: Float32Array): Promise<void>;
 }
 
 /** SHA-256 of a weight buffer's bytes (replicas compare these). */
@@ -100,8 +103,8 @@ export class Replica<B, T extends Trainer<B> = Trainer<B>> implements StepExecut
     }
   }
 
-  evaluate(step?: number): Promise<EvalResult> {
-    return this.task.evaluate(this.trainer, step);
+  evaluate(step?: number, split: EvalSplit = 'dev'): Promise<EvalResult> {
+    return this.task.evaluate(this.trainer, step, split);
   }
 
   async verify(): Promise<void> {}
@@ -109,6 +112,10 @@ export class Replica<B, T extends Trainer<B> = Trainer<B>> implements StepExecut
   /** The whole model's state; with a sharded optimizer a collective (every rank must call it). */
   state(): Promise<TrainerState> {
     return this.trainer.fullState();
+  }
+
+  async restore(weights: Float32Array): Promise<void> {
+    this.trainer.setWeights(weights);
   }
 
   /** SHA-256 of the weights once the last update has reached them. */

@@ -11,6 +11,13 @@ import type { Trainer } from '../train/trainer.ts';
 
 export type TaskKind = 'mlm' | 'classify' | 'translate';
 
+/**
+ * Which held-out data an evaluation scores: 'dev' (MLM: the validation set; classification: the
+ * dev split) or 'stop' (classification: the early-stopping split, training examples held out of
+ * fine-tuning; ml/loop/finetune.ts).
+ */
+export type EvalSplit = 'dev' | 'stop';
+
 /** What an evaluation measured: MLM pretraining reports a validation loss, classification an accuracy. */
 export interface EvalResult {
   /** mean loss on the validation set (MLM) */
@@ -23,6 +30,8 @@ export interface EvalResult {
   bleu?: number;
   /** translation: the same with beam search (translation.beam) */
   bleuBeam?: number;
+  /** examples scored (classification) */
+  examples?: number;
 }
 
 export interface TrainingTask<B = unknown, T extends Trainer<B> = Trainer<B>> {
@@ -36,6 +45,6 @@ export interface TrainingTask<B = unknown, T extends Trainer<B> = Trainer<B>> {
   createTrainer(initial: Float32Array): T;
   /** rank `rank`'s share of the global batch that starts at `pos` */
   batch(pos: DataPosition, rank: number, worldSize: number): B;
-  /** `step`: the optimizer steps taken (when the caller knows it) */
-  evaluate(trainer: T, step?: number): Promise<EvalResult>;
+  /** `step`: the optimizer steps taken (when the caller knows it); `split`: what to score (default 'dev') */
+  evaluate(trainer: T, step?: number, split?: EvalSplit): Promise<EvalResult>;
 }

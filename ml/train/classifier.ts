@@ -120,6 +120,27 @@ export class ClassifierTrainer extends Trainer<ClassBatch> {
     return Int32Array.from(out);
   }
 
+  /** Accuracy and mean cross-entropy over the batches (one forward pass each). */
+  async score(batches: ClassBatch[]): Promise<{ accuracy: number; loss: number; examples: number }> {
+    await this.settle();
+    let right = 0;
+    let total = 0;
+    let examples = 0;
+    for (const b of batches) {
+      const [pred, loss] = tf.tidy(() => {
+        const logits = this.logits(this.tensors.tensors, b);
+        return [tf.argMax(logits, 1), crossEntropy(logits, tf.tensor1d(b.labels, 'int32'), this.numClasses)];
+      });
+      const p = await pred.data();
+      total += (await loss.data())[0] * b.batch;
+      pred.dispose();
+      loss.dispose();
+      for (let j = 0; j < b.batch; j++) if (p[j] === b.labels[j]) right++;
+      examples += b.batch;
+    }
+    return { accuracy: right / examples, loss: total / examples, examples };
+  }
+
   async accuracy(batches: ClassBatch[]): Promise<number> {
     const pred = await this.predict(batches);
     let right = 0;
