@@ -45,7 +45,7 @@ test('a sweep prints its progress view, not its logs, and no Dawn warnings; the 
   members.forEach((m, i) => {
     t.regex(out, new RegExp(`^pretrain ${m}: member ${i + 1}/2 \\(1 layers, d=\\d+; budget flops [^)]+\\): starting$`, 'm'));
     t.regex(out, new RegExp(`^pretrain ${m}: done — validation loss \\d+\\.\\d{4} after \\d+ steps \\(in \\S+\\)$`, 'm'));
-    t.regex(out, new RegExp(`^finetune ${m}: done — dev accuracy \\S+%, train loss \\S+ \\(in \\S+\\)$`, 'm'));
+    t.regex(out, new RegExp(`^finetune ${m}: done — dev accuracy \\S+%, train loss \\S+(; best at step \\d+/\\d+(, stopped early after \\d+)?)? \\(in \\S+\\)$`, 'm'));
     t.regex(out, new RegExp(`^prune ${m} sparsity 0\\.5: done — `, 'm'));
   });
   t.regex(out, /^evaluate cells: done — 8 cell\(s\) \(in \S+\)$/m);
