@@ -62,21 +62,28 @@ for (const n of [2, 3]) {
   });
 }
 
-test('kill -9 of one of 3 workers mid-run: the ring re-forms and the run completes its FLOP budget', async (t) => {
-  const dir = tempDir('kill');
+/**
+ * A coordinator and 3 workers (w0–w2) on a FLOP budget of `steps3` 3-worker steps, checkpointing
+ * every 4 steps, trained until the checkpoint at step 8 is written: the moment a worker is taken away.
+ */
+async function threeWorkersPastCheckpoint(name: string, steps3: number) {
   const perStep1 = mlmStepFlops(TINY_MODEL, 4, numMaskedPerSeq(TINY_MODEL.seqLen)).training;
-  const budget = perStep1 * 3 * 40.5;
-  const cfg = writeConfig(dir, {
+  const budget = perStep1 * 3 * steps3;
+  const cfg = writeConfig(tempDir(name), {
     budget: { kind: 'flops', flops: budget },
     train: { batchSize: 4, evalEvery: 10, checkpointEvery: 4 },
     dist: { minWorkers: 2, initialWorkers: 3, hashEvery: 5, ...DIST_TIMEOUTS },
   });
   const { proc: coord, url } = await startCoordinator(['--config', cfg]);
   const workers = [0, 1, 2].map((i) => startWorker(url, `w${i}`));
-  const stepLine = await coord.waitFor(/ring of 3 up/);
-  t.truthy(stepLine);
-  // Let it train a few steps past a checkpoint, then SIGKILL worker w1.
+  await coord.waitFor(/ring of 3 up/);
   await coord.waitFor(/checkpoint: .*step-00000008/);
+  return { coord, workers, budget, perStep1 };
+}
+
+test('kill -9 of one of 3 workers mid-run: the ring re-forms and the run completes its FLOP budget', async (t) => {
+  // Let it train a few steps past a checkpoint, then SIGKILL worker w1.
+  const { coord, workers, budget, perStep1 } = await threeWorkersPastCheckpoint('kill', 40.5);
   workers[1].kill('SIGKILL');
   t.is(await coord.exited, 0, coord.lines.slice(-30).join('\n'));
   const out = coord.lines.join('\n');
@@ -102,18 +109,7 @@ test('kill -9 of one of 3 workers mid-run: the ring re-forms and the run complet
 });
 
 test('SIGTERM to one of 3 workers mid-run (a deleted pod): it leaves at once with status 0, the ring re-forms and the run completes', async (t) => {
-  const dir = tempDir('sigterm-worker');
-  const perStep1 = mlmStepFlops(TINY_MODEL, 4, numMaskedPerSeq(TINY_MODEL.seqLen)).training;
-  const budget = perStep1 * 3 * 30.5;
-  const cfg = writeConfig(dir, {
-    budget: { kind: 'flops', flops: budget },
-    train: { batchSize: 4, evalEvery: 10, checkpointEvery: 4 },
-    dist: { minWorkers: 2, initialWorkers: 3, hashEvery: 5, ...DIST_TIMEOUTS },
-  });
-  const { proc: coord, url } = await startCoordinator(['--config', cfg]);
-  const workers = [0, 1, 2].map((i) => startWorker(url, `w${i}`));
-  await coord.waitFor(/ring of 3 up/);
-  await coord.waitFor(/checkpoint: .*step-00000008/);
+  const { coord, workers } = await threeWorkersPastCheckpoint('sigterm-worker', 30.5);
   const sentAt = Date.now();
   workers[1].kill('SIGTERM');
   // As process 1 of a container it would otherwise ignore the signal until its grace period ends.

@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import { spawnTtc } from './kit/procs.ts';
-import { DIST_TIMEOUTS, TEST_CACHE_DIR, tempDir } from './kit/helpers.ts';
+import { DIST_TIMEOUTS, tempDir, writeConfig } from './kit/helpers.ts';
 import { readMetrics } from '../core/run/metrics.ts';
 import { seq2seqStepFlops } from '../ml/flops.ts';
 import { resolveConfig } from '../core/config/load.ts';
@@ -23,29 +23,21 @@ const MODEL = { layers: 1, hidden: 32, heads: 2, ffn: 64, seqLen: 32, vocab: 500
 const BATCH = 8;
 const STEPS = 24;
 
+/** The translation run config: writeConfig's tiny run with the translation task, model and a FLOP budget of exactly STEPS steps of 2 workers. */
 function config(dir: string, extra: Record<string, unknown> = {}): string {
-  const file = path.join(dir, 'cfg.json');
   const perStep = seq2seqStepFlops({ ...MODEL, decoderLayers: 1 }, BATCH, MODEL.seqLen, MODEL.seqLen).training * 2;
-  fs.writeFileSync(
-    file,
-    JSON.stringify({
-      outputDir: dir,
-      cacheDir: TEST_CACHE_DIR,
-      backend: 'cpu',
-      threads: 1,
-      seed: 7,
-      task: 'translation',
-      translation: { pairs: 'tests/fixtures/ddtp/pairs.tsv', evalPairs: 16, beam: 2 },
-      model: MODEL,
-      optimizer: { lr: 0.003 },
-      train: { batchSize: BATCH, evalEvery: 12, checkpointEvery: 12 },
-      // a FLOP budget of exactly STEPS steps of 2 workers
-      budget: { kind: 'flops', flops: perStep * STEPS },
-      dist: { hashEvery: 4, ...DIST_TIMEOUTS },
-      ...extra,
-    }),
-  );
-  return file;
+  return writeConfig(dir, {
+    seed: 7,
+    task: 'translation',
+    translation: { pairs: 'tests/fixtures/ddtp/pairs.tsv', evalPairs: 16, beam: 2 },
+    model: MODEL,
+    optimizer: { lr: 0.003 },
+    train: { batchSize: BATCH, evalEvery: 12, checkpointEvery: 12 },
+    data: {},
+    budget: { kind: 'flops', flops: perStep * STEPS },
+    dist: { hashEvery: 4, ...DIST_TIMEOUTS },
+    ...extra,
+  });
 }
 
 test('translation trains end to end on the DDTP sample: 2 workers, FLOP budget, loss falls, BLEU in the results; = 1 process with the whole batch', async (t) => {
