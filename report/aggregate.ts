@@ -92,6 +92,12 @@ export function fmtBytes(n: number): string {
 }
 
 /** 0.8512 → "85.12%". */
+/** "a", "a and b", "a, b and c". */
+export function listAnd(items: string[]): string {
+  if (items.length <= 1) return items.join('');
+  return `${items.slice(0, -1).join(', ')} and ${items[items.length - 1]}`;
+}
+
 export function fmtPct(x: number, decimals = 2): string {
   return `${(x * 100).toFixed(decimals)}%`;
 }

@@ -12,6 +12,7 @@ import {
   fmtPct,
   groupCells,
   groupFinals,
+  listAnd,
   sortedBudgets,
   sortedSizes,
   type CellGroup,
@@ -330,7 +331,7 @@ function runsText(runs: WinnerRun[]): string {
   const items = runs.map((r, i) =>
     i === 0 ? `${r.sizeId} up to ${fmtBytes(r.to)}` : i === runs.length - 1 ? `${r.sizeId} from ${fmtBytes(r.from)}` : r.from === r.to ? `${r.sizeId} at ${fmtBytes(r.from)}` : `${r.sizeId} from ${fmtBytes(r.from)} to ${fmtBytes(r.to)}`,
   );
-  return items.length <= 1 ? items.join('') : `${items.slice(0, -1).join(', ')} and ${items[items.length - 1]}`;
+  return listAnd(items);
 }
 
 /** The short verdict the report opens with (see Conclusion.headline). */

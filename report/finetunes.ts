@@ -5,14 +5,14 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { NUM_CLASSES } from '../ml/data/classification.ts';
 import { classifierStepFlops } from '../ml/flops.ts';
 import type { FinetuneOutcome } from '../ml/loop/finetune.ts';
 import type { ModelDims } from '../ml/model/spec.ts';
+import { fmtPct } from './aggregate.ts';
 import { summarize } from './stats.ts';
 import type { Finetune } from './types.ts';
 
-/** The number of classes of the classification task (ml/data/classification.ts NUM_CLASSES). */
-const CLASSES = 10;
 
 /** The report's record of one member's fine-tuning. */
 export function finetuneRecord(
@@ -23,7 +23,7 @@ export function finetuneRecord(
 ): Finetune {
   const es = r.earlyStopping;
   const stepsRun = es?.stepsRun ?? o.steps;
-  const perExample = classifierStepFlops(dims, 1, dims.seqLen, CLASSES);
+  const perExample = classifierStepFlops(dims, 1, dims.seqLen, NUM_CLASSES);
   return {
     sizeId: member.sizeId,
     budgetId: member.budgetId,
@@ -86,7 +86,7 @@ export function groupFinetunes(fts: readonly Finetune[]): FinetuneGroup[] {
   return [...groups.values()];
 }
 
-const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+const pct = (x: number) => fmtPct(x, 1);
 
 /** A table row per (size, budget): dev accuracy over seeds (mean ± sd, min–max), steps run, best step, stops, evaluation cost. */
 export function finetuneRows(groups: readonly FinetuneGroup[]): string[][] {

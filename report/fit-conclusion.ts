@@ -5,7 +5,7 @@
  * the budgets run) or extrapolated. Pure functions returning sentences, in the tone of
  * conclusion.ts: computed from this run's numbers, nothing assumed from the papers.
  */
-import { budgetLabel, fmtLoss, fmtParams, fmtSI } from './aggregate.ts';
+import { budgetLabel, fmtLoss, fmtParams, fmtSI, listAnd } from './aggregate.ts';
 import type { BudgetFit, KindFit, ReportFits, SizeRef } from './fits.ts';
 import { spreadInterval, type SpreadKind } from './stats.ts';
 import type { BudgetKind } from './types.ts';
@@ -17,11 +17,6 @@ export function fmtBudgetValue(value: number, kind: BudgetKind): string {
 
 function sizeName(s: SizeRef): string {
   return s.id !== undefined ? `${s.id} (${fmtParams(s.params)})` : fmtParams(s.params);
-}
-
-function list(items: string[]): string {
-  if (items.length <= 1) return items.join('');
-  return `${items.slice(0, -1).join(', ')} and ${items[items.length - 1]}`;
 }
 
 function seedsText(ns: number[]): string {
@@ -84,7 +79,7 @@ export function rankingSentence(b: BudgetFit): string {
   if (r.entries.length === 0) return `${head}: no final loss to rank.`;
   if (r.entries.length === 1) return `${head}: only ${r.entries[0]!.item.sizeId} has a final loss.`;
   const name = (e: (typeof r.entries)[number]): string => `${e.item.sizeId} (${fmtLoss(e.summary.mean)})`;
-  const groupText = (g: (typeof r.groups)[number]): string => (g.length === 1 ? name(g[0]!) : `${list(g.map(name))}, not distinguishable`);
+  const groupText = (g: (typeof r.groups)[number]): string => (g.length === 1 ? name(g[0]!) : `${listAnd(g.map(name))}, not distinguishable`);
   const order = r.groups.map(groupText).join('; then ');
   if (r.basis === 'single-run') {
     return `${head}, by final validation loss: ${order} (single run, spread unknown: the order may be noise).`;
@@ -92,9 +87,9 @@ export function rankingSentence(b: BudgetFit): string {
   const withSpread = r.entries.filter((e) => e.summary.n > 1);
   const kinds = [...new Set(withSpread.map((e) => spreadInterval(e.summary).kind))];
   const spread = kinds.map((k) => SPREAD_WORDS[k]).join('; ');
-  const mixed = r.basis === 'mixed' ? ` ${list(r.entries.filter((e) => e.summary.n <= 1).map((e) => e.item.sizeId))}: single run, spread unknown.` : '';
+  const mixed = r.basis === 'mixed' ? ` ${listAnd(r.entries.filter((e) => e.summary.n <= 1).map((e) => e.item.sizeId))}: single run, spread unknown.` : '';
   const over = `${head}, by final validation loss over ${seedsText(withSpread.map((e) => e.summary.n))}`;
-  if (r.groups.length === 1) return `${over}: ${list(r.entries.map(name))} are not distinguishable: their spreads (${spread}) overlap.${mixed}`;
+  if (r.groups.length === 1) return `${over}: ${listAnd(r.entries.map(name))} are not distinguishable: their spreads (${spread}) overlap.${mixed}`;
   const tied = r.groups.some((g) => g.length > 1);
   const rule = tied ? `Sizes whose spreads (${spread}) overlap are not ranked against each other.` : `No two spreads (${spread}) overlap, so the order holds.`;
   return `${over}: ${order}. ${rule}${mixed}`;

@@ -16,24 +16,13 @@
 import type { TopLevelSpec } from 'vega-lite';
 import { budgetLabel, fmtParams } from './aggregate.ts';
 import { parabolaAt, powerLawAt, type KindFit, type ReportFits } from './fits.ts';
-import type { PlotSpec } from './plots.ts';
+import { chart, type PlotSpec } from './plots.ts';
 import { spreadInterval } from './stats.ts';
 
 type Json = Record<string, unknown>;
 
-const PANEL = { width: 360, height: 240 };
-
-function chart(title: string, description: string, values: Json[], layers: Json[]): TopLevelSpec {
-  return {
-    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-    title,
-    description,
-    data: { values },
-    config: { font: 'sans-serif', axis: { labelFontSize: 10, titleFontSize: 11 }, legend: { labelLimit: 260 } },
-    ...PANEL,
-    layer: layers,
-  } as unknown as TopLevelSpec;
-}
+/** The fit plots' panels are a little larger than the measured plots' (their labels need room). */
+const FIT_PANEL = { panel: { width: 360, height: 240 } };
 
 function logAxis(field: string, title: string, domain: [number, number]): Json {
   return { field, type: 'quantitative', title, scale: { type: 'log', nice: false, domain }, axis: { format: '~s', labelOverlap: 'greedy', labelSeparation: 6 } };

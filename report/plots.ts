@@ -33,7 +33,7 @@ import {
   sortedSizes,
   type CellGroup,
 } from './aggregate.ts';
-import { bestSizePerBudget } from './conclusion.ts';
+import { bestSizePerBudget, VIEW_NAMES } from './conclusion.ts';
 import { FAMILIES, dropPoints } from './robustness.ts';
 import { spreadInterval } from './stats.ts';
 import { BYTES_VIEWS, type BytesView, type ReportData } from './types.ts';
@@ -74,7 +74,7 @@ interface Layout {
 }
 
 /** A (possibly faceted) layered chart over one inline data set. */
-function chart(title: string, description: string, values: Json[], layers: Json[], layout: Layout = {}): TopLevelSpec {
+export function chart(title: string, description: string, values: Json[], layers: Json[], layout: Layout = {}): TopLevelSpec {
   const base: Json = {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     title,
@@ -448,7 +448,6 @@ function robustnessPlots(data: ReportData): PlotSpec[] {
 }
 
 export const HEADLINE_PLOT = 'accuracy-vs-bytes';
-const VIEW_HEADERS: Record<BytesView, string> = { total: 'total bytes', nonEmbedding: 'non-embedding bytes' };
 
 /**
  * The report's headline: dev accuracy against bytes, one line per size, in both bytes views side by
@@ -464,7 +463,7 @@ function headlinePlot(data: ReportData, groups: CellGroup[]): PlotSpec[] {
     for (const b of budgetIds) {
       for (const s of sortedSizes(data)) {
         const own = groups.filter((g) => g.budgetId === b && g.sizeId === s.id);
-        for (const g of paretoFront(own, view)) values.push({ ...cellRow(data, g, view), view: VIEW_HEADERS[view] });
+        for (const g of paretoFront(own, view)) values.push({ ...cellRow(data, g, view), view: VIEW_NAMES[view] });
       }
     }
   }
@@ -480,7 +479,7 @@ function headlinePlot(data: ReportData, groups: CellGroup[]): PlotSpec[] {
   const title = 'Dev accuracy vs memory: the best each size reaches within a memory budget';
   const description = `Dev accuracy against bytes (log scale), one line per model size, in total bytes (left) and non-embedding bytes (right)${several ? ', one row per budget' : ''}: each line is that size’s best cells (none of its other cells is smaller and more accurate), so read at x it is the best the size reaches within x bytes; where the lines cross, the winning size changes.`;
   const spec = chart(title, description, values, layers, {
-    column: { field: 'view', sort: BYTES_VIEWS.map((v) => VIEW_HEADERS[v]) },
+    column: { field: 'view', sort: BYTES_VIEWS.map((v) => VIEW_NAMES[v]) },
     ...(several ? { row: { field: 'budget', sort: sortedBudgets(data).filter((b) => budgetIds.includes(b.id)).map(budgetLabel) } } : {}),
     independentX: true,
     panel: { width: 340, height: several ? 170 : 230 },

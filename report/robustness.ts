@@ -7,7 +7,7 @@
  * distinguishable", single runs are ordered by value and labelled). Pure functions; rules in
  * docs/report.md ("Robustness to compression").
  */
-import { budgetLabel, sortedBudgets, sortedSizes } from './aggregate.ts';
+import { budgetLabel, listAnd, sortedBudgets, sortedSizes } from './aggregate.ts';
 import { compareSpread, formatSpread, rankBySpread, summarize, type Distinction, type Ranking, type Summary } from './stats.ts';
 import type { Cell, ReportData } from './types.ts';
 
@@ -122,11 +122,6 @@ export function dropPoints(data: ReportData): DropPoint[] {
   return out;
 }
 
-function list(items: string[]): string {
-  if (items.length <= 1) return items.join('');
-  return `${items.slice(0, -1).join(', ')} and ${items[items.length - 1]}`;
-}
-
 /** The robustness cases and the sentence on whether larger sizes are more robust. */
 export function robustness(data: ReportData): Robustness {
   const points = dropPoints(data);
@@ -164,7 +159,7 @@ export function robustness(data: ReportData): Robustness {
       const large = at[at.length - 1]!;
       const cmp = compareSpread(large.drop, small.drop);
       const winner: RobustnessWinner = cmp.distinction === 'indistinguishable' || cmp.order === 0 ? 'not distinguishable' : cmp.order < 0 ? 'larger' : 'smaller';
-      const order = ranking.groups.map((g) => (g.length === 1 ? `${g[0]!.item.sizeId} ${dropText(g[0]!.summary as Summary)}` : `${list(g.map((e) => `${e.item.sizeId} ${dropText(e.summary as Summary)}`))} (not distinguishable)`)).join('; then ');
+      const order = ranking.groups.map((g) => (g.length === 1 ? `${g[0]!.item.sizeId} ${dropText(g[0]!.summary as Summary)}` : `${listAnd(g.map((e) => `${e.item.sizeId} ${dropText(e.summary as Summary)}`))} (not distinguishable)`)).join('; then ');
       const verdict =
         winner === 'not distinguishable'
           ? `the largest (${large.sizeId}) and the smallest (${small.sizeId}) are not distinguishable`
@@ -172,7 +167,7 @@ export function robustness(data: ReportData): Robustness {
             ? `the largest (${large.sizeId}) loses less than the smallest (${small.sizeId})`
             : `the smallest (${small.sizeId}) loses less than the largest (${large.sizeId})`;
       const label = cmp.distinction === 'unknown' ? ' (single run, spread unknown)' : '';
-      const floorNote = floorLevels.length ? ` (at ${list(floorLevels)} a size is at the floor accuracy, a plateau where it cannot lose more, so the harshest level where every size is above it is used)` : '';
+      const floorNote = floorLevels.length ? ` (at ${listAnd(floorLevels)} a size is at the floor accuracy, a plateau where it cannot lose more, so the harshest level where every size is above it is used)` : '';
       const text = `At ${budgetLabel(b)}, ${f.label} at ${at[0]!.levelLabel}${floorNote}: accuracy drop ${order}; ${verdict}${label}.`;
       cases.push({ budgetId: b.id, family: f.id, familyLabel: f.label, level, levelLabel: at[0]!.levelLabel, floorLevels, ranking, smallest: { sizeId: small.sizeId, drop: small.drop }, largest: { sizeId: large.sizeId, drop: large.drop }, distinction: cmp.distinction, winner, text });
     }

@@ -379,7 +379,7 @@ const FITS_NOTE =
   'Per budget, final validation loss against ln(parameters) fitted by a parabola (the IsoFLOP profile); its vertex is the compute-optimal size N_opt, with ±2 standard errors (delta method). “Extrapolated”: N_opt lies outside the sizes measured. “Lowest measured loss”: the size(s) with the lowest mean final loss; sizes whose spreads over seeds overlap are not distinguishable.';
 
 const CELLS_NOTE =
-  'Every (budget, size, method, level) cell after fine-tuning on the classification task. Bytes are the real size of the compressed file; with several seeds, accuracies are means with the min–max range. “Pareto front”: the cell is on the accuracy-vs-memory front of its budget in that bytes view.';
+  'Every (budget, size, method, level) cell after fine-tuning on the classification task. Bytes are the real size of the compressed file; with several seeds, accuracies are means with their spread (min–max with 2 seeds, mean ± 1 sd with 3 or more). “Pareto front”: the cell is on the accuracy-vs-memory front of its budget in that bytes view.';
 
 /**
  * The report's order, the same in report.md and report.html: the title, the headline figure
