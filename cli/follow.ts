@@ -6,6 +6,7 @@ import cliProgress from 'cli-progress';
 import { formatEta } from '../core/run/progress.ts';
 import type { RunRecord, ServerStatus, Status, TrainingView, WorkerView } from '../protocol/index.ts';
 import { CliSession, RefusedError } from './client.ts';
+import { INTERRUPTED_EXIT } from './interrupt.ts';
 
 type RunView = ServerStatus['runs'][number];
 
@@ -59,7 +60,7 @@ const ENDED: ReadonlySet<RunRecord['state']> = new Set(['done', 'failed', 'cance
 export async function follow(url: string, first: CliSession, runId: string, intervalMs: number): Promise<{ state: RunRecord['state']; session: CliSession }> {
   const onSigint = () => {
     process.stderr.write(`\nstopped following; run ${runId} goes on on the server.\n  follow: ttc status --coordinator ${url} --run ${runId} --follow\n  cancel: ttc cancel --coordinator ${url} --run ${runId}\n`);
-    process.exit(130);
+    process.exit(INTERRUPTED_EXIT);
   };
   process.once('SIGINT', onSigint);
   try {

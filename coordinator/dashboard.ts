@@ -300,7 +300,7 @@ function publicRecord(r: RunRecord): Omit<RunRecord, 'dir'> {
 function headline(v: TrainingView) {
   return {
     phase: v.phase, step: v.step, totalSteps: v.totalSteps, trainLoss: v.trainLoss, valLoss: v.valLoss, tokensPerSecond: v.tokensPerSecond,
-    budgetFraction: v.budgetFraction, etaSeconds: v.etaSeconds, workerCount: v.workers.length, failures: v.failures.length,
+    budgetFraction: v.budgetFraction, etaSeconds: v.etaSeconds, failures: v.failures.length,
   };
 }
 

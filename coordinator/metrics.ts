@@ -54,6 +54,16 @@ const PER_RUN: Array<{ name: string; help: string; counter?: true; value: (s: Tr
 /** A private registry of every ttc series, read from `source` at each scrape. */
 export function metricsRegistry(source: MetricsSource): Registry {
   const registry = new Registry();
+  // One snapshot of the runs per scrape, not one per series: a scrape's collect()s run back to back
+  // (no I/O between them), so the snapshot is dropped at the next turn of the event loop.
+  let snapshot: TrainingSample[] | undefined;
+  const trainings = (): TrainingSample[] => {
+    if (!snapshot) {
+      snapshot = source.trainings();
+      setImmediate(() => (snapshot = undefined));
+    }
+    return snapshot;
+  };
   for (const d of PER_RUN) {
     const Kind = d.counter ? Counter : Gauge;
     new Kind({
@@ -63,7 +73,7 @@ export function metricsRegistry(source: MetricsSource): Registry {
       registers: [registry],
       collect(this: Gauge | Counter) {
         this.reset(); // runs that are gone leave no stale series
-        for (const s of source.trainings()) {
+        for (const s of trainings()) {
           const v = d.value(s);
           if (v === null) continue;
           if (this instanceof Gauge) this.set({ run: s.view.runId }, v);

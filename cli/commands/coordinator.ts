@@ -10,7 +10,7 @@ import { loadSecret } from '../../wire/auth.ts';
 import { tlsServerFromEnv } from '../../wire/net/index.ts';
 import { checkRunFits } from '../../ml/loop/memory-check.ts';
 import { parseFlags, parsePort, runConfig } from '../args.ts';
-import { onInterrupt } from '../interrupt.ts';
+import { INTERRUPTED_EXIT, onInterrupt } from '../interrupt.ts';
 import { describeSummary } from '../summary.ts';
 
 export const usage = `ttc coordinator --config <file.json> [--host H] [--port P] [--set key=value ...]
@@ -77,7 +77,7 @@ export async function run(argv: string[]): Promise<number> {
     console.log(describeSummary(summary));
     // Done: the workers exit. Stopped early: they keep retrying, so a resumed coordinator finds them.
     if (summary.completed) registry.stopAll(true, 'run complete');
-    return summary.completed ? 0 : 130;
+    return summary.completed ? 0 : INTERRUPTED_EXIT;
   } catch (e) {
     registry.stopAll(false, `run failed: ${(e as Error).message}`);
     throw e;

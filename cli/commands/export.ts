@@ -36,25 +36,21 @@ export async function run(argv: string[]): Promise<number> {
   let layout = paramLayout(dims);
   let weights: Float32Array;
   let source = dir;
-  let labels: string[] | undefined;
   if (values.compressed) {
     const buf = readFileFlag('--compressed', values.compressed);
     // The file names its parameters: a classifier head means a fine-tuned model.
     const head = decodeSafetensors(buf, values.compressed).tensors['classifier.out_proj.bias'];
-    if (head) {
-      layout = paramLayout(dims, { kind: 'classifier', numClasses: head.shape[0]! });
-      // ttc's one classification task names its classes; another head size keeps the default names
-      if (head.shape[0] === NUM_CLASSES) labels = classLabels();
-    }
+    if (head) layout = paramLayout(dims, { kind: 'classifier', numClasses: head.shape[0]! });
     weights = decodeCompressed(buf, layout);
     source = values.compressed;
   } else if (values.finetuned) {
     ({ layout, weights } = readFinetuned(values.finetuned, dims));
-    if (layout.byName.get('classifier.out_proj.bias')!.size === NUM_CLASSES) labels = classLabels();
     source = values.finetuned;
   } else {
     weights = loadCheckpoint(dir, layout).weights;
   }
+  // ttc's one classification task names its classes; another head size (or none) keeps the default names
+  const labels = layout.byName.get('classifier.out_proj.bias')?.size === NUM_CLASSES ? classLabels() : undefined;
   const tok = await tokenizerOf(values, dims, (m) => console.error(m));
   if ('missing' in tok) console.error(`ttc export: no tokenizer exported: ${tok.missing}`);
   const tokenizer = 'tokenizer' in tok ? tok.tokenizer : undefined;

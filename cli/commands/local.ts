@@ -13,7 +13,7 @@ import { readSweepDir } from '../../coordinator/sweep-config.ts';
 import { evaluateSweepDir } from '../../coordinator/sweep.ts';
 import { checkRunFits } from '../../ml/loop/memory-check.ts';
 import { parseFlags, parseWorkers, runConfig } from '../args.ts';
-import { onInterrupt } from '../interrupt.ts';
+import { INTERRUPTED_EXIT, onInterrupt } from '../interrupt.ts';
 import { describeSummary } from '../summary.ts';
 import { printEvaluation } from '../sweep-output.ts';
 
@@ -60,7 +60,7 @@ async function trainLocally(values: { config?: string; resume?: string; set?: st
     console.log(describeSummary(summary));
     if (!summary.completed) console.log(`continue with: ttc local --workers ${n} --resume ${runDir.dir}`);
     await cluster.stop(true, summary.completed ? 'run complete' : 'run stopped');
-    return summary.completed ? 0 : 130;
+    return summary.completed ? 0 : INTERRUPTED_EXIT;
   } catch (e) {
     await cluster.stop(false, `run failed: ${(e as Error).message}`);
     throw e;

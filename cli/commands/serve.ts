@@ -6,6 +6,7 @@ import { RunServer } from '../../coordinator/server.ts';
 import { loadSecret } from '../../wire/auth.ts';
 import { tlsServerFromEnv } from '../../wire/net/index.ts';
 import { outputDirFlag, overridesFromSets, parseFlags, parsePort } from '../args.ts';
+import { INTERRUPTED_EXIT } from '../interrupt.ts';
 
 export const usage = `ttc serve [--host H] [--port P] [--output-dir DIR] [--set key=value ...]
 
@@ -48,7 +49,7 @@ export async function run(argv: string[]): Promise<number> {
   await new Promise<void>((resolve) => {
     let stopping = false;
     const onSignal = () => {
-      if (stopping) process.exit(130);
+      if (stopping) process.exit(INTERRUPTED_EXIT);
       stopping = true;
       log.warn('shutting down: a running run continues from its last checkpoint when the server restarts');
       void server.close().then(resolve);

@@ -14,7 +14,7 @@ import type { PretrainRun } from '../../coordinator/pretrain.ts';
 import { checkSweepFits, loadSweepConfig, readSweepDir, type SweepConfig } from '../../coordinator/sweep-config.ts';
 import { runSweep } from '../../coordinator/sweep.ts';
 import { parseFlags, parseWorkers } from '../args.ts';
-import { onInterrupt } from '../interrupt.ts';
+import { INTERRUPTED_EXIT, onInterrupt } from '../interrupt.ts';
 import { printEvaluation } from '../sweep-output.ts';
 import { SweepView, viewMode } from '../sweep-view.ts';
 
@@ -90,7 +90,7 @@ export async function run(argv: string[]): Promise<number> {
     view.stop();
     if (!out.completed) {
       console.log(`sweep ${path.basename(sweepDir)} stopped; continue with: ttc sweep --resume ${sweepDir}`);
-      return 130;
+      return INTERRUPTED_EXIT;
     }
     const code = sweep.evaluation ? printEvaluation(sweepDir, out) : (out.conclusion.forEach((l) => console.log(l)), 0);
     console.log(`sweep ${path.basename(sweepDir)}: ${out.members.length} members trained`);

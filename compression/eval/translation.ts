@@ -38,6 +38,7 @@ export async function evaluateTranslationCells(task: TranslationTask, weights: F
   const layout = task.layout;
   const trainer = task.createTrainer(weights);
   const refs = [task.data.evalPairs.map((p) => p.fr)];
+  const evalBatches = pairBatches(task.data.evalSet, 32); // the same for every cell
   const out: TranslationCellResult[] = [];
   try {
     for (const cell of cells) {
@@ -48,7 +49,7 @@ export async function evaluateTranslationCells(task: TranslationTask, weights: F
       const file = encodeCompressed(weights, layout, spec);
       const sizes = compressedSizes(file, layout);
       trainer.setWeights(compressedWeights(weights, layout, spec));
-      const loss = await trainer.evaluate(pairBatches(task.data.evalSet, 32));
+      const loss = await trainer.evaluate(evalBatches);
       const hyp = await task.translations(trainer, 1);
       const r = { cell, label: cellLabel(cell), bytes: sizes.totalBytes, embeddingBytes: sizes.embeddingBytes, loss, bleu: corpusBleu(hyp, refs, { lowercase: true }).score };
       out.push(r);

@@ -16,7 +16,7 @@ export type LogLevel = 'info' | 'warn' | 'error';
  */
 export type ConsoleSink = (level: LogLevel, text: string) => void;
 
-export const stderrSink: ConsoleSink = (_level, text) => void process.stderr.write(`${text}\n`);
+const stderrSink: ConsoleSink = (_level, text) => void process.stderr.write(`${text}\n`);
 
 /** `quiet`: info lines go to the file only. `console`: where the console lines go instead of stderr. */
 export function createLogger(prefix = '', file?: string, opts: boolean | { quiet?: boolean; console?: ConsoleSink } = false): Logger {

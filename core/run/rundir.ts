@@ -51,7 +51,6 @@ export function createRunDir(config: Config, configPath?: string): RunDir {
   return run;
 }
 
-/** An existing run directory and the config stored in it. */
 /**
  * A run directory whose start was killed before its config.json landed (createRunDir writes it
  * first, atomically): empty, or holding only that write's temporary. Removes it so the run can
@@ -64,6 +63,7 @@ export function removeUnstartedRunDir(dir: string): void {
   fs.rmSync(dir, { recursive: true, force: true });
 }
 
+/** An existing run directory and the config stored in it. */
 export function openRunDir(dir: string): { run: RunDir; storedConfig: unknown } {
   const run = runDirFor(dir);
   if (!fs.existsSync(run.configFile)) throw new RunDirError(`${dir} is not a ttc run directory (no config.json)`);

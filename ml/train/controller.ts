@@ -7,7 +7,7 @@
 import type { Config } from '../../core/config/schema.ts';
 import { numMaskedPerSeq } from '../data/masking.ts';
 import { mlmStepFlops, seq2seqStepFlops } from '../flops.ts';
-import { paramLayout, parameterCount, type ModelDims, type ParamLayout } from '../model/spec.ts';
+import { paramLayout, type ModelDims, type ParamLayout } from '../model/spec.ts';
 import type { Seq2SeqDims } from '../model/seq2seq.ts';
 import { estimateStepsForSeconds, fixedStepBudget } from './budget.ts';
 import { learningRate, warmupSteps } from './schedule.ts';
@@ -277,7 +277,7 @@ export class RunController {
       backend: backend.name,
       backendDetail: backend.detail,
       workers: s.worldSize,
-      parameters: this.config.task === 'translation' ? runLayout(this.config).total : parameterCount(this.dims),
+      parameters: runLayout(this.config).total,
       flopsPerStep: this.flopsPerStep,
       steps: s.step,
       totalSteps: s.totalSteps,
