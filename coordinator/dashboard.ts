@@ -19,6 +19,8 @@ import { runDirFor } from '../core/run/rundir.ts';
 import type { Logger } from '../core/run/log.ts';
 import type { RunRecord, RunState, TrainingView, WorkerView } from '../protocol/index.ts';
 import { proofsEqual } from '../wire/auth.ts';
+import { readSummary } from '../ml/loop/pretrain.ts';
+import type { RunSummary } from '../ml/train/controller.ts';
 import type { TrainingSample } from './metrics.ts';
 
 export interface DashboardSource {
@@ -193,14 +195,15 @@ export class Dashboard {
       if (record?.kind !== 'sweep' || !memberIds(record.dir).includes(member)) return undefined;
       const dir = path.join(record.dir, 'members', member);
       const sample = samples.find((s) => s.view.runDir === dir);
-      return { id: `${id}/${member}`, kind: 'train', sweep: id, state: memberState(dir, sample), ...this.training(dir, sample) };
+      const summary = readSummary(dir);
+      return { id: `${id}/${member}`, kind: 'train', sweep: id, state: memberState(summary, sample), ...this.training(dir, sample, summary) };
     }
     if (record?.kind === 'sweep') {
       const members = memberIds(record.dir).map((m) => {
         const dir = path.join(record.dir, 'members', m);
         const s = samples.find((x) => x.view.runDir === dir);
-        const sum = readJson(runDirFor(dir).summaryFile) as { steps?: number; totalSteps?: number; finalValLoss?: number | null } | undefined;
-        return { id: m, state: memberState(dir, s), step: s?.view.step ?? sum?.steps ?? null, totalSteps: s?.view.totalSteps ?? sum?.totalSteps ?? null, valLoss: s?.view.valLoss ?? sum?.finalValLoss ?? null };
+        const sum = readSummary(dir);
+        return { id: m, state: memberState(sum, s), step: s?.view.step ?? sum?.steps ?? null, totalSteps: s?.view.totalSteps ?? sum?.totalSteps ?? null, valLoss: s?.view.valLoss ?? sum?.finalValLoss ?? null };
       });
       const live = this.sampleOf(record, samples);
       return { ...publicRecord(record), members, liveMember: live ? path.basename(live.view.runDir) : null, report: this.hasReport(record) ? `/report/${encodeURIComponent(id)}` : null };
@@ -212,9 +215,9 @@ export class Dashboard {
     return { ...(record ? publicRecord(record) : { id, kind: 'train', state: stateOfPhase(sample!.view.phase) }), ...this.training(dir, sample), report };
   }
 
-  private training(dir: string, sample: TrainingSample | undefined): Record<string, unknown> {
+  /** `summary`: the run's summary.json when the caller has read it already. */
+  private training(dir: string, sample: TrainingSample | undefined, summary = readSummary(dir)): Record<string, unknown> {
     const run = runDirFor(dir);
-    const summary = readJson(run.summaryFile);
     const failures = sample?.view.failures ?? (readJson(run.failuresFile) as string[] | undefined) ?? [];
     const rows = this.metricsOf(run.metricsFile);
     const view = sample ? (({ runDir: _, workers: __, ...rest }: TrainingView) => rest)(sample.view) : null;
@@ -313,9 +316,9 @@ function stateOfPhase(phase: string): RunState {
 }
 
 /** A sweep member's state: its live phase, else done (summary.json says completed) or stopped (it has a checkpoint to continue from). */
-function memberState(dir: string, s: TrainingSample | undefined): 'running' | 'done' | 'failed' | 'stopped' {
+function memberState(summary: RunSummary | undefined, s: TrainingSample | undefined): 'running' | 'done' | 'failed' | 'stopped' {
   if (s && (s.view.phase === 'training' || s.view.phase.startsWith('forming') || s.view.phase.startsWith('waiting'))) return 'running';
-  if ((readJson(runDirFor(dir).summaryFile) as { completed?: boolean } | undefined)?.completed) return 'done';
+  if (summary?.completed) return 'done';
   return s?.view.phase.startsWith('failed') ? 'failed' : 'stopped';
 }
 
