@@ -21,7 +21,7 @@ import {
 import { fitConclusion, fitHeadline } from './fit-conclusion.ts';
 import { fitReportData, type ReportFits } from './fits.ts';
 import { robustness, type Robustness } from './robustness.ts';
-import { compareSpread, formatSpread, type Distinction } from './stats.ts';
+import { compareSpread, formatSpread, SPREAD_NOTE, type Distinction } from './stats.ts';
 import { BYTES_VIEWS, type BytesView, type ReportData } from './types.ts';
 
 export const VIEW_NAMES: Record<BytesView, string> = { total: 'total bytes', nonEmbedding: 'non-embedding bytes' };
@@ -268,8 +268,9 @@ export function conclude(data: ReportData, options: ConcludeOptions = {}): Concl
   const judgement: Judgement =
     decided.length === 0 ? 'undecided' : decided.every((p) => p.judgement === 'supports') ? 'supports' : decided.every((p) => p.judgement === 'contradicts') ? 'contradicts' : 'neither';
 
-  const verdict = writeVerdict(data, bestSizes, comparisons, robust, perBudget, judgement);
-  const headline = writeHeadline(data, answers, perBudget, judgement);
+  const caveat = seedCaveat(data);
+  const verdict = writeVerdict(data, bestSizes, comparisons, robust, perBudget, judgement, caveat);
+  const headline = writeHeadline(data, answers, perBudget, judgement, caveat);
   const lines = [...bestSizes.map((b) => b.text), ...answers.map((a) => a.text), ...fitLines, ...robust.cases.map((c) => c.text), verdict];
   return { fits, fitLines, fitHeadline: fitShort, bestSizes, memoryBudgets: mbs, answers, comparisons, robustness: robust, perBudget, judgement, verdict, headline, lines };
 }
@@ -304,7 +305,7 @@ function seedCaveat(data: ReportData): string {
   // Seeds per cell across the report (not only the compared ones: with one size nothing is compared).
   const maxSeeds = Math.max(1, ...data.cells.map((c) => (c.seed === undefined ? 1 : data.cells.filter((o) => o.sizeId === c.sizeId && o.budgetId === c.budgetId && o.method === c.method && o.level === c.level).length)));
   return maxSeeds > 1
-    ? 'Accuracies and losses are means over seeds; two values whose spreads overlap (min–max with 2 seeds, mean ± 1 sd with 3 or more) are not distinguishable and are counted as such, not ranked.'
+    ? `Accuracies and losses are means over seeds; two values whose spreads overlap (${SPREAD_NOTE}) are not distinguishable and are counted as such, not ranked.`
     : 'Each cell was measured with one seed, so small differences may be noise.';
 }
 
@@ -335,8 +336,9 @@ function runsText(runs: WinnerRun[]): string {
 }
 
 /** The short verdict the report opens with (see Conclusion.headline). */
-function writeHeadline(data: ReportData, answers: MemoryAnswer[], perBudget: BudgetVerdict[], judgement: Judgement): string {
-  if (perBudget.length === 0) return `There are no compression cells, so the report cannot say which size is best at a memory budget. ${seedCaveat(data)}`;
+/** `caveat`: seedCaveat's sentence, which the verdict ends with too. */
+function writeHeadline(data: ReportData, answers: MemoryAnswer[], perBudget: BudgetVerdict[], judgement: Judgement, caveat: string): string {
+  if (perBudget.length === 0) return `There are no compression cells, so the report cannot say which size is best at a memory budget. ${caveat}`;
   const budgetById = new Map(data.budgets.map((b) => [b.id, b]));
   const perBudgetText = perBudget.map((p) => {
     const label = budgetLabel(budgetById.get(p.budgetId)!);
@@ -368,7 +370,7 @@ function writeHeadline(data: ReportData, answers: MemoryAnswer[], perBudget: Bud
       sentences.push(`So the data cannot settle whether larger-then-compressed wins: no memory budget fits cells of two sizes.`);
       break;
   }
-  sentences.push(seedCaveat(data));
+  sentences.push(caveat);
   return sentences.join(' ');
 }
 
@@ -379,6 +381,7 @@ function writeVerdict(
   robust: Robustness,
   perBudget: BudgetVerdict[],
   judgement: Judgement,
+  caveat: string,
 ): string {
   const budgetById = new Map(data.budgets.map((b) => [b.id, b]));
   const parts: string[] = [];
@@ -451,6 +454,6 @@ function writeVerdict(
           : 'So the data cannot settle the claim';
   parts.push(perBudget.length > 0 ? `${head}: ${list(perBudget.map(say))}.` : `${head}: there are no compression cells.`);
 
-  parts.push(seedCaveat(data));
+  parts.push(caveat);
   return parts.join(' ');
 }

@@ -35,7 +35,7 @@ import {
 } from './aggregate.ts';
 import { bestSizePerBudget, VIEW_NAMES } from './conclusion.ts';
 import { FAMILIES, dropPoints } from './robustness.ts';
-import { spreadInterval } from './stats.ts';
+import { SPREAD_NOTE, spreadInterval } from './stats.ts';
 import { BYTES_VIEWS, type BytesView, type ReportData } from './types.ts';
 import { codedError } from '../core/errors.ts';
 
@@ -60,7 +60,6 @@ const PANEL = { width: 320, height: 220 };
 const BYTES_TITLE: Record<BytesView, string> = { total: 'total bytes (log scale)', nonEmbedding: 'non-embedding bytes (log scale)' };
 const DEV_TITLE = 'dev accuracy';
 /** what a band or error bar spans (stats.ts spreadInterval) */
-export const SPREAD_NOTE = 'min–max with 2 seeds, mean ± 1 sd with 3 or more';
 
 // ---------------------------------------------------------------------------------------------
 // spec helpers

@@ -56,6 +56,9 @@ export interface SpreadInterval {
   kind: SpreadKind;
 }
 
+/** The rule of spreadInterval in words, for captions and sentences. */
+export const SPREAD_NOTE = 'min–max with 2 seeds, mean ± 1 sd with 3 or more';
+
 /** The interval the distinguishability rule (and the plots' error bars) use for one summarized value. */
 export function spreadInterval(s: SpreadLike): SpreadInterval {
   if (s.n <= 1) return { lo: s.mean, hi: s.mean, kind: 'none' };
