@@ -24,7 +24,7 @@ import { gunzipSync } from 'node:zlib';
 import { DataError } from '../../core/errors.ts';
 import { isTempName, writeFileAtomic, writeJsonAtomic } from '../../core/fs.ts';
 import { alignDdtp, DEFAULT_ALIGN_RULES, DEFAULT_SPLIT, parseTranslationFile, SPLIT_NAMES, splitPairs, type AlignRules, type AlignStats, type SplitFractions, type SplitName } from './ddtp.ts';
-import { formatPairsTsv, readPairsTsv, type Pair } from './pairs.ts';
+import { formatPairsTsv, readPairsFile, readPairsTsv, type Pair } from './pairs.ts';
 
 export const DDTP_SUITE = 'bookworm';
 export const DDTP_COMPONENT = 'main';
@@ -411,7 +411,7 @@ export function prepareDdtp(opts: PrepareDdtpOptions): PreparedPairs {
 
 /** A user's TSV of pairs, split like DDTP's (deduplicated, the same hash split) into `dir`. */
 export function preparePairsTsv(file: string, dir: string, split: SplitFractions = DEFAULT_SPLIT): PreparedPairs {
-  const pairs = readPairsTsv(file);
+  const { pairs, bytes } = readPairsFile(file);
   const seen = new Set<string>();
   const unique = pairs.filter((p) => {
     const k = `${p.en}\t${p.fr}`;
@@ -421,7 +421,7 @@ export function preparePairsTsv(file: string, dir: string, split: SplitFractions
   });
   if (unique.length === 0) throw new DataError(`${file}: no pairs`);
   makeDir(dir);
-  const m = writeSplits(dir, unique, split, {}, { source: { kind: 'tsv', file: path.resolve(file), sha256: sha256Hex(readFileSync(file)) } });
+  const m = writeSplits(dir, unique, split, {}, { source: { kind: 'tsv', file: path.resolve(file), sha256: sha256Hex(bytes) } });
   return { dir, manifest: m, from: 'tsv' };
 }
 

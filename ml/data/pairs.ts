@@ -34,6 +34,11 @@ export function parsePairsTsv(text: string, source = 'pairs.tsv'): Pair[] {
 
 /** Reads a TSV file of pairs (DataError when unreadable, not UTF-8 or malformed). */
 export function readPairsTsv(file: string): Pair[] {
+  return readPairsFile(file).pairs;
+}
+
+/** readPairsTsv, with the bytes the pairs were parsed from (to checksum exactly what was read). */
+export function readPairsFile(file: string): { pairs: Pair[]; bytes: Buffer } {
   let buf: Buffer;
   try {
     buf = readFileSync(file);
@@ -46,7 +51,7 @@ export function readPairsTsv(file: string): Pair[] {
   } catch {
     throw new DataError(`${file}: not valid UTF-8`);
   }
-  return parsePairsTsv(text, file);
+  return { pairs: parsePairsTsv(text, file), bytes: buf };
 }
 
 /** The TSV text of `pairs` (a final newline after each line). */
